@@ -1,0 +1,43 @@
+// column_sum.wgsl: sums over the rows of a matrix (bias gradients db = Σ_i dz_i, and the totals of
+// the per-row loss/correct statistics).
+//
+// Math: out[j] (+)= Σ_{i < p.rows} m[i * p.cols + j]   (accumulate when p.accumulate = 1)
+//
+// Bindings (group 0):
+//   0 uniform p: Params
+//   1 storage m: array<f32>, read. p.rows x p.cols, row-major.
+//   2 storage out: array<f32>, read_write. p.cols values.
+//
+// Invocation: workgroup j (of 256 invocations) owns column j. Invocation t sums rows t, t+256, ...
+// then the workgroup adds its 256 partial sums in a tree in workgroup memory (a fixed order, so
+// results repeat exactly). Host dispatch: (p.cols, 1, 1); p.cols <= 65535.
+// Bounds: the row loop stops at p.rows; every workgroup index is a valid column.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> m: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn column_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let j = wg.x;
+    var s = 0.0;
+    for (var i = t; i < p.rows; i += 256u) { s += m[i * p.cols + j]; }
+    partial[t] = s;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (t < stride) { partial[t] += partial[t + stride]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        out[j] = select(partial[0], out[j] + partial[0], p.accumulate == 1u);
+    }
+}

@@ -1,0 +1,37 @@
+//! What the training loop needs from a backend: one full-batch step, statistics, parameters.
+
+use crate::model::{Params, Stats};
+
+/// Which data split to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("GPU error: {0} (use --backend cpu to train without the GPU)")]
+    Gpu(String),
+    #[error("{0} (use --backend cpu, or install a Vulkan driver such as mesa-vulkan-drivers)")]
+    NoAdapter(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub trait Backend {
+    /// "cpu" or "gpu".
+    fn name(&self) -> &'static str;
+    /// The device in words: thread count, or the adapter's name and API.
+    fn device(&self) -> String;
+    /// One iteration of full-batch gradient descent: the mean gradient over the whole training
+    /// set at the current parameters, then `params -= lr * grads`. Does not wait for a GPU.
+    fn step(&mut self, lr: f32) -> Result<(), BackendError>;
+    /// Training loss/accuracy measured by the latest step's forward pass (before its update).
+    fn step_stats(&mut self) -> Result<Stats, BackendError>;
+    /// Loss/accuracy of the current parameters on a split.
+    fn evaluate(&mut self, split: Split) -> Result<Stats, BackendError>;
+    fn params(&mut self) -> Result<Params, BackendError>;
+    /// The gradients the latest step applied.
+    fn gradients(&mut self) -> Result<Params, BackendError>;
+}

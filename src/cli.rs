@@ -1,0 +1,100 @@
+//! Command-line interface: clap derive types, validated as they are parsed.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::Activation;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpu-mnist",
+    version,
+    about = "Train an MNIST perceptron with WGSL compute shaders (wgpu) or on the CPU"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train 784 -> H -> 10 by full-batch gradient descent and report test accuracy.
+    Train(TrainArgs),
+    /// List the GPU adapters wgpu sees, with the limits that matter here.
+    Devices,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// A hardware GPU when wgpu finds one, else the CPU.
+    Auto,
+    /// WGSL shaders on the best adapter wgpu finds, software ones (llvmpipe) included.
+    Gpu,
+    /// The CPU backend.
+    Cpu,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Gradient-descent iterations (each one over the whole training set).
+    #[arg(long, default_value_t = 500, value_parser = positive)]
+    pub iterations: usize,
+    /// Hidden units H.
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    pub hidden: usize,
+    /// Hidden-layer activation (relu trains best here; sigmoid and elu are the classic seeds).
+    #[arg(long, value_enum, default_value_t = Activation::Relu)]
+    pub activation: Activation,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.5, value_parser = learning_rate)]
+    pub lr: f32,
+    /// Seed of the weight initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train without the bias vectors b1 and b2.
+    #[arg(long)]
+    pub no_bias: bool,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Use the first GPU adapter whose name contains this text (see `gpu-mnist devices`).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Folder with the four MNIST IDX files (raw or gzipped).
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Train on the first N training images only.
+    #[arg(long, value_parser = positive)]
+    pub samples: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long, value_parser = positive)]
+    pub test_samples: Option<usize>,
+    /// Print train loss, train accuracy and test accuracy every K iterations.
+    #[arg(long, value_parser = positive)]
+    pub eval_every: Option<usize>,
+    /// GPU runs: recompute every K-th step on the CPU and stop if loss or gradients differ.
+    #[arg(long, value_parser = positive)]
+    pub verify_every: Option<usize>,
+    /// CPU threads (default: all cores).
+    #[arg(long, value_parser = positive)]
+    pub threads: Option<usize>,
+    /// GPU: at most this many training rows per chunk (rounded down to a multiple of 64).
+    #[arg(long, value_parser = positive)]
+    pub chunk_rows: Option<usize>,
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+fn learning_rate(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}

@@ -1,0 +1,195 @@
+//! The subcommands: wiring the CLI to data, backends and the training loop, and printing.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::Backend;
+use crate::cli::{BackendChoice, TrainArgs};
+use crate::cpu::CpuBackend;
+use crate::data::{self, Mnist};
+use crate::gpu::{GpuBackend, GpuContext, context};
+use crate::model::{K, Params, Shape};
+use crate::train::{self, Event, Summary, TrainConfig};
+
+/// `--data` as given, or, for the default relative path, the copy bundled with the sources when
+/// the program runs from another folder.
+fn data_dir(arg: &PathBuf) -> PathBuf {
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    if arg == &PathBuf::from("data/mnist") && !arg.exists() && bundled.exists() { bundled } else { arg.clone() }
+}
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
+    }
+    let dir = data_dir(&args.data);
+    let mut mnist: Mnist = data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+    if let Some(n) = args.samples {
+        mnist.train.truncate(n);
+    }
+    if let Some(n) = args.test_samples {
+        mnist.test.truncate(n);
+    }
+    let shape = Shape { d: mnist.train.d(), h: args.hidden, k: K, bias: !args.no_bias };
+    let params = Params::init(shape, args.activation, args.seed);
+    let cfg = TrainConfig {
+        iterations: args.iterations,
+        lr: args.lr,
+        report_every: args.eval_every.unwrap_or((args.iterations / 20).max(1)),
+        eval_test: args.eval_every.is_some(),
+        verify_every: args.verify_every,
+    };
+    println!(
+        "MNIST: {} training and {} test images of {}x{} from {}",
+        mnist.train.n,
+        mnist.test.n,
+        mnist.train.rows,
+        mnist.train.cols,
+        dir.display()
+    );
+    println!(
+        "model: {} -> {} ({}) -> {}, {} parameters{}; lr {}, {} iterations, seed {}",
+        shape.d,
+        shape.h,
+        args.activation.name(),
+        K,
+        shape.parameter_count(),
+        if shape.bias { "" } else { ", no bias" },
+        args.lr,
+        args.iterations,
+        args.seed
+    );
+    let gpu = match args.backend {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => Some(GpuContext::open(args.adapter.as_deref(), false)?),
+        BackendChoice::Auto => match GpuContext::open(args.adapter.as_deref(), true) {
+            Ok(ctx) => Some(ctx),
+            Err(e) => {
+                println!("{e}; using the CPU backend");
+                None
+            }
+        },
+    };
+    let summary = match gpu {
+        Some(ctx) => {
+            let mut b = GpuBackend::new(ctx, &mnist.train, &mnist.test, &params, args.activation, args.chunk_rows)?;
+            if b.chunk_rows() < mnist.train.n {
+                println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
+            }
+            let verifier =
+                args.verify_every.map(|_| CpuBackend::new(&mnist.train, &mnist.test, params.clone(), args.activation));
+            run(&mut b, &cfg, verifier.as_ref())?
+        }
+        None => {
+            if args.verify_every.is_some() {
+                println!(
+                    "--verify-every compares the GPU with the CPU; on the CPU backend there is nothing to compare"
+                );
+            }
+            let mut b = CpuBackend::new(&mnist.train, &mnist.test, params, args.activation);
+            run(&mut b, &cfg, None)?
+        }
+    };
+    let _ = summary;
+    Ok(())
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// Trains with a progress bar on a terminal, plain lines otherwise, then prints the summary.
+fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>) -> Result<Summary> {
+    let (backend, device) = (b.name(), b.device());
+    println!("backend: {backend} ({device})");
+    let tty = std::io::stdout().is_terminal();
+    let bar = if tty {
+        let bar = ProgressBar::new(cfg.iterations as u64);
+        let style = ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} iterations  {msg}  {per_sec} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let say = |line: String| if tty { bar.println(line) } else { println!("{line}") };
+    let mut on_event = |e: Event| match e {
+        Event::Step { .. } => bar.inc(1),
+        Event::Report { iteration, train, test, seconds } => {
+            let test = test.map(|t| format!("  test acc {}", percent(t.accuracy()))).unwrap_or_default();
+            let line =
+                format!("iter {iteration:>5}  loss {:.4}  train acc {}{test}", train.loss, percent(train.accuracy()));
+            if tty {
+                bar.set_message(line.clone());
+            }
+            if !tty || cfg.eval_test {
+                say(format!("{line}  ({seconds:.1} s)"));
+            }
+        }
+        Event::Verified { iteration, loss, grads } => {
+            let g: Vec<String> = grads.iter().map(|(n, d)| format!("d{n} {d:.1e}")).collect();
+            say(format!("verify iter {iteration}: relative difference to CPU: loss {loss:.1e}, {}", g.join(", ")));
+        }
+    };
+    let summary = train::train(b, cfg, verifier, &mut on_event);
+    bar.finish_and_clear();
+    let s = summary?;
+    println!(
+        "final: train loss {:.4}, train accuracy {}, test accuracy {} ({} of {})",
+        s.train.loss,
+        percent(s.train.accuracy()),
+        percent(s.test.accuracy()),
+        s.test.correct,
+        s.test.n
+    );
+    println!(
+        "time: {} iterations in {:.2} s, {:.2} it/s ({:.4} s/iteration) on {backend} ({device})",
+        s.iterations,
+        s.seconds,
+        s.iterations as f64 / s.seconds,
+        s.seconds / s.iterations as f64
+    );
+    Ok(s)
+}
+
+pub fn devices() -> Result<()> {
+    let adapters = context::adapters();
+    if adapters.is_empty() {
+        println!(
+            "wgpu sees no adapters: no Vulkan/Metal/DX12 driver is installed (on Debian: apt-get install mesa-vulkan-drivers for the software one), or {} is set",
+            context::HIDE_ADAPTERS_ENV
+        );
+        return Ok(());
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        let (info, l) = (a.get_info(), a.limits());
+        let kind = if context::is_hardware(&info) {
+            "hardware"
+        } else {
+            "software: --backend auto skips it, --backend gpu uses it"
+        };
+        println!("{i}: {} ({kind})", context::describe(&info));
+        println!("   driver: {} {}", info.driver, info.driver_info);
+        println!(
+            "   max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB",
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_buffer_size >> 20
+        );
+        println!(
+            "   max_compute_workgroup_storage_size {} KiB, max_compute_invocations_per_workgroup {}, max_compute_workgroups_per_dimension {}",
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension
+        );
+    }
+    match adapters.iter().find(|a| context::is_hardware(&a.get_info())) {
+        Some(a) => println!("--backend auto uses: {}", context::describe(&a.get_info())),
+        None => println!("--backend auto uses: the CPU (no hardware adapter)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The CPU backend: the readable reference (`reference`) and the fast threaded sparse step
+//! (`fast`) that training uses, tested against the reference.
+
+pub mod fast;
+pub mod reference;
+
+use crate::backend::{Backend, BackendError, Split};
+use crate::data::Dataset;
+use crate::model::{Activation, Params, Stats};
+use fast::SparseRows;
+
+/// One data split prepared for the fast path.
+struct SparseSet {
+    x: SparseRows,
+    labels: Vec<u8>,
+}
+
+impl SparseSet {
+    fn new(set: &Dataset) -> Self {
+        SparseSet { x: SparseRows::from_pixels(&set.pixels, set.d()), labels: set.labels.clone() }
+    }
+}
+
+pub struct CpuBackend {
+    act: Activation,
+    params: Params,
+    grads: Params,
+    last: Stats,
+    train: SparseSet,
+    test: SparseSet,
+}
+
+impl CpuBackend {
+    pub fn new(train: &Dataset, test: &Dataset, params: Params, act: Activation) -> Self {
+        let grads = Params::zeros(params.shape);
+        CpuBackend {
+            act,
+            params,
+            grads,
+            last: Stats::default(),
+            train: SparseSet::new(train),
+            test: SparseSet::new(test),
+        }
+    }
+
+    /// Gradients and loss of the whole training set at `params`, leaving this backend unchanged
+    /// (what `--verify-every` compares a GPU step with).
+    pub fn gradients_at(&self, params: &Params) -> (Params, Stats) {
+        fast::forward_backward(params, self.act, &self.train.x, &self.train.labels)
+    }
+
+    pub fn threads() -> usize {
+        rayon::current_num_threads()
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn device(&self) -> String {
+        let threads = Self::threads();
+        format!("{threads} thread{}", if threads == 1 { "" } else { "s" })
+    }
+
+    fn step(&mut self, lr: f32) -> Result<(), BackendError> {
+        let (grads, stats) = self.gradients_at(&self.params);
+        self.params.sgd_update(&grads, lr);
+        self.grads = grads;
+        self.last = stats;
+        Ok(())
+    }
+
+    fn step_stats(&mut self) -> Result<Stats, BackendError> {
+        Ok(self.last)
+    }
+
+    fn evaluate(&mut self, split: Split) -> Result<Stats, BackendError> {
+        let set = match split {
+            Split::Train => &self.train,
+            Split::Test => &self.test,
+        };
+        Ok(fast::evaluate(&self.params, self.act, &set.x, &set.labels))
+    }
+
+    fn params(&mut self) -> Result<Params, BackendError> {
+        Ok(self.params.clone())
+    }
+
+    fn gradients(&mut self) -> Result<Params, BackendError> {
+        Ok(self.grads.clone())
+    }
+}

@@ -1,0 +1,188 @@
+//! Finding an adapter, opening the device with the adapter's real limits, reading buffers back,
+//! and turning wgpu's asynchronous errors into `BackendError`s instead of panics.
+
+use std::sync::{Arc, Mutex};
+
+use crate::backend::BackendError;
+
+/// Set this variable (to anything but "0") to make wgpu's adapters invisible to this program:
+/// the way to test the no-GPU paths on a machine that has one.
+pub const HIDE_ADAPTERS_ENV: &str = "GPU_MNIST_HIDE_ADAPTERS";
+
+/// All adapters wgpu can see (any backend the build supports, or `WGPU_BACKEND` if set).
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    if std::env::var(HIDE_ADAPTERS_ENV).is_ok_and(|v| v != "0") {
+        return Vec::new();
+    }
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    let mut list = pollster::block_on(instance.enumerate_adapters(backends));
+    list.sort_by_key(|a| rank(&a.get_info()));
+    list
+}
+
+/// Lower is better: hardware before software, Vulkan/Metal/DX12 before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (kind, api)
+}
+
+/// True for adapters that run on a real GPU (not a software rasteriser such as llvmpipe).
+pub fn is_hardware(info: &wgpu::AdapterInfo) -> bool {
+    !matches!(info.device_type, wgpu::DeviceType::Cpu)
+}
+
+/// One line per adapter: "NAME (TYPE, API)".
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend)
+}
+
+/// The adapter to use: the best one whose name contains `name` (case-insensitive) if given,
+/// else the best one; with `hardware_only`, software adapters are skipped.
+pub fn select(name: Option<&str>, hardware_only: bool) -> Result<wgpu::Adapter, BackendError> {
+    let all = adapters();
+    let seen = if all.is_empty() {
+        "none".to_string()
+    } else {
+        all.iter().map(|a| describe(&a.get_info())).collect::<Vec<_>>().join("; ")
+    };
+    let wanted = name.map(str::to_lowercase);
+    all.into_iter()
+        .filter(|a| !hardware_only || is_hardware(&a.get_info()))
+        .find(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w)))
+        .ok_or_else(|| {
+            let what = match (name, hardware_only) {
+                (Some(n), _) => format!("no GPU adapter named like {n:?}"),
+                (None, true) => "no hardware GPU adapter".to_string(),
+                (None, false) => "no GPU adapter".to_string(),
+            };
+            BackendError::NoAdapter(format!("{what}; wgpu sees: {seen}"))
+        })
+}
+
+/// An open device with its queue and a sink for errors wgpu reports asynchronously.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    pub fn new(adapter: &wgpu::Adapter) -> Result<Self, BackendError> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("gpu-mnist"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| BackendError::Gpu(format!("cannot open {}: {e}", describe(&info))))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut list) = sink.lock() {
+                list.push(e.to_string());
+            }
+        }));
+        Ok(GpuContext { device, queue, info, limits, errors })
+    }
+
+    /// Opens the adapter `select` picks.
+    pub fn open(name: Option<&str>, hardware_only: bool) -> Result<Self, BackendError> {
+        Self::new(&select(name, hardware_only)?)
+    }
+
+    /// Fails with the first error wgpu reported since the last check (validation, out of memory,
+    /// device lost), so a GPU fault stops training with a message instead of garbage numbers.
+    pub fn check(&self) -> Result<(), BackendError> {
+        let mut list = self.errors.lock().map_err(|_| BackendError::Gpu("error sink poisoned".into()))?;
+        match list.drain(..).next() {
+            Some(e) => Err(BackendError::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn wait(&self) -> Result<(), BackendError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| BackendError::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check()
+    }
+
+    /// Copies `count` f32 from `src` at byte `offset` through `staging` (a MAP_READ buffer at least
+    /// that large) and waits for them. Only called at report points, never inside a step.
+    pub fn read_f32(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        count: usize,
+        staging: &wgpu::Buffer,
+    ) -> Result<Vec<f32>, BackendError> {
+        let bytes = (count * 4) as u64;
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, offset, staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| BackendError::Gpu("buffer map callback never ran".into()))?
+            .map_err(|e| BackendError::Gpu(format!("mapping a buffer for reading: {e}")))?;
+        let out = {
+            let view =
+                slice.get_mapped_range().map_err(|e| BackendError::Gpu(format!("reading a mapped buffer: {e:?}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A read-only storage buffer holding `data`.
+    pub fn upload(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (data.len().max(4) as u64).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, data);
+        buf
+    }
+
+    pub fn zeros(&self, label: &str, floats: usize, extra: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (floats.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC | extra,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub fn staging(&self, floats: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: (floats.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+}

@@ -1,0 +1,325 @@
+//! The compute pipelines, created once, and builders for ready-to-record dispatches. Each WGSL
+//! entry point has a wrapper of the same name; sizes travel in `#[repr(C)]` uniform structs that
+//! mirror the shaders' `Params`.
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+/// A dispatch with everything bound: recording it is `set_pipeline`, `set_bind_group`, `dispatch`.
+/// Built once, recorded every iteration. `params` is its uniform buffer (rewritable, e.g. the lr).
+#[derive(Clone)]
+pub struct Dispatch {
+    pub label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    pub params: wgpu::Buffer,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+}
+
+/// Records `dispatches` into one compute pass of one command buffer and submits it (no wait).
+pub fn submit(device: &wgpu::Device, queue: &wgpu::Queue, dispatches: &[&Dispatch]) {
+    let mut enc = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+    queue.submit([enc.finish()]);
+}
+
+/// A byte range of a buffer, as bound to one binding.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl<'a> View<'a> {
+    pub fn all(buffer: &'a wgpu::Buffer) -> Self {
+        View { buffer, offset: 0, size: buffer.size() }
+    }
+    /// `count` f32 starting at element `first`.
+    pub fn floats(buffer: &'a wgpu::Buffer, first: usize, count: usize) -> Self {
+        View { buffer, offset: (first * 4) as u64, size: (count.max(1) * 4) as u64 }
+    }
+    fn binding(self, index: u32) -> wgpu::BindGroupEntry<'a> {
+        wgpu::BindGroupEntry {
+            binding: index,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: self.buffer,
+                offset: self.offset,
+                size: std::num::NonZeroU64::new(self.size),
+            }),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub lda: u32,
+    pub ldb: u32,
+    pub a_u8: u32,
+    pub bias: u32,
+    pub act: u32,
+    pub accumulate: u32,
+    pub _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SoftmaxParams {
+    pub n: u32,
+    pub k: u32,
+    pub row_offset: u32,
+    pub scale: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ColumnSumParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub accumulate: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SgdParams {
+    pub count: u32,
+    pub lr: f32,
+    pub _pad: [u32; 2],
+}
+
+/// Invocations of `matmul.wgsl` compute 4 x 4 outputs in 16 x 16 workgroups.
+const MATMUL_TILE: u32 = 64;
+const WORKGROUP_1D: u32 = 256;
+
+pub struct Kernels {
+    linear_forward: wgpu::ComputePipeline,
+    linear_backward_weight: wgpu::ComputePipeline,
+    linear_backward_input: wgpu::ComputePipeline,
+    softmax_xent_forward: wgpu::ComputePipeline,
+    softmax_xent_backward: wgpu::ComputePipeline,
+    column_sum: wgpu::ComputePipeline,
+    sgd_update: wgpu::ComputePipeline,
+    /// Bound where a kernel's binding is unused.
+    dummy: wgpu::Buffer,
+}
+
+/// Binding 0 is the uniform; then storage buffers, `true` = read-only.
+fn layout(device: &wgpu::Device, storage: &[bool]) -> wgpu::BindGroupLayout {
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    for (i, &read_only) in storage.iter().enumerate() {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries })
+}
+
+fn pipelines<const N: usize>(
+    device: &wgpu::Device,
+    source: &str,
+    storage: &[bool],
+    entries: [&str; N],
+) -> [wgpu::ComputePipeline; N] {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let bgl = layout(device, storage);
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: None,
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    entries.map(|entry| {
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    })
+}
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let [linear_forward, linear_backward_weight, linear_backward_input] = pipelines(
+            device,
+            include_str!("../../shaders/matmul.wgsl"),
+            &[true, true, true, false],
+            ["linear_forward", "linear_backward_weight", "linear_backward_input"],
+        );
+        let [softmax_xent_forward, softmax_xent_backward] = pipelines(
+            device,
+            include_str!("../../shaders/softmax_xent.wgsl"),
+            &[true, true, false],
+            ["softmax_xent_forward", "softmax_xent_backward"],
+        );
+        let [column_sum] =
+            pipelines(device, include_str!("../../shaders/column_sum.wgsl"), &[true, false], ["column_sum"]);
+        let [sgd_update] =
+            pipelines(device, include_str!("../../shaders/sgd_update.wgsl"), &[false, true], ["sgd_update"]);
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Kernels {
+            linear_forward,
+            linear_backward_weight,
+            linear_backward_input,
+            softmax_xent_forward,
+            softmax_xent_backward,
+            column_sum,
+            sgd_update,
+            dummy,
+        }
+    }
+
+    pub fn dummy(&self) -> View<'_> {
+        View::all(&self.dummy)
+    }
+
+    fn build<P: Pod>(
+        device: &wgpu::Device,
+        label: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        views: &[View<'_>],
+        workgroups: [u32; 3],
+    ) -> Dispatch {
+        let params_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
+        entries.extend(views.iter().enumerate().map(|(i, v)| v.binding(i as u32 + 1)));
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups, params: params_buf }
+    }
+
+    fn matmul_grid(p: &MatmulParams) -> [u32; 3] {
+        [p.n.div_ceil(MATMUL_TILE), p.m.div_ceil(MATMUL_TILE), 1]
+    }
+
+    /// `c = act(op(a)·b + bias)`; `aux` is the bias (or `dummy()` when `p.bias == 0`).
+    pub fn linear_forward(
+        &self,
+        device: &wgpu::Device,
+        p: MatmulParams,
+        a: View,
+        b: View,
+        aux: View,
+        c: View,
+    ) -> Dispatch {
+        Self::build(device, "linear_forward", &self.linear_forward, &p, &[a, b, aux, c], Self::matmul_grid(&p))
+    }
+
+    /// `c (+)= a^T · b` (a stored k x m).
+    pub fn linear_backward_weight(
+        &self,
+        device: &wgpu::Device,
+        p: MatmulParams,
+        a: View,
+        b: View,
+        c: View,
+    ) -> Dispatch {
+        let grid = Self::matmul_grid(&p);
+        Self::build(device, "linear_backward_weight", &self.linear_backward_weight, &p, &[a, b, self.dummy(), c], grid)
+    }
+
+    /// `c = (a · b^T) ⊙ act'(aux)` (b stored n x k; aux = the activations, m x n).
+    pub fn linear_backward_input(
+        &self,
+        device: &wgpu::Device,
+        p: MatmulParams,
+        a: View,
+        b: View,
+        aux: View,
+        c: View,
+    ) -> Dispatch {
+        Self::build(
+            device,
+            "linear_backward_input",
+            &self.linear_backward_input,
+            &p,
+            &[a, b, aux, c],
+            Self::matmul_grid(&p),
+        )
+    }
+
+    pub fn softmax_xent_forward(
+        &self,
+        device: &wgpu::Device,
+        p: SoftmaxParams,
+        logits: View,
+        labels: View,
+        stats: View,
+    ) -> Dispatch {
+        let grid = [p.n.div_ceil(WORKGROUP_1D), 1, 1];
+        Self::build(device, "softmax_xent_forward", &self.softmax_xent_forward, &p, &[logits, labels, stats], grid)
+    }
+
+    pub fn softmax_xent_backward(
+        &self,
+        device: &wgpu::Device,
+        p: SoftmaxParams,
+        logits: View,
+        labels: View,
+        dlogits: View,
+    ) -> Dispatch {
+        let grid = [p.n.div_ceil(WORKGROUP_1D), 1, 1];
+        Self::build(device, "softmax_xent_backward", &self.softmax_xent_backward, &p, &[logits, labels, dlogits], grid)
+    }
+
+    pub fn column_sum(&self, device: &wgpu::Device, p: ColumnSumParams, m: View, out: View) -> Dispatch {
+        Self::build(device, "column_sum", &self.column_sum, &p, &[m, out], [p.cols, 1, 1])
+    }
+
+    pub fn sgd_update(&self, device: &wgpu::Device, p: SgdParams, param: View, grad: View) -> Dispatch {
+        let groups = p.count.div_ceil(WORKGROUP_1D);
+        let x = groups.clamp(1, 65535);
+        Self::build(device, "sgd_update", &self.sgd_update, &p, &[param, grad], [x, groups.div_ceil(x).max(1), 1])
+    }
+}

@@ -1,0 +1,366 @@
+//! The GPU backend: the training step as WGSL compute shaders through wgpu.
+//!
+//! Everything is created once in `GpuBackend::new`: the device, the pipelines, the buffers (the
+//! whole training and test sets as packed pixel bytes, parameters, gradients, per-chunk
+//! activations) and every dispatch with its bind group. A step records the prepared dispatches
+//! into one command buffer and submits it without waiting; the host reads back only at report
+//! points (`step_stats`, `evaluate`, `params`, `gradients`).
+//!
+//! The training set is processed in chunks of rows so that no binding exceeds the device's
+//! `max_storage_buffer_binding_size`; each chunk's gradient products add into the gradient
+//! buffers (the first chunk overwrites them), and one `sgd_update` follows the last chunk.
+
+pub mod context;
+pub mod kernels;
+
+use crate::backend::{Backend, BackendError, Split};
+use crate::data::Dataset;
+use crate::model::{Activation, Params, Shape, Stats};
+pub use context::GpuContext;
+use kernels::{ColumnSumParams, Dispatch, Kernels, MatmulParams, SgdParams, SoftmaxParams, View};
+
+/// Offsets (in f32) of the four tensors inside the flat parameter and gradient buffers; each
+/// starts on a 256-byte boundary so it can be bound on its own on any device.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamLayout {
+    pub w1: usize,
+    pub b1: usize,
+    pub w2: usize,
+    pub b2: usize,
+    pub total: usize,
+}
+
+const ALIGN_FLOATS: usize = 64;
+
+impl ParamLayout {
+    pub fn new(s: Shape) -> Self {
+        let w1 = 0;
+        let b1 = (w1 + s.d * s.h).next_multiple_of(ALIGN_FLOATS);
+        let w2 = (b1 + s.h).next_multiple_of(ALIGN_FLOATS);
+        let b2 = (w2 + s.h * s.k).next_multiple_of(ALIGN_FLOATS);
+        ParamLayout { w1, b1, w2, b2, total: b2 + s.k }
+    }
+
+    pub fn flatten(&self, p: &Params) -> Vec<f32> {
+        let mut flat = vec![0.0; self.total];
+        for ((_, t), at) in p.tensors().into_iter().zip([self.w1, self.b1, self.w2, self.b2]) {
+            flat[at..at + t.len()].copy_from_slice(t);
+        }
+        flat
+    }
+
+    pub fn unflatten(&self, flat: &[f32], shape: Shape) -> Params {
+        let mut p = Params::zeros(shape);
+        for ((_, t), at) in p.tensors_mut().into_iter().zip([self.w1, self.b1, self.w2, self.b2]) {
+            let len = t.len();
+            t.copy_from_slice(&flat[at..at + len]);
+        }
+        p
+    }
+}
+
+/// Pixel rows padded to a multiple of 4 bytes, so four pixels fill one u32 word.
+pub fn packed_row_bytes(d: usize) -> usize {
+    d.next_multiple_of(4)
+}
+
+pub fn pack_rows(pixels: &[u8], d: usize) -> Vec<u8> {
+    let lda = packed_row_bytes(d);
+    if lda == d {
+        return pixels.to_vec();
+    }
+    let mut out = vec![0u8; pixels.len() / d.max(1) * lda];
+    for (dst, src) in out.chunks_exact_mut(lda).zip(pixels.chunks_exact(d)) {
+        dst[..d].copy_from_slice(src);
+    }
+    out
+}
+
+/// Rows per chunk: as many as the binding limit allows, a multiple of 64 so every chunk's byte
+/// offset is 256-aligned; all rows at once when they fit.
+pub fn chunk_rows(
+    n: usize,
+    per_row_bytes: usize,
+    max_binding: u64,
+    requested: Option<usize>,
+) -> Result<usize, BackendError> {
+    let fit = (max_binding / per_row_bytes.max(1) as u64) as usize;
+    let want = requested.unwrap_or(usize::MAX).min(fit);
+    if want >= n {
+        return Ok(n.max(1));
+    }
+    let rows = want / 64 * 64;
+    if rows == 0 {
+        return Err(BackendError::Unsupported(format!(
+            "a chunk of 64 rows needs {} bytes per binding, more than this device allows ({max_binding}); use a smaller --hidden or --backend cpu",
+            64 * per_row_bytes
+        )));
+    }
+    Ok(rows)
+}
+
+/// One data split on the device. Its buffers (packed pixels, labels as u32, and per-row loss and
+/// correctness written by softmax_xent_forward) live as long as the bind groups that use them.
+struct GpuSet {
+    n: usize,
+    /// Forward dispatches over all chunks, then the sum of the row statistics into `stats`.
+    evaluate: Vec<Dispatch>,
+    /// The same sum alone (the step's forward pass already filled `row_stats`).
+    total: Dispatch,
+}
+
+pub struct GpuBackend {
+    ctx: GpuContext,
+    shape: Shape,
+    layout: ParamLayout,
+    chunk_rows: usize,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    stats: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    train: GpuSet,
+    test: GpuSet,
+    step: Vec<Dispatch>,
+    lr: f32,
+}
+
+/// Device buffers that hold one chunk's activations, shared by every chunk and both splits.
+struct ChunkBuffers {
+    a1: wgpu::Buffer,
+    z2: wgpu::Buffer,
+    dz2: wgpu::Buffer,
+    dz1: wgpu::Buffer,
+}
+
+impl GpuBackend {
+    /// Uploads both splits and `params` and prepares every dispatch. `chunk_rows` caps the rows
+    /// per chunk (tests use it to exercise gradient accumulation across chunks).
+    pub fn new(
+        ctx: GpuContext,
+        train: &Dataset,
+        test: &Dataset,
+        params: &Params,
+        act: Activation,
+        max_chunk_rows: Option<usize>,
+    ) -> Result<Self, BackendError> {
+        let s = params.shape;
+        let lda = packed_row_bytes(s.d);
+        let max_binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+        let per_row = lda.max(s.h * 4).max(s.k * 4).max(8);
+        let rows = chunk_rows(train.n.max(test.n), per_row, max_binding, max_chunk_rows)?;
+        for set in [train, test] {
+            let bytes = (set.n * lda) as u64;
+            if bytes > ctx.limits.max_buffer_size || (set.n * 8) as u64 > max_binding {
+                return Err(BackendError::Unsupported(format!(
+                    "{} images ({bytes} bytes) exceed this device's buffer limits; use fewer samples or --backend cpu",
+                    set.n
+                )));
+            }
+        }
+        let layout = ParamLayout::new(s);
+        let kernels = Kernels::new(&ctx.device);
+        let usage = wgpu::BufferUsages::empty();
+        let params_buf =
+            ctx.upload("params", bytemuck::cast_slice(&layout.flatten(params)), wgpu::BufferUsages::COPY_SRC);
+        let grads = ctx.zeros("grads", layout.total, usage);
+        let stats = ctx.zeros("stats", 2, usage);
+        let staging = ctx.staging(layout.total.max(2));
+        let cb = ChunkBuffers {
+            a1: ctx.zeros("a1", rows * s.h, usage),
+            z2: ctx.zeros("z2", rows * s.k, usage),
+            dz2: ctx.zeros("dz2", rows * s.k, usage),
+            dz1: ctx.zeros("dz1", rows * s.h, usage),
+        };
+        let mut plan = Plan {
+            ctx: &ctx,
+            k: &kernels,
+            s,
+            act,
+            layout,
+            lda,
+            params: &params_buf,
+            grads: &grads,
+            stats: &stats,
+            cb: &cb,
+        };
+        let (train_set, mut step) = plan.set(train, rows, true);
+        let (test_set, _) = plan.set(test, rows, false);
+        let update = SgdParams { count: layout.total as u32, lr: 0.0, _pad: [0; 2] };
+        step.push(kernels.sgd_update(&ctx.device, update, View::all(&params_buf), View::all(&grads)));
+        ctx.check()?;
+        Ok(GpuBackend {
+            ctx,
+            shape: s,
+            layout,
+            chunk_rows: rows,
+            params: params_buf,
+            grads,
+            stats,
+            staging,
+            train: train_set,
+            test: test_set,
+            step,
+            lr: 0.0,
+        })
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    pub fn chunk_rows(&self) -> usize {
+        self.chunk_rows
+    }
+
+    fn read_stats(&self, n: usize) -> Result<Stats, BackendError> {
+        let v = self.ctx.read_f32(&self.stats, 0, 2, &self.staging)?;
+        Ok(Stats { loss: v[0] as f64 / n.max(1) as f64, correct: v[1].round() as usize, n })
+    }
+
+    fn read_params(&self, buf: &wgpu::Buffer) -> Result<Params, BackendError> {
+        let flat = self.ctx.read_f32(buf, 0, self.layout.total, &self.staging)?;
+        Ok(self.layout.unflatten(&flat, self.shape))
+    }
+}
+
+/// Builds the dispatches of one split: its forward pass chunk by chunk and, for the training
+/// split, the backward pass that accumulates gradients over the chunks.
+struct Plan<'a> {
+    ctx: &'a GpuContext,
+    k: &'a Kernels,
+    s: Shape,
+    act: Activation,
+    layout: ParamLayout,
+    lda: usize,
+    params: &'a wgpu::Buffer,
+    grads: &'a wgpu::Buffer,
+    stats: &'a wgpu::Buffer,
+    cb: &'a ChunkBuffers,
+}
+
+impl Plan<'_> {
+    fn set(&mut self, set: &Dataset, rows: usize, training: bool) -> (GpuSet, Vec<Dispatch>) {
+        let (ctx, k, s, dev) = (self.ctx, self.k, self.s, &self.ctx.device);
+        let x = ctx.upload("pixels", &pack_rows(&set.pixels, s.d), wgpu::BufferUsages::empty());
+        let labels: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();
+        let labels = ctx.upload("labels", bytemuck::cast_slice(&labels), wgpu::BufferUsages::empty());
+        let row_stats = ctx.zeros("row stats", set.n * 2, wgpu::BufferUsages::empty());
+        let l = self.layout;
+        let bias = s.bias as u32;
+        let (w1, b1) = (View::floats(self.params, l.w1, s.d * s.h), View::floats(self.params, l.b1, s.h));
+        let (w2, b2) = (View::floats(self.params, l.w2, s.h * s.k), View::floats(self.params, l.b2, s.k));
+        let (dw1, db1) = (View::floats(self.grads, l.w1, s.d * s.h), View::floats(self.grads, l.b1, s.h));
+        let (dw2, db2) = (View::floats(self.grads, l.w2, s.h * s.k), View::floats(self.grads, l.b2, s.k));
+        let (mut forward, mut step) = (Vec::new(), Vec::new());
+        for (c, r0) in (0..set.n).step_by(rows).enumerate() {
+            let m = rows.min(set.n - r0);
+            let xw = View { buffer: &x, offset: (r0 * self.lda) as u64, size: (m * self.lda) as u64 };
+            let a1 = View::floats(&self.cb.a1, 0, m * s.h);
+            let z2 = View::floats(&self.cb.z2, 0, m * s.k);
+            let (dz2, dz1) = (View::floats(&self.cb.dz2, 0, m * s.k), View::floats(&self.cb.dz1, 0, m * s.h));
+            let (m32, d, h, kk, acc) = (m as u32, s.d as u32, s.h as u32, s.k as u32, (c > 0) as u32);
+            let (aux1, aux2) = if s.bias { (b1, b2) } else { (k.dummy(), k.dummy()) };
+            let mm = |m, n, kdim, lda, ldb, a_u8, act| MatmulParams {
+                m,
+                n,
+                k: kdim,
+                lda,
+                ldb,
+                a_u8,
+                bias,
+                act,
+                accumulate: acc,
+                _pad: [0; 3],
+            };
+            let sm = SoftmaxParams { n: m32, k: kk, row_offset: r0 as u32, scale: 1.0 / set.n as f32 };
+            let chunk_forward = [
+                k.linear_forward(dev, mm(m32, h, d, self.lda as u32, h, 1, self.act.shader_code()), xw, w1, aux1, a1),
+                k.linear_forward(dev, mm(m32, kk, h, h, kk, 0, 0), a1, w2, aux2, z2),
+                k.softmax_xent_forward(dev, sm, z2, View::all(&labels), View::all(&row_stats)),
+            ];
+            forward.extend(chunk_forward.iter().cloned());
+            if training {
+                step.extend(chunk_forward);
+                step.push(k.softmax_xent_backward(dev, sm, z2, View::all(&labels), dz2));
+                step.push(k.linear_backward_weight(dev, mm(h, kk, m32, h, kk, 0, 0), a1, dz2, dw2));
+                if s.bias {
+                    step.push(k.column_sum(
+                        dev,
+                        ColumnSumParams { rows: m32, cols: kk, accumulate: acc, _pad: 0 },
+                        dz2,
+                        db2,
+                    ));
+                }
+                step.push(k.linear_backward_input(
+                    dev,
+                    mm(m32, h, kk, kk, kk, 0, self.act.shader_code()),
+                    dz2,
+                    w2,
+                    a1,
+                    dz1,
+                ));
+                step.push(k.linear_backward_weight(dev, mm(d, h, m32, self.lda as u32, h, 1, 0), xw, dz1, dw1));
+                if s.bias {
+                    step.push(k.column_sum(
+                        dev,
+                        ColumnSumParams { rows: m32, cols: h, accumulate: acc, _pad: 0 },
+                        dz1,
+                        db1,
+                    ));
+                }
+            }
+        }
+        let sums = ColumnSumParams { rows: set.n as u32, cols: 2, accumulate: 0, _pad: 0 };
+        let total = k.column_sum(dev, sums, View::all(&row_stats), View::all(self.stats));
+        forward.push(total.clone());
+        (GpuSet { n: set.n, evaluate: forward, total }, step)
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+
+    fn device(&self) -> String {
+        context::describe(&self.ctx.info)
+    }
+
+    fn step(&mut self, lr: f32) -> Result<(), BackendError> {
+        let update = self.step.last().ok_or_else(|| BackendError::Gpu("empty step plan".into()))?;
+        if lr != self.lr {
+            let p = SgdParams { count: self.layout.total as u32, lr, _pad: [0; 2] };
+            self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
+            self.lr = lr;
+        }
+        let all: Vec<&Dispatch> = self.step.iter().collect();
+        kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
+        Ok(())
+    }
+
+    fn step_stats(&mut self) -> Result<Stats, BackendError> {
+        kernels::submit(&self.ctx.device, &self.ctx.queue, &[&self.train.total]);
+        self.read_stats(self.train.n)
+    }
+
+    fn evaluate(&mut self, split: Split) -> Result<Stats, BackendError> {
+        let set = match split {
+            Split::Train => &self.train,
+            Split::Test => &self.test,
+        };
+        if set.n == 0 {
+            return Ok(Stats::default());
+        }
+        let all: Vec<&Dispatch> = set.evaluate.iter().collect();
+        kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
+        self.read_stats(set.n)
+    }
+
+    fn params(&mut self) -> Result<Params, BackendError> {
+        self.read_params(&self.params)
+    }
+
+    fn gradients(&mut self) -> Result<Params, BackendError> {
+        self.read_params(&self.grads)
+    }
+}

@@ -1,0 +1,14 @@
+//! gpu-mnist: train a 784 -> H -> 10 perceptron on MNIST with WGSL compute shaders (wgpu),
+//! with a readable CPU reference backend that the GPU path is tested against.
+//!
+//! Shape letters used throughout: N samples, D inputs (784 = 28x28 pixels), H hidden units,
+//! K classes (10). Matrices are row-major: X is N x D, W1 is D x H, W2 is H x K.
+
+pub mod backend;
+pub mod cli;
+pub mod commands;
+pub mod cpu;
+pub mod data;
+pub mod gpu;
+pub mod model;
+pub mod train;

@@ -1,0 +1,13 @@
+use clap::Parser;
+use gpu_mnist::cli::{Cli, Command};
+
+fn main() -> anyhow::Result<()> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Mesa's Vulkan drivers warn on stderr without it; nothing here needs a runtime dir.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+    match Cli::parse().command {
+        Command::Train(args) => gpu_mnist::commands::train(&args),
+        Command::Devices => gpu_mnist::commands::devices(),
+    }
+}

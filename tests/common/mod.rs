@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests: tolerance checks that explain failures, the GPU (or a
+//! clear skip), random inputs and small slices of the real data.
+#![allow(dead_code)]
+
+use gpu_mnist::data::{self, Dataset, Mnist};
+use gpu_mnist::gpu::GpuContext;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Asserts `|got - want| <= atol + rtol * |want|` element-wise. On failure the message gives the
+/// worst element (by excess over its bound) and the first few mismatches.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut bad = Vec::new();
+    let mut worst: Option<(usize, f32)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let bound = atol + rtol * w.abs();
+        let err = (g - w).abs();
+        if !(err <= bound) {
+            let excess = if err.is_nan() { f32::INFINITY } else { err - bound };
+            if worst.is_none_or(|(_, e)| excess > e) {
+                worst = Some((i, excess));
+            }
+            bad.push(i);
+        }
+    }
+    if let Some((wi, _)) = worst {
+        let first: Vec<String> =
+            bad.iter().take(5).map(|&i| format!("[{i}] got {} want {}", got[i], want[i])).collect();
+        panic!(
+            "{what}: {} of {} elements outside atol {atol:e} + rtol {rtol:e}; worst [{wi}] got {} want {} (|diff| {:e}); first: {}",
+            bad.len(),
+            got.len(),
+            got[wi],
+            want[wi],
+            (got[wi] - want[wi]).abs(),
+            first.join(", ")
+        );
+    }
+}
+
+/// The GPU to test on (lavapipe on CI). Without one the test says it was skipped and passes,
+/// unless CI=true, where a missing adapter is a failure.
+pub fn gpu() -> Option<GpuContext> {
+    match GpuContext::open(None, false) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but no GPU adapter to test the shaders on: {e}");
+            }
+            eprintln!("skipped: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+pub fn uniform(rng: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Bytes with MNIST's mix: ~80% zeros, the rest anywhere in 1..=255.
+pub fn pixels(rng: &mut ChaCha8Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| if rng.random_bool(0.8) { 0 } else { rng.random_range(1..=255) }).collect()
+}
+
+pub fn mnist() -> Mnist {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    data::load_mnist(&dir).expect("the bundled MNIST in data/mnist loads")
+}
+
+pub fn subset(set: &Dataset, n: usize) -> Dataset {
+    let mut s = set.clone();
+    s.truncate(n);
+    s
+}

@@ -1,0 +1,284 @@
+//! Every WGSL kernel against its CPU reference counterpart, on random inputs over shapes that are
+//! not multiples of the 64 x 64 matmul tile or the 4 x 4 invocation block.
+
+mod common;
+
+use common::{assert_close, gpu, pixels, rng, uniform};
+use gpu_mnist::cpu::reference;
+use gpu_mnist::gpu::kernels::{self, ColumnSumParams, Kernels, MatmulParams, SgdParams, SoftmaxParams, View};
+use gpu_mnist::gpu::{GpuContext, pack_rows, packed_row_bytes};
+use gpu_mnist::model::Activation;
+
+/// Matmul tolerance. Inputs lie in [-1, 1] (pixels in [0, 1]) and K <= 784, so outputs reach ~10
+/// in magnitude; f32 sums of K products in a different order (GPU: fma over blocks of 4; CPU: one
+/// running sum) differ by a few ulps of the partial sums, measured <= 3e-6 here. ATOL 5e-5 and
+/// RTOL 1e-5 allow ~10x that. Activations (exp) add a few ulps more, within the same bound.
+const MM_ATOL: f32 = 5e-5;
+const MM_RTOL: f32 = 1e-5;
+/// Softmax/cross-entropy: exp and log differ by ~1-2 ulp between the shader and Rust's libm.
+const SM_ATOL: f32 = 1e-6;
+const SM_RTOL: f32 = 1e-5;
+/// Column sums of up to 1000 values in [-1, 1]: tree vs sequential order, |sum| <= ~30.
+const SUM_ATOL: f32 = 1e-5;
+const SUM_RTOL: f32 = 1e-5;
+
+/// (M, K, N) triples: 1, 7, 33, 129, 784 and mixes, most not multiples of 4 or 64.
+const SHAPES: [(usize, usize, usize); 7] =
+    [(1, 1, 1), (7, 33, 129), (129, 784, 33), (33, 7, 10), (70, 784, 128), (5, 129, 3), (64, 64, 64)];
+
+fn floats(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
+    ctx.upload("test input", bytemuck::cast_slice(data), wgpu::BufferUsages::COPY_SRC)
+}
+
+fn read(ctx: &GpuContext, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    ctx.read_f32(buf, 0, n, &ctx.staging(n)).expect("readback")
+}
+
+fn run(ctx: &GpuContext, d: &kernels::Dispatch) {
+    kernels::submit(&ctx.device, &ctx.queue, &[d]);
+    ctx.wait().expect("dispatch ran without GPU errors");
+}
+
+/// A as stored: packed bytes when `u8`, else f32 bit patterns; returns the buffer, its row
+/// stride for the kernel and the values the CPU sees.
+fn matrix_a(
+    ctx: &GpuContext,
+    r: &mut rand_chacha::ChaCha8Rng,
+    rows: usize,
+    cols: usize,
+    u8: bool,
+) -> (wgpu::Buffer, u32, Vec<f32>) {
+    if u8 {
+        let px = pixels(r, rows * cols);
+        let buf = ctx.upload("a", &pack_rows(&px, cols), wgpu::BufferUsages::empty());
+        (buf, packed_row_bytes(cols) as u32, reference::scale_pixels(&px))
+    } else {
+        let v = uniform(r, rows * cols, -1.0, 1.0);
+        (floats(ctx, &v), cols as u32, v)
+    }
+}
+
+#[test]
+fn linear_forward_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx.device);
+    let mut r = rng(1);
+    for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
+        for a_u8 in [true, false] {
+            let act = [None, Some(Activation::Sigmoid), Some(Activation::Relu), Some(Activation::Elu)][i % 4];
+            let bias = i % 3 != 0;
+            let (a, lda, av) = matrix_a(&ctx, &mut r, m, kd, a_u8);
+            let wv = uniform(&mut r, kd * n, -1.0, 1.0);
+            let bv = uniform(&mut r, n, -1.0, 1.0);
+            let (w, b, c) = (floats(&ctx, &wv), floats(&ctx, &bv), ctx.zeros("c", m * n, wgpu::BufferUsages::empty()));
+            let p = MatmulParams {
+                m: m as u32,
+                n: n as u32,
+                k: kd as u32,
+                lda,
+                ldb: n as u32,
+                a_u8: a_u8 as u32,
+                bias: bias as u32,
+                act: act.map_or(0, |a| a.shader_code()),
+                ..Default::default()
+            };
+            run(&ctx, &k.linear_forward(&ctx.device, p, View::all(&a), View::all(&w), View::all(&b), View::all(&c)));
+            let mut z = vec![0.0; m * n];
+            reference::linear_forward(&mut z, &av, &wv, bias.then_some(&bv[..]), m, kd, n);
+            let mut want = z.clone();
+            if let Some(act) = act {
+                reference::activation_forward(&mut want, &z, act);
+            }
+            assert_close(
+                &format!("linear_forward {m}x{kd}x{n} u8 {a_u8} {act:?} bias {bias}"),
+                &read(&ctx, &c, m * n),
+                &want,
+                MM_ATOL,
+                MM_RTOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn linear_backward_weight_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx.device);
+    let mut r = rng(2);
+    for &(m, kd, n) in &SHAPES {
+        for a_u8 in [true, false] {
+            for accumulate in [false, true] {
+                // C (m x n) = A^T B with A stored kd x m (the layer input: kd samples of m features).
+                let (a, lda, av) = matrix_a(&ctx, &mut r, kd, m, a_u8);
+                let dzv = uniform(&mut r, kd * n, -1.0, 1.0);
+                let prior = uniform(&mut r, m * n, -1.0, 1.0);
+                let (dz, c) = (floats(&ctx, &dzv), floats(&ctx, &prior));
+                let p = MatmulParams {
+                    m: m as u32,
+                    n: n as u32,
+                    k: kd as u32,
+                    lda,
+                    ldb: n as u32,
+                    a_u8: a_u8 as u32,
+                    accumulate: accumulate as u32,
+                    ..Default::default()
+                };
+                run(&ctx, &k.linear_backward_weight(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&c)));
+                let mut want = vec![0.0; m * n];
+                reference::linear_backward(None, &mut want, None, &dzv, &av, &[], kd, m, n);
+                if accumulate {
+                    want.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
+                }
+                assert_close(
+                    &format!("linear_backward_weight {m}x{kd}x{n} u8 {a_u8} acc {accumulate}"),
+                    &read(&ctx, &c, m * n),
+                    &want,
+                    MM_ATOL,
+                    MM_RTOL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_backward_input_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx.device);
+    let mut r = rng(3);
+    for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
+        // dz1 (m x n) = (dz2 (m x kd) · W^T) ⊙ act'(a1), W stored n x kd.
+        let act = [Activation::Sigmoid, Activation::Relu, Activation::Elu][i % 3];
+        let dzv = uniform(&mut r, m * kd, -1.0, 1.0);
+        let wv = uniform(&mut r, n * kd, -1.0, 1.0);
+        let zv = uniform(&mut r, m * n, -2.0, 2.0);
+        let mut a1 = vec![0.0; m * n];
+        reference::activation_forward(&mut a1, &zv, act);
+        let (dz, w, a, c) = (
+            floats(&ctx, &dzv),
+            floats(&ctx, &wv),
+            floats(&ctx, &a1),
+            ctx.zeros("c", m * n, wgpu::BufferUsages::empty()),
+        );
+        let p = MatmulParams {
+            m: m as u32,
+            n: n as u32,
+            k: kd as u32,
+            lda: kd as u32,
+            ldb: kd as u32,
+            act: act.shader_code(),
+            ..Default::default()
+        };
+        run(
+            &ctx,
+            &k.linear_backward_input(&ctx.device, p, View::all(&dz), View::all(&w), View::all(&a), View::all(&c)),
+        );
+        // The reference's linear_backward gives dx = dz · w^T for w stored (inputs x outputs) = n x kd.
+        let mut da = vec![0.0; m * n];
+        let mut unused = vec![0.0; n * kd];
+        reference::linear_backward(Some(&mut da), &mut unused, None, &dzv, &vec![0.0; m * n], &wv, m, n, kd);
+        let mut want = vec![0.0; m * n];
+        reference::activation_backward(&mut want, &da, &a1, act);
+        assert_close(
+            &format!("linear_backward_input {m}x{kd}x{n} {act:?}"),
+            &read(&ctx, &c, m * n),
+            &want,
+            MM_ATOL,
+            MM_RTOL,
+        );
+    }
+}
+
+#[test]
+fn softmax_xent_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx.device);
+    let mut r = rng(4);
+    for (n, kk, offset) in [(1, 10, 0), (7, 10, 3), (300, 10, 17), (33, 1, 0), (129, 3, 5)] {
+        let mut logits = uniform(&mut r, n * kk, -8.0, 8.0);
+        logits[0] = 80.0; // large logits must not overflow
+        let labels: Vec<u8> = (0..offset + n).map(|i| ((i * 7) % kk) as u8).collect();
+        let labels32: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+        let lb = ctx.upload("labels", bytemuck::cast_slice(&labels32), wgpu::BufferUsages::empty());
+        let (zb, stats, dz) = (
+            floats(&ctx, &logits),
+            ctx.zeros("stats", 2 * (offset + n), wgpu::BufferUsages::empty()),
+            ctx.zeros("dz", n * kk, wgpu::BufferUsages::empty()),
+        );
+        let scale = 1.0 / 60000.0;
+        let p = SoftmaxParams { n: n as u32, k: kk as u32, row_offset: offset as u32, scale };
+        run(&ctx, &k.softmax_xent_forward(&ctx.device, p, View::all(&zb), View::all(&lb), View::all(&stats)));
+        run(&ctx, &k.softmax_xent_backward(&ctx.device, p, View::all(&zb), View::all(&lb), View::all(&dz)));
+        let (mut probs, mut losses, mut correct) = (vec![0.0; n * kk], vec![0.0; n], vec![false; n]);
+        reference::softmax_xent_forward(&mut probs, &mut losses, &mut correct, &logits, &labels[offset..], n, kk);
+        let mut want_dz = vec![0.0; n * kk];
+        reference::softmax_xent_backward(&mut want_dz, &probs, &labels[offset..], n, kk, scale);
+        let got = read(&ctx, &stats, 2 * (offset + n));
+        let got_loss: Vec<f32> = (0..n).map(|i| got[2 * (offset + i)]).collect();
+        let got_correct: Vec<f32> = (0..n).map(|i| got[2 * (offset + i) + 1]).collect();
+        let want_correct: Vec<f32> = correct.iter().map(|&c| c as u8 as f32).collect();
+        assert_close(&format!("softmax_xent_forward loss n {n} k {kk}"), &got_loss, &losses, SM_ATOL, SM_RTOL);
+        assert_close(&format!("softmax_xent_forward correct n {n} k {kk}"), &got_correct, &want_correct, 0.0, 0.0);
+        assert_close(
+            &format!("softmax_xent_backward n {n} k {kk}"),
+            &read(&ctx, &dz, n * kk),
+            &want_dz,
+            SM_ATOL * scale,
+            SM_RTOL,
+        );
+    }
+}
+
+#[test]
+fn column_sum_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx.device);
+    let mut r = rng(5);
+    for (rows, cols) in [(1, 1), (7, 129), (1000, 10), (257, 33), (33, 784)] {
+        for accumulate in [false, true] {
+            let mv = uniform(&mut r, rows * cols, -1.0, 1.0);
+            let prior = uniform(&mut r, cols, -1.0, 1.0);
+            let (mb, out) = (floats(&ctx, &mv), floats(&ctx, &prior));
+            let p = ColumnSumParams { rows: rows as u32, cols: cols as u32, accumulate: accumulate as u32, _pad: 0 };
+            run(&ctx, &k.column_sum(&ctx.device, p, View::all(&mb), View::all(&out)));
+            let mut want = vec![0.0; cols];
+            reference::column_sum(&mut want, &mv, rows, cols);
+            if accumulate {
+                want.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
+            }
+            assert_close(
+                &format!("column_sum {rows}x{cols} acc {accumulate}"),
+                &read(&ctx, &out, cols),
+                &want,
+                SUM_ATOL,
+                SUM_RTOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn sgd_update_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx.device);
+    let mut r = rng(6);
+    for count in [1, 7, 255, 257, 100_003] {
+        let pv = uniform(&mut r, count, -1.0, 1.0);
+        let gv = uniform(&mut r, count, -1.0, 1.0);
+        let (pb, gb) = (floats(&ctx, &pv), floats(&ctx, &gv));
+        let lr = 0.37;
+        run(
+            &ctx,
+            &k.sgd_update(
+                &ctx.device,
+                SgdParams { count: count as u32, lr, _pad: [0; 2] },
+                View::all(&pb),
+                View::all(&gb),
+            ),
+        );
+        let mut want = pv.clone();
+        reference::sgd_update(&mut want, &gv, lr);
+        // One multiply-add per element: at most 1 ulp apart (fma vs separate rounding).
+        assert_close(&format!("sgd_update {count}"), &read(&ctx, &pb, count), &want, 1e-7, 1e-7);
+    }
+}
