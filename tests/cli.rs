@@ -1,0 +1,115 @@
+//! The command line end to end: short runs on subsets, summary lines, exit codes, bad options.
+
+use std::process::{Command, Output};
+
+fn gpu_mnist(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+const SHORT: [&str; 7] = ["train", "--iterations", "6", "--samples", "1000", "--test-samples", "300"];
+
+/// The test accuracy the summary line reports, in percent.
+fn test_accuracy(stdout: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with("final:")).expect("a final: line");
+    let at = line.find("test accuracy ").expect("test accuracy in the final line") + "test accuracy ".len();
+    line[at..].split('%').next().and_then(|v| v.parse().ok()).expect("a percentage")
+}
+
+#[test]
+fn cpu_training_run_prints_summary() {
+    let o = gpu_mnist(&[&SHORT[..], &["--backend", "cpu", "--eval-every", "3"]].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "exit {:?}\n{out}\n{err}", o.status);
+    assert!(out.contains("MNIST: 1000 training and 300 test images of 28x28"), "{out}");
+    assert!(out.contains("backend: cpu ("), "{out}");
+    assert!(out.lines().filter(|l| l.starts_with("iter ") && l.contains("test acc")).count() == 2, "{out}");
+    assert!(out.contains("final: train loss"), "{out}");
+    assert!(out.contains("time: 6 iterations in"), "{out}");
+    assert!(test_accuracy(&out) > 40.0, "6 iterations already beat chance:\n{out}");
+}
+
+#[test]
+fn gpu_training_run_verifies_against_cpu() {
+    let probe = gpu_mnist(&["devices"], &[]);
+    if !text(&probe).0.contains("0: ") {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but wgpu sees no adapter:\n{}", text(&probe).0);
+        }
+        eprintln!("skipped: no GPU adapter");
+        return;
+    }
+    let o = gpu_mnist(&[&SHORT[..], &["--backend", "gpu", "--verify-every", "2", "--chunk-rows", "400"]].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "exit {:?}\n{out}\n{err}", o.status);
+    assert!(out.contains("backend: gpu ("), "{out}");
+    assert!(out.contains("chunks of 384 rows"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 4, "iterations 1, 2, 4, 6:\n{out}");
+    assert!(test_accuracy(&out) > 40.0, "{out}");
+}
+
+#[test]
+fn auto_without_adapters_falls_back_to_cpu() {
+    let o = gpu_mnist(&SHORT, &[("GPU_MNIST_HIDE_ADAPTERS", "1")]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("no hardware GPU adapter; wgpu sees: none") && out.contains("using the CPU backend"), "{out}");
+    assert!(out.contains("backend: cpu"), "{out}");
+}
+
+#[test]
+fn gpu_without_adapters_is_a_clear_error() {
+    let o = gpu_mnist(&[&SHORT[..], &["--backend", "gpu"]].concat(), &[("GPU_MNIST_HIDE_ADAPTERS", "1")]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("no GPU adapter; wgpu sees: none") && err.contains("--backend cpu"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn invalid_options_are_rejected_with_the_reason() {
+    for (args, reason) in [
+        (vec!["--lr", "0"], "must be a finite number above 0"),
+        (vec!["--lr=-1"], "must be a finite number above 0"),
+        (vec!["--lr", "nan"], "must be a finite number above 0"),
+        (vec!["--lr", "inf"], "must be a finite number above 0"),
+        (vec!["--hidden", "0"], "must be at least 1"),
+        (vec!["--iterations", "0"], "must be at least 1"),
+        (vec!["--samples=-5"], "not a whole number"),
+        (vec!["--eval-every", "0"], "must be at least 1"),
+        (vec!["--activation", "tanh"], "invalid value"),
+        (vec!["--backend", "tpu"], "invalid value"),
+    ] {
+        let o = gpu_mnist(&[&["train"][..], &args].concat(), &[]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn missing_data_folder_says_what_to_do() {
+    let o = gpu_mnist(&["train", "--data", "/nonexistent/mnist", "--backend", "cpu"], &[]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("/nonexistent/mnist") && err.contains("--data"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn devices_lists_adapters_or_says_none() {
+    let o = gpu_mnist(&["devices"], &[("GPU_MNIST_HIDE_ADAPTERS", "1")]);
+    assert!(o.status.success());
+    assert!(text(&o).0.contains("wgpu sees no adapters"));
+    let o = gpu_mnist(&["devices"], &[]);
+    assert!(o.status.success());
+    assert!(text(&o).0.contains("--backend auto uses:"));
+}
