@@ -47,7 +47,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Activation::Relu)]
     pub activation: Activation,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.5, value_parser = learning_rate)]
+    #[arg(long, default_value_t = 0.8, value_parser = learning_rate)]
     pub lr: f32,
     /// Seed of the weight initialisation.
     #[arg(long, default_value_t = 0)]

@@ -109,6 +109,24 @@ fn fast_step_is_bit_identical_on_any_thread_count() {
 }
 
 #[test]
+fn fast_step_is_bit_identical_on_every_simd_level() {
+    let m = mnist();
+    let train = subset(&m.train, 1000);
+    let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
+    for h in [128, 100] {
+        let shape = Shape { d: train.d(), h, k: 10, bias: true };
+        let params = Params::init(shape, Activation::Elu, 4);
+        let run = |simd| fast::forward_backward_with(simd, false, &params, Activation::Elu, &sparse, &train.labels);
+        let (g0, s0, _) = run(fast::Simd::Baseline);
+        for simd in [fast::Simd::Avx2, fast::Simd::Avx512] {
+            let (g, s, _) = run(simd);
+            assert_eq!(g, g0, "H {h}: {simd:?} differs from the baseline build");
+            assert_eq!(s, s0);
+        }
+    }
+}
+
+#[test]
 fn same_seed_same_parameters() {
     let shape = Shape { d: 784, h: 16, k: 10, bias: true };
     assert_eq!(Params::init(shape, Activation::Relu, 42), Params::init(shape, Activation::Relu, 42));
