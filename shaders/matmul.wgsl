@@ -44,6 +44,10 @@ struct Params {
 fn a_quad(r: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
     if (r >= rows) { return vec4<f32>(0.0); }
     if (p.a_u8 == 1u) { return unpack4x8unorm(a[(r * p.lda + col) / 4u]); }
+    let i = r * p.lda + col;
+    if (col + 3u < cols) {
+        return vec4<f32>(bitcast<f32>(a[i]), bitcast<f32>(a[i + 1u]), bitcast<f32>(a[i + 2u]), bitcast<f32>(a[i + 3u]));
+    }
     var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
         if (col + t < cols) { v[t] = bitcast<f32>(a[r * p.lda + col + t]); }
@@ -55,37 +59,57 @@ fn a_quad(r: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
 fn b_quad(r: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if (r >= rows) { return v; }
+    let i = r * p.ldb + col;
+    if (col + 3u < cols) { return vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i + 3u]); }
     for (var t = 0u; t < 4u; t++) {
         if (col + t < cols) { v[t] = b[r * p.ldb + col + t]; }
     }
     return v;
 }
 
-// acc[i] = row i of the 4 x 4 block of op(A)·op(B) at (m0, n0).
-fn tile(m0: u32, n0: u32, trans_a: bool, trans_b: bool) -> array<vec4<f32>, 4> {
-    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
-        // ak[j] = op(A)[m0..m0+4][k0+j]   (a column of the A block)
-        var ak: mat4x4<f32>;
-        if (trans_a) {
-            for (var j = 0u; j < 4u; j++) { ak[j] = a_quad(k0 + j, m0, p.k, p.m); }
-        } else {
-            ak = transpose(mat4x4<f32>(a_quad(m0, k0, p.m, p.k), a_quad(m0 + 1u, k0, p.m, p.k),
-                                       a_quad(m0 + 2u, k0, p.m, p.k), a_quad(m0 + 3u, k0, p.m, p.k)));
-        }
-        // bk[j] = op(B)[k0+j][n0..n0+4]   (a row of the B block)
-        var bk: mat4x4<f32>;
-        if (trans_b) {
-            bk = transpose(mat4x4<f32>(b_quad(n0, k0, p.n, p.k), b_quad(n0 + 1u, k0, p.n, p.k),
-                                       b_quad(n0 + 2u, k0, p.n, p.k), b_quad(n0 + 3u, k0, p.n, p.k)));
-        } else {
-            for (var j = 0u; j < 4u; j++) { bk[j] = b_quad(k0 + j, n0, p.k, p.n); }
-        }
-        for (var j = 0u; j < 4u; j++) {
-            for (var i = 0u; i < 4u; i++) { acc[i] = fma(vec4<f32>(ak[j][i]), bk[j], acc[i]); }
-        }
+// The A block of op(A) at rows m0..m0+4, columns k0..k0+4, as a matrix whose column j is
+// op(A)[m0..m0+4][k0+j].
+fn a_block(m0: u32, k0: u32, trans_a: bool) -> mat4x4<f32> {
+    if (trans_a) {
+        return mat4x4<f32>(a_quad(k0, m0, p.k, p.m), a_quad(k0 + 1u, m0, p.k, p.m),
+                           a_quad(k0 + 2u, m0, p.k, p.m), a_quad(k0 + 3u, m0, p.k, p.m));
     }
-    return acc;
+    return transpose(mat4x4<f32>(a_quad(m0, k0, p.m, p.k), a_quad(m0 + 1u, k0, p.m, p.k),
+                                 a_quad(m0 + 2u, k0, p.m, p.k), a_quad(m0 + 3u, k0, p.m, p.k)));
+}
+
+// The B block of op(B) at rows k0..k0+4, columns n0..n0+4, as a matrix whose column j is
+// op(B)[k0+j][n0..n0+4].
+fn b_block(k0: u32, n0: u32, trans_b: bool) -> mat4x4<f32> {
+    if (trans_b) {
+        return transpose(mat4x4<f32>(b_quad(n0, k0, p.n, p.k), b_quad(n0 + 1u, k0, p.n, p.k),
+                                     b_quad(n0 + 2u, k0, p.n, p.k), b_quad(n0 + 3u, k0, p.n, p.k)));
+    }
+    return mat4x4<f32>(b_quad(k0, n0, p.k, p.n), b_quad(k0 + 1u, n0, p.k, p.n),
+                       b_quad(k0 + 2u, n0, p.k, p.n), b_quad(k0 + 3u, n0, p.k, p.n));
+}
+
+// The TM x TN = 8 x 8 block of op(A)·op(B) at (m0, n0), as four 4 x 4 quadrants. Quadrant
+// c[2X + Y] covers rows m0 + 4X.., columns n0 + 4Y..; element (row i, column t) is c[..][t][i].
+// With a = a_block (a[j][i] = A[i][k0+j]) and b = b_block (b[j][t] = B[k0+j][t]), one k-step of
+// a quadrant is the matrix product a * transpose(b): 64 fmas, no indexing into private arrays.
+struct Tile {
+    c00: mat4x4<f32>, c01: mat4x4<f32>, c10: mat4x4<f32>, c11: mat4x4<f32>,
+}
+
+fn tile(m0: u32, n0: u32, trans_a: bool, trans_b: bool) -> Tile {
+    var t: Tile;
+    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+        let a0 = a_block(m0, k0, trans_a);
+        let a1 = a_block(m0 + 4u, k0, trans_a);
+        let b0 = transpose(b_block(k0, n0, trans_b));
+        let b1 = transpose(b_block(k0, n0 + 4u, trans_b));
+        t.c00 += a0 * b0;
+        t.c01 += a0 * b1;
+        t.c10 += a1 * b0;
+        t.c11 += a1 * b1;
+    }
+    return t;
 }
 
 fn activate(z: f32, code: u32) -> f32 {
@@ -107,15 +131,13 @@ fn activate_derivative(a: f32, code: u32) -> f32 {
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m0 = gid.y * 4u; let n0 = gid.x * 4u;
-    let acc = tile(m0, n0, false, false);
-    for (var i = 0u; i < 4u; i++) {
-        for (var t = 0u; t < 4u; t++) {
-            let row = m0 + i; let col = n0 + t;
+// Each entry point finishes the tile with its epilogue, one quadrant at a time.
+fn store_forward(r0: u32, c0: u32, q: mat4x4<f32>) {
+    for (var t = 0u; t < 4u; t++) {
+        for (var i = 0u; i < 4u; i++) {
+            let row = r0 + i; let col = c0 + t;
             if (row < p.m && col < p.n) {
-                var z = acc[i][t];
+                var z = q[t][i];
                 if (p.bias == 1u) { z += aux[col]; }
                 c[row * p.n + col] = activate(z, p.act);
             }
@@ -123,32 +145,50 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m0 = gid.y * 4u; let n0 = gid.x * 4u;
-    let acc = tile(m0, n0, true, false);
-    for (var i = 0u; i < 4u; i++) {
-        for (var t = 0u; t < 4u; t++) {
-            let row = m0 + i; let col = n0 + t;
+fn store_weight(r0: u32, c0: u32, q: mat4x4<f32>) {
+    for (var t = 0u; t < 4u; t++) {
+        for (var i = 0u; i < 4u; i++) {
+            let row = r0 + i; let col = c0 + t;
             if (row < p.m && col < p.n) {
                 let idx = row * p.n + col;
-                c[idx] = select(acc[i][t], c[idx] + acc[i][t], p.accumulate == 1u);
+                c[idx] = select(q[t][i], c[idx] + q[t][i], p.accumulate == 1u);
             }
         }
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m0 = gid.y * 4u; let n0 = gid.x * 4u;
-    let acc = tile(m0, n0, false, true);
-    for (var i = 0u; i < 4u; i++) {
-        for (var t = 0u; t < 4u; t++) {
-            let row = m0 + i; let col = n0 + t;
+fn store_input(r0: u32, c0: u32, q: mat4x4<f32>) {
+    for (var t = 0u; t < 4u; t++) {
+        for (var i = 0u; i < 4u; i++) {
+            let row = r0 + i; let col = c0 + t;
             if (row < p.m && col < p.n) {
                 let idx = row * p.n + col;
-                c[idx] = acc[i][t] * activate_derivative(aux[idx], p.act);
+                c[idx] = q[t][i] * activate_derivative(aux[idx], p.act);
             }
         }
     }
+}
+
+@compute @workgroup_size(16, 2)
+fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m0 = gid.y * 8u; let n0 = gid.x * 8u;
+    let t = tile(m0, n0, false, false);
+    store_forward(m0, n0, t.c00); store_forward(m0, n0 + 4u, t.c01);
+    store_forward(m0 + 4u, n0, t.c10); store_forward(m0 + 4u, n0 + 4u, t.c11);
+}
+
+@compute @workgroup_size(16, 2)
+fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m0 = gid.y * 8u; let n0 = gid.x * 8u;
+    let t = tile(m0, n0, true, false);
+    store_weight(m0, n0, t.c00); store_weight(m0, n0 + 4u, t.c01);
+    store_weight(m0 + 4u, n0, t.c10); store_weight(m0 + 4u, n0 + 4u, t.c11);
+}
+
+@compute @workgroup_size(16, 2)
+fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m0 = gid.y * 8u; let n0 = gid.x * 8u;
+    let t = tile(m0, n0, false, true);
+    store_input(m0, n0, t.c00); store_input(m0, n0 + 4u, t.c01);
+    store_input(m0 + 4u, n0, t.c10); store_input(m0 + 4u, n0 + 4u, t.c11);
 }

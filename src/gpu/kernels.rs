@@ -105,8 +105,9 @@ pub struct SgdParams {
     pub _pad: [u32; 2],
 }
 
-/// Invocations of `matmul.wgsl` compute 4 x 4 outputs in 16 x 16 workgroups.
-const MATMUL_TILE: u32 = 64;
+/// Invocations of `matmul.wgsl` compute 8 x 8 outputs in 16 x 2 workgroups: 16 rows x 128 columns.
+const MATMUL_TILE_M: u32 = 16;
+const MATMUL_TILE_N: u32 = 128;
 const WORKGROUP_1D: u32 = 256;
 
 pub struct Kernels {
@@ -240,7 +241,7 @@ impl Kernels {
     }
 
     fn matmul_grid(p: &MatmulParams) -> [u32; 3] {
-        [p.n.div_ceil(MATMUL_TILE), p.m.div_ceil(MATMUL_TILE), 1]
+        [p.n.div_ceil(MATMUL_TILE_N), p.m.div_ceil(MATMUL_TILE_M), 1]
     }
 
     /// `c = act(op(a)·b + bias)`; `aux` is the bias (or `dummy()` when `p.bias == 0`).
