@@ -18,8 +18,10 @@
 //     (M x N, stride N); otherwise unused (bind anything).
 //   4 storage c: array<f32>, read_write. C, M x N, stride N.
 //
-// Invocation (gx, gy) of the global grid computes the 4 x 4 block of C at rows 4*gy.., cols 4*gx..;
-// a 16 x 16 workgroup covers 64 x 64. Host dispatch: (ceil(N / 64), ceil(M / 64), 1).
+// Invocation (gx, gy) of the global grid computes the 8 x 8 block of C at rows 8*gy.., cols 8*gx..
+// A workgroup is WG_X x WG_Y invocations (pipeline-overridable): 16 x 2 (16 rows x 128 columns
+// of C) for wide outputs, 2 x 16 (128 rows x 16 columns) when N <= 16 such as the 10 classes.
+// Host dispatch: (ceil(N / (8 WG_X)), ceil(M / (8 WG_Y)), 1).
 // Bounds: loads outside A or B read 0 (u8 rows rely on their zero padding for k up to lda);
 // stores outside C are skipped. No workgroup memory and no barriers: neighbouring invocations
 // share loads through the cache (barriers are slow on software adapters such as lavapipe).
@@ -33,6 +35,9 @@ struct Params {
     accumulate: u32,  // linear_backward_weight: 1 adds to C instead of overwriting it
     _pad0: u32, _pad1: u32, _pad2: u32,
 }
+
+override WG_X: u32 = 16u;
+override WG_Y: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<u32>;
@@ -169,7 +174,7 @@ fn store_input(r0: u32, c0: u32, q: mat4x4<f32>) {
     }
 }
 
-@compute @workgroup_size(16, 2)
+@compute @workgroup_size(WG_X, WG_Y)
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * 8u; let n0 = gid.x * 8u;
     let t = tile(m0, n0, false, false);
@@ -177,7 +182,7 @@ fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_forward(m0 + 4u, n0, t.c10); store_forward(m0 + 4u, n0 + 4u, t.c11);
 }
 
-@compute @workgroup_size(16, 2)
+@compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * 8u; let n0 = gid.x * 8u;
     let t = tile(m0, n0, true, false);
@@ -185,7 +190,7 @@ fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_weight(m0 + 4u, n0, t.c10); store_weight(m0 + 4u, n0 + 4u, t.c11);
 }
 
-@compute @workgroup_size(16, 2)
+@compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * 8u; let n0 = gid.x * 8u;
     let t = tile(m0, n0, false, true);

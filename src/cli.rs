@@ -21,8 +21,51 @@ pub struct Cli {
 pub enum Command {
     /// Train 784 -> H -> 10 by full-batch gradient descent and report test accuracy.
     Train(TrainArgs),
+    /// Time the training step per backend and per kernel (GFLOP/s, GB/s, shares).
+    Bench(BenchArgs),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackends {
+    All,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Which backends to time (all: the CPU, and the GPU when wgpu finds any adapter).
+    #[arg(long, value_enum, default_value_t = BenchBackends::All)]
+    pub backend: BenchBackends,
+    /// Hidden units H.
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    pub hidden: usize,
+    /// Training images N per iteration (at most the data set's size).
+    #[arg(long, default_value_t = 60000, value_parser = positive)]
+    pub samples: usize,
+    #[arg(long, value_enum, default_value_t = Activation::Relu)]
+    pub activation: Activation,
+    /// Timed iterations per measurement; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = positive)]
+    pub repeats: usize,
+    /// Untimed iterations first (the GPU compiles its pipelines on the first).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Also time H in 32..1024 at N = --samples and N in 1k..--samples at H = --hidden.
+    #[arg(long)]
+    pub sweep: bool,
+    /// GPU: also time the naive one-output-per-invocation matmuls against the tiled ones.
+    #[arg(long)]
+    pub naive: bool,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub adapter: Option<String>,
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -16,7 +16,7 @@ use crate::train::{self, Event, Summary, TrainConfig};
 
 /// `--data` as given, or, for the default relative path, the copy bundled with the sources when
 /// the program runs from another folder.
-fn data_dir(arg: &PathBuf) -> PathBuf {
+pub fn data_dir(arg: &PathBuf) -> PathBuf {
     let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
     if arg == &PathBuf::from("data/mnist") && !arg.exists() && bundled.exists() { bundled } else { arg.clone() }
 }

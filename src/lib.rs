@@ -5,6 +5,7 @@
 //! K classes (10). Matrices are row-major: X is N x D, W1 is D x H, W2 is H x K.
 
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod cpu;

@@ -8,6 +8,7 @@ fn main() -> anyhow::Result<()> {
     }
     match Cli::parse().command {
         Command::Train(args) => gpu_mnist::commands::train(&args),
+        Command::Bench(args) => gpu_mnist::bench::run(&args),
         Command::Devices => gpu_mnist::commands::devices(),
     }
 }

@@ -82,20 +82,21 @@ fn linear_forward_matches_reference() {
                 act: act.map_or(0, |a| a.shader_code()),
                 ..Default::default()
             };
+            let naive = ctx.zeros("c naive", m * n, wgpu::BufferUsages::empty());
             run(&ctx, &k.linear_forward(&ctx.device, p, View::all(&a), View::all(&w), View::all(&b), View::all(&c)));
+            run(
+                &ctx,
+                &k.linear_forward_naive(&ctx.device, p, View::all(&a), View::all(&w), View::all(&b), View::all(&naive)),
+            );
             let mut z = vec![0.0; m * n];
             reference::linear_forward(&mut z, &av, &wv, bias.then_some(&bv[..]), m, kd, n);
             let mut want = z.clone();
             if let Some(act) = act {
                 reference::activation_forward(&mut want, &z, act);
             }
-            assert_close(
-                &format!("linear_forward {m}x{kd}x{n} u8 {a_u8} {act:?} bias {bias}"),
-                &read(&ctx, &c, m * n),
-                &want,
-                MM_ATOL,
-                MM_RTOL,
-            );
+            let what = format!("{m}x{kd}x{n} u8 {a_u8} {act:?} bias {bias}");
+            assert_close(&format!("linear_forward {what}"), &read(&ctx, &c, m * n), &want, MM_ATOL, MM_RTOL);
+            assert_close(&format!("linear_forward_naive {what}"), &read(&ctx, &naive, m * n), &want, MM_ATOL, MM_RTOL);
         }
     }
 }
@@ -123,19 +124,21 @@ fn linear_backward_weight_matches_reference() {
                     accumulate: accumulate as u32,
                     ..Default::default()
                 };
+                let naive = floats(&ctx, &prior);
                 run(&ctx, &k.linear_backward_weight(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&c)));
+                run(
+                    &ctx,
+                    &k.linear_backward_weight_naive(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&naive)),
+                );
                 let mut want = vec![0.0; m * n];
                 reference::linear_backward(None, &mut want, None, &dzv, &av, &[], kd, m, n);
                 if accumulate {
                     want.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
                 }
-                assert_close(
-                    &format!("linear_backward_weight {m}x{kd}x{n} u8 {a_u8} acc {accumulate}"),
-                    &read(&ctx, &c, m * n),
-                    &want,
-                    MM_ATOL,
-                    MM_RTOL,
-                );
+                let what = format!("{m}x{kd}x{n} u8 {a_u8} acc {accumulate}");
+                let (got, got_naive) = (read(&ctx, &c, m * n), read(&ctx, &naive, m * n));
+                assert_close(&format!("linear_backward_weight {what}"), &got, &want, MM_ATOL, MM_RTOL);
+                assert_close(&format!("linear_backward_weight_naive {what}"), &got_naive, &want, MM_ATOL, MM_RTOL);
             }
         }
     }

@@ -85,7 +85,8 @@ impl GpuContext {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("gpu-mnist"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps let `bench` time each kernel on the device; nothing else needs a feature.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -118,6 +119,10 @@ impl GpuContext {
         }
     }
 
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
     pub fn wait(&self) -> Result<(), BackendError> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -134,7 +139,17 @@ impl GpuContext {
         count: usize,
         staging: &wgpu::Buffer,
     ) -> Result<Vec<f32>, BackendError> {
-        let bytes = (count * 4) as u64;
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(src, offset, (count * 4) as u64, staging)?))
+    }
+
+    /// Copies `bytes` bytes (a multiple of 4) from `src` at `offset` through `staging` and waits.
+    pub fn read_bytes(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+        staging: &wgpu::Buffer,
+    ) -> Result<Vec<u8>, BackendError> {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, offset, staging, 0, bytes);
         self.queue.submit([enc.finish()]);
@@ -150,7 +165,7 @@ impl GpuContext {
         let out = {
             let view =
                 slice.get_mapped_range().map_err(|e| BackendError::Gpu(format!("reading a mapped buffer: {e:?}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            view.to_vec()
         };
         staging.unmap();
         Ok(out)

@@ -9,7 +9,10 @@ use wgpu::util::DeviceExt;
 /// Built once, recorded every iteration. `params` is its uniform buffer (rewritable, e.g. the lr).
 #[derive(Clone)]
 pub struct Dispatch {
+    /// The WGSL entry point.
     pub label: &'static str,
+    /// Which layer a linear-layer dispatch belongs to (1 or 2); 0 for the others.
+    pub layer: u8,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
@@ -17,6 +20,11 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    pub fn on_layer(mut self, layer: u8) -> Self {
+        self.layer = layer;
+        self
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
@@ -105,19 +113,38 @@ pub struct SgdParams {
     pub _pad: [u32; 2],
 }
 
-/// Invocations of `matmul.wgsl` compute 8 x 8 outputs in 16 x 2 workgroups: 16 rows x 128 columns.
-const MATMUL_TILE_M: u32 = 16;
-const MATMUL_TILE_N: u32 = 128;
+/// Invocations of `matmul.wgsl` compute 8 x 8 outputs. Wide workgroups are 16 x 2 invocations
+/// (16 rows x 128 columns of C); narrow ones, for outputs at most `NARROW_N` wide, 2 x 16.
+const MATMUL_BLOCK: u32 = 8;
+const WIDE: (u32, u32) = (16, 2);
+const NARROW: (u32, u32) = (2, 16);
+const NARROW_N: u32 = 16;
 const WORKGROUP_1D: u32 = 256;
 
+/// A matmul entry point compiled for both workgroup shapes.
+struct Matmul {
+    wide: wgpu::ComputePipeline,
+    narrow: wgpu::ComputePipeline,
+}
+
+impl Matmul {
+    /// The pipeline and the grid for an output of p.m x p.n.
+    fn pick(&self, p: &MatmulParams) -> (&wgpu::ComputePipeline, [u32; 3]) {
+        let (pipeline, (x, y)) = if p.n <= NARROW_N { (&self.narrow, NARROW) } else { (&self.wide, WIDE) };
+        (pipeline, [p.n.div_ceil(MATMUL_BLOCK * x), p.m.div_ceil(MATMUL_BLOCK * y), 1])
+    }
+}
+
 pub struct Kernels {
-    linear_forward: wgpu::ComputePipeline,
-    linear_backward_weight: wgpu::ComputePipeline,
-    linear_backward_input: wgpu::ComputePipeline,
+    linear_forward: Matmul,
+    linear_backward_weight: Matmul,
+    linear_backward_input: Matmul,
     softmax_xent_forward: wgpu::ComputePipeline,
     softmax_xent_backward: wgpu::ComputePipeline,
     column_sum: wgpu::ComputePipeline,
     sgd_update: wgpu::ComputePipeline,
+    linear_forward_naive: wgpu::ComputePipeline,
+    linear_backward_weight_naive: wgpu::ComputePipeline,
     /// Bound where a kernel's binding is unused.
     dummy: wgpu::Buffer,
 }
@@ -155,6 +182,17 @@ fn pipelines<const N: usize>(
     storage: &[bool],
     entries: [&str; N],
 ) -> [wgpu::ComputePipeline; N] {
+    pipelines_with(device, source, storage, entries, &[])
+}
+
+/// Pipelines for `entries` with the given pipeline-overridable constants.
+fn pipelines_with<const N: usize>(
+    device: &wgpu::Device,
+    source: &str,
+    storage: &[bool],
+    entries: [&str; N],
+    constants: &[(&str, f64)],
+) -> [wgpu::ComputePipeline; N] {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: None,
         source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -171,7 +209,7 @@ fn pipelines<const N: usize>(
             layout: Some(&pl),
             module: &module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
             cache: None,
         })
     })
@@ -179,11 +217,29 @@ fn pipelines<const N: usize>(
 
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
-        let [linear_forward, linear_backward_weight, linear_backward_input] = pipelines(
+        let matmul_entries = ["linear_forward", "linear_backward_weight", "linear_backward_input"];
+        let shaped = |(x, y): (u32, u32)| {
+            let constants = [("WG_X", x as f64), ("WG_Y", y as f64)];
+            pipelines_with(
+                device,
+                include_str!("../../shaders/matmul.wgsl"),
+                &[true, true, true, false],
+                matmul_entries,
+                &constants,
+            )
+        };
+        let [fw, bw, bi] = shaped(WIDE);
+        let [fn_, bn, bin] = shaped(NARROW);
+        let linear_forward = Matmul { wide: fw, narrow: fn_ };
+        let linear_backward_weight = Matmul { wide: bw, narrow: bn };
+        let linear_backward_input = Matmul { wide: bi, narrow: bin };
+        let naive_source =
+            [include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_naive.wgsl")].concat();
+        let [linear_forward_naive, linear_backward_weight_naive] = pipelines(
             device,
-            include_str!("../../shaders/matmul.wgsl"),
+            &naive_source,
             &[true, true, true, false],
-            ["linear_forward", "linear_backward_weight", "linear_backward_input"],
+            ["linear_forward_naive", "linear_backward_weight_naive"],
         );
         let [softmax_xent_forward, softmax_xent_backward] = pipelines(
             device,
@@ -209,6 +265,8 @@ impl Kernels {
             softmax_xent_backward,
             column_sum,
             sgd_update,
+            linear_forward_naive,
+            linear_backward_weight_naive,
             dummy,
         }
     }
@@ -237,11 +295,7 @@ impl Kernels {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Dispatch { label, pipeline: pipeline.clone(), bind_group, workgroups, params: params_buf }
-    }
-
-    fn matmul_grid(p: &MatmulParams) -> [u32; 3] {
-        [p.n.div_ceil(MATMUL_TILE_N), p.m.div_ceil(MATMUL_TILE_M), 1]
+        Dispatch { label, layer: 0, pipeline: pipeline.clone(), bind_group, workgroups, params: params_buf }
     }
 
     /// `c = act(op(a)·b + bias)`; `aux` is the bias (or `dummy()` when `p.bias == 0`).
@@ -254,7 +308,8 @@ impl Kernels {
         aux: View,
         c: View,
     ) -> Dispatch {
-        Self::build(device, "linear_forward", &self.linear_forward, &p, &[a, b, aux, c], Self::matmul_grid(&p))
+        let (pipeline, grid) = self.linear_forward.pick(&p);
+        Self::build(device, "linear_forward", pipeline, &p, &[a, b, aux, c], grid)
     }
 
     /// `c (+)= a^T · b` (a stored k x m).
@@ -266,8 +321,8 @@ impl Kernels {
         b: View,
         c: View,
     ) -> Dispatch {
-        let grid = Self::matmul_grid(&p);
-        Self::build(device, "linear_backward_weight", &self.linear_backward_weight, &p, &[a, b, self.dummy(), c], grid)
+        let (pipeline, grid) = self.linear_backward_weight.pick(&p);
+        Self::build(device, "linear_backward_weight", pipeline, &p, &[a, b, self.dummy(), c], grid)
     }
 
     /// `c = (a · b^T) ⊙ act'(aux)` (b stored n x k; aux = the activations, m x n).
@@ -280,14 +335,36 @@ impl Kernels {
         aux: View,
         c: View,
     ) -> Dispatch {
-        Self::build(
-            device,
-            "linear_backward_input",
-            &self.linear_backward_input,
-            &p,
-            &[a, b, aux, c],
-            Self::matmul_grid(&p),
-        )
+        let (pipeline, grid) = self.linear_backward_input.pick(&p);
+        Self::build(device, "linear_backward_input", pipeline, &p, &[a, b, aux, c], grid)
+    }
+
+    /// The one-output-per-invocation twin of `linear_forward` (for `bench --naive`).
+    pub fn linear_forward_naive(
+        &self,
+        device: &wgpu::Device,
+        p: MatmulParams,
+        a: View,
+        b: View,
+        aux: View,
+        c: View,
+    ) -> Dispatch {
+        let grid = [p.n.div_ceil(16), p.m.div_ceil(16), 1];
+        Self::build(device, "linear_forward_naive", &self.linear_forward_naive, &p, &[a, b, aux, c], grid)
+    }
+
+    /// The one-output-per-invocation twin of `linear_backward_weight` (for `bench --naive`).
+    pub fn linear_backward_weight_naive(
+        &self,
+        device: &wgpu::Device,
+        p: MatmulParams,
+        a: View,
+        b: View,
+        c: View,
+    ) -> Dispatch {
+        let grid = [p.n.div_ceil(16), p.m.div_ceil(16), 1];
+        let views = [a, b, self.dummy(), c];
+        Self::build(device, "linear_backward_weight_naive", &self.linear_backward_weight_naive, &p, &views, grid)
     }
 
     pub fn softmax_xent_forward(

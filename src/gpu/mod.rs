@@ -12,6 +12,7 @@
 
 pub mod context;
 pub mod kernels;
+pub mod profile;
 
 use crate::backend::{Backend, BackendError, Split};
 use crate::data::Dataset;
@@ -212,6 +213,33 @@ impl GpuBackend {
         self.chunk_rows
     }
 
+    /// Waits until every submitted step has finished (for wall-clock timing).
+    pub fn finish(&self) -> Result<(), BackendError> {
+        self.ctx.wait()
+    }
+
+    /// Runs one training step with every dispatch timed on its own (see `profile`): the dispatches
+    /// (entry point and layer) with their seconds. The step's update is applied like `step`'s.
+    pub fn profile_step(
+        &mut self,
+        lr: f32,
+    ) -> Result<(Vec<(&'static str, u8, f64)>, profile::TimingSource), BackendError> {
+        self.set_lr(lr);
+        let all: Vec<&Dispatch> = self.step.iter().collect();
+        let (times, source) = profile::time_dispatches(&self.ctx, &all)?;
+        Ok((self.step.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        if lr != self.lr {
+            if let Some(update) = self.step.last() {
+                let p = SgdParams { count: self.layout.total as u32, lr, _pad: [0; 2] };
+                self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
+            }
+            self.lr = lr;
+        }
+    }
+
     fn read_stats(&self, n: usize) -> Result<Stats, BackendError> {
         let v = self.ctx.read_f32(&self.stats, 0, 2, &self.staging)?;
         Ok(Stats { loss: v[0] as f64 / n.max(1) as f64, correct: v[1].round() as usize, n })
@@ -274,39 +302,26 @@ impl Plan<'_> {
             };
             let sm = SoftmaxParams { n: m32, k: kk, row_offset: r0 as u32, scale: 1.0 / set.n as f32 };
             let chunk_forward = [
-                k.linear_forward(dev, mm(m32, h, d, self.lda as u32, h, 1, self.act.shader_code()), xw, w1, aux1, a1),
-                k.linear_forward(dev, mm(m32, kk, h, h, kk, 0, 0), a1, w2, aux2, z2),
+                k.linear_forward(dev, mm(m32, h, d, self.lda as u32, h, 1, self.act.shader_code()), xw, w1, aux1, a1)
+                    .on_layer(1),
+                k.linear_forward(dev, mm(m32, kk, h, h, kk, 0, 0), a1, w2, aux2, z2).on_layer(2),
                 k.softmax_xent_forward(dev, sm, z2, View::all(&labels), View::all(&row_stats)),
             ];
             forward.extend(chunk_forward.iter().cloned());
             if training {
                 step.extend(chunk_forward);
+                let sums = |cols| ColumnSumParams { rows: m32, cols, accumulate: acc, _pad: 0 };
                 step.push(k.softmax_xent_backward(dev, sm, z2, View::all(&labels), dz2));
-                step.push(k.linear_backward_weight(dev, mm(h, kk, m32, h, kk, 0, 0), a1, dz2, dw2));
+                step.push(k.linear_backward_weight(dev, mm(h, kk, m32, h, kk, 0, 0), a1, dz2, dw2).on_layer(2));
                 if s.bias {
-                    step.push(k.column_sum(
-                        dev,
-                        ColumnSumParams { rows: m32, cols: kk, accumulate: acc, _pad: 0 },
-                        dz2,
-                        db2,
-                    ));
+                    step.push(k.column_sum(dev, sums(kk), dz2, db2).on_layer(2));
                 }
-                step.push(k.linear_backward_input(
-                    dev,
-                    mm(m32, h, kk, kk, kk, 0, self.act.shader_code()),
-                    dz2,
-                    w2,
-                    a1,
-                    dz1,
-                ));
-                step.push(k.linear_backward_weight(dev, mm(d, h, m32, self.lda as u32, h, 1, 0), xw, dz1, dw1));
+                let input_grad = mm(m32, h, kk, kk, kk, 0, self.act.shader_code());
+                step.push(k.linear_backward_input(dev, input_grad, dz2, w2, a1, dz1).on_layer(2));
+                let weight_grad = mm(d, h, m32, self.lda as u32, h, 1, 0);
+                step.push(k.linear_backward_weight(dev, weight_grad, xw, dz1, dw1).on_layer(1));
                 if s.bias {
-                    step.push(k.column_sum(
-                        dev,
-                        ColumnSumParams { rows: m32, cols: h, accumulate: acc, _pad: 0 },
-                        dz1,
-                        db1,
-                    ));
+                    step.push(k.column_sum(dev, sums(h), dz1, db1).on_layer(1));
                 }
             }
         }
@@ -327,12 +342,7 @@ impl Backend for GpuBackend {
     }
 
     fn step(&mut self, lr: f32) -> Result<(), BackendError> {
-        let update = self.step.last().ok_or_else(|| BackendError::Gpu("empty step plan".into()))?;
-        if lr != self.lr {
-            let p = SgdParams { count: self.layout.total as u32, lr, _pad: [0; 2] };
-            self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
-            self.lr = lr;
-        }
+        self.set_lr(lr);
         let all: Vec<&Dispatch> = self.step.iter().collect();
         kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
         Ok(())

@@ -1,0 +1,41 @@
+// matmul_naive.wgsl: the two large products of a linear layer with one invocation per output,
+// the textbook kernel. Training never uses it; `gpu-mnist bench --naive` times it beside the
+// register-tiled kernels of matmul.wgsl to show what the tiling buys, and tests hold it to the
+// CPU reference like every kernel.
+//
+// This file is compiled appended to matmul.wgsl: it uses that file's Params struct, its five
+// bindings (same shapes, layouts and access) and activate().
+//
+// Math: linear_forward_naive          C = act(A·B + bias)   (A as stored M x K, u8 or f32)
+//       linear_backward_weight_naive  C (+)= A^T·B           (A stored K x M)
+// Invocation (gx, gy) computes C[gy][gx]; workgroup 16 x 16.
+// Host dispatch: (ceil(N / 16), ceil(M / 16), 1). Bounds: invocations outside C return.
+
+// Element (r, c) of A as stored.
+fn a_at(r: u32, c: u32) -> f32 {
+    if (p.a_u8 == 1u) {
+        let byte = r * p.lda + c;
+        return f32((a[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
+    }
+    return bitcast<f32>(a[r * p.lda + c]);
+}
+
+@compute @workgroup_size(16, 16)
+fn linear_forward_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y; let col = gid.x;
+    if (row >= p.m || col >= p.n) { return; }
+    var z = 0.0;
+    for (var k = 0u; k < p.k; k++) { z = fma(a_at(row, k), b[k * p.ldb + col], z); }
+    if (p.bias == 1u) { z += aux[col]; }
+    c[row * p.n + col] = activate(z, p.act);
+}
+
+@compute @workgroup_size(16, 16)
+fn linear_backward_weight_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y; let col = gid.x;
+    if (row >= p.m || col >= p.n) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.k; k++) { s = fma(a_at(k, row), b[k * p.ldb + col], s); }
+    let idx = row * p.n + col;
+    c[idx] = select(s, c[idx] + s, p.accumulate == 1u);
+}

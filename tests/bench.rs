@@ -1,0 +1,86 @@
+//! `gpu-mnist bench` runs on a small size, checks itself, and writes finite figures as JSON.
+//! (Timings are not asserted: machines are noisy; the benchmark is a command.)
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("bench.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(["bench", "--samples", "700", "--hidden", "33", "--repeats", "2", "--warmup", "1", "--json"])
+        .arg(&json)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs");
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("CPU: ") && out.contains("GFLOP per iteration"), "{out}");
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("valid JSON")
+}
+
+fn finite(v: &serde_json::Value, what: &str) -> f64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(x.is_finite() && x >= 0.0, "{what} = {x}");
+    x
+}
+
+fn check_point(p: &serde_json::Value, backends: &[&str]) {
+    let results = p["results"].as_array().expect("results");
+    let names: Vec<&str> = results.iter().filter_map(|r| r["backend"].as_str()).collect();
+    assert_eq!(names, backends, "{p}");
+    for r in results {
+        assert!(r["self_check"].as_str().is_some_and(|s| s.starts_with("passed")), "{r}");
+        assert!(finite(&r["seconds_per_iteration"], "seconds per iteration") > 0.0);
+        finite(&r["gflops"], "GFLOP/s");
+        let ops = r["ops"].as_array().expect("ops");
+        assert!(ops.len() >= 4, "{r}");
+        let mut share = 0.0;
+        for o in ops {
+            finite(&o["seconds"], "op seconds");
+            finite(&o["gbytes_per_s"], "GB/s");
+            share += finite(&o["share"], "share");
+            if !o["gflops"].is_null() {
+                finite(&o["gflops"], "op GFLOP/s");
+            }
+        }
+        // Shares are of the ops' summed times.
+        assert!((share - 1.0).abs() < 1e-9, "shares add up to {share}: {r}");
+    }
+}
+
+#[test]
+fn bench_json_on_all_backends() {
+    let gpu = Command::new(env!("CARGO_BIN_EXE_gpu-mnist")).arg("devices").output().expect("devices runs");
+    let has_gpu = String::from_utf8_lossy(&gpu.stdout).contains("0: ");
+    let v = bench(&["--naive"]);
+    assert!(v["cpu"].is_string() && v["simd"].is_string(), "{v}");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0]["n"], 700);
+    assert_eq!(points[0]["h"], 33);
+    if has_gpu {
+        check_point(&points[0], &["cpu", "gpu"]);
+        finite(&points[0]["gpu_over_cpu"], "ratio");
+        let naive = v["naive"].as_array().expect("naive figures");
+        assert_eq!(naive.len(), 2);
+        for f in naive {
+            finite(&f["tiled_gflops"], "tiled");
+            finite(&f["naive_gflops"], "naive");
+        }
+    } else {
+        eprintln!("no GPU adapter: checking the CPU figures only");
+        check_point(&points[0], &["cpu"]);
+    }
+}
+
+#[test]
+fn bench_sweep_on_the_cpu() {
+    let v = bench(&["--backend", "cpu", "--sweep"]);
+    let points = v["points"].as_array().expect("points");
+    let hs: Vec<u64> = points.iter().filter_map(|p| p["h"].as_u64()).collect();
+    assert_eq!(hs, [32, 64, 128, 256, 512, 1024], "H sweep at N = --samples (no N below 700 in the N sweep)");
+    for p in points {
+        check_point(p, &["cpu"]);
+    }
+}
