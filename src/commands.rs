@@ -73,7 +73,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         },
     };
-    let summary = match gpu {
+    match gpu {
         Some(ctx) => {
             let mut b = GpuBackend::new(ctx, &mnist.train, &mnist.test, &params, args.activation, args.chunk_rows)?;
             if b.chunk_rows() < mnist.train.n {
@@ -81,7 +81,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
             let verifier =
                 args.verify_every.map(|_| CpuBackend::new(&mnist.train, &mnist.test, params.clone(), args.activation));
-            run(&mut b, &cfg, verifier.as_ref())?
+            run(&mut b, &cfg, verifier.as_ref())?;
         }
         None => {
             if args.verify_every.is_some() {
@@ -90,10 +90,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 );
             }
             let mut b = CpuBackend::new(&mnist.train, &mnist.test, params, args.activation);
-            run(&mut b, &cfg, None)?
+            run(&mut b, &cfg, None)?;
         }
-    };
-    let _ = summary;
+    }
     Ok(())
 }
 

@@ -191,43 +191,44 @@ impl PhaseTimes {
     }
 }
 
-/// Everything a shard accumulates. `dw2t` is dW2 transposed (K x H), like the `w2t` it uses.
+/// What every shard reads: parameters (with W2 transposed, K rows of length H), data, and
+/// whether to run the backward pass (`inv_n` = 1/N) and time the phases.
+struct Job<'a> {
+    p: &'a Params,
+    w2t: Vec<f32>,
+    act: Activation,
+    x: &'a SparseRows,
+    labels: &'a [u8],
+    inv_n: Option<f32>,
+    timed: bool,
+}
+
+/// A shard's gradient sums; dW2 is held transposed like the `w2t` it comes from.
+struct GradSums {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2t: Vec<f32>,
+    b2: Vec<f32>,
+}
+
 struct ShardSums {
-    grads: Params,
-    dw2t: Vec<f32>,
+    grads: Option<GradSums>,
     loss: f64,
     correct: usize,
     times: PhaseTimes,
 }
 
-/// The rows of one shard in blocks: forward, and with `inv_n` the backward pass too.
+/// The rows of one shard in blocks of `BLOCK`: the forward pass, and the backward pass too when
+/// `job.inv_n` is set.
 #[inline(always)]
-fn shard(
-    p: &Params,
-    w2t: &[f32],
-    act: Activation,
-    x: &SparseRows,
-    labels: &[u8],
-    rows: Range<usize>,
-    inv_n: Option<f32>,
-    timed: bool,
-) -> ShardSums {
-    let (h, k) = (p.shape.h, p.shape.k);
-    let b1 = p.shape.bias.then_some(&p.b1[..]);
-    let backward = inv_n.is_some();
-    let mut out = ShardSums {
-        grads: if backward {
-            Params::zeros(p.shape)
-        } else {
-            Params::zeros(crate::model::Shape { d: 0, h: 0, k: 0, ..p.shape })
-        },
-        dw2t: vec![0.0; if backward { k * h } else { 0 }],
-        loss: 0.0,
-        correct: 0,
-        times: PhaseTimes::default(),
-    };
+fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
+    let (p, act, x) = (job.p, job.act, job.x);
+    let (d, h, k, bias) = (p.shape.d, p.shape.h, p.shape.k, p.shape.bias);
+    let b1 = bias.then_some(&p.b1[..]);
+    let mut grads =
+        job.inv_n.map(|_| GradSums { w1: vec![0.0; d * h], b1: vec![0.0; h], w2t: vec![0.0; k * h], b2: vec![0.0; k] });
+    let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
     let (mut a1, mut dz1, mut z2) = (vec![0.0; BLOCK * h], vec![0.0; BLOCK * h], vec![0.0; k]);
-    let now = || if timed { Some(Instant::now()) } else { None };
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
             let t1 = Instant::now();
@@ -236,54 +237,54 @@ fn shard(
         }
     };
     for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
-        let mut t = now();
+        let mut t = job.timed.then(Instant::now);
         for (r, i) in block.clone().enumerate() {
             let (cols, vals) = x.row(i);
             let a = &mut a1[r * h..(r + 1) * h];
             sparse_row_forward(a, b1, cols, vals, &p.w1, h);
             a.iter_mut().for_each(|v| *v = act.apply(*v));
         }
-        lap(&mut t, &mut out.times.sparse_forward);
+        lap(&mut t, &mut times.sparse_forward);
         for (r, i) in block.clone().enumerate() {
             let a = &a1[r * h..(r + 1) * h];
             for c in 0..k {
-                z2[c] = dot(a, &w2t[c * h..(c + 1) * h]) + if p.shape.bias { p.b2[c] } else { 0.0 };
+                z2[c] = dot(a, &job.w2t[c * h..(c + 1) * h]) + if bias { p.b2[c] } else { 0.0 };
             }
-            let y = labels[i] as usize;
+            let y = job.labels[i] as usize;
             let (l, ok) = softmax_xent_row(&mut z2, y);
-            out.loss += l as f64;
-            out.correct += ok as usize;
-            let Some(inv_n) = inv_n else { continue };
+            loss += l as f64;
+            correct += ok as usize;
+            let (Some(inv_n), Some(g)) = (job.inv_n, grads.as_mut()) else { continue };
             // dz2 = (p - onehot(y)) / N ; dW2^T += dz2 ⊗ a1 ; dz1 = (Σ_c dz2_c W2^T[c]) ⊙ act'(a1)
             z2[y] -= 1.0;
             z2.iter_mut().for_each(|v| *v *= inv_n);
             let dz = &mut dz1[r * h..(r + 1) * h];
             dz.fill(0.0);
             for c in 0..k {
-                axpy(&mut out.dw2t[c * h..(c + 1) * h], z2[c], a);
-                axpy(dz, z2[c], &w2t[c * h..(c + 1) * h]);
+                axpy(&mut g.w2t[c * h..(c + 1) * h], z2[c], a);
+                axpy(dz, z2[c], &job.w2t[c * h..(c + 1) * h]);
             }
             for (d, &av) in dz.iter_mut().zip(a) {
                 *d *= act.derivative_from_output(av);
             }
-            if p.shape.bias {
-                axpy(&mut out.grads.b2, 1.0, &z2);
+            if bias {
+                axpy(&mut g.b2, 1.0, &z2);
             }
         }
-        lap(&mut t, &mut out.times.dense);
-        if backward {
+        lap(&mut t, &mut times.dense);
+        if let Some(g) = grads.as_mut() {
             for (r, i) in block.clone().enumerate() {
                 let (cols, vals) = x.row(i);
                 let dz = &dz1[r * h..(r + 1) * h];
-                sparse_row_backward(&mut out.grads.w1, dz, cols, vals, h);
-                if p.shape.bias {
-                    axpy(&mut out.grads.b1, 1.0, dz);
+                sparse_row_backward(&mut g.w1, dz, cols, vals, h);
+                if bias {
+                    axpy(&mut g.b1, 1.0, dz);
                 }
             }
-            lap(&mut t, &mut out.times.sparse_backward);
+            lap(&mut t, &mut times.sparse_backward);
         }
     }
-    out
+    ShardSums { grads, loss, correct, times }
 }
 
 /// The widest SIMD instruction set this CPU has that the fast path is compiled for.
@@ -321,56 +322,25 @@ impl Simd {
 
 /// Runs `shard` compiled for AVX-512, for AVX2 or for the baseline target. The code is the
 /// same, only the vector width differs, and so are the results, bit for bit.
-#[allow(clippy::too_many_arguments)]
-fn shard_simd(
-    simd: Simd,
-    p: &Params,
-    w2t: &[f32],
-    act: Activation,
-    x: &SparseRows,
-    labels: &[u8],
-    rows: Range<usize>,
-    inv_n: Option<f32>,
-    timed: bool,
-) -> ShardSums {
+fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512vl,avx2")]
-        #[allow(clippy::too_many_arguments)]
-        fn avx512(
-            p: &Params,
-            w2t: &[f32],
-            act: Activation,
-            x: &SparseRows,
-            labels: &[u8],
-            rows: Range<usize>,
-            inv_n: Option<f32>,
-            timed: bool,
-        ) -> ShardSums {
-            shard(p, w2t, act, x, labels, rows, inv_n, timed)
+        fn avx512(job: &Job, rows: Range<usize>) -> ShardSums {
+            shard(job, rows)
         }
         #[target_feature(enable = "avx2")]
-        #[allow(clippy::too_many_arguments)]
-        fn avx2(
-            p: &Params,
-            w2t: &[f32],
-            act: Activation,
-            x: &SparseRows,
-            labels: &[u8],
-            rows: Range<usize>,
-            inv_n: Option<f32>,
-            timed: bool,
-        ) -> ShardSums {
-            shard(p, w2t, act, x, labels, rows, inv_n, timed)
+        fn avx2(job: &Job, rows: Range<usize>) -> ShardSums {
+            shard(job, rows)
         }
         match simd.min(Simd::detect()) {
             // SAFETY: `Simd::detect` found these features on this CPU.
-            Simd::Avx512 => return unsafe { avx512(p, w2t, act, x, labels, rows, inv_n, timed) },
-            Simd::Avx2 => return unsafe { avx2(p, w2t, act, x, labels, rows, inv_n, timed) },
+            Simd::Avx512 => return unsafe { avx512(job, rows) },
+            Simd::Avx2 => return unsafe { avx2(job, rows) },
             Simd::Baseline => {}
         }
     }
-    shard(p, w2t, act, x, labels, rows, inv_n, timed)
+    shard(job, rows)
 }
 
 /// W2 (H x K) as K rows of length H.
@@ -392,14 +362,8 @@ pub fn best_simd() -> Simd {
 
 /// Loss and accuracy of `params` on `x` (forward only, threaded).
 pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> Stats {
-    let (simd, n) = (best_simd(), x.n());
-    let w2t = transpose(&params.w2, params.shape.h, params.shape.k);
-    let parts: Vec<ShardSums> = shards(n)
-        .into_par_iter()
-        .map(|rows| shard_simd(simd, params, &w2t, act, x, labels, rows, None, false))
-        .collect();
-    let (loss, correct) = parts.iter().fold((0.0, 0), |(l, c), s| (l + s.loss, c + s.correct));
-    Stats { loss: loss / n.max(1) as f64, correct, n }
+    let (_, stats, _) = run(best_simd(), params, act, x, labels, false, false);
+    stats
 }
 
 /// Gradients of the mean cross-entropy over all rows of `x`, and the forward pass's loss/accuracy.
@@ -418,29 +382,41 @@ pub fn forward_backward_with(
     x: &SparseRows,
     labels: &[u8],
 ) -> (Params, Stats, PhaseTimes) {
-    let s = params.shape;
-    let n = x.n();
-    let inv_n = Some(1.0 / n.max(1) as f32);
-    let w2t = transpose(&params.w2, s.h, s.k);
-    let parts: Vec<ShardSums> = shards(n)
-        .into_par_iter()
-        .map(|rows| shard_simd(simd, params, &w2t, act, x, labels, rows, inv_n, timed))
-        .collect();
-    let mut grads = Params::zeros(s);
+    let (g, s, t) = run(simd, params, act, x, labels, true, timed);
+    (g.unwrap_or_else(|| Params::zeros(params.shape)), s, t)
+}
+
+/// All shards in parallel, then their sums in shard order.
+fn run(
+    simd: Simd,
+    p: &Params,
+    act: Activation,
+    x: &SparseRows,
+    labels: &[u8],
+    backward: bool,
+    timed: bool,
+) -> (Option<Params>, Stats, PhaseTimes) {
+    let (s, n) = (p.shape, x.n());
+    let inv_n = backward.then(|| 1.0 / n.max(1) as f32);
+    let job = Job { p, w2t: transpose(&p.w2, s.h, s.k), act, x, labels, inv_n, timed };
+    let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
+    let mut grads = backward.then(|| Params::zeros(s));
     let mut dw2t = vec![0.0; s.k * s.h];
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());
     for part in &parts {
-        for (acc, g) in
-            [(&mut grads.w1, &part.grads.w1), (&mut grads.b1, &part.grads.b1), (&mut grads.b2, &part.grads.b2)]
-        {
-            axpy(acc, 1.0, g);
+        if let (Some(acc), Some(g)) = (grads.as_mut(), part.grads.as_ref()) {
+            axpy(&mut acc.w1, 1.0, &g.w1);
+            axpy(&mut acc.b1, 1.0, &g.b1);
+            axpy(&mut acc.b2, 1.0, &g.b2);
+            axpy(&mut dw2t, 1.0, &g.w2t);
         }
-        axpy(&mut dw2t, 1.0, &part.dw2t);
         loss += part.loss;
         correct += part.correct;
         times.add(&part.times);
     }
-    grads.w2 = transpose(&dw2t, s.k, s.h);
+    if let Some(g) = grads.as_mut() {
+        g.w2 = transpose(&dw2t, s.k, s.h);
+    }
     (grads, Stats { loss: loss / n.max(1) as f64, correct, n }, times)
 }
 
