@@ -13,8 +13,8 @@ pub enum Split {
 pub enum BackendError {
     #[error("GPU error: {0} (use --backend cpu to train without the GPU)")]
     Gpu(String),
-    #[error("{0} (use --backend cpu, or install a Vulkan driver such as mesa-vulkan-drivers)")]
-    NoAdapter(String),
+    #[error("{what}; wgpu sees: {seen} (use --backend cpu, or install a Vulkan driver such as mesa-vulkan-drivers)")]
+    NoAdapter { what: String, seen: String },
     #[error("{0}")]
     Unsupported(String),
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::cli::{BackendChoice, TrainArgs};
 use crate::cpu::CpuBackend;
 use crate::data::{self, Mnist};
@@ -67,6 +67,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         BackendChoice::Gpu => Some(GpuContext::open(args.adapter.as_deref(), false)?),
         BackendChoice::Auto => match GpuContext::open(args.adapter.as_deref(), true) {
             Ok(ctx) => Some(ctx),
+            Err(BackendError::NoAdapter { what, seen }) => {
+                let hint = if seen == "none" { "" } else { "; --backend gpu runs the shaders on a software adapter" };
+                println!("{what} (wgpu sees: {seen}): using the CPU backend{hint}");
+                None
+            }
             Err(e) => {
                 println!("{e}; using the CPU backend");
                 None

@@ -61,7 +61,7 @@ fn auto_without_adapters_falls_back_to_cpu() {
     let o = gpu_mnist(&SHORT, &[("GPU_MNIST_HIDE_ADAPTERS", "1")]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    assert!(out.contains("no hardware GPU adapter; wgpu sees: none") && out.contains("using the CPU backend"), "{out}");
+    assert!(out.contains("no hardware GPU adapter (wgpu sees: none): using the CPU backend"), "{out}");
     assert!(out.contains("backend: cpu"), "{out}");
 }
 

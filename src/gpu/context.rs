@@ -66,7 +66,7 @@ pub fn select(name: Option<&str>, hardware_only: bool) -> Result<wgpu::Adapter, 
                 (None, true) => "no hardware GPU adapter".to_string(),
                 (None, false) => "no GPU adapter".to_string(),
             };
-            BackendError::NoAdapter(format!("{what}; wgpu sees: {seen}"))
+            BackendError::NoAdapter { what, seen: seen.clone() }
         })
 }
 
