@@ -17,7 +17,7 @@ use crate::cpu::fast::{self, SparseRows};
 use crate::cpu::reference;
 use crate::data::Dataset;
 use crate::gpu::kernels::{Kernels, MatmulParams, View};
-use crate::gpu::{GpuBackend, GpuContext, context, pack_rows, packed_row_bytes, profile};
+use crate::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, context, pack_rows, packed_row_bytes, profile};
 use crate::model::{Activation, K, Params, Shape};
 use crate::train::{VERIFY_TOLERANCE, relative_difference};
 
@@ -60,10 +60,12 @@ pub struct Point {
 #[derive(Clone, Debug, Serialize)]
 pub struct NaiveFigure {
     pub product: String,
-    pub tiled_s: f64,
     pub naive_s: f64,
-    pub tiled_gflops: f64,
+    pub register_s: f64,
+    pub shared_s: f64,
     pub naive_gflops: f64,
+    pub register_gflops: f64,
+    pub shared_gflops: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -322,7 +324,8 @@ fn bench_gpu(
     args: &BenchArgs,
 ) -> Result<BackendFigures> {
     let params = Params::init(shape, act, 0);
-    let mut gpu = GpuBackend::new(ctx, train, test, &params, act, None)?;
+    let mut gpu =
+        GpuBackend::new(ctx, train, test, &params, act, GpuOptions { max_chunk_rows: None, tiling: args.tiling })?;
     // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
     gpu.step(LR)?;
     let (grads, stats, after) = (gpu.gradients()?, gpu.step_stats()?, gpu.params()?);
@@ -392,7 +395,7 @@ fn bench_gpu(
         .collect();
     Ok(BackendFigures {
         backend: "gpu".into(),
-        device: gpu.device(),
+        device: format!("{}, {:?} matmul tiling", gpu.device(), gpu.tiling()),
         timing: format!(
             "iteration: wall time of one submitted step until the device is idle; kernels: {} (sum {total:.4} s), shares of that sum",
             source.describe()
@@ -404,84 +407,86 @@ fn bench_gpu(
     })
 }
 
-/// The two large products, register-tiled vs one output per invocation, on the real pixels.
+/// The two large products on the real pixels: one output per invocation, register tiles and
+/// workgroup-memory tiles, each checked against the naive result before it is timed.
 fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Result<Vec<NaiveFigure>> {
     let (n, d, h) = (args.samples.min(train.n), train.d(), args.hidden);
-    let k = Kernels::new(&ctx.device);
-    let lda = packed_row_bytes(d);
-    let x = ctx.upload("pixels", &pack_rows(&train.pixels[..n * d], d), wgpu::BufferUsages::empty());
-    let w: Vec<f32> = (0..d * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-    let w = ctx.upload("w", bytemuck::cast_slice(&w), wgpu::BufferUsages::empty());
-    let b = ctx.zeros("b", h, wgpu::BufferUsages::empty());
+    let (register, shared) = (Kernels::new(&ctx.device, Tiling::Register), Kernels::new(&ctx.device, Tiling::Shared));
+    let lda = packed_row_bytes(d) as u32;
     let none = wgpu::BufferUsages::empty();
-    let (a1, a1_naive, dw, dw_naive) = (
-        ctx.zeros("a1", n * h, none),
-        ctx.zeros("a1'", n * h, none),
-        ctx.zeros("dw", d * h, none),
-        ctx.zeros("dw'", d * h, none),
-    );
+    let x = ctx.upload("pixels", &pack_rows(&train.pixels[..n * d], d), none);
+    let wv: Vec<f32> = (0..d * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let dzv: Vec<f32> = (0..n * h).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let (w, dz) =
+        (ctx.upload("w", bytemuck::cast_slice(&wv), none), ctx.upload("dz", bytemuck::cast_slice(&dzv), none));
+    let b = ctx.zeros("b", h, none);
     let fwd = MatmulParams {
         m: n as u32,
         n: h as u32,
         k: d as u32,
-        lda: lda as u32,
+        lda,
         ldb: h as u32,
         a_u8: 1,
         bias: 1,
-        act: 0,
         ..Default::default()
     };
-    let bwd = MatmulParams {
-        m: d as u32,
-        n: h as u32,
-        k: n as u32,
-        lda: lda as u32,
-        ldb: h as u32,
-        a_u8: 1,
-        ..Default::default()
-    };
-    let dev = &ctx.device;
-    let pairs = [
-        (
-            "X·W1 (linear_forward L1)",
-            k.linear_forward(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(&a1)),
-            k.linear_forward_naive(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(&a1_naive)),
-            (&a1, &a1_naive, n * h),
-        ),
-        (
-            "X^T·dZ1 (linear_backward_weight L1)",
-            k.linear_backward_weight(dev, bwd, View::all(&x), View::all(&a1), View::all(&dw)),
-            k.linear_backward_weight_naive(dev, bwd, View::all(&x), View::all(&a1), View::all(&dw_naive)),
-            (&dw, &dw_naive, d * h),
-        ),
-    ];
+    let bwd = MatmulParams { m: d as u32, n: h as u32, k: n as u32, lda, ldb: h as u32, a_u8: 1, ..Default::default() };
     let flops = 2.0 * (n * d * h) as f64;
+    let dev = &ctx.device;
     let mut out = Vec::new();
-    for (name, tiled, naive, (c, c_naive, len)) in &pairs {
-        let (mut ts, mut ns) = (Vec::new(), Vec::new());
-        for _ in 0..args.repeats.clamp(1, 3) {
-            ts.push(profile::time_dispatches(ctx, &[tiled])?.0[0]);
-            ns.push(profile::time_dispatches(ctx, &[naive])?.0[0]);
+    for (name, len, weight) in
+        [("X·W1 (linear_forward L1)", n * h, false), ("X^T·dZ1 (linear_backward_weight L1)", d * h, true)]
+    {
+        let outputs = [ctx.zeros("naive", len, none), ctx.zeros("register", len, none), ctx.zeros("shared", len, none)];
+        let dispatch = |k: &Kernels, c: &wgpu::Buffer, naive: bool| match (weight, naive) {
+            (false, false) => k.linear_forward(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c)),
+            (false, true) => {
+                k.linear_forward_naive(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c))
+            }
+            (true, false) => k.linear_backward_weight(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
+            (true, true) => k.linear_backward_weight_naive(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
+        };
+        let runs = [
+            dispatch(&register, &outputs[0], true),
+            dispatch(&register, &outputs[1], false),
+            dispatch(&shared, &outputs[2], false),
+        ];
+        let mut seconds = [0.0; 3];
+        for (i, run) in runs.iter().enumerate() {
+            let mut v: Vec<f64> = Vec::new();
+            for _ in 0..args.repeats.clamp(1, 3) {
+                v.push(profile::time_dispatches(ctx, &[run])?.0[0]);
+            }
+            seconds[i] = median(&mut v);
         }
-        let staging = ctx.staging(*len);
-        let diff =
-            relative_difference(&ctx.read_f32(c_naive, 0, *len, &staging)?, &ctx.read_f32(c, 0, *len, &staging)?);
-        if !(diff <= VERIFY_TOLERANCE) {
-            bail!("naive and tiled {name} disagree by {diff:.2e} (relative)");
+        let staging = ctx.staging(len);
+        let naive = ctx.read_f32(&outputs[0], 0, len, &staging)?;
+        for (tiled, what) in [(&outputs[1], "register"), (&outputs[2], "shared")] {
+            let diff = relative_difference(&ctx.read_f32(tiled, 0, len, &staging)?, &naive);
+            if !(diff <= VERIFY_TOLERANCE) {
+                bail!("{what}-tiled and naive {name} disagree by {diff:.2e} (relative)");
+            }
         }
-        let (t, nv) = (median(&mut ts), median(&mut ns));
+        let gf = seconds.map(|t| flops / t / 1e9);
         println!(
-            "{name}: tiled {t:.3} s ({:.1} GFLOP/s), naive {nv:.3} s ({:.1} GFLOP/s): tiled is {:.1}x faster",
-            flops / t / 1e9,
-            flops / nv / 1e9,
-            nv / t
+            "{name}: naive {:.3} s ({:.1} GFLOP/s), register tiles {:.3} s ({:.1}, {:.1}x), workgroup-memory tiles {:.3} s ({:.1}, {:.1}x)",
+            seconds[0],
+            gf[0],
+            seconds[1],
+            gf[1],
+            seconds[0] / seconds[1],
+            seconds[2],
+            gf[2],
+            seconds[0] / seconds[2]
         );
         out.push(NaiveFigure {
             product: name.to_string(),
-            tiled_s: t,
-            naive_s: nv,
-            tiled_gflops: flops / t / 1e9,
-            naive_gflops: flops / nv / 1e9,
+            naive_s: seconds[0],
+            register_s: seconds[1],
+            shared_s: seconds[2],
+            naive_gflops: gf[0],
+            register_gflops: gf[1],
+            shared_gflops: gf[2],
         });
     }
     Ok(out)

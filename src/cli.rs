@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::gpu::Tiling;
 use crate::model::Activation;
 
 #[derive(Parser, Debug)]
@@ -64,6 +65,9 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
     #[arg(long)]
     pub adapter: Option<String>,
+    /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
+    #[arg(long, value_enum)]
+    pub tiling: Option<Tiling>,
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
 }
@@ -124,6 +128,9 @@ pub struct TrainArgs {
     /// GPU: at most this many training rows per chunk (rounded down to a multiple of 64).
     #[arg(long, value_parser = positive)]
     pub chunk_rows: Option<usize>,
+    /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
+    #[arg(long, value_enum)]
+    pub tiling: Option<Tiling>,
 }
 
 fn positive(s: &str) -> Result<usize, String> {

@@ -10,7 +10,7 @@ use crate::backend::{Backend, BackendError};
 use crate::cli::{BackendChoice, TrainArgs};
 use crate::cpu::CpuBackend;
 use crate::data::{self, Mnist};
-use crate::gpu::{GpuBackend, GpuContext, context};
+use crate::gpu::{GpuBackend, GpuContext, GpuOptions, context};
 use crate::model::{K, Params, Shape};
 use crate::train::{self, Event, Summary, TrainConfig};
 
@@ -80,7 +80,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
     match gpu {
         Some(ctx) => {
-            let mut b = GpuBackend::new(ctx, &mnist.train, &mnist.test, &params, args.activation, args.chunk_rows)?;
+            let options = GpuOptions { max_chunk_rows: args.chunk_rows, tiling: args.tiling };
+            let mut b = GpuBackend::new(ctx, &mnist.train, &mnist.test, &params, args.activation, options)?;
+            println!("GPU: {:?} matmul tiling", b.tiling());
             if b.chunk_rows() < mnist.train.n {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }

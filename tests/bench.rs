@@ -65,8 +65,9 @@ fn bench_json_on_all_backends() {
         let naive = v["naive"].as_array().expect("naive figures");
         assert_eq!(naive.len(), 2);
         for f in naive {
-            finite(&f["tiled_gflops"], "tiled");
-            finite(&f["naive_gflops"], "naive");
+            for key in ["naive_gflops", "register_gflops", "shared_gflops"] {
+                finite(&f[key], key);
+            }
         }
     } else {
         eprintln!("no GPU adapter: checking the CPU figures only");

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, gpu, pixels, rng, uniform};
 use gpu_mnist::cpu::reference;
-use gpu_mnist::gpu::kernels::{self, ColumnSumParams, Kernels, MatmulParams, SgdParams, SoftmaxParams, View};
+use gpu_mnist::gpu::kernels::{self, ColumnSumParams, Kernels, MatmulParams, SgdParams, SoftmaxParams, Tiling, View};
 use gpu_mnist::gpu::{GpuContext, pack_rows, packed_row_bytes};
 use gpu_mnist::model::Activation;
 
@@ -61,59 +61,18 @@ fn matrix_a(
 #[test]
 fn linear_forward_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx.device);
-    let mut r = rng(1);
-    for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
-        for a_u8 in [true, false] {
-            let act = [None, Some(Activation::Sigmoid), Some(Activation::Relu), Some(Activation::Elu)][i % 4];
-            let bias = i % 3 != 0;
-            let (a, lda, av) = matrix_a(&ctx, &mut r, m, kd, a_u8);
-            let wv = uniform(&mut r, kd * n, -1.0, 1.0);
-            let bv = uniform(&mut r, n, -1.0, 1.0);
-            let (w, b, c) = (floats(&ctx, &wv), floats(&ctx, &bv), ctx.zeros("c", m * n, wgpu::BufferUsages::empty()));
-            let p = MatmulParams {
-                m: m as u32,
-                n: n as u32,
-                k: kd as u32,
-                lda,
-                ldb: n as u32,
-                a_u8: a_u8 as u32,
-                bias: bias as u32,
-                act: act.map_or(0, |a| a.shader_code()),
-                ..Default::default()
-            };
-            let naive = ctx.zeros("c naive", m * n, wgpu::BufferUsages::empty());
-            run(&ctx, &k.linear_forward(&ctx.device, p, View::all(&a), View::all(&w), View::all(&b), View::all(&c)));
-            run(
-                &ctx,
-                &k.linear_forward_naive(&ctx.device, p, View::all(&a), View::all(&w), View::all(&b), View::all(&naive)),
-            );
-            let mut z = vec![0.0; m * n];
-            reference::linear_forward(&mut z, &av, &wv, bias.then_some(&bv[..]), m, kd, n);
-            let mut want = z.clone();
-            if let Some(act) = act {
-                reference::activation_forward(&mut want, &z, act);
-            }
-            let what = format!("{m}x{kd}x{n} u8 {a_u8} {act:?} bias {bias}");
-            assert_close(&format!("linear_forward {what}"), &read(&ctx, &c, m * n), &want, MM_ATOL, MM_RTOL);
-            assert_close(&format!("linear_forward_naive {what}"), &read(&ctx, &naive, m * n), &want, MM_ATOL, MM_RTOL);
-        }
-    }
-}
-
-#[test]
-fn linear_backward_weight_matches_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx.device);
-    let mut r = rng(2);
-    for &(m, kd, n) in &SHAPES {
-        for a_u8 in [true, false] {
-            for accumulate in [false, true] {
-                // C (m x n) = A^T B with A stored kd x m (the layer input: kd samples of m features).
-                let (a, lda, av) = matrix_a(&ctx, &mut r, kd, m, a_u8);
-                let dzv = uniform(&mut r, kd * n, -1.0, 1.0);
-                let prior = uniform(&mut r, m * n, -1.0, 1.0);
-                let (dz, c) = (floats(&ctx, &dzv), floats(&ctx, &prior));
+    for tiling in [Tiling::Register, Tiling::Shared] {
+        let k = Kernels::new(&ctx.device, tiling);
+        let mut r = rng(1);
+        for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
+            for a_u8 in [true, false] {
+                let act = [None, Some(Activation::Sigmoid), Some(Activation::Relu), Some(Activation::Elu)][i % 4];
+                let bias = i % 3 != 0;
+                let (a, lda, av) = matrix_a(&ctx, &mut r, m, kd, a_u8);
+                let wv = uniform(&mut r, kd * n, -1.0, 1.0);
+                let bv = uniform(&mut r, n, -1.0, 1.0);
+                let (w, b, c) =
+                    (floats(&ctx, &wv), floats(&ctx, &bv), ctx.zeros("c", m * n, wgpu::BufferUsages::empty()));
                 let p = MatmulParams {
                     m: m as u32,
                     n: n as u32,
@@ -121,24 +80,92 @@ fn linear_backward_weight_matches_reference() {
                     lda,
                     ldb: n as u32,
                     a_u8: a_u8 as u32,
-                    accumulate: accumulate as u32,
+                    bias: bias as u32,
+                    act: act.map_or(0, |a| a.shader_code()),
                     ..Default::default()
                 };
-                let naive = floats(&ctx, &prior);
-                run(&ctx, &k.linear_backward_weight(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&c)));
+                let naive = ctx.zeros("c naive", m * n, wgpu::BufferUsages::empty());
                 run(
                     &ctx,
-                    &k.linear_backward_weight_naive(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&naive)),
+                    &k.linear_forward(&ctx.device, p, View::all(&a), View::all(&w), View::all(&b), View::all(&c)),
                 );
-                let mut want = vec![0.0; m * n];
-                reference::linear_backward(None, &mut want, None, &dzv, &av, &[], kd, m, n);
-                if accumulate {
-                    want.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
+                run(
+                    &ctx,
+                    &k.linear_forward_naive(
+                        &ctx.device,
+                        p,
+                        View::all(&a),
+                        View::all(&w),
+                        View::all(&b),
+                        View::all(&naive),
+                    ),
+                );
+                let mut z = vec![0.0; m * n];
+                reference::linear_forward(&mut z, &av, &wv, bias.then_some(&bv[..]), m, kd, n);
+                let mut want = z.clone();
+                if let Some(act) = act {
+                    reference::activation_forward(&mut want, &z, act);
                 }
-                let what = format!("{m}x{kd}x{n} u8 {a_u8} acc {accumulate}");
-                let (got, got_naive) = (read(&ctx, &c, m * n), read(&ctx, &naive, m * n));
-                assert_close(&format!("linear_backward_weight {what}"), &got, &want, MM_ATOL, MM_RTOL);
-                assert_close(&format!("linear_backward_weight_naive {what}"), &got_naive, &want, MM_ATOL, MM_RTOL);
+                let what = format!("{m}x{kd}x{n} u8 {a_u8} {act:?} bias {bias} {tiling:?}");
+                assert_close(&format!("linear_forward {what}"), &read(&ctx, &c, m * n), &want, MM_ATOL, MM_RTOL);
+                assert_close(
+                    &format!("linear_forward_naive {what}"),
+                    &read(&ctx, &naive, m * n),
+                    &want,
+                    MM_ATOL,
+                    MM_RTOL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_backward_weight_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    for tiling in [Tiling::Register, Tiling::Shared] {
+        let k = Kernels::new(&ctx.device, tiling);
+        let mut r = rng(2);
+        for &(m, kd, n) in &SHAPES {
+            for a_u8 in [true, false] {
+                for accumulate in [false, true] {
+                    // C (m x n) = A^T B with A stored kd x m (the layer input: kd samples of m features).
+                    let (a, lda, av) = matrix_a(&ctx, &mut r, kd, m, a_u8);
+                    let dzv = uniform(&mut r, kd * n, -1.0, 1.0);
+                    let prior = uniform(&mut r, m * n, -1.0, 1.0);
+                    let (dz, c) = (floats(&ctx, &dzv), floats(&ctx, &prior));
+                    let p = MatmulParams {
+                        m: m as u32,
+                        n: n as u32,
+                        k: kd as u32,
+                        lda,
+                        ldb: n as u32,
+                        a_u8: a_u8 as u32,
+                        accumulate: accumulate as u32,
+                        ..Default::default()
+                    };
+                    let naive = floats(&ctx, &prior);
+                    run(&ctx, &k.linear_backward_weight(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&c)));
+                    run(
+                        &ctx,
+                        &k.linear_backward_weight_naive(
+                            &ctx.device,
+                            p,
+                            View::all(&a),
+                            View::all(&dz),
+                            View::all(&naive),
+                        ),
+                    );
+                    let mut want = vec![0.0; m * n];
+                    reference::linear_backward(None, &mut want, None, &dzv, &av, &[], kd, m, n);
+                    if accumulate {
+                        want.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
+                    }
+                    let what = format!("{m}x{kd}x{n} u8 {a_u8} acc {accumulate} {tiling:?}");
+                    let (got, got_naive) = (read(&ctx, &c, m * n), read(&ctx, &naive, m * n));
+                    assert_close(&format!("linear_backward_weight {what}"), &got, &want, MM_ATOL, MM_RTOL);
+                    assert_close(&format!("linear_backward_weight_naive {what}"), &got_naive, &want, MM_ATOL, MM_RTOL);
+                }
             }
         }
     }
@@ -147,55 +174,57 @@ fn linear_backward_weight_matches_reference() {
 #[test]
 fn linear_backward_input_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx.device);
-    let mut r = rng(3);
-    for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
-        // dz1 (m x n) = (dz2 (m x kd) · W^T) ⊙ act'(a1), W stored n x kd.
-        let act = [Activation::Sigmoid, Activation::Relu, Activation::Elu][i % 3];
-        let dzv = uniform(&mut r, m * kd, -1.0, 1.0);
-        let wv = uniform(&mut r, n * kd, -1.0, 1.0);
-        let zv = uniform(&mut r, m * n, -2.0, 2.0);
-        let mut a1 = vec![0.0; m * n];
-        reference::activation_forward(&mut a1, &zv, act);
-        let (dz, w, a, c) = (
-            floats(&ctx, &dzv),
-            floats(&ctx, &wv),
-            floats(&ctx, &a1),
-            ctx.zeros("c", m * n, wgpu::BufferUsages::empty()),
-        );
-        let p = MatmulParams {
-            m: m as u32,
-            n: n as u32,
-            k: kd as u32,
-            lda: kd as u32,
-            ldb: kd as u32,
-            act: act.shader_code(),
-            ..Default::default()
-        };
-        run(
-            &ctx,
-            &k.linear_backward_input(&ctx.device, p, View::all(&dz), View::all(&w), View::all(&a), View::all(&c)),
-        );
-        // The reference's linear_backward gives dx = dz · w^T for w stored (inputs x outputs) = n x kd.
-        let mut da = vec![0.0; m * n];
-        let mut unused = vec![0.0; n * kd];
-        reference::linear_backward(Some(&mut da), &mut unused, None, &dzv, &vec![0.0; m * n], &wv, m, n, kd);
-        let mut want = vec![0.0; m * n];
-        reference::activation_backward(&mut want, &da, &a1, act);
-        assert_close(
-            &format!("linear_backward_input {m}x{kd}x{n} {act:?}"),
-            &read(&ctx, &c, m * n),
-            &want,
-            MM_ATOL,
-            MM_RTOL,
-        );
+    for tiling in [Tiling::Register, Tiling::Shared] {
+        let k = Kernels::new(&ctx.device, tiling);
+        let mut r = rng(3);
+        for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
+            // dz1 (m x n) = (dz2 (m x kd) · W^T) ⊙ act'(a1), W stored n x kd.
+            let act = [Activation::Sigmoid, Activation::Relu, Activation::Elu][i % 3];
+            let dzv = uniform(&mut r, m * kd, -1.0, 1.0);
+            let wv = uniform(&mut r, n * kd, -1.0, 1.0);
+            let zv = uniform(&mut r, m * n, -2.0, 2.0);
+            let mut a1 = vec![0.0; m * n];
+            reference::activation_forward(&mut a1, &zv, act);
+            let (dz, w, a, c) = (
+                floats(&ctx, &dzv),
+                floats(&ctx, &wv),
+                floats(&ctx, &a1),
+                ctx.zeros("c", m * n, wgpu::BufferUsages::empty()),
+            );
+            let p = MatmulParams {
+                m: m as u32,
+                n: n as u32,
+                k: kd as u32,
+                lda: kd as u32,
+                ldb: kd as u32,
+                act: act.shader_code(),
+                ..Default::default()
+            };
+            run(
+                &ctx,
+                &k.linear_backward_input(&ctx.device, p, View::all(&dz), View::all(&w), View::all(&a), View::all(&c)),
+            );
+            // The reference's linear_backward gives dx = dz · w^T for w stored (inputs x outputs) = n x kd.
+            let mut da = vec![0.0; m * n];
+            let mut unused = vec![0.0; n * kd];
+            reference::linear_backward(Some(&mut da), &mut unused, None, &dzv, &vec![0.0; m * n], &wv, m, n, kd);
+            let mut want = vec![0.0; m * n];
+            reference::activation_backward(&mut want, &da, &a1, act);
+            assert_close(
+                &format!("linear_backward_input {m}x{kd}x{n} {act:?} {tiling:?}"),
+                &read(&ctx, &c, m * n),
+                &want,
+                MM_ATOL,
+                MM_RTOL,
+            );
+        }
     }
 }
 
 #[test]
 fn softmax_xent_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx.device);
+    let k = Kernels::new(&ctx.device, Tiling::Register);
     let mut r = rng(4);
     for (n, kk, offset) in [(1, 10, 0), (7, 10, 3), (300, 10, 17), (33, 1, 0), (129, 3, 5)] {
         let mut logits = uniform(&mut r, n * kk, -8.0, 8.0);
@@ -235,7 +264,7 @@ fn softmax_xent_matches_reference() {
 #[test]
 fn column_sum_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx.device);
+    let k = Kernels::new(&ctx.device, Tiling::Register);
     let mut r = rng(5);
     for (rows, cols) in [(1, 1), (7, 129), (1000, 10), (257, 33), (33, 784)] {
         for accumulate in [false, true] {
@@ -263,7 +292,7 @@ fn column_sum_matches_reference() {
 #[test]
 fn sgd_update_matches_reference() {
     let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx.device);
+    let k = Kernels::new(&ctx.device, Tiling::Register);
     let mut r = rng(6);
     for count in [1, 7, 255, 257, 100_003] {
         let pv = uniform(&mut r, count, -1.0, 1.0);

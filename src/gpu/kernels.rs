@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 /// Built once, recorded every iteration. `params` is its uniform buffer (rewritable, e.g. the lr).
 #[derive(Clone)]
 pub struct Dispatch {
-    /// The WGSL entry point.
+    /// The op: its WGSL entry point without a variant suffix (`_shared`, `_naive`).
     pub label: &'static str,
     /// Which layer a linear-layer dispatch belongs to (1 or 2); 0 for the others.
     pub layer: u8,
@@ -121,21 +121,45 @@ const NARROW: (u32, u32) = (2, 16);
 const NARROW_N: u32 = 16;
 const WORKGROUP_1D: u32 = 256;
 
-/// A matmul entry point compiled for both workgroup shapes.
+/// How the matmuls with wide outputs are tiled (outputs at most `NARROW_N` wide always use the
+/// narrow register tile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tiling {
+    /// `matmul.wgsl`: 8 x 8 outputs per invocation in registers, no barriers (software adapters).
+    Register,
+    /// `matmul_shared.wgsl`: 64 x 64 tiles staged through workgroup memory (hardware GPUs).
+    Shared,
+}
+
+impl Tiling {
+    /// Workgroup memory for hardware GPUs; registers where barriers are slow (software adapters).
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        if super::context::is_hardware(info) { Tiling::Shared } else { Tiling::Register }
+    }
+}
+
+/// A matmul op: the pipeline for wide outputs and its tile (rows, columns of C per workgroup),
+/// and the narrow register-tiled pipeline.
 struct Matmul {
     wide: wgpu::ComputePipeline,
+    wide_tile: (u32, u32),
     narrow: wgpu::ComputePipeline,
 }
 
 impl Matmul {
     /// The pipeline and the grid for an output of p.m x p.n.
     fn pick(&self, p: &MatmulParams) -> (&wgpu::ComputePipeline, [u32; 3]) {
-        let (pipeline, (x, y)) = if p.n <= NARROW_N { (&self.narrow, NARROW) } else { (&self.wide, WIDE) };
-        (pipeline, [p.n.div_ceil(MATMUL_BLOCK * x), p.m.div_ceil(MATMUL_BLOCK * y), 1])
+        let (pipeline, (rows, cols)) = if p.n <= NARROW_N {
+            (&self.narrow, (MATMUL_BLOCK * NARROW.1, MATMUL_BLOCK * NARROW.0))
+        } else {
+            (&self.wide, self.wide_tile)
+        };
+        (pipeline, [p.n.div_ceil(cols), p.m.div_ceil(rows), 1])
     }
 }
 
 pub struct Kernels {
+    tiling: Tiling,
     linear_forward: Matmul,
     linear_backward_weight: Matmul,
     linear_backward_input: Matmul,
@@ -216,23 +240,25 @@ fn pipelines_with<const N: usize>(
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device) -> Self {
-        let matmul_entries = ["linear_forward", "linear_backward_weight", "linear_backward_input"];
+    pub fn new(device: &wgpu::Device, tiling: Tiling) -> Self {
+        const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+        let storage = [true, true, true, false];
+        let entries = ["linear_forward", "linear_backward_weight", "linear_backward_input"];
         let shaped = |(x, y): (u32, u32)| {
-            let constants = [("WG_X", x as f64), ("WG_Y", y as f64)];
-            pipelines_with(
-                device,
-                include_str!("../../shaders/matmul.wgsl"),
-                &[true, true, true, false],
-                matmul_entries,
-                &constants,
-            )
+            pipelines_with(device, MATMUL, &storage, entries, &[("WG_X", x as f64), ("WG_Y", y as f64)])
         };
-        let [fw, bw, bi] = shaped(WIDE);
+        let ([fw, bw, bi], wide_tile) = match tiling {
+            Tiling::Register => (shaped(WIDE), (MATMUL_BLOCK * WIDE.1, MATMUL_BLOCK * WIDE.0)),
+            Tiling::Shared => {
+                let source = [MATMUL, include_str!("../../shaders/matmul_shared.wgsl")].concat();
+                let shared = entries.map(|e| format!("{e}_shared"));
+                (pipelines(device, &source, &storage, shared.each_ref().map(|e| e.as_str())), (64, 64))
+            }
+        };
         let [fn_, bn, bin] = shaped(NARROW);
-        let linear_forward = Matmul { wide: fw, narrow: fn_ };
-        let linear_backward_weight = Matmul { wide: bw, narrow: bn };
-        let linear_backward_input = Matmul { wide: bi, narrow: bin };
+        let linear_forward = Matmul { wide: fw, wide_tile, narrow: fn_ };
+        let linear_backward_weight = Matmul { wide: bw, wide_tile, narrow: bn };
+        let linear_backward_input = Matmul { wide: bi, wide_tile, narrow: bin };
         let naive_source =
             [include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_naive.wgsl")].concat();
         let [linear_forward_naive, linear_backward_weight_naive] = pipelines(
@@ -258,6 +284,7 @@ impl Kernels {
             mapped_at_creation: false,
         });
         Kernels {
+            tiling,
             linear_forward,
             linear_backward_weight,
             linear_backward_input,
@@ -269,6 +296,10 @@ impl Kernels {
             linear_backward_weight_naive,
             dummy,
         }
+    }
+
+    pub fn tiling(&self) -> Tiling {
+        self.tiling
     }
 
     pub fn dummy(&self) -> View<'_> {

@@ -18,6 +18,7 @@ use crate::backend::{Backend, BackendError, Split};
 use crate::data::Dataset;
 use crate::model::{Activation, Params, Shape, Stats};
 pub use context::GpuContext;
+pub use kernels::Tiling;
 use kernels::{ColumnSumParams, Dispatch, Kernels, MatmulParams, SgdParams, SoftmaxParams, View};
 
 /// Offsets (in f32) of the four tensors inside the flat parameter and gradient buffers; each
@@ -111,6 +112,7 @@ struct GpuSet {
 }
 
 pub struct GpuBackend {
+    tiling: Tiling,
     ctx: GpuContext,
     shape: Shape,
     layout: ParamLayout,
@@ -133,22 +135,30 @@ struct ChunkBuffers {
     dz1: wgpu::Buffer,
 }
 
+/// Choices for the GPU backend; the defaults fit the adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GpuOptions {
+    /// At most this many rows per chunk (tests use it to exercise accumulation across chunks).
+    pub max_chunk_rows: Option<usize>,
+    /// The matmul tiling; by default `Tiling::for_adapter`.
+    pub tiling: Option<Tiling>,
+}
+
 impl GpuBackend {
-    /// Uploads both splits and `params` and prepares every dispatch. `chunk_rows` caps the rows
-    /// per chunk (tests use it to exercise gradient accumulation across chunks).
+    /// Uploads both splits and `params` and prepares every dispatch.
     pub fn new(
         ctx: GpuContext,
         train: &Dataset,
         test: &Dataset,
         params: &Params,
         act: Activation,
-        max_chunk_rows: Option<usize>,
+        options: GpuOptions,
     ) -> Result<Self, BackendError> {
         let s = params.shape;
         let lda = packed_row_bytes(s.d);
         let max_binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
         let per_row = lda.max(s.h * 4).max(s.k * 4).max(8);
-        let rows = chunk_rows(train.n.max(test.n), per_row, max_binding, max_chunk_rows)?;
+        let rows = chunk_rows(train.n.max(test.n), per_row, max_binding, options.max_chunk_rows)?;
         for set in [train, test] {
             let bytes = (set.n * lda) as u64;
             if bytes > ctx.limits.max_buffer_size || (set.n * 8) as u64 > max_binding {
@@ -159,7 +169,7 @@ impl GpuBackend {
             }
         }
         let layout = ParamLayout::new(s);
-        let kernels = Kernels::new(&ctx.device);
+        let kernels = Kernels::new(&ctx.device, options.tiling.unwrap_or_else(|| Tiling::for_adapter(&ctx.info)));
         let usage = wgpu::BufferUsages::empty();
         let params_buf =
             ctx.upload("params", bytemuck::cast_slice(&layout.flatten(params)), wgpu::BufferUsages::COPY_SRC);
@@ -190,6 +200,7 @@ impl GpuBackend {
         step.push(kernels.sgd_update(&ctx.device, update, View::all(&params_buf), View::all(&grads)));
         ctx.check()?;
         Ok(GpuBackend {
+            tiling: kernels.tiling(),
             ctx,
             shape: s,
             layout,
@@ -207,6 +218,10 @@ impl GpuBackend {
 
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    pub fn tiling(&self) -> Tiling {
+        self.tiling
     }
 
     pub fn chunk_rows(&self) -> usize {
