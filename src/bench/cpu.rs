@@ -1,0 +1,90 @@
+//! `bench` on the CPU: the fast step timed per phase, after a check against the reference.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use super::{BackendFigures, LR, OpFigure, figure, flops_per_iteration, median};
+use crate::cli::BenchArgs;
+use crate::cpu::fast::{self, SparseRows};
+use crate::cpu::reference;
+use crate::data::Dataset;
+use crate::model::{Activation, Params, Shape};
+use crate::train::relative_difference;
+
+/// The fast CPU path against the reference on 2,000 digits: sums of up to 2,000 terms in another
+/// order, measured ~1e-7 of each tensor's scale.
+const CPU_CHECK_TOLERANCE: f64 = 1e-4;
+
+pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -> Result<BackendFigures> {
+    let (n, d, h, k) = (train.n, shape.d, shape.h, shape.k);
+    let x = SparseRows::from_pixels(&train.pixels, d);
+    let mut params = Params::init(shape, act, 0);
+    let check_n = n.min(2000);
+    let sub = SparseRows::from_pixels(&train.pixels[..check_n * d], d);
+    let xs = reference::scale_pixels(&train.pixels[..check_n * d]);
+    let (want, want_stats) = reference::forward_backward(&params, act, &xs, &train.labels[..check_n]);
+    let (got, got_stats) = fast::forward_backward(&params, act, &sub, &train.labels[..check_n]);
+    let mut worst = ("loss", (got_stats.loss - want_stats.loss).abs() / want_stats.loss);
+    for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
+        let diff = relative_difference(g, w);
+        if !(diff <= worst.1) {
+            worst = (name, diff);
+        }
+    }
+    if !(worst.1 <= CPU_CHECK_TOLERANCE) {
+        bail!("CPU self-check failed: {} differs from the reference by {:.2e} (relative)", worst.0, worst.1);
+    }
+    let simd = fast::best_simd();
+    for _ in 0..args.warmup {
+        let (g, _, _) = fast::forward_backward_with(simd, false, &params, act, &x, &train.labels);
+        params.sgd_update(&g, LR);
+    }
+    let (mut iters, mut phases, mut updates) = (Vec::new(), [Vec::new(), Vec::new(), Vec::new()], Vec::new());
+    for _ in 0..args.repeats {
+        let t0 = Instant::now();
+        let (g, _, times) = fast::forward_backward_with(simd, true, &params, act, &x, &train.labels);
+        let t1 = Instant::now();
+        params.sgd_update(&g, LR);
+        let t2 = Instant::now();
+        // Phase shares of the threads' busy time, applied to the wall time of the gradient pass.
+        let busy = (times.sparse_forward + times.dense + times.sparse_backward).max(1) as f64;
+        let fb = (t1 - t0).as_secs_f64();
+        for (v, ns) in phases.iter_mut().zip([times.sparse_forward, times.dense, times.sparse_backward]) {
+            v.push(fb * ns as f64 / busy);
+        }
+        updates.push((t2 - t1).as_secs_f64());
+        iters.push((t2 - t0).as_secs_f64());
+    }
+    let iteration = median(&mut iters);
+    let (nf, df, hf, kf, nnz) = (n as f64, d as f64, h as f64, k as f64, x.col.len() as f64);
+    let p = shape.parameter_count() as f64;
+    let costs = [
+        ("sparse forward: act(X·W1 + b1)", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (df * hf + nf * hf)),
+        ("dense: layer 2, softmax, dZ1", Some(6.0 * nf * hf * kf), 8.0 * nf * hf + 4.0 * hf * kf + nf),
+        ("sparse backward: X^T·dZ1, db1", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (nf * hf + df * hf)),
+    ];
+    let mut times: Vec<f64> = phases.iter_mut().map(|v| median(v)).collect();
+    times.push(median(&mut updates));
+    let total: f64 = times.iter().sum();
+    let mut ops: Vec<OpFigure> = costs
+        .iter()
+        .zip(&times)
+        .map(|((name, flops, bytes), &t)| figure(name.to_string(), t, *flops, *bytes, total))
+        .collect();
+    ops.push(figure("sgd_update: params -= lr·grads".into(), times[3], Some(2.0 * p), 12.0 * p, total));
+    Ok(BackendFigures {
+        backend: "cpu".into(),
+        device: format!("{} threads, {}", rayon::current_num_threads(), simd.name()),
+        timing: format!(
+            "iteration: median wall time; phases: the gradient pass's wall time split by each phase's share of the \
+             threads' busy time (phases alternate in blocks of 64 rows), shares of their sum; sparse phases touch \
+             {:.1}% of the pixels",
+            100.0 * nnz / (nf * df)
+        ),
+        seconds_per_iteration: iteration,
+        gflops: flops_per_iteration(n, d, h, k) / iteration / 1e9,
+        ops,
+        self_check: format!("passed: fast vs reference on {check_n} digits, worst {} {:.1e}", worst.0, worst.1),
+    })
+}

@@ -1,0 +1,216 @@
+//! `bench` on the GPU: one step checked against the CPU, then the step and each kernel timed,
+//! and (`--naive`) the large products under each tiling against the naive kernels.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use super::{BackendFigures, LR, NaiveFigure, figure, flops_per_iteration, median};
+use crate::backend::Backend;
+use crate::cli::BenchArgs;
+use crate::cpu::fast::{self, SparseRows};
+use crate::data::Dataset;
+use crate::gpu::kernels::{Kernels, MatmulParams, View};
+use crate::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
+use crate::model::{Activation, Params, Shape};
+use crate::train::{VERIFY_TOLERANCE, relative_difference};
+
+/// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows.
+fn gpu_cost(label: &str, layer: u8, n: f64, s: Shape) -> (String, Option<f64>, f64) {
+    let (d, h, k) = (s.d as f64, s.h as f64, s.k as f64);
+    let lda = packed_row_bytes(s.d) as f64;
+    let p = s.parameter_count() as f64;
+    let (what, flops, bytes) = match (label, layer) {
+        ("linear_forward", 1) => ("act(X·W1 + b1)", Some(2.0 * n * d * h), n * lda + 4.0 * (d * h + h + n * h)),
+        ("linear_forward", _) => ("A1·W2 + b2", Some(2.0 * n * h * k), 4.0 * (n * h + h * k + k + n * k)),
+        ("softmax_xent_forward", _) => ("loss, correct", None, 4.0 * (n * k + n) + 8.0 * n),
+        ("softmax_xent_backward", _) => ("dZ2", None, 4.0 * (2.0 * n * k + n)),
+        ("linear_backward_weight", 2) => ("dW2 = A1^T·dZ2", Some(2.0 * n * h * k), 4.0 * (n * h + n * k + h * k)),
+        ("linear_backward_input", _) => {
+            ("dZ1 = dZ2·W2^T ⊙ act'", Some(2.0 * n * h * k), 4.0 * (n * k + h * k + 2.0 * n * h))
+        }
+        ("linear_backward_weight", _) => ("dW1 = X^T·dZ1", Some(2.0 * n * d * h), n * lda + 4.0 * (n * h + d * h)),
+        ("column_sum", 1) => ("db1", None, 4.0 * (n * h + h)),
+        ("column_sum", _) => ("db2", None, 4.0 * (n * k + k)),
+        _ => ("params -= lr·grads", Some(2.0 * p), 12.0 * p),
+    };
+    let name = if layer > 0 { format!("{label} L{layer}: {what}") } else { format!("{label}: {what}") };
+    (name, flops, bytes)
+}
+
+pub fn bench(
+    ctx: GpuContext,
+    train: &Dataset,
+    test: &Dataset,
+    shape: Shape,
+    act: Activation,
+    args: &BenchArgs,
+) -> Result<BackendFigures> {
+    let params = Params::init(shape, act, 0);
+    let mut gpu =
+        GpuBackend::new(ctx, train, test, &params, act, GpuOptions { max_chunk_rows: None, tiling: args.tiling })?;
+    // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
+    gpu.step(LR)?;
+    let (grads, stats, after) = (gpu.gradients()?, gpu.step_stats()?, gpu.params()?);
+    let x = SparseRows::from_pixels(&train.pixels, shape.d);
+    let (want, want_stats) = fast::forward_backward(&params, act, &x, &train.labels);
+    let mut expected = params.clone();
+    expected.sgd_update(&grads, LR);
+    let checks = [
+        ("loss (linear_forward, softmax_xent_forward)", (stats.loss - want_stats.loss).abs() / want_stats.loss),
+        (
+            "dW1 (linear_backward_weight L1, linear_backward_input, softmax_xent_backward)",
+            relative_difference(&grads.w1, &want.w1),
+        ),
+        ("db1 (column_sum L1)", relative_difference(&grads.b1, &want.b1)),
+        ("dW2 (linear_backward_weight L2)", relative_difference(&grads.w2, &want.w2)),
+        ("db2 (column_sum L2)", relative_difference(&grads.b2, &want.b2)),
+        (
+            "params (sgd_update)",
+            relative_difference(&after.w1, &expected.w1).max(relative_difference(&after.w2, &expected.w2)),
+        ),
+    ];
+    let worst = checks.iter().fold(("", 0.0f64), |w, &(n, d)| if !(d <= w.1) { (n, d) } else { w });
+    if !(worst.1 <= VERIFY_TOLERANCE) {
+        bail!("GPU self-check failed: {} differs from the CPU by {:.2e} (relative)", worst.0, worst.1);
+    }
+    for _ in 0..args.warmup {
+        gpu.step(LR)?;
+    }
+    gpu.finish()?;
+    let mut iters = Vec::new();
+    for _ in 0..args.repeats {
+        let t = Instant::now();
+        gpu.step(LR)?;
+        gpu.finish()?;
+        iters.push(t.elapsed().as_secs_f64());
+    }
+    let iteration = median(&mut iters);
+    // Per-kernel times: every dispatch timed on its own, chunks of the same kernel added up.
+    let mut per_kernel: Vec<((&'static str, u8), Vec<f64>)> = Vec::new();
+    let mut source = profile::TimingSource::WallClock;
+    for _ in 0..args.repeats {
+        let (times, src) = gpu.profile_step(LR)?;
+        source = src;
+        let mut sums: Vec<((&'static str, u8), f64)> = Vec::new();
+        for (label, layer, t) in times {
+            match sums.iter_mut().find(|(key, _)| *key == (label, layer)) {
+                Some((_, s)) => *s += t,
+                None => sums.push(((label, layer), t)),
+            }
+        }
+        for (key, t) in sums {
+            match per_kernel.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(t),
+                None => per_kernel.push((key, vec![t])),
+            }
+        }
+    }
+    let mut medians: Vec<((&'static str, u8), f64)> =
+        per_kernel.into_iter().map(|(k, mut v)| (k, median(&mut v))).collect();
+    let total: f64 = medians.iter().map(|(_, t)| t).sum();
+    let ops = medians
+        .iter_mut()
+        .map(|((label, layer), t)| {
+            let (name, flops, bytes) = gpu_cost(label, *layer, train.n as f64, shape);
+            figure(name, *t, flops, bytes, total)
+        })
+        .collect();
+    Ok(BackendFigures {
+        backend: "gpu".into(),
+        device: format!("{}, {:?} matmul tiling", gpu.device(), gpu.tiling()),
+        timing: format!(
+            "iteration: wall time of one submitted step until the device is idle; kernels: {} (sum {total:.4} s), shares of that sum",
+            source.describe()
+        ),
+        seconds_per_iteration: iteration,
+        gflops: flops_per_iteration(train.n, shape.d, shape.h, shape.k) / iteration / 1e9,
+        ops,
+        self_check: format!("passed: one step vs the CPU, worst {} {:.1e}", worst.0, worst.1),
+    })
+}
+
+/// The two large products on the real pixels: one output per invocation, register tiles and
+/// workgroup-memory tiles, each checked against the naive result before it is timed.
+pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Result<Vec<NaiveFigure>> {
+    let (n, d, h) = (args.samples.min(train.n), train.d(), args.hidden);
+    let (register, shared) = (Kernels::new(&ctx.device, Tiling::Register), Kernels::new(&ctx.device, Tiling::Shared));
+    let lda = packed_row_bytes(d) as u32;
+    let none = wgpu::BufferUsages::empty();
+    let x = ctx.upload("pixels", &pack_rows(&train.pixels[..n * d], d), none);
+    let wv: Vec<f32> = (0..d * h).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let dzv: Vec<f32> = (0..n * h).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let (w, dz) =
+        (ctx.upload("w", bytemuck::cast_slice(&wv), none), ctx.upload("dz", bytemuck::cast_slice(&dzv), none));
+    let b = ctx.zeros("b", h, none);
+    let fwd = MatmulParams {
+        m: n as u32,
+        n: h as u32,
+        k: d as u32,
+        lda,
+        ldb: h as u32,
+        a_u8: 1,
+        bias: 1,
+        ..Default::default()
+    };
+    let bwd = MatmulParams { m: d as u32, n: h as u32, k: n as u32, lda, ldb: h as u32, a_u8: 1, ..Default::default() };
+    let flops = 2.0 * (n * d * h) as f64;
+    let dev = &ctx.device;
+    let mut out = Vec::new();
+    for (name, len, weight) in
+        [("X·W1 (linear_forward L1)", n * h, false), ("X^T·dZ1 (linear_backward_weight L1)", d * h, true)]
+    {
+        let outputs = [ctx.zeros("naive", len, none), ctx.zeros("register", len, none), ctx.zeros("shared", len, none)];
+        let dispatch = |k: &Kernels, c: &wgpu::Buffer, naive: bool| match (weight, naive) {
+            (false, false) => k.linear_forward(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c)),
+            (false, true) => {
+                k.linear_forward_naive(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c))
+            }
+            (true, false) => k.linear_backward_weight(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
+            (true, true) => k.linear_backward_weight_naive(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
+        };
+        let runs = [
+            dispatch(&register, &outputs[0], true),
+            dispatch(&register, &outputs[1], false),
+            dispatch(&shared, &outputs[2], false),
+        ];
+        let mut seconds = [0.0; 3];
+        for (i, run) in runs.iter().enumerate() {
+            let mut v: Vec<f64> = Vec::new();
+            for _ in 0..args.repeats.clamp(1, 3) {
+                v.push(profile::time_dispatches(ctx, &[run])?.0[0]);
+            }
+            seconds[i] = median(&mut v);
+        }
+        let staging = ctx.staging(len);
+        let naive = ctx.read_f32(&outputs[0], 0, len, &staging)?;
+        for (tiled, what) in [(&outputs[1], "register"), (&outputs[2], "shared")] {
+            let diff = relative_difference(&ctx.read_f32(tiled, 0, len, &staging)?, &naive);
+            if !(diff <= VERIFY_TOLERANCE) {
+                bail!("{what}-tiled and naive {name} disagree by {diff:.2e} (relative)");
+            }
+        }
+        let gf = seconds.map(|t| flops / t / 1e9);
+        println!(
+            "{name}: naive {:.3} s ({:.1} GFLOP/s), register tiles {:.3} s ({:.1}, {:.1}x), workgroup-memory tiles {:.3} s ({:.1}, {:.1}x)",
+            seconds[0],
+            gf[0],
+            seconds[1],
+            gf[1],
+            seconds[0] / seconds[1],
+            seconds[2],
+            gf[2],
+            seconds[0] / seconds[2]
+        );
+        out.push(NaiveFigure {
+            product: name.to_string(),
+            naive_s: seconds[0],
+            register_s: seconds[1],
+            shared_s: seconds[2],
+            naive_gflops: gf[0],
+            register_gflops: gf[1],
+            shared_gflops: gf[2],
+        });
+    }
+    Ok(out)
+}

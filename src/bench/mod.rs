@@ -1,0 +1,213 @@
+//! `gpu-mnist bench`: the real full-batch training step, timed per backend and per kernel.
+//!
+//! Every figure names where it was measured. Before timing, each backend's results are checked
+//! against the CPU reference; a mismatch is an error, not a number. FLOP counts are those of the
+//! dense computation (what NumPy does, `2N(DH+HK) + 2N(DH+2HK)` per iteration), also for the
+//! sparse CPU phases, so GFLOP/s compare like for like. Bytes are the least traffic an op needs:
+//! its inputs read once and its outputs written once.
+
+mod cpu;
+mod gpu;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::cli::{BenchArgs, BenchBackends};
+use crate::cpu::fast;
+use crate::gpu::{GpuContext, context};
+use crate::model::{K, Shape};
+
+/// Learning rate of the timed steps (it does not change the work).
+pub(crate) const LR: f32 = 0.8;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OpFigure {
+    pub op: String,
+    pub seconds: f64,
+    pub gflops: Option<f64>,
+    pub gbytes_per_s: f64,
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendFigures {
+    pub backend: String,
+    pub device: String,
+    pub timing: String,
+    pub seconds_per_iteration: f64,
+    pub gflops: f64,
+    pub ops: Vec<OpFigure>,
+    pub self_check: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Point {
+    pub n: usize,
+    pub h: usize,
+    pub gflop_per_iteration: f64,
+    pub results: Vec<BackendFigures>,
+    /// GPU seconds per iteration divided by the CPU's (below 1: the GPU is faster).
+    pub gpu_over_cpu: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NaiveFigure {
+    pub product: String,
+    pub naive_s: f64,
+    pub register_s: f64,
+    pub shared_s: f64,
+    pub naive_gflops: f64,
+    pub register_gflops: f64,
+    pub shared_gflops: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub cpu: String,
+    pub cores: usize,
+    pub threads: usize,
+    pub simd: String,
+    pub simd_used: String,
+    pub gpu: Option<String>,
+    pub points: Vec<Point>,
+    pub naive: Vec<NaiveFigure>,
+}
+
+/// Dense-equivalent FLOPs of one iteration, as the NumPy peer counts them.
+pub fn flops_per_iteration(n: usize, d: usize, h: usize, k: usize) -> f64 {
+    let (n, d, h, k) = (n as f64, d as f64, h as f64, k as f64);
+    2.0 * n * (d * h + h * k) + 2.0 * n * (d * h + 2.0 * h * k)
+}
+
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+pub(crate) fn figure(op: String, seconds: f64, flops: Option<f64>, bytes: f64, total: f64) -> OpFigure {
+    OpFigure {
+        op,
+        seconds,
+        gflops: flops.map(|f| f / seconds / 1e9),
+        gbytes_per_s: bytes / seconds / 1e9,
+        share: seconds / total,
+    }
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let dir = crate::commands::data_dir(&args.data);
+    let mnist = crate::data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+    if args.samples > mnist.train.n {
+        bail!("--samples {} is more than the {} training images in {}", args.samples, mnist.train.n, dir.display());
+    }
+    let gpu_wanted = args.backend != BenchBackends::Cpu;
+    let adapter = if gpu_wanted { Some(context::select(args.adapter.as_deref(), false)) } else { None };
+    let gpu_info = match adapter {
+        Some(Ok(a)) => Some(a.get_info()),
+        Some(Err(e)) if args.backend == BenchBackends::Gpu => return Err(e.into()),
+        Some(Err(e)) => {
+            println!("{e}; timing the CPU only");
+            None
+        }
+        None => None,
+    };
+    let report_gpu =
+        gpu_info.as_ref().map(|i| format!("{} driver {} {}", context::describe(i), i.driver, i.driver_info));
+    let mut report = Report {
+        cpu: cpu_name(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: rayon::current_num_threads(),
+        simd: fast::Simd::detect().name().into(),
+        simd_used: fast::best_simd().name().into(),
+        gpu: report_gpu.clone(),
+        points: Vec::new(),
+        naive: Vec::new(),
+    };
+    println!(
+        "CPU: {}, {} cores, {} threads, {} (fast path built for {})",
+        report.cpu, report.cores, report.threads, report.simd, report.simd_used
+    );
+    if let Some(g) = &report_gpu {
+        println!("GPU: {g}");
+    }
+    let mut points = vec![(args.samples, args.hidden)];
+    if args.sweep {
+        points = [32, 64, 128, 256, 512, 1024].iter().map(|&h| (args.samples, h)).collect();
+        for n in [1000, 5000, 10000, 30000, 60000] {
+            if n < args.samples && !points.contains(&(n, args.hidden)) {
+                points.push((n, args.hidden));
+            }
+        }
+    }
+    for &(n, h) in &points {
+        let mut train = mnist.train.clone();
+        train.truncate(n);
+        let mut test = mnist.test.clone();
+        test.truncate(1000);
+        let shape = Shape { d: train.d(), h, k: K, bias: true };
+        let gflop = flops_per_iteration(n, shape.d, h, K) / 1e9;
+        println!("\nN {n}, D {}, H {h}, K {K}: {gflop:.2} GFLOP per iteration (dense-equivalent)", shape.d);
+        let mut results = Vec::new();
+        if args.backend != BenchBackends::Gpu {
+            results.push(cpu::bench(&train, shape, args.activation, args)?);
+        }
+        if gpu_info.is_some() {
+            let ctx = GpuContext::open(args.adapter.as_deref(), false)?;
+            results.push(gpu::bench(ctx, &train, &test, shape, args.activation, args)?);
+        }
+        for r in &results {
+            print_figures(r, !args.sweep);
+        }
+        let ratio = match (results.iter().find(|r| r.backend == "cpu"), results.iter().find(|r| r.backend == "gpu")) {
+            (Some(c), Some(g)) => Some(g.seconds_per_iteration / c.seconds_per_iteration),
+            _ => None,
+        };
+        if let Some(r) = ratio {
+            let verdict = if r < 1.0 {
+                format!("the GPU is {:.1}x faster", 1.0 / r)
+            } else {
+                format!("the CPU is {r:.1}x faster")
+            };
+            println!("GPU/CPU time ratio {r:.2}: {verdict}");
+        }
+        report.points.push(Point { n, h, gflop_per_iteration: gflop, results, gpu_over_cpu: ratio });
+    }
+    if args.naive && gpu_info.is_some() {
+        let ctx = GpuContext::open(args.adapter.as_deref(), false)?;
+        report.naive = gpu::bench_naive(&ctx, &mnist.train, args)?;
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report as JSON")?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_figures(r: &BackendFigures, per_op: bool) {
+    println!(
+        "{} ({}): {:.4} s per iteration, {:.1} GFLOP/s; self-check: {}",
+        r.backend, r.device, r.seconds_per_iteration, r.gflops, r.self_check
+    );
+    if !per_op {
+        return;
+    }
+    println!("  timing: {}", r.timing);
+    println!("  {:<52} {:>9} {:>8} {:>7} {:>6}", "op", "seconds", "GFLOP/s", "GB/s", "share");
+    for o in &r.ops {
+        let gf = o.gflops.map_or("-".to_string(), |g| format!("{g:.1}"));
+        println!("  {:<52} {:>9.5} {:>8} {:>7.2} {:>5.1}%", o.op, o.seconds, gf, o.gbytes_per_s, 100.0 * o.share);
+    }
+}
