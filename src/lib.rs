@@ -4,6 +4,9 @@
 //! Shape letters used throughout: N samples, D inputs (784 = 28x28 pixels), H hidden units,
 //! K classes (10). Matrices are row-major: X is N x D, W1 is D x H, W2 is H x K.
 
+// Checks are written `!(diff <= tolerance)` on purpose: a NaN difference must fail them.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod backend;
 pub mod bench;
 pub mod cli;

@@ -37,7 +37,7 @@ impl SparseRows {
     /// `pixels` is n x d bytes, row-major. Panics only on a programming error (d > 65536).
     pub fn from_pixels(pixels: &[u8], d: usize) -> Self {
         assert!(d <= u16::MAX as usize + 1, "input width {d} does not fit u16 column indices");
-        let n = if d == 0 { 0 } else { pixels.len() / d };
+        let n = pixels.len().checked_div(d).unwrap_or(0);
         let nnz = pixels.iter().filter(|&&p| p != 0).count();
         let mut rows = SparseRows {
             d,
@@ -221,6 +221,7 @@ struct ShardSums {
 /// The rows of one shard in blocks of `BLOCK`: the forward pass, and the backward pass too when
 /// `job.inv_n` is set.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // class c indexes z2, W2^T, dW2^T and b2 together
 fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let (p, act, x) = (job.p, job.act, job.x);
     let (d, h, k, bias) = (p.shape.d, p.shape.h, p.shape.k, p.shape.bias);

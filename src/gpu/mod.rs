@@ -135,6 +135,9 @@ struct ChunkBuffers {
     dz1: wgpu::Buffer,
 }
 
+/// One dispatch's time: its op (entry point), layer (0 if none) and seconds.
+pub type KernelTime = (&'static str, u8, f64);
+
 /// Choices for the GPU backend; the defaults fit the adapter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GpuOptions {
@@ -235,10 +238,7 @@ impl GpuBackend {
 
     /// Runs one training step with every dispatch timed on its own (see `profile`): the dispatches
     /// (entry point and layer) with their seconds. The step's update is applied like `step`'s.
-    pub fn profile_step(
-        &mut self,
-        lr: f32,
-    ) -> Result<(Vec<(&'static str, u8, f64)>, profile::TimingSource), BackendError> {
+    pub fn profile_step(&mut self, lr: f32) -> Result<(Vec<KernelTime>, profile::TimingSource), BackendError> {
         self.set_lr(lr);
         let all: Vec<&Dispatch> = self.step.iter().collect();
         let (times, source) = profile::time_dispatches(&self.ctx, &all)?;

@@ -7,8 +7,9 @@ use gpu_mnist::gpu::GpuContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Asserts `|got - want| <= atol + rtol * |want|` element-wise. On failure the message gives the
+/// Asserts `|got - want| <= atol + rtol * |want|` element-wise (a NaN is never within). On failure the message gives the
 /// worst element (by excess over its bound) and the first few mismatches.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     let mut bad = Vec::new();
