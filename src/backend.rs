@@ -15,6 +15,8 @@ pub enum BackendError {
     Gpu(String),
     #[error("{what}; wgpu sees: {seen} (use --backend cpu, or install a Vulkan driver such as mesa-vulkan-drivers)")]
     NoAdapter { what: String, seen: String },
+    #[error("no GPU adapter named like {name:?}; wgpu sees: {seen} (gpu-mnist devices lists them)")]
+    NoAdapterNamed { name: String, seen: String },
     #[error("{0}")]
     Unsupported(String),
 }
@@ -28,10 +30,10 @@ pub trait Backend {
     /// set at the current parameters, then `params -= lr * grads`. Does not wait for a GPU.
     fn step(&mut self, lr: f32) -> Result<(), BackendError>;
     /// Training loss/accuracy measured by the latest step's forward pass (before its update).
-    fn step_stats(&mut self) -> Result<Stats, BackendError>;
+    fn step_stats(&self) -> Result<Stats, BackendError>;
     /// Loss/accuracy of the current parameters on a split.
-    fn evaluate(&mut self, split: Split) -> Result<Stats, BackendError>;
-    fn params(&mut self) -> Result<Params, BackendError>;
+    fn evaluate(&self, split: Split) -> Result<Stats, BackendError>;
+    fn params(&self) -> Result<Params, BackendError>;
     /// The gradients the latest step applied.
-    fn gradients(&mut self) -> Result<Params, BackendError>;
+    fn gradients(&self) -> Result<Params, BackendError>;
 }

@@ -40,8 +40,8 @@ pub struct BenchArgs {
     /// Which backends to time (all: the CPU, and the GPU when wgpu finds any adapter).
     #[arg(long, value_enum, default_value_t = BenchBackends::All)]
     pub backend: BenchBackends,
-    /// Hidden units H.
-    #[arg(long, default_value_t = 128, value_parser = positive)]
+    /// Hidden units H (1..=65535).
+    #[arg(long, default_value_t = 128, value_parser = hidden_units)]
     pub hidden: usize,
     /// Training images N per iteration (at most the data set's size).
     #[arg(long, default_value_t = 60000, value_parser = positive)]
@@ -87,8 +87,8 @@ pub struct TrainArgs {
     /// Gradient-descent iterations (each one over the whole training set).
     #[arg(long, default_value_t = 500, value_parser = positive)]
     pub iterations: usize,
-    /// Hidden units H.
-    #[arg(long, default_value_t = 128, value_parser = positive)]
+    /// Hidden units H (1..=65535).
+    #[arg(long, default_value_t = 128, value_parser = hidden_units)]
     pub hidden: usize,
     /// Hidden-layer activation (relu trains best here; sigmoid and elu are the classic seeds).
     #[arg(long, value_enum, default_value_t = Activation::Relu)]
@@ -125,8 +125,8 @@ pub struct TrainArgs {
     /// CPU threads (default: all cores).
     #[arg(long, value_parser = positive)]
     pub threads: Option<usize>,
-    /// GPU: at most this many training rows per chunk (rounded down to a multiple of 64).
-    #[arg(long, value_parser = positive)]
+    /// GPU: at most this many training rows per chunk (at least 64; rounded down to a multiple of 64).
+    #[arg(long, value_parser = chunk_rows)]
     pub chunk_rows: Option<usize>,
     /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
     #[arg(long, value_enum)]
@@ -138,6 +138,24 @@ fn positive(s: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(v) => Ok(v),
         Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// The largest hidden layer: one workgroup per hidden unit sums the bias gradient, and a
+/// dispatch has at most 65535 workgroups per dimension.
+pub const MAX_HIDDEN: usize = 65535;
+
+fn hidden_units(s: &str) -> Result<usize, String> {
+    match positive(s)? {
+        h if h > MAX_HIDDEN => Err(format!("at most {MAX_HIDDEN}")),
+        h => Ok(h),
+    }
+}
+
+fn chunk_rows(s: &str) -> Result<usize, String> {
+    match positive(s)? {
+        r if r < 64 => Err("at least 64 (chunks start on 256-byte boundaries: multiples of 64 rows)".into()),
+        r => Ok(r),
     }
 }
 

@@ -38,7 +38,8 @@ pub struct Summary {
     pub iterations: usize,
     pub train: Stats,
     pub test: Stats,
-    /// Wall time of the iterations (with a final wait for the device), without the final evaluation.
+    /// Wall time of the iterations up to the last one's statistics (which waits for the device),
+    /// without verification, test evaluations and the final evaluation.
     pub seconds: f64,
 }
 
@@ -54,11 +55,24 @@ pub enum TrainError {
     Verify { iteration: usize, what: String, diff: f64 },
 }
 
+/// The larger of two differences, where NaN counts as larger than anything.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if b.is_nan() || b > a { b } else { a }
+}
+
 /// `max |a - b| / max |b|` over a tensor: the difference relative to the reference's scale.
+/// NaN anywhere in either tensor makes the result NaN, so checks written `!(d <= tol)` fail.
 pub fn relative_difference(a: &[f32], b: &[f32]) -> f64 {
-    let scale = b.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()));
+    let scale = b.iter().fold(0.0f64, |m, &v| nan_max(m, v.abs() as f64));
+    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| nan_max(m, (x as f64 - y as f64).abs()));
     if scale == 0.0 { diff } else { diff / scale }
+}
+
+/// The named difference that is largest (NaN first): what a failed check reports.
+pub fn worst<'a>(diffs: impl IntoIterator<Item = (&'a str, f64)>) -> (&'a str, f64) {
+    diffs
+        .into_iter()
+        .fold(("", 0.0), |w, (name, d)| if (d.is_nan() && !w.1.is_nan()) || d > w.1 { (name, d) } else { w })
 }
 
 pub fn train<B: Backend>(
@@ -68,27 +82,37 @@ pub fn train<B: Backend>(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Summary, TrainError> {
     let start = Instant::now();
+    // Time spent checking rather than training (verification, test evaluation) is left out.
+    let mut checking = 0.0;
     for it in 1..=cfg.iterations {
         let verify = verifier.filter(|_| cfg.verify_every.is_some_and(|k| it % k == 0 || it == 1));
+        let t = Instant::now();
         let before = match verify {
             Some(_) => Some(backend.params()?),
             None => None,
         };
+        checking += t.elapsed().as_secs_f64();
         backend.step(cfg.lr)?;
         if let (Some(cpu), Some(before)) = (verify, before) {
-            on_event(verify_step(backend, cpu, &before, it)?);
+            let t = Instant::now();
+            let event = verify_step(backend, cpu, &before, it)?;
+            checking += t.elapsed().as_secs_f64();
+            on_event(event);
         }
         on_event(Event::Step { iteration: it });
         if it % cfg.report_every == 0 || it == cfg.iterations {
+            // Reading the step's statistics waits for the device: the last iteration always does.
             let train = backend.step_stats()?;
             if !train.loss.is_finite() {
                 return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr: cfg.lr });
             }
+            let t = Instant::now();
             let test = if cfg.eval_test { Some(backend.evaluate(Split::Test)?) } else { None };
-            on_event(Event::Report { iteration: it, train, test, seconds: start.elapsed().as_secs_f64() });
+            checking += t.elapsed().as_secs_f64();
+            on_event(Event::Report { iteration: it, train, test, seconds: start.elapsed().as_secs_f64() - checking });
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64() - checking;
     let train = backend.evaluate(Split::Train)?;
     let test = backend.evaluate(Split::Test)?;
     if !train.loss.is_finite() {
@@ -98,7 +122,7 @@ pub fn train<B: Backend>(
 }
 
 /// Recomputes the step just taken from `before` on the CPU and compares loss and gradients.
-fn verify_step<B: Backend>(backend: &mut B, cpu: &CpuBackend, before: &Params, it: usize) -> Result<Event, TrainError> {
+fn verify_step<B: Backend>(backend: &B, cpu: &CpuBackend, before: &Params, it: usize) -> Result<Event, TrainError> {
     let grads = backend.gradients()?;
     let stats = backend.step_stats()?;
     let (ref_grads, ref_stats) = cpu.gradients_at(before);
@@ -107,12 +131,107 @@ fn verify_step<B: Backend>(backend: &mut B, cpu: &CpuBackend, before: &Params, i
     for (slot, ((name, g), (_, r))) in diffs.iter_mut().zip(grads.tensors().into_iter().zip(ref_grads.tensors())) {
         *slot = (name, relative_difference(g, r));
     }
-    let worst = std::iter::once(("loss", loss))
-        .chain(diffs.iter().map(|&(n, d)| (n, d)))
-        .fold(("", 0.0), |a, b| if b.1 > a.1 || b.1.is_nan() { b } else { a });
+    let worst = worst(std::iter::once(("loss", loss)).chain(diffs));
     if !(worst.1 <= VERIFY_TOLERANCE) {
         let what = if worst.0 == "loss" { "the loss".to_string() } else { format!("gradient d{}", worst.0) };
         return Err(TrainError::Verify { iteration: it, what, diff: worst.1 });
     }
     Ok(Event::Verified { iteration: it, loss, grads: diffs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Shape, Stats};
+
+    #[test]
+    fn relative_difference_propagates_nan() {
+        assert!(relative_difference(&[f32::NAN], &[1.0]).is_nan());
+        assert!(relative_difference(&[1.0, 2.0], &[1.0, f32::NAN]).is_nan());
+        assert_eq!(relative_difference(&[1.0, 2.5], &[1.0, 2.0]), 0.25);
+        assert_eq!(worst([("a", 0.1), ("b", f64::NAN), ("c", 0.5)]).0, "b");
+        assert_eq!(worst([("a", 0.1), ("c", 0.5)]).0, "c");
+        assert_eq!(worst([("a", f64::NAN), ("b", 0.5)]).0, "a");
+    }
+
+    /// A backend whose gradients are the CPU's, times `gradient_scale`, and whose loss is `loss`.
+    struct Fake {
+        cpu: CpuBackend,
+        gradient_scale: f32,
+        loss: f64,
+    }
+
+    impl Backend for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn device(&self) -> String {
+            "none".into()
+        }
+        fn step(&mut self, lr: f32) -> Result<(), BackendError> {
+            self.cpu.step(lr)
+        }
+        fn step_stats(&self) -> Result<Stats, BackendError> {
+            Ok(Stats { loss: self.loss, ..self.cpu.step_stats()? })
+        }
+        fn evaluate(&self, split: Split) -> Result<Stats, BackendError> {
+            self.cpu.evaluate(split)
+        }
+        fn params(&self) -> Result<Params, BackendError> {
+            self.cpu.params()
+        }
+        fn gradients(&self) -> Result<Params, BackendError> {
+            let mut g = self.cpu.gradients()?;
+            g.w1.iter_mut().for_each(|v| *v *= self.gradient_scale);
+            Ok(g)
+        }
+    }
+
+    fn fake(gradient_scale: f32, loss: Option<f64>) -> (Fake, CpuBackend) {
+        let mut r = 1u32;
+        let mut px = || {
+            r = r.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (r >> 24) as u8
+        };
+        let set = crate::data::Dataset {
+            n: 40,
+            rows: 2,
+            cols: 4,
+            pixels: (0..320).map(|_| px()).collect(),
+            labels: (0..40).map(|i| (i % 10) as u8).collect(),
+        };
+        let shape = Shape { d: 8, h: 5, k: 10, bias: true };
+        let params = Params::init(shape, crate::model::Activation::Relu, 1);
+        let cpu = CpuBackend::new(&set, &set, params.clone(), crate::model::Activation::Relu);
+        let verifier = CpuBackend::new(&set, &set, params, crate::model::Activation::Relu);
+        let fake = Fake { cpu, gradient_scale, loss: loss.unwrap_or(f64::NAN) };
+        (fake, verifier)
+    }
+
+    fn cfg(verify: bool) -> TrainConfig {
+        TrainConfig { iterations: 3, lr: 0.1, report_every: 1, eval_test: false, verify_every: verify.then_some(1) }
+    }
+
+    #[test]
+    fn verification_catches_a_wrong_gradient() {
+        let (mut b, v) = fake(1.01, Some(2.3));
+        // The fake's loss is made up, so only compare gradients: make the loss match the CPU's.
+        b.loss = v.gradients_at(&b.cpu.params().unwrap()).1.loss;
+        match train(&mut b, &cfg(true), Some(&v), &mut |_| {}) {
+            Err(TrainError::Verify { iteration: 1, what, diff }) => {
+                assert_eq!(what, "gradient dw1");
+                assert!((diff - 0.01).abs() < 1e-4, "{diff}");
+            }
+            other => panic!("expected a verification failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nan_loss_stops_training_with_advice() {
+        let (mut b, _) = fake(1.0, None);
+        match train(&mut b, &cfg(false), None, &mut |_| {}) {
+            Err(e @ TrainError::Diverged { iteration: 1, .. }) => assert!(e.to_string().contains("smaller --lr")),
+            other => panic!("expected divergence, got {other:?}"),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use crate::cpu::fast::{self, SparseRows};
 use crate::cpu::reference;
 use crate::data::Dataset;
 use crate::model::{Activation, Params, Shape};
-use crate::train::relative_difference;
+use crate::train::{relative_difference, worst};
 
 /// The fast CPU path against the reference on 2,000 digits: sums of up to 2,000 terms in another
 /// order, measured ~1e-7 of each tensor's scale.
@@ -25,17 +25,14 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
     let xs = reference::scale_pixels(&train.pixels[..check_n * d]);
     let (want, want_stats) = reference::forward_backward(&params, act, &xs, &train.labels[..check_n]);
     let (got, got_stats) = fast::forward_backward(&params, act, &sub, &train.labels[..check_n]);
-    let mut worst = ("loss", (got_stats.loss - want_stats.loss).abs() / want_stats.loss);
-    for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
-        let diff = relative_difference(g, w);
-        if !(diff <= worst.1) {
-            worst = (name, diff);
-        }
-    }
+    let loss = (got_stats.loss - want_stats.loss).abs() / want_stats.loss;
+    let tensors =
+        got.tensors().into_iter().zip(want.tensors()).map(|((name, g), (_, w))| (name, relative_difference(g, w)));
+    let worst = worst(std::iter::once(("loss", loss)).chain(tensors));
     if !(worst.1 <= CPU_CHECK_TOLERANCE) {
         bail!("CPU self-check failed: {} differs from the reference by {:.2e} (relative)", worst.0, worst.1);
     }
-    let simd = fast::best_simd();
+    let simd = fast::Simd::detect();
     for _ in 0..args.warmup {
         let (g, _, _) = fast::forward_backward_with(simd, false, &params, act, &x, &train.labels);
         params.sgd_update(&g, LR);

@@ -13,7 +13,7 @@ use crate::data::Dataset;
 use crate::gpu::kernels::{Kernels, MatmulParams, View};
 use crate::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
 use crate::model::{Activation, Params, Shape};
-use crate::train::{VERIFY_TOLERANCE, relative_difference};
+use crate::train::{VERIFY_TOLERANCE, relative_difference, worst};
 
 /// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows.
 fn gpu_cost(label: &str, layer: u8, n: f64, s: Shape) -> (String, Option<f64>, f64) {
@@ -67,10 +67,17 @@ pub fn bench(
         ("db2 (column_sum L2)", relative_difference(&grads.b2, &want.b2)),
         (
             "params (sgd_update)",
-            relative_difference(&after.w1, &expected.w1).max(relative_difference(&after.w2, &expected.w2)),
+            worst(
+                after
+                    .tensors()
+                    .into_iter()
+                    .zip(expected.tensors())
+                    .map(|((n, a), (_, e))| (n, relative_difference(a, e))),
+            )
+            .1,
         ),
     ];
-    let worst = checks.iter().fold(("", 0.0f64), |w, &(n, d)| if !(d <= w.1) { (n, d) } else { w });
+    let worst = worst(checks);
     if !(worst.1 <= VERIFY_TOLERANCE) {
         bail!("GPU self-check failed: {} differs from the CPU by {:.2e} (relative)", worst.0, worst.1);
     }

@@ -106,6 +106,20 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// The widest vector instruction set the CPU reports.
+fn cpu_simd() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "AVX2";
+        }
+    }
+    fast::Simd::Baseline.name()
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     let dir = crate::commands::data_dir(&args.data);
     let mnist = crate::data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
@@ -129,8 +143,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         cpu: cpu_name(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: rayon::current_num_threads(),
-        simd: fast::Simd::detect().name().into(),
-        simd_used: fast::best_simd().name().into(),
+        simd: cpu_simd().into(),
+        simd_used: fast::Simd::detect().name().into(),
         gpu: report_gpu.clone(),
         points: Vec::new(),
         naive: Vec::new(),

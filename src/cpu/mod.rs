@@ -72,11 +72,11 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn step_stats(&mut self) -> Result<Stats, BackendError> {
+    fn step_stats(&self) -> Result<Stats, BackendError> {
         Ok(self.last)
     }
 
-    fn evaluate(&mut self, split: Split) -> Result<Stats, BackendError> {
+    fn evaluate(&self, split: Split) -> Result<Stats, BackendError> {
         let set = match split {
             Split::Train => &self.train,
             Split::Test => &self.test,
@@ -84,11 +84,11 @@ impl Backend for CpuBackend {
         Ok(fast::evaluate(&self.params, self.act, &set.x, &set.labels))
     }
 
-    fn params(&mut self) -> Result<Params, BackendError> {
+    fn params(&self) -> Result<Params, BackendError> {
         Ok(self.params.clone())
     }
 
-    fn gradients(&mut self) -> Result<Params, BackendError> {
+    fn gradients(&self) -> Result<Params, BackendError> {
         Ok(self.grads.clone())
     }
 }

@@ -48,7 +48,7 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
 }
 
 /// The adapter to use: the best one whose name contains `name` (case-insensitive) if given,
-/// else the best one; with `hardware_only`, software adapters are skipped.
+/// whatever its kind; else the best one, skipping software adapters with `hardware_only`.
 pub fn select(name: Option<&str>, hardware_only: bool) -> Result<wgpu::Adapter, BackendError> {
     let all = adapters();
     let seen = if all.is_empty() {
@@ -56,18 +56,17 @@ pub fn select(name: Option<&str>, hardware_only: bool) -> Result<wgpu::Adapter, 
     } else {
         all.iter().map(|a| describe(&a.get_info())).collect::<Vec<_>>().join("; ")
     };
-    let wanted = name.map(str::to_lowercase);
-    all.into_iter()
-        .filter(|a| !hardware_only || is_hardware(&a.get_info()))
-        .find(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w)))
-        .ok_or_else(|| {
-            let what = match (name, hardware_only) {
-                (Some(n), _) => format!("no GPU adapter named like {n:?}"),
-                (None, true) => "no hardware GPU adapter".to_string(),
-                (None, false) => "no GPU adapter".to_string(),
-            };
-            BackendError::NoAdapter { what, seen: seen.clone() }
-        })
+    let found = match name.map(str::to_lowercase) {
+        Some(wanted) => all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&wanted)),
+        None => all.into_iter().find(|a| !hardware_only || is_hardware(&a.get_info())),
+    };
+    found.ok_or_else(|| match name {
+        Some(n) => BackendError::NoAdapterNamed { name: n.to_string(), seen },
+        None => {
+            let what = if hardware_only { "no hardware GPU adapter" } else { "no GPU adapter" };
+            BackendError::NoAdapter { what: what.to_string(), seen }
+        }
+    })
 }
 
 /// An open device with its queue and a sink for errors wgpu reports asynchronously.

@@ -363,12 +363,12 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn step_stats(&mut self) -> Result<Stats, BackendError> {
+    fn step_stats(&self) -> Result<Stats, BackendError> {
         kernels::submit(&self.ctx.device, &self.ctx.queue, &[&self.train.total]);
         self.read_stats(self.train.n)
     }
 
-    fn evaluate(&mut self, split: Split) -> Result<Stats, BackendError> {
+    fn evaluate(&self, split: Split) -> Result<Stats, BackendError> {
         let set = match split {
             Split::Train => &self.train,
             Split::Test => &self.test,
@@ -381,11 +381,11 @@ impl Backend for GpuBackend {
         self.read_stats(set.n)
     }
 
-    fn params(&mut self) -> Result<Params, BackendError> {
+    fn params(&self) -> Result<Params, BackendError> {
         self.read_params(&self.params)
     }
 
-    fn gradients(&mut self) -> Result<Params, BackendError> {
+    fn gradients(&self) -> Result<Params, BackendError> {
         self.read_params(&self.grads)
     }
 }
