@@ -22,8 +22,8 @@
 // A workgroup is WG_X x WG_Y invocations (pipeline-overridable): 16 x 2 (16 rows x 128 columns
 // of C) for wide outputs, 2 x 16 (128 rows x 16 columns) when N <= 16 such as the 10 classes.
 // Host dispatch: (ceil(N / (8 WG_X)), ceil(M / (8 WG_Y)), 1).
-// Bounds: loads outside A or B read 0 (u8 rows rely on their zero padding for k up to lda);
-// stores outside C are skipped. No workgroup memory and no barriers: neighbouring invocations
+// Bounds: loads outside A or B read 0 (a u8 quad that starts inside a row may end in the row's
+// zero padding, which also reads 0); stores outside C are skipped. No workgroup memory and no barriers: neighbouring invocations
 // share loads through the cache (barriers are slow on software adapters such as lavapipe).
 
 struct Params {
@@ -47,7 +47,8 @@ override WG_Y: u32 = 2u;
 
 // Four consecutive elements of stored A, row r, columns col..col+3 (col % 4 == 0 for u8).
 fn a_quad(r: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
-    if (r >= rows) { return vec4<f32>(0.0); }
+    if (r >= rows || col >= cols) { return vec4<f32>(0.0); }
+    // A u8 quad starts inside the row (col % 4 == 0) and ends in it or in its zero padding.
     if (p.a_u8 == 1u) { return unpack4x8unorm(a[(r * p.lda + col) / 4u]); }
     let i = r * p.lda + col;
     if (col + 3u < cols) {

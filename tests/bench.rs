@@ -1,6 +1,8 @@
 //! `gpu-mnist bench` runs on a small size, checks itself, and writes finite figures as JSON.
 //! (Timings are not asserted: machines are noisy; the benchmark is a command.)
 
+mod common;
+
 use std::process::Command;
 
 fn bench(args: &[&str]) -> serde_json::Value {
@@ -51,8 +53,7 @@ fn check_point(p: &serde_json::Value, backends: &[&str]) {
 
 #[test]
 fn bench_json_on_all_backends() {
-    let gpu = Command::new(env!("CARGO_BIN_EXE_gpu-mnist")).arg("devices").output().expect("devices runs");
-    let has_gpu = String::from_utf8_lossy(&gpu.stdout).contains("0: ");
+    let has_gpu = common::has_gpu();
     let v = bench(&["--naive"]);
     assert!(v["cpu"].is_string() && v["simd"].is_string(), "{v}");
     let points = v["points"].as_array().expect("points");

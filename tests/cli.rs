@@ -1,5 +1,7 @@
 //! The command line end to end: short runs on subsets, summary lines, exit codes, bad options.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn gpu_mnist(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -39,12 +41,7 @@ fn cpu_training_run_prints_summary() {
 
 #[test]
 fn gpu_training_run_verifies_against_cpu() {
-    let probe = gpu_mnist(&["devices"], &[]);
-    if !text(&probe).0.contains("0: ") {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but wgpu sees no adapter:\n{}", text(&probe).0);
-        }
-        eprintln!("skipped: no GPU adapter");
+    if !common::has_gpu() {
         return;
     }
     let o = gpu_mnist(&[&SHORT[..], &["--backend", "gpu", "--verify-every", "2", "--chunk-rows", "400"]].concat(), &[]);
@@ -54,6 +51,34 @@ fn gpu_training_run_verifies_against_cpu() {
     assert!(out.contains("chunks of 384 rows"), "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 4, "iterations 1, 2, 4, 6:\n{out}");
     assert!(test_accuracy(&out) > 40.0, "{out}");
+}
+
+#[test]
+fn options_change_the_run() {
+    let cpu = ["--backend", "cpu", "--threads", "1", "--no-bias", "--activation", "elu", "--hidden", "33"];
+    let o = gpu_mnist(&[&SHORT[..], &cpu].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("784 -> 33 (elu) -> 10, 26202 parameters, no bias") && out.contains("cpu (1 thread)"),
+        "{out}"
+    );
+    if common::has_gpu() {
+        let gpu = ["--backend", "gpu", "--tiling", "shared", "--activation", "sigmoid", "--verify-every", "3"];
+        let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}\n{err}");
+        assert!(out.contains("GPU: Shared matmul tiling") && out.contains("(sigmoid)"), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 3, "iterations 1, 3, 6:\n{out}");
+    }
+}
+
+#[test]
+fn an_adapter_name_that_matches_nothing_points_to_devices() {
+    let o = gpu_mnist(&[&SHORT[..], &["--backend", "gpu", "--adapter", "no-such-gpu"]].concat(), &[]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("no GPU adapter named like \"no-such-gpu\"") && err.contains("gpu-mnist devices"), "{err}");
 }
 
 #[test]
@@ -85,6 +110,9 @@ fn invalid_options_are_rejected_with_the_reason() {
         (vec!["--iterations", "0"], "must be at least 1"),
         (vec!["--samples=-5"], "not a whole number"),
         (vec!["--eval-every", "0"], "must be at least 1"),
+        (vec!["--hidden", "65536"], "at most 65535"),
+        (vec!["--chunk-rows", "10"], "at least 64"),
+        (vec!["--tiling", "warp"], "invalid value"),
         (vec!["--activation", "tanh"], "invalid value"),
         (vec!["--backend", "tpu"], "invalid value"),
     ] {

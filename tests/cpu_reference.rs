@@ -63,6 +63,8 @@ fn reference_gradients_match_finite_differences() {
 /// ATOL 1e-6 is above the f32 rounding of gradients of size ~1e-2, RTOL 1e-4 covers the rest.
 const FAST_ATOL: f32 = 1e-6;
 const FAST_RTOL: f32 = 1e-4;
+/// Mean losses over 700 digits: f64 sums of f32 per-sample losses that differ by a few ulps.
+const LOSS_RTOL: f64 = 1e-5;
 
 #[test]
 fn fast_step_matches_reference_on_real_digits() {
@@ -83,11 +85,14 @@ fn fast_step_matches_reference_on_real_digits() {
         for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
             assert_close(&format!("d{name} ({act:?}, H {h}) fast vs reference"), g, w, FAST_ATOL, FAST_RTOL);
         }
-        assert!((got_stats.loss - want_stats.loss).abs() <= 1e-5 * want_stats.loss, "{got_stats:?} vs {want_stats:?}");
+        assert!(
+            (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
+            "{got_stats:?} vs {want_stats:?}"
+        );
         assert_eq!(got_stats.correct, want_stats.correct);
         let eval = fast::evaluate(&params, act, &sparse, &train.labels);
         assert_eq!(eval.correct, want_stats.correct);
-        assert!((eval.loss - want_stats.loss).abs() <= 1e-5 * want_stats.loss);
+        assert!((eval.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss);
     }
 }
 

@@ -1,11 +1,14 @@
 //! Every WGSL kernel against its CPU reference counterpart, on random inputs over shapes that are
-//! not multiples of the 64 x 64 matmul tile or the 4 x 4 invocation block.
+//! not multiples of the matmul tiles (register: 16 x 128 wide, 128 x 16 narrow, 8 x 8 per
+//! invocation; workgroup memory: 64 x 64, 4 x 4 per invocation), under both tilings.
 
 mod common;
 
 use common::{assert_close, gpu, pixels, rng, uniform};
 use gpu_mnist::cpu::reference;
-use gpu_mnist::gpu::kernels::{self, ColumnSumParams, Kernels, MatmulParams, SgdParams, SoftmaxParams, Tiling, View};
+use gpu_mnist::gpu::kernels::{
+    self, ColumnSumParams, Kernels, MatmulParams, NaiveKernels, SgdParams, SoftmaxParams, Tiling, View,
+};
 use gpu_mnist::gpu::{GpuContext, pack_rows, packed_row_bytes};
 use gpu_mnist::model::Activation;
 
@@ -22,9 +25,19 @@ const SM_RTOL: f32 = 1e-5;
 const SUM_ATOL: f32 = 1e-5;
 const SUM_RTOL: f32 = 1e-5;
 
-/// (M, K, N) triples: 1, 7, 33, 129, 784 and mixes, most not multiples of 4 or 64.
-const SHAPES: [(usize, usize, usize); 7] =
-    [(1, 1, 1), (7, 33, 129), (129, 784, 33), (33, 7, 10), (70, 784, 128), (5, 129, 3), (64, 64, 64)];
+/// (M, K, N) triples: 1, 7, 33, 129, 784 and mixes, most not multiples of 4 or of any tile; the
+/// last ones have outputs at most 16 wide (the narrow tile) over more than one row of workgroups.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (7, 33, 129),
+    (129, 784, 33),
+    (33, 7, 10),
+    (70, 784, 128),
+    (5, 129, 3),
+    (64, 64, 64),
+    (300, 64, 10),
+    (129, 784, 10),
+];
 
 fn floats(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
     ctx.upload("test input", bytemuck::cast_slice(data), wgpu::BufferUsages::COPY_SRC)
@@ -63,6 +76,7 @@ fn linear_forward_matches_reference() {
     let Some(ctx) = gpu() else { return };
     for tiling in [Tiling::Register, Tiling::Shared] {
         let k = Kernels::new(&ctx.device, tiling);
+        let naive_k = NaiveKernels::new(&ctx.device);
         let mut r = rng(1);
         for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
             for a_u8 in [true, false] {
@@ -91,7 +105,7 @@ fn linear_forward_matches_reference() {
                 );
                 run(
                     &ctx,
-                    &k.linear_forward_naive(
+                    &naive_k.linear_forward_naive(
                         &ctx.device,
                         p,
                         View::all(&a),
@@ -125,6 +139,7 @@ fn linear_backward_weight_matches_reference() {
     let Some(ctx) = gpu() else { return };
     for tiling in [Tiling::Register, Tiling::Shared] {
         let k = Kernels::new(&ctx.device, tiling);
+        let naive_k = NaiveKernels::new(&ctx.device);
         let mut r = rng(2);
         for &(m, kd, n) in &SHAPES {
             for a_u8 in [true, false] {
@@ -148,7 +163,7 @@ fn linear_backward_weight_matches_reference() {
                     run(&ctx, &k.linear_backward_weight(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&c)));
                     run(
                         &ctx,
-                        &k.linear_backward_weight_naive(
+                        &naive_k.linear_backward_weight_naive(
                             &ctx.device,
                             p,
                             View::all(&a),
@@ -294,7 +309,8 @@ fn sgd_update_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx.device, Tiling::Register);
     let mut r = rng(6);
-    for count in [1, 7, 255, 257, 100_003] {
+    // 16,777,500 > 65535 workgroups x 256: the dispatch needs a second grid dimension.
+    for count in [1, 7, 255, 257, 100_003, 16_777_500] {
         let pv = uniform(&mut r, count, -1.0, 1.0);
         let gv = uniform(&mut r, count, -1.0, 1.0);
         let (pb, gb) = (floats(&ctx, &pv), floats(&ctx, &gv));

@@ -1,4 +1,5 @@
-//! Training on real MNIST digits, GPU backend against CPU backend, at every step:
+//! Training on real MNIST digits, GPU backend against CPU backend, at every step, over four
+//! configurations (both tilings, several chunks or one, with and without bias):
 //! * anchored: the GPU's step equals the CPU's step taken from the GPU's own parameters (loss,
 //!   and every parameter after the update), tightly, for every configuration. Under ReLU, hidden
 //!   units with a pre-activation within `KINK_BAND` of 0 for some sample are left out of the W1
@@ -36,6 +37,9 @@ const PARAM_ATOL: f32 = 2e-5;
 const PARAM_RTOL: f32 = 1e-4;
 /// Mean loss of a step: a 3,000-term sum of per-sample losses, f32 on the GPU.
 const LOSS_RTOL: f64 = 1e-5;
+/// Correct predictions may differ by one sample: a digit whose two largest logits are within
+/// rounding of each other can be called either way by the two backends.
+const CORRECT_SLACK: usize = 1;
 
 fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tiling: Tiling, lr: f32) {
     let Some(ctx) = gpu() else { return };
@@ -55,6 +59,9 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
         gpu.step(lr).expect("GPU step");
         cpu.step(lr).expect("CPU step");
         let g = gpu.step_stats().expect("GPU stats");
+        // Evaluating the training split must not change what the step reports.
+        gpu.evaluate(Split::Train).expect("GPU eval");
+        assert_eq!(gpu.step_stats().expect("GPU stats"), g, "step {step}: evaluate(Train) changed step_stats");
         let gp = gpu.params().expect("GPU params");
         // Anchored: the CPU's step from the GPU's parameters.
         let (grads, want) = cpu.gradients_at(&before);
@@ -67,13 +74,14 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
             want.loss
         );
         assert!(
-            g.correct.abs_diff(want.correct) <= 1,
+            g.correct.abs_diff(want.correct) <= CORRECT_SLACK,
             "step {step}: correct GPU {} vs CPU {}",
             g.correct,
             want.correct
         );
         let kinks = if act == Activation::Relu { units_at_kink(&before, &x) } else { vec![false; h] };
         let left_out = kinks.iter().filter(|&&k| k).count();
+        // Measured: 0-5 of 64 units per step; more than an eighth would leave too much unchecked.
         assert!(left_out <= h / 8, "step {step}: {left_out} of {h} units at the kink: too many to leave out");
         for ((name, g), (_, c)) in gp.tensors().into_iter().zip(expected.tensors()) {
             let keep = |i: usize| !matches!(name, "w1" | "b1") || !kinks[i % h];
@@ -105,10 +113,10 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
         }
     }
     // The test split evaluated on both devices from the GPU's final parameters.
-    let mut reference = CpuBackend::new(&train, &test, gpu.params().expect("GPU params"), act);
-    let (g, c) = (gpu.evaluate(Split::Test).expect("GPU eval"), reference.evaluate(Split::Test).expect("CPU eval"));
+    let at_gpu_params = CpuBackend::new(&train, &test, gpu.params().expect("GPU params"), act);
+    let (g, c) = (gpu.evaluate(Split::Test).expect("GPU eval"), at_gpu_params.evaluate(Split::Test).expect("CPU eval"));
     assert!(
-        g.correct.abs_diff(c.correct) <= 1 && (g.loss - c.loss).abs() <= LOSS_RTOL * c.loss,
+        g.correct.abs_diff(c.correct) <= CORRECT_SLACK && (g.loss - c.loss).abs() <= LOSS_RTOL * c.loss,
         "test split: {g:?} vs {c:?}"
     );
     assert!(c.accuracy() > 0.6, "20 steps on 3,000 digits should learn something: {c:?}");
@@ -130,6 +138,11 @@ fn relu_with_bias_over_several_chunks_shared_tiles() {
 #[test]
 fn sigmoid_without_bias_in_one_chunk() {
     parity(Activation::Sigmoid, 33, false, None, Tiling::Register, 1.0);
+}
+
+#[test]
+fn sigmoid_shared_tiles_over_several_chunks() {
+    parity(Activation::Sigmoid, 100, true, Some(1024), Tiling::Shared, 1.0);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::backend::Backend;
 use crate::cli::BenchArgs;
 use crate::cpu::fast::{self, SparseRows};
 use crate::data::Dataset;
-use crate::gpu::kernels::{Kernels, MatmulParams, View};
+use crate::gpu::kernels::{Kernels, MatmulParams, NaiveKernels, View};
 use crate::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
 use crate::model::{Activation, Params, Shape};
 use crate::train::{VERIFY_TOLERANCE, relative_difference, worst};
@@ -142,6 +142,7 @@ pub fn bench(
 pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Result<Vec<NaiveFigure>> {
     let (n, d, h) = (args.samples.min(train.n), train.d(), args.hidden);
     let (register, shared) = (Kernels::new(&ctx.device, Tiling::Register), Kernels::new(&ctx.device, Tiling::Shared));
+    let naive = NaiveKernels::new(&ctx.device);
     let lda = packed_row_bytes(d) as u32;
     let none = wgpu::BufferUsages::empty();
     let x = ctx.upload("pixels", &pack_rows(&train.pixels[..n * d], d), none);
@@ -168,19 +169,22 @@ pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Resul
         [("X·W1 (linear_forward L1)", n * h, false), ("X^T·dZ1 (linear_backward_weight L1)", d * h, true)]
     {
         let outputs = [ctx.zeros("naive", len, none), ctx.zeros("register", len, none), ctx.zeros("shared", len, none)];
-        let dispatch = |k: &Kernels, c: &wgpu::Buffer, naive: bool| match (weight, naive) {
-            (false, false) => k.linear_forward(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c)),
-            (false, true) => {
-                k.linear_forward_naive(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c))
-            }
-            (true, false) => k.linear_backward_weight(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
-            (true, true) => k.linear_backward_weight_naive(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
+        let tiled = |k: &Kernels, c: &wgpu::Buffer| match weight {
+            false => k.linear_forward(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c)),
+            true => k.linear_backward_weight(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
         };
-        let runs = [
-            dispatch(&register, &outputs[0], true),
-            dispatch(&register, &outputs[1], false),
-            dispatch(&shared, &outputs[2], false),
-        ];
+        let naive_run = match weight {
+            false => naive.linear_forward_naive(
+                dev,
+                fwd,
+                View::all(&x),
+                View::all(&w),
+                View::all(&b),
+                View::all(&outputs[0]),
+            ),
+            true => naive.linear_backward_weight_naive(dev, bwd, View::all(&x), View::all(&dz), View::all(&outputs[0])),
+        };
+        let runs = [naive_run, tiled(&register, &outputs[1]), tiled(&shared, &outputs[2])];
         let mut seconds = [0.0; 3];
         for (i, run) in runs.iter().enumerate() {
             let mut v: Vec<f64> = Vec::new();
@@ -190,9 +194,9 @@ pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Resul
             seconds[i] = median(&mut v);
         }
         let staging = ctx.staging(len);
-        let naive = ctx.read_f32(&outputs[0], 0, len, &staging)?;
+        let naive_out = ctx.read_f32(&outputs[0], 0, len, &staging)?;
         for (tiled, what) in [(&outputs[1], "register"), (&outputs[2], "shared")] {
-            let diff = relative_difference(&ctx.read_f32(tiled, 0, len, &staging)?, &naive);
+            let diff = relative_difference(&ctx.read_f32(tiled, 0, len, &staging)?, &naive_out);
             if !(diff <= VERIFY_TOLERANCE) {
                 bail!("{what}-tiled and naive {name} disagree by {diff:.2e} (relative)");
             }

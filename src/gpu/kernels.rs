@@ -1,6 +1,7 @@
-//! The compute pipelines, created once, and builders for ready-to-record dispatches. Each WGSL
-//! entry point has a wrapper of the same name; sizes travel in `#[repr(C)]` uniform structs that
-//! mirror the shaders' `Params`.
+//! The compute pipelines, created once, and builders for ready-to-record dispatches. Each op has
+//! a wrapper named after its WGSL entry point (the workgroup-memory variants `*_shared` are
+//! dispatched by the same wrappers, see `Tiling`); sizes travel in `#[repr(C)]` uniform structs
+//! that mirror the shaders' `Params`.
 
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
@@ -9,7 +10,7 @@ use wgpu::util::DeviceExt;
 /// Built once, recorded every iteration. `params` is its uniform buffer (rewritable, e.g. the lr).
 #[derive(Clone)]
 pub struct Dispatch {
-    /// The op: its WGSL entry point without a variant suffix (`_shared`, `_naive`).
+    /// The op: its WGSL entry point (without the `_shared` suffix of the workgroup-memory tiling).
     pub label: &'static str,
     /// Which layer a linear-layer dispatch belongs to (1 or 2); 0 for the others.
     pub layer: u8,
@@ -119,6 +120,8 @@ const MATMUL_BLOCK: u32 = 8;
 const WIDE: (u32, u32) = (16, 2);
 const NARROW: (u32, u32) = (2, 16);
 const NARROW_N: u32 = 16;
+/// Rows x columns of C per workgroup in `matmul_shared.wgsl` (16 x 16 invocations of 4 x 4).
+const SHARED_TILE: (u32, u32) = (64, 64);
 const WORKGROUP_1D: u32 = 256;
 
 /// How the matmuls with wide outputs are tiled (outputs at most `NARROW_N` wide always use the
@@ -167,8 +170,6 @@ pub struct Kernels {
     softmax_xent_backward: wgpu::ComputePipeline,
     column_sum: wgpu::ComputePipeline,
     sgd_update: wgpu::ComputePipeline,
-    linear_forward_naive: wgpu::ComputePipeline,
-    linear_backward_weight_naive: wgpu::ComputePipeline,
     /// Bound where a kernel's binding is unused.
     dummy: wgpu::Buffer,
 }
@@ -252,21 +253,13 @@ impl Kernels {
             Tiling::Shared => {
                 let source = [MATMUL, include_str!("../../shaders/matmul_shared.wgsl")].concat();
                 let shared = entries.map(|e| format!("{e}_shared"));
-                (pipelines(device, &source, &storage, shared.each_ref().map(|e| e.as_str())), (64, 64))
+                (pipelines(device, &source, &storage, shared.each_ref().map(|e| e.as_str())), SHARED_TILE)
             }
         };
         let [fn_, bn, bin] = shaped(NARROW);
         let linear_forward = Matmul { wide: fw, wide_tile, narrow: fn_ };
         let linear_backward_weight = Matmul { wide: bw, wide_tile, narrow: bn };
         let linear_backward_input = Matmul { wide: bi, wide_tile, narrow: bin };
-        let naive_source =
-            [include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_naive.wgsl")].concat();
-        let [linear_forward_naive, linear_backward_weight_naive] = pipelines(
-            device,
-            &naive_source,
-            &[true, true, true, false],
-            ["linear_forward_naive", "linear_backward_weight_naive"],
-        );
         let [softmax_xent_forward, softmax_xent_backward] = pipelines(
             device,
             include_str!("../../shaders/softmax_xent.wgsl"),
@@ -292,8 +285,6 @@ impl Kernels {
             softmax_xent_backward,
             column_sum,
             sgd_update,
-            linear_forward_naive,
-            linear_backward_weight_naive,
             dummy,
         }
     }
@@ -370,34 +361,6 @@ impl Kernels {
         Self::build(device, "linear_backward_input", pipeline, &p, &[a, b, aux, c], grid)
     }
 
-    /// The one-output-per-invocation twin of `linear_forward` (for `bench --naive`).
-    pub fn linear_forward_naive(
-        &self,
-        device: &wgpu::Device,
-        p: MatmulParams,
-        a: View,
-        b: View,
-        aux: View,
-        c: View,
-    ) -> Dispatch {
-        let grid = [p.n.div_ceil(16), p.m.div_ceil(16), 1];
-        Self::build(device, "linear_forward_naive", &self.linear_forward_naive, &p, &[a, b, aux, c], grid)
-    }
-
-    /// The one-output-per-invocation twin of `linear_backward_weight` (for `bench --naive`).
-    pub fn linear_backward_weight_naive(
-        &self,
-        device: &wgpu::Device,
-        p: MatmulParams,
-        a: View,
-        b: View,
-        c: View,
-    ) -> Dispatch {
-        let grid = [p.n.div_ceil(16), p.m.div_ceil(16), 1];
-        let views = [a, b, self.dummy(), c];
-        Self::build(device, "linear_backward_weight_naive", &self.linear_backward_weight_naive, &p, &views, grid)
-    }
-
     pub fn softmax_xent_forward(
         &self,
         device: &wgpu::Device,
@@ -430,5 +393,62 @@ impl Kernels {
         let groups = p.count.div_ceil(WORKGROUP_1D);
         let x = groups.clamp(1, 65535);
         Self::build(device, "sgd_update", &self.sgd_update, &p, &[param, grad], [x, groups.div_ceil(x).max(1), 1])
+    }
+}
+
+/// The naive one-output-per-invocation matmuls (`matmul_naive.wgsl`), which `bench --naive`
+/// times against the tiled ones; training never builds them.
+pub struct NaiveKernels {
+    linear_forward_naive: wgpu::ComputePipeline,
+    linear_backward_weight_naive: wgpu::ComputePipeline,
+    dummy: wgpu::Buffer,
+}
+
+impl NaiveKernels {
+    pub fn new(device: &wgpu::Device) -> Self {
+        let source =
+            [include_str!("../../shaders/matmul.wgsl"), include_str!("../../shaders/matmul_naive.wgsl")].concat();
+        let entries = ["linear_forward_naive", "linear_backward_weight_naive"];
+        let [linear_forward_naive, linear_backward_weight_naive] =
+            pipelines(device, &source, &[true, true, true, false], entries);
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        NaiveKernels { linear_forward_naive, linear_backward_weight_naive, dummy }
+    }
+
+    fn dummy(&self) -> View<'_> {
+        View::all(&self.dummy)
+    }
+
+    /// The one-output-per-invocation twin of `linear_forward` (for `bench --naive`).
+    pub fn linear_forward_naive(
+        &self,
+        device: &wgpu::Device,
+        p: MatmulParams,
+        a: View,
+        b: View,
+        aux: View,
+        c: View,
+    ) -> Dispatch {
+        let grid = [p.n.div_ceil(16), p.m.div_ceil(16), 1];
+        Kernels::build(device, "linear_forward_naive", &self.linear_forward_naive, &p, &[a, b, aux, c], grid)
+    }
+
+    /// The one-output-per-invocation twin of `linear_backward_weight` (for `bench --naive`).
+    pub fn linear_backward_weight_naive(
+        &self,
+        device: &wgpu::Device,
+        p: MatmulParams,
+        a: View,
+        b: View,
+        c: View,
+    ) -> Dispatch {
+        let grid = [p.n.div_ceil(16), p.m.div_ceil(16), 1];
+        let views = [a, b, self.dummy(), c];
+        Kernels::build(device, "linear_backward_weight_naive", &self.linear_backward_weight_naive, &p, &views, grid)
     }
 }

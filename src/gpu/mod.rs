@@ -105,9 +105,10 @@ pub fn chunk_rows(
 /// correctness written by softmax_xent_forward) live as long as the bind groups that use them.
 struct GpuSet {
     n: usize,
-    /// Forward dispatches over all chunks, then the sum of the row statistics into `stats`.
+    /// Forward dispatches over all chunks into the evaluation row statistics, then their sum
+    /// into `stats`.
     evaluate: Vec<Dispatch>,
-    /// The same sum alone (the step's forward pass already filled `row_stats`).
+    /// The sum of the row statistics the latest step's forward pass wrote (training split).
     total: Dispatch,
 }
 
@@ -287,7 +288,15 @@ impl Plan<'_> {
         let x = ctx.upload("pixels", &pack_rows(&set.pixels, s.d), wgpu::BufferUsages::empty());
         let labels: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();
         let labels = ctx.upload("labels", bytemuck::cast_slice(&labels), wgpu::BufferUsages::empty());
+        // Per-row loss and correctness: the step's forward pass writes `row_stats`, evaluation
+        // writes `eval_stats` (its own buffer for the training split, so that evaluating never
+        // overwrites what `step_stats` reports).
         let row_stats = ctx.zeros("row stats", set.n * 2, wgpu::BufferUsages::empty());
+        let eval_stats = if training {
+            ctx.zeros("evaluation row stats", set.n * 2, wgpu::BufferUsages::empty())
+        } else {
+            row_stats.clone()
+        };
         let l = self.layout;
         let bias = s.bias as u32;
         let (w1, b1) = (View::floats(self.params, l.w1, s.d * s.h), View::floats(self.params, l.b1, s.h));
@@ -316,15 +325,17 @@ impl Plan<'_> {
                 _pad: [0; 3],
             };
             let sm = SoftmaxParams { n: m32, k: kk, row_offset: r0 as u32, scale: 1.0 / set.n as f32 };
-            let chunk_forward = [
-                k.linear_forward(dev, mm(m32, h, d, self.lda as u32, h, 1, self.act.shader_code()), xw, w1, aux1, a1)
-                    .on_layer(1),
-                k.linear_forward(dev, mm(m32, kk, h, h, kk, 0, 0), a1, w2, aux2, z2).on_layer(2),
-                k.softmax_xent_forward(dev, sm, z2, View::all(&labels), View::all(&row_stats)),
-            ];
-            forward.extend(chunk_forward.iter().cloned());
+            let forward_into = |stats: &wgpu::Buffer| {
+                let layer1 = mm(m32, h, d, self.lda as u32, h, 1, self.act.shader_code());
+                [
+                    k.linear_forward(dev, layer1, xw, w1, aux1, a1).on_layer(1),
+                    k.linear_forward(dev, mm(m32, kk, h, h, kk, 0, 0), a1, w2, aux2, z2).on_layer(2),
+                    k.softmax_xent_forward(dev, sm, z2, View::all(&labels), View::all(stats)),
+                ]
+            };
+            forward.extend(forward_into(&eval_stats));
             if training {
-                step.extend(chunk_forward);
+                step.extend(forward_into(&row_stats));
                 let sums = |cols| ColumnSumParams { rows: m32, cols, accumulate: acc, _pad: 0 };
                 step.push(k.softmax_xent_backward(dev, sm, z2, View::all(&labels), dz2));
                 step.push(k.linear_backward_weight(dev, mm(h, kk, m32, h, kk, 0, 0), a1, dz2, dw2).on_layer(2));
@@ -342,7 +353,7 @@ impl Plan<'_> {
         }
         let sums = ColumnSumParams { rows: set.n as u32, cols: 2, accumulate: 0, _pad: 0 };
         let total = k.column_sum(dev, sums, View::all(&row_stats), View::all(self.stats));
-        forward.push(total.clone());
+        forward.push(k.column_sum(dev, sums, View::all(&eval_stats), View::all(self.stats)));
         (GpuSet { n: set.n, evaluate: forward, total }, step)
     }
 }

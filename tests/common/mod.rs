@@ -40,8 +40,20 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     }
 }
 
-/// The GPU to test on (lavapipe on CI). Without one the test says it was skipped and passes,
-/// unless CI=true, where a missing adapter is a failure.
+/// Whether wgpu sees any adapter. Without one a GPU test says it was skipped and passes, unless
+/// CI=true, where a missing adapter is a failure.
+pub fn has_gpu() -> bool {
+    if !gpu_mnist::gpu::context::adapters().is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but wgpu sees no adapter to test the shaders on (install mesa-vulkan-drivers)");
+    }
+    eprintln!("skipped: wgpu sees no GPU adapter");
+    false
+}
+
+/// The GPU to test on (lavapipe on CI), under the same rule as `has_gpu`.
 pub fn gpu() -> Option<GpuContext> {
     match GpuContext::open(None, false) {
         Ok(ctx) => Some(ctx),
