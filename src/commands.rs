@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{Backend, BackendError};
-use crate::cli::{BackendChoice, TrainArgs};
-use crate::cpu::CpuBackend;
-use crate::data::{self, Mnist};
-use crate::gpu::{GpuBackend, GpuContext, GpuOptions, context};
-use crate::model::{K, Params, Shape};
-use crate::train::{self, Event, Summary, TrainConfig};
+use gpu_mnist::backend::{Backend, BackendError};
+use gpu_mnist::cli::{BackendChoice, TrainArgs};
+use gpu_mnist::cpu::CpuBackend;
+use gpu_mnist::data::{self, Mnist};
+use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
+use gpu_mnist::model::{K, Params, Shape};
+use gpu_mnist::train::{self, Event, Summary, TrainConfig};
 
 /// `--data` as given, or, for the default relative path, the copy bundled with the sources when
 /// the program runs from another folder.

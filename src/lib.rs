@@ -8,9 +8,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod backend;
-pub mod bench;
 pub mod cli;
-pub mod commands;
 pub mod cpu;
 pub mod data;
 pub mod gpu;

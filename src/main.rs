@@ -1,14 +1,18 @@
+mod bench;
+mod commands;
+
 use clap::Parser;
 use gpu_mnist::cli::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Mesa's Vulkan drivers warn on stderr without it; nothing here needs a runtime dir.
+        // SAFETY: the program has one thread here, before anything reads the environment.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
     match Cli::parse().command {
-        Command::Train(args) => gpu_mnist::commands::train(&args),
-        Command::Bench(args) => gpu_mnist::bench::run(&args),
-        Command::Devices => gpu_mnist::commands::devices(),
+        Command::Train(args) => commands::train(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Devices => commands::devices(),
     }
 }

@@ -134,7 +134,7 @@ impl Params {
         p
     }
 
-    /// The tensors by name, in a fixed order (names match the safetensors layout and reports).
+    /// The tensors by name, in a fixed order (the names reports use).
     pub fn tensors(&self) -> [(&'static str, &[f32]); 4] {
         [("w1", &self.w1), ("b1", &self.b1), ("w2", &self.w2), ("b2", &self.b2)]
     }
@@ -148,10 +148,6 @@ impl Params {
         for ((_, p), (_, g)) in self.tensors_mut().into_iter().zip(grads.tensors()) {
             crate::cpu::reference::sgd_update(p, g, lr);
         }
-    }
-
-    pub fn all_finite(&self) -> bool {
-        self.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite()))
     }
 }
 

@@ -5,12 +5,12 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use super::{BackendFigures, LR, OpFigure, figure, flops_per_iteration, median};
-use crate::cli::BenchArgs;
-use crate::cpu::fast::{self, SparseRows};
-use crate::cpu::reference;
-use crate::data::Dataset;
-use crate::model::{Activation, Params, Shape};
-use crate::train::{relative_difference, worst};
+use gpu_mnist::cli::BenchArgs;
+use gpu_mnist::cpu::fast::{self, SparseRows};
+use gpu_mnist::cpu::reference;
+use gpu_mnist::data::Dataset;
+use gpu_mnist::model::{Activation, Params, Shape};
+use gpu_mnist::train::{relative_difference, worst};
 
 /// The fast CPU path against the reference on 2,000 digits: sums of up to 2,000 terms in another
 /// order, measured ~1e-7 of each tensor's scale.

@@ -6,14 +6,14 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use super::{BackendFigures, LR, NaiveFigure, figure, flops_per_iteration, median};
-use crate::backend::Backend;
-use crate::cli::BenchArgs;
-use crate::cpu::fast::{self, SparseRows};
-use crate::data::Dataset;
-use crate::gpu::kernels::{Kernels, MatmulParams, NaiveKernels, View};
-use crate::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
-use crate::model::{Activation, Params, Shape};
-use crate::train::{VERIFY_TOLERANCE, relative_difference, worst};
+use gpu_mnist::backend::Backend;
+use gpu_mnist::cli::BenchArgs;
+use gpu_mnist::cpu::fast::{self, SparseRows};
+use gpu_mnist::data::Dataset;
+use gpu_mnist::gpu::kernels::{Kernels, MatmulParams, NaiveKernels, View};
+use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
+use gpu_mnist::model::{Activation, Params, Shape};
+use gpu_mnist::train::{VERIFY_TOLERANCE, relative_difference, worst};
 
 /// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows.
 fn gpu_cost(label: &str, layer: u8, n: f64, s: Shape) -> (String, Option<f64>, f64) {

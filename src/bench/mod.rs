@@ -1,7 +1,8 @@
 //! `gpu-mnist bench`: the real full-batch training step, timed per backend and per kernel.
 //!
-//! Every figure names where it was measured. Before timing, each backend's results are checked
-//! against the CPU reference; a mismatch is an error, not a number. FLOP counts are those of the
+//! Every figure names where it was measured. Before timing, each backend's results are checked:
+//! the fast CPU step against the reference, one GPU step (every kernel's output feeds the loss,
+//! a gradient or the update) against the fast CPU step; a mismatch is an error, not a number. FLOP counts are those of the
 //! dense computation (what NumPy does, `2N(DH+HK) + 2N(DH+2HK)` per iteration), also for the
 //! sparse CPU phases, so GFLOP/s compare like for like. Bytes are the least traffic an op needs:
 //! its inputs read once and its outputs written once.
@@ -12,10 +13,10 @@ mod gpu;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, BenchBackends};
-use crate::cpu::fast;
-use crate::gpu::{GpuContext, context};
-use crate::model::{K, Shape};
+use gpu_mnist::cli::{BenchArgs, BenchBackends};
+use gpu_mnist::cpu::fast;
+use gpu_mnist::gpu::{GpuContext, context};
+use gpu_mnist::model::{K, Shape};
 
 /// Learning rate of the timed steps (it does not change the work).
 pub(crate) const LR: f32 = 0.8;
@@ -122,7 +123,7 @@ fn cpu_simd() -> &'static str {
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let dir = crate::commands::data_dir(&args.data);
-    let mnist = crate::data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+    let mnist = gpu_mnist::data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
     if args.samples > mnist.train.n {
         bail!("--samples {} is more than the {} training images in {}", args.samples, mnist.train.n, dir.display());
     }

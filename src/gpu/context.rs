@@ -170,15 +170,22 @@ impl GpuContext {
         Ok(out)
     }
 
-    /// A read-only storage buffer holding `data`.
+    /// A storage buffer holding `data`, padded with zeros to a multiple of 4 bytes.
     pub fn upload(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
+        let size = (data.len().max(4) as u64).next_multiple_of(4);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (data.len().max(4) as u64).next_multiple_of(4),
+            size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&buf, 0, data);
+        let whole = data.len() / 4 * 4;
+        self.queue.write_buffer(&buf, 0, &data[..whole]);
+        if whole < data.len() {
+            let mut tail = [0u8; 4];
+            tail[..data.len() - whole].copy_from_slice(&data[whole..]);
+            self.queue.write_buffer(&buf, whole as u64, &tail);
+        }
         buf
     }
 

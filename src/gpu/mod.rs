@@ -220,10 +220,6 @@ impl GpuBackend {
         })
     }
 
-    pub fn context(&self) -> &GpuContext {
-        &self.ctx
-    }
-
     pub fn tiling(&self) -> Tiling {
         self.tiling
     }
