@@ -1,3 +1,8 @@
+//! The `gpu-mnist` command: parses the CLI and runs a command; the library does the work.
+
+// Checks are written `!(diff <= tolerance)` on purpose: a NaN difference must fail them.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 mod bench;
 mod commands;
 
