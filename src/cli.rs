@@ -22,10 +22,25 @@ pub struct Cli {
 pub enum Command {
     /// Train 784 -> H -> 10 by full-batch gradient descent and report test accuracy.
     Train(TrainArgs),
+    /// Accuracy, loss, per-class precision/recall and the confusion matrix of a saved model.
+    Eval(EvalArgs),
     /// Time the training step per backend and per kernel (GFLOP/s, GB/s, shares).
     Bench(BenchArgs),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The model to evaluate (default: the one shipped with the sources).
+    #[arg(long, default_value = "data/model.safetensors")]
+    pub model: PathBuf,
+    /// Folder with the MNIST IDX files; the test split (t10k-*) is evaluated.
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+    /// Print the figures as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -110,6 +125,13 @@ pub struct TrainArgs {
     /// Folder with the four MNIST IDX files (raw or gzipped).
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
+    /// Where to save the trained model (safetensors); written atomically at the end.
+    #[arg(long, default_value = "model.safetensors")]
+    pub out: PathBuf,
+    /// Continue training a saved model (its layer sizes, activation and bias replace --hidden,
+    /// --activation and --no-bias).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// Train on the first N training images only.
     #[arg(long, value_parser = positive)]
     pub samples: Option<usize>,

@@ -1,24 +1,30 @@
 //! The subcommands: wiring the CLI to data, backends and the training loop, and printing.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use gpu_mnist::backend::{Backend, BackendError};
+use gpu_mnist::checkpoint::{self, Model, Provenance};
 use gpu_mnist::cli::{BackendChoice, TrainArgs};
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Mnist};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
-use gpu_mnist::model::{K, Params, Shape};
+use gpu_mnist::model::{Activation, K, Params, Shape};
 use gpu_mnist::train::{self, Event, Summary, TrainConfig};
 
-/// `--data` as given, or, for the default relative path, the copy bundled with the sources when
-/// the program runs from another folder.
-pub fn data_dir(arg: &PathBuf) -> PathBuf {
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    if arg == &PathBuf::from("data/mnist") && !arg.exists() && bundled.exists() { bundled } else { arg.clone() }
+/// A path as given, or, when it is the default relative `default` and missing here, the copy
+/// bundled with the sources (so the defaults work from any folder).
+pub fn bundled(arg: &Path, default: &str) -> PathBuf {
+    let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join(default);
+    if arg == Path::new(default) && !arg.exists() && copy.exists() { copy } else { arg.to_path_buf() }
+}
+
+/// `--data` as given, or the bundled MNIST (see `bundled`).
+pub fn data_dir(arg: &Path) -> PathBuf {
+    bundled(arg, "data/mnist")
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
@@ -33,8 +39,27 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(n) = args.test_samples {
         mnist.test.truncate(n);
     }
-    let shape = Shape { d: mnist.train.d(), h: args.hidden, k: K, bias: !args.no_bias };
-    let params = Params::init(shape, args.activation, args.seed);
+    let (params, act, done) = match &args.init_from {
+        Some(path) => {
+            let m = checkpoint::load(path)?;
+            if m.params.shape.d != mnist.train.d() || m.params.shape.k != K {
+                bail!(
+                    "{} has {} inputs and {} classes, the data {} and {K}",
+                    path.display(),
+                    m.params.shape.d,
+                    m.params.shape.k,
+                    mnist.train.d()
+                );
+            }
+            println!("continuing {} ({} iterations so far)", path.display(), m.provenance.iterations);
+            (m.params, m.activation, m.provenance.iterations)
+        }
+        None => {
+            let shape = Shape { d: mnist.train.d(), h: args.hidden, k: K, bias: !args.no_bias };
+            (Params::init(shape, args.activation, args.seed), args.activation, 0)
+        }
+    };
+    let shape = params.shape;
     let cfg = TrainConfig {
         iterations: args.iterations,
         lr: args.lr,
@@ -54,7 +79,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         "model: {} -> {} ({}) -> {}, {} parameters{}; lr {}, {} iterations, seed {}",
         shape.d,
         shape.h,
-        args.activation.name(),
+        act.name(),
         K,
         shape.parameter_count(),
         if shape.bias { "" } else { ", no bias" },
@@ -81,14 +106,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     match gpu {
         Some(ctx) => {
             let options = GpuOptions { max_chunk_rows: args.chunk_rows, tiling: args.tiling };
-            let mut b = GpuBackend::new(ctx, &mnist.train, &mnist.test, &params, args.activation, options)?;
+            let mut b = GpuBackend::new(ctx, &mnist.train, &mnist.test, &params, act, options)?;
             println!("GPU: {:?} matmul tiling", b.tiling());
             if b.chunk_rows() < mnist.train.n {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
-            let verifier =
-                args.verify_every.map(|_| CpuBackend::new(&mnist.train, &mnist.test, params.clone(), args.activation));
-            run(&mut b, &cfg, verifier.as_ref())?;
+            let verifier = args.verify_every.map(|_| CpuBackend::new(&mnist.train, &mnist.test, params.clone(), act));
+            let summary = run(&mut b, &cfg, verifier.as_ref())?;
+            save(&b, &summary, act, done, args)?;
         }
         None => {
             if args.verify_every.is_some() {
@@ -96,10 +121,27 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                     "--verify-every compares the GPU with the CPU; on the CPU backend there is nothing to compare"
                 );
             }
-            let mut b = CpuBackend::new(&mnist.train, &mnist.test, params, args.activation);
-            run(&mut b, &cfg, None)?;
+            let mut b = CpuBackend::new(&mnist.train, &mnist.test, params, act);
+            let summary = run(&mut b, &cfg, None)?;
+            save(&b, &summary, act, done, args)?;
         }
     }
+    Ok(())
+}
+
+/// Saves the trained model to `--out`, with how it was made.
+fn save<B: Backend>(b: &B, s: &Summary, act: Activation, done: usize, args: &TrainArgs) -> Result<()> {
+    let provenance = Provenance {
+        dataset: "mnist".into(),
+        iterations: done + s.iterations,
+        lr: args.lr,
+        seed: args.seed,
+        backend: format!("{} ({})", b.name(), b.device()),
+        test_accuracy: s.test.accuracy(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    checkpoint::save(&args.out, &Model { params: b.params()?, activation: act, provenance })?;
+    println!("saved: {}", args.out.display());
     Ok(())
 }
 

@@ -8,9 +8,11 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod backend;
+pub mod checkpoint;
 pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod gpu;
+pub mod metrics;
 pub mod model;
 pub mod train;

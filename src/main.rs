@@ -5,11 +5,23 @@
 
 mod bench;
 mod commands;
+mod eval;
 
 use clap::Parser;
 use gpu_mnist::cli::{Cli, Command};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the context chain, never a backtrace: errors here are about input.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Mesa's Vulkan drivers warn on stderr without it; nothing here needs a runtime dir.
         // SAFETY: the program has one thread here, before anything reads the environment.
@@ -17,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     }
     match Cli::parse().command {
         Command::Train(args) => commands::train(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Devices => commands::devices(),
     }

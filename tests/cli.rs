@@ -4,9 +4,15 @@ mod common;
 
 use std::process::{Command, Output};
 
+/// Runs the program from the sources' folder; `train` saves its model into a temporary folder
+/// unless the arguments say where.
 fn gpu_mnist(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let scratch = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"));
     cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    if args.first() == Some(&"train") && !args.contains(&"--out") {
+        cmd.arg("--out").arg(scratch.path().join("model.safetensors"));
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -140,4 +146,57 @@ fn devices_lists_adapters_or_says_none() {
     let o = gpu_mnist(&["devices"], &[]);
     assert!(o.status.success());
     assert!(text(&o).0.contains("--backend auto uses:"));
+}
+
+#[test]
+fn train_saves_and_continues_and_eval_reads_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = dir.path().join("first.safetensors");
+    let first_s = first.to_str().expect("utf-8 path");
+    let o = gpu_mnist(&[&SHORT[..], &["--backend", "cpu", "--out", first_s]].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains(&format!("saved: {first_s}")), "{}", text(&o).0);
+    let second = dir.path().join("second.safetensors");
+    let second_s = second.to_str().expect("utf-8 path");
+    let o =
+        gpu_mnist(&["train", "--iterations", "4", "--samples", "1000", "--init-from", first_s, "--out", second_s], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("(6 iterations so far)"), "{out}");
+    let m = gpu_mnist::checkpoint::load(&second).expect("the continued model loads");
+    assert_eq!(m.provenance.iterations, 10);
+    let o = gpu_mnist(&["eval", "--model", second_s], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("10 iterations on mnist") && out.contains("test set: 10000 images"), "{out}");
+    assert!(out.contains("confusion matrix (rows: true digit, columns: predicted)"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count(),
+        21,
+        "10 class rows, the column header, 10 matrix rows:\n{out}"
+    );
+}
+
+#[test]
+fn eval_json_of_the_shipped_model() {
+    let o = gpu_mnist(&["eval", "--json"], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["n"], 10000);
+    assert!(v["accuracy"].as_f64().is_some_and(|a| a >= 0.96), "the shipped model reaches 96%: {v}");
+    let confusion = v["confusion"].as_array().expect("confusion");
+    assert_eq!(confusion.len(), 10);
+    let total: u64 = confusion.iter().flat_map(|r| r.as_array().expect("row")).filter_map(|c| c.as_u64()).sum();
+    assert_eq!(total, 10000);
+    assert_eq!(v["per_class"].as_array().expect("per class").len(), 10);
+}
+
+#[test]
+fn eval_of_a_file_that_is_not_a_model() {
+    let o = gpu_mnist(&["eval", "--model", "Cargo.toml"], &[]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("Cargo.toml: not a safetensors file"), "{err}");
 }

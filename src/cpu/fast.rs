@@ -351,6 +351,27 @@ pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8])
     stats
 }
 
+/// Class probabilities of every row of `x` (N x K, row-major), threaded: what `eval` reports.
+pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
+    let (h, k) = (p.shape.h, p.shape.k);
+    let w2t = transpose(&p.w2, h, k);
+    let b1 = p.shape.bias.then_some(&p.b1[..]);
+    let mut out = vec![0.0; x.n() * k];
+    out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, block)| {
+        let mut a1 = vec![0.0; h];
+        for (r, z) in block.chunks_mut(k).enumerate() {
+            let (cols, vals) = x.row(c * BLOCK + r);
+            sparse_row_forward(&mut a1, b1, cols, vals, &p.w1, h);
+            a1.iter_mut().for_each(|v| *v = act.apply(*v));
+            for (j, z) in z.iter_mut().enumerate() {
+                *z = dot(&a1, &w2t[j * h..(j + 1) * h]) + if p.shape.bias { p.b2[j] } else { 0.0 };
+            }
+            softmax_xent_row(z, 0);
+        }
+    });
+    out
+}
+
 /// Gradients of the mean cross-entropy over all rows of `x`, and the forward pass's loss/accuracy.
 pub fn forward_backward(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> (Params, Stats) {
     let (g, s, _) = forward_backward_with(Simd::detect(), false, params, act, x, labels);

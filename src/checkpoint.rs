@@ -1,0 +1,219 @@
+//! Trained models as safetensors files, readable by PyTorch, NumPy and other tools.
+//!
+//! Tensors (f32, little-endian, row-major): `w1` [D, H], `b1` [H], `w2` [H, K], `b2` [K]; a model
+//! trained with `--no-bias` has no `b1`/`b2`. The forward pass is
+//! `softmax(act(x·w1 + b1)·w2 + b2)` with `x` the 784 grey levels of a 28x28 image scaled to
+//! [0, 1] (byte / 255, 0 = background). The header's `__metadata__` holds, as strings, what is
+//! needed to rebuild and trust the model: see `METADATA_KEYS`.
+//!
+//! Saving is atomic: the bytes go to a temporary file beside the target, which is flushed to disk
+//! and then renamed over it, so a crash or Ctrl-C never leaves a half-written model where a good
+//! one was. Loading checks the format, every tensor's presence, dtype and shape against the
+//! metadata, and refuses anything else with a one-line reason naming the file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::model::{Activation, Params, Shape};
+
+/// The value of the `format` metadata key this program writes and reads.
+pub const FORMAT: &str = "gpu-mnist-mlp/1";
+
+/// How inputs are prepared, as stored in the `input` metadata key.
+pub const INPUT: &str = "grey levels of a 28x28 image, row-major, byte/255 in [0,1], 0 = background";
+
+/// Metadata keys, in the order they are documented in the README.
+pub const METADATA_KEYS: [&str; 14] = [
+    "format",
+    "inputs",
+    "hidden",
+    "classes",
+    "activation",
+    "bias",
+    "input",
+    "dataset",
+    "iterations",
+    "lr",
+    "seed",
+    "backend",
+    "test_accuracy",
+    "version",
+];
+
+/// Refuse files larger than this before reading them (the largest model, H = 65535, is ~206 MB).
+const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+/// How a model was made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provenance {
+    pub dataset: String,
+    pub iterations: usize,
+    pub lr: f32,
+    pub seed: u64,
+    /// Backend and device, e.g. "cpu (2 threads)".
+    pub backend: String,
+    /// Test accuracy in [0, 1] when training ended.
+    pub test_accuracy: f64,
+    /// The `gpu-mnist` version that wrote the file.
+    pub version: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub params: Params,
+    pub activation: Activation,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a safetensors file ({reason})", path.display())]
+    NotSafetensors { path: PathBuf, reason: String },
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+}
+
+fn tensor_bytes(t: &[f32]) -> Vec<u8> {
+    t.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Writes `model` to `path` atomically.
+pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
+    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let s = model.params.shape;
+    let p = &model.provenance;
+    let meta: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        ("inputs", s.d.to_string()),
+        ("hidden", s.h.to_string()),
+        ("classes", s.k.to_string()),
+        ("activation", model.activation.name().to_string()),
+        ("bias", s.bias.to_string()),
+        ("input", INPUT.to_string()),
+        ("dataset", p.dataset.clone()),
+        ("iterations", p.iterations.to_string()),
+        ("lr", p.lr.to_string()),
+        ("seed", p.seed.to_string()),
+        ("backend", p.backend.clone()),
+        ("test_accuracy", format!("{:.4}", p.test_accuracy)),
+        ("version", p.version.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut data = Vec::new();
+    for ((name, t), shape) in model.params.tensors().into_iter().zip(shapes(s)) {
+        if s.bias || name.starts_with('w') {
+            data.push((name, tensor_bytes(t), shape));
+        }
+    }
+    let views: Vec<(&str, TensorView)> = data
+        .iter()
+        .map(|(n, b, shape)| TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (*n, v)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ModelError::Invalid { path: path.to_path_buf(), reason: format!("cannot encode: {e}") })?;
+    let bytes = safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| ModelError::Invalid { path: path.to_path_buf(), reason: format!("cannot encode: {e}") })?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
+}
+
+/// Shapes of w1, b1, w2, b2.
+fn shapes(s: Shape) -> [Vec<usize>; 4] {
+    [vec![s.d, s.h], vec![s.h], vec![s.h, s.k], vec![s.k]]
+}
+
+/// Reads and checks a model file.
+pub fn load(path: &Path) -> Result<Model, ModelError> {
+    let invalid = |reason: String| ModelError::Invalid { path: path.to_path_buf(), reason };
+    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_MODEL_BYTES {
+        return Err(invalid(format!("{len} bytes is larger than any model this program writes")));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    let not_st = |e: safetensors::SafeTensorError| ModelError::NotSafetensors {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_st)?;
+    let file = SafeTensors::deserialize(&bytes).map_err(not_st)?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let get = |key: &str| {
+        meta.get(key).ok_or_else(|| invalid(format!("metadata lacks \"{key}\" (not written by gpu-mnist?)")))
+    };
+    let num = |key: &str| -> Result<usize, ModelError> {
+        get(key)?.parse().map_err(|_| invalid(format!("metadata \"{key}\" is not a whole number")))
+    };
+    if get("format")? != FORMAT {
+        return Err(invalid(format!("format \"{}\", expected \"{FORMAT}\"", get("format")?)));
+    }
+    let bias = match get("bias")?.as_str() {
+        "true" => true,
+        "false" => false,
+        other => return Err(invalid(format!("metadata \"bias\" is \"{other}\", expected true or false"))),
+    };
+    let shape = Shape { d: num("inputs")?, h: num("hidden")?, k: num("classes")?, bias };
+    if shape.d == 0 || shape.h == 0 || shape.k < 2 {
+        return Err(invalid(format!("layer sizes {} -> {} -> {} cannot make a classifier", shape.d, shape.h, shape.k)));
+    }
+    let activation = match get("activation")?.as_str() {
+        "sigmoid" => Activation::Sigmoid,
+        "relu" => Activation::Relu,
+        "elu" => Activation::Elu,
+        other => return Err(invalid(format!("unknown activation \"{other}\""))),
+    };
+    let mut params = Params::zeros(shape);
+    let mut expected = Vec::new();
+    for ((name, t), want) in params.tensors_mut().into_iter().zip(shapes(shape)) {
+        if !bias && name.starts_with('b') {
+            continue;
+        }
+        expected.push(name);
+        let view = file.tensor(name).map_err(|_| invalid(format!("lacks tensor \"{name}\"")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(invalid(format!("tensor \"{name}\" is {:?}, expected F32", view.dtype())));
+        }
+        if view.shape() != want.as_slice() {
+            return Err(invalid(format!(
+                "tensor \"{name}\" has shape {:?}, but the metadata says {want:?}",
+                view.shape()
+            )));
+        }
+        for (v, b) in t.iter_mut().zip(view.data().chunks_exact(4)) {
+            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    if let Some(extra) = file.names().into_iter().find(|n| !expected.contains(n)) {
+        return Err(invalid(format!("unexpected tensor \"{extra}\"")));
+    }
+    if !params.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite())) {
+        return Err(invalid("holds NaN or infinite weights".into()));
+    }
+    let text = |key: &str| meta.get(key).cloned().unwrap_or_default();
+    let provenance = Provenance {
+        dataset: text("dataset"),
+        iterations: text("iterations").parse().unwrap_or(0),
+        lr: text("lr").parse().unwrap_or(f32::NAN),
+        seed: text("seed").parse().unwrap_or(0),
+        backend: text("backend"),
+        test_accuracy: text("test_accuracy").parse().unwrap_or(f64::NAN),
+        version: text("version"),
+    };
+    Ok(Model { params, activation, provenance })
+}

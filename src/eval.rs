@@ -1,0 +1,86 @@
+//! `gpu-mnist eval`: a saved model on the test split, as tables or JSON.
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use gpu_mnist::checkpoint::{self, Model};
+use gpu_mnist::cli::EvalArgs;
+use gpu_mnist::cpu::fast::{self, SparseRows};
+use gpu_mnist::data;
+use gpu_mnist::metrics::Evaluation;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    model: String,
+    layers: [usize; 3],
+    activation: &'static str,
+    bias: bool,
+    data: String,
+    #[serde(flatten)]
+    evaluation: &'a Evaluation,
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let model_path = crate::commands::bundled(&args.model, "data/model.safetensors");
+    let Model { params, activation, provenance } = checkpoint::load(&model_path)?;
+    let dir = crate::commands::bundled(&args.data, "data/mnist");
+    let test =
+        data::load_split(&dir, "t10k").with_context(|| format!("loading the test split from {}", dir.display()))?;
+    let s = params.shape;
+    if s.d != test.d() {
+        bail!(
+            "{} takes {} inputs, but the images in {} have {} pixels",
+            model_path.display(),
+            s.d,
+            dir.display(),
+            test.d()
+        );
+    }
+    if let Some(&y) = test.labels.iter().find(|&&y| y as usize >= s.k) {
+        bail!("the test labels include {y}, but {} has {} classes", model_path.display(), s.k);
+    }
+    let x = SparseRows::from_pixels(&test.pixels, s.d);
+    let e = Evaluation::new(&fast::probabilities(&params, activation, &x), &test.labels, s.k);
+    if args.json {
+        let r = Report {
+            model: model_path.display().to_string(),
+            layers: [s.d, s.h, s.k],
+            activation: activation.name(),
+            bias: s.bias,
+            data: dir.display().to_string(),
+            evaluation: &e,
+        };
+        println!("{}", serde_json::to_string_pretty(&r).context("encoding the evaluation as JSON")?);
+        return Ok(());
+    }
+    println!(
+        "model: {} ({} -> {} ({}) -> {}{}; {} iterations on {}, lr {}, seed {}, {})",
+        model_path.display(),
+        s.d,
+        s.h,
+        activation.name(),
+        s.k,
+        if s.bias { "" } else { ", no bias" },
+        provenance.iterations,
+        provenance.dataset,
+        provenance.lr,
+        provenance.seed,
+        provenance.backend
+    );
+    println!("test set: {} images from {}", e.n, dir.display());
+    println!("accuracy {:.2}% ({} of {}), loss {:.4}\n", 100.0 * e.accuracy, e.correct, e.n, e.loss);
+    println!("class  precision  recall  images");
+    for c in &e.per_class {
+        println!("{:>5}  {:>8.2}%  {:>5.2}%  {:>6}", c.class, 100.0 * c.precision, 100.0 * c.recall, c.support);
+    }
+    println!("\nconfusion matrix (rows: true digit, columns: predicted)");
+    print!("      ");
+    (0..s.k).for_each(|c| print!("{c:>6}"));
+    println!();
+    for (t, row) in e.confusion.iter().enumerate() {
+        print!("{t:>5} ");
+        row.iter().for_each(|v| print!("{v:>6}"));
+        println!();
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Saved models: round trip, atomic writes, and every malformed file refused with a one-line
+//! reason naming it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use gpu_mnist::checkpoint::{self, FORMAT, METADATA_KEYS, Model, Provenance};
+use gpu_mnist::model::{Activation, Params, Shape};
+use safetensors::tensor::{Dtype, TensorView};
+
+fn model(bias: bool) -> Model {
+    let shape = Shape { d: 784, h: 33, k: 10, bias };
+    let mut params = Params::init(shape, Activation::Elu, 3);
+    if bias {
+        params.b1.iter_mut().enumerate().for_each(|(i, b)| *b = i as f32 * 0.01);
+        params.b2.iter_mut().enumerate().for_each(|(i, b)| *b = -(i as f32) * 0.02);
+    }
+    let provenance = Provenance {
+        dataset: "mnist".into(),
+        iterations: 12,
+        lr: 0.8,
+        seed: 3,
+        backend: "cpu (2 threads)".into(),
+        test_accuracy: 0.9123,
+        version: "test".into(),
+    };
+    Model { params, activation: Activation::Elu, provenance }
+}
+
+#[test]
+fn round_trip_with_and_without_bias() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for bias in [true, false] {
+        let path = dir.path().join(format!("m{bias}.safetensors"));
+        let m = model(bias);
+        checkpoint::save(&path, &m).expect("saves");
+        assert_eq!(checkpoint::load(&path).expect("loads"), m);
+        // Other tools see the documented tensors and metadata.
+        let bytes = std::fs::read(&path).expect("read");
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("safetensors");
+        let meta = header.metadata().clone().expect("metadata");
+        for key in METADATA_KEYS {
+            assert!(meta.contains_key(key), "metadata lacks {key}");
+        }
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let mut names = file.names();
+        names.sort();
+        assert_eq!(names, if bias { vec!["b1", "b2", "w1", "w2"] } else { vec!["w1", "w2"] });
+        assert_eq!(file.tensor("w1").expect("w1").shape(), &[784, 33]);
+    }
+    // Only the models are left: no temporary files.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 2);
+}
+
+#[test]
+fn a_failed_save_leaves_the_old_file_and_no_temporary() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = dir.path().join("busy");
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::write(target.join("keep"), b"x").expect("write");
+    let err = checkpoint::save(&target, &model(true)).expect_err("cannot replace a folder");
+    assert!(err.to_string().contains("busy"), "{err}");
+    assert!(target.join("keep").exists());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1, "temporary file left behind");
+}
+
+/// A safetensors file with the given metadata overrides and tensors (name, dtype, shape, bytes).
+fn write(path: &Path, meta: &[(&str, &str)], tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
+    let mut m: HashMap<String, String> = [
+        ("format", FORMAT),
+        ("inputs", "4"),
+        ("hidden", "3"),
+        ("classes", "2"),
+        ("activation", "relu"),
+        ("bias", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in meta {
+        if v.is_empty() {
+            m.remove(*k);
+        } else {
+            m.insert(k.to_string(), v.to_string());
+        }
+    }
+    let views: Vec<(&str, TensorView)> =
+        tensors.iter().map(|(n, d, s, b)| (*n, TensorView::new(*d, s.clone(), b).expect("view"))).collect();
+    std::fs::write(path, safetensors::tensor::serialize(views, Some(m)).expect("serialize")).expect("write");
+}
+
+fn f32s(n: usize, v: f32) -> Vec<u8> {
+    (0..n).flat_map(|_| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn malformed_models_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let w1 = || ("w1", Dtype::F32, vec![4, 3], f32s(12, 0.5));
+    let w2 = || ("w2", Dtype::F32, vec![3, 2], f32s(6, 0.5));
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<(&'a str, Dtype, Vec<usize>, Vec<u8>)>, &'a str);
+    let cases: Vec<Case> = vec![
+        ("ok", vec![], vec![w1(), w2()], ""),
+        ("no-w2", vec![], vec![w1()], "lacks tensor \"w2\""),
+        ("bias-missing", vec![("bias", "true")], vec![w1(), w2()], "lacks tensor \"b1\""),
+        ("f64", vec![], vec![("w1", Dtype::F64, vec![4, 3], f32s(24, 0.0)), w2()], "is F64, expected F32"),
+        (
+            "shape",
+            vec![],
+            vec![("w1", Dtype::F32, vec![3, 4], f32s(12, 0.5)), w2()],
+            "has shape [3, 4], but the metadata says [4, 3]",
+        ),
+        ("extra", vec![], vec![w1(), w2(), ("w3", Dtype::F32, vec![1], f32s(1, 0.0))], "unexpected tensor \"w3\""),
+        ("nan", vec![], vec![("w1", Dtype::F32, vec![4, 3], f32s(12, f32::NAN)), w2()], "NaN or infinite"),
+        ("no-meta", vec![("hidden", "")], vec![w1(), w2()], "metadata lacks \"hidden\""),
+        ("format", vec![("format", "pytorch")], vec![w1(), w2()], "expected \"gpu-mnist-mlp/1\""),
+        ("act", vec![("activation", "tanh")], vec![w1(), w2()], "unknown activation \"tanh\""),
+        ("bias-word", vec![("bias", "yes")], vec![w1(), w2()], "expected true or false"),
+        ("sizes", vec![("hidden", "x")], vec![w1(), w2()], "\"hidden\" is not a whole number"),
+        ("classes", vec![("classes", "1")], vec![w1(), w2()], "cannot make a classifier"),
+    ];
+    for (name, meta, tensors, reason) in cases {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        write(&path, &meta, &tensors);
+        match checkpoint::load(&path) {
+            Ok(_) if reason.is_empty() => {}
+            Ok(_) => panic!("{name}: loaded, expected \"{reason}\""),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(!reason.is_empty(), "{name}: refused a good file: {msg}");
+                assert!(msg.contains(reason) && msg.contains(&format!("{name}.safetensors")), "{name}: {msg}");
+                assert_eq!(msg.lines().count(), 1, "{name}: {msg}");
+            }
+        }
+    }
+    for (name, bytes) in [
+        ("empty", vec![]),
+        ("text", b"not a model at all".to_vec()),
+        ("huge-header", {
+            let mut b = u64::MAX.to_le_bytes().to_vec();
+            b.extend_from_slice(b"{}");
+            b
+        }),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let msg = checkpoint::load(&path).expect_err("refused").to_string();
+        assert!(msg.contains("not a safetensors file") && msg.contains(name), "{name}: {msg}");
+    }
+    let missing = checkpoint::load(&dir.path().join("absent.safetensors")).expect_err("refused").to_string();
+    assert!(missing.contains("absent.safetensors"), "{missing}");
+}
