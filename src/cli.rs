@@ -24,6 +24,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Accuracy, loss, per-class precision/recall and the confusion matrix of a saved model.
     Eval(EvalArgs),
+    /// Read handwritten digits from image files (PNG, JPEG, ...) with a saved model.
+    Predict(PredictArgs),
     /// Time the training step per backend and per kernel (GFLOP/s, GB/s, shares).
     Bench(BenchArgs),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
@@ -41,6 +43,22 @@ pub struct EvalArgs {
     /// Print the figures as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// Images of one digit each, of any size, dark-on-light or light-on-dark.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The model (default: the one shipped with the sources).
+    #[arg(long, default_value = "data/model.safetensors")]
+    pub model: PathBuf,
+    /// Print the predictions as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write each prepared 28x28 input, as the network sees it, as a PNG into this folder.
+    #[arg(long)]
+    pub show: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

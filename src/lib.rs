@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod cpu;
 pub mod data;
+pub mod digit;
 pub mod gpu;
 pub mod metrics;
 pub mod model;

@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod eval;
+mod predict;
 
 use clap::Parser;
 use gpu_mnist::cli::{Cli, Command};
@@ -30,6 +31,7 @@ fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Train(args) => commands::train(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Predict(args) => predict::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Devices => commands::devices(),
     }
