@@ -43,6 +43,10 @@ pub struct EvalArgs {
     /// Print the figures as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Write confusion.png (heat map with counts) and mistakes.png (the most confident
+    /// misclassified test digits) into this folder.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -146,6 +150,12 @@ pub struct TrainArgs {
     /// Where to save the trained model (safetensors); written atomically at the end.
     #[arg(long, default_value = "model.safetensors")]
     pub out: PathBuf,
+    /// Draw loss and train/test accuracy against the iteration into this PNG at the end.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Append one JSON object per report point to this file as training goes.
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
     /// Continue training a saved model (its layer sizes, activation and bias replace --hidden,
     /// --activation and --no-bias).
     #[arg(long)]

@@ -1,6 +1,6 @@
 //! The subcommands: wiring the CLI to data, backends and the training loop, and printing.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -12,7 +12,8 @@ use gpu_mnist::cli::{BackendChoice, TrainArgs};
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Mnist};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
-use gpu_mnist::model::{Activation, K, Params, Shape};
+use gpu_mnist::model::{Activation, K, Params, Shape, Stats};
+use gpu_mnist::plots::{self, CurvePoint};
 use gpu_mnist::train::{self, Event, Summary, TrainConfig};
 
 /// A path as given, or, when it is the default relative `default` and missing here, the copy
@@ -64,7 +65,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         iterations: args.iterations,
         lr: args.lr,
         report_every: args.eval_every.unwrap_or((args.iterations / 20).max(1)),
-        eval_test: args.eval_every.is_some(),
+        eval_test: args.eval_every.is_some() || args.plot.is_some() || args.metrics.is_some(),
         verify_every: args.verify_every,
     };
     println!(
@@ -112,7 +113,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
             let verifier = args.verify_every.map(|_| CpuBackend::new(&mnist.train, &mnist.test, params.clone(), act));
-            let summary = run(&mut b, &cfg, verifier.as_ref())?;
+            let summary = run(&mut b, &cfg, verifier.as_ref(), args)?;
             save(&b, &summary, act, done, args)?;
         }
         None => {
@@ -122,7 +123,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 );
             }
             let mut b = CpuBackend::new(&mnist.train, &mnist.test, params, act);
-            let summary = run(&mut b, &cfg, None)?;
+            let summary = run(&mut b, &cfg, None, args)?;
             save(&b, &summary, act, done, args)?;
         }
     }
@@ -150,7 +151,47 @@ fn percent(x: f64) -> String {
 }
 
 /// Trains with a progress bar on a terminal, plain lines otherwise, then prints the summary.
-fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>) -> Result<Summary> {
+/// Where the report points go besides the screen: `--metrics` (JSON lines, appended as training
+/// goes) and `--plot` (the curve, drawn at the end).
+struct Outputs {
+    metrics: Option<(std::path::PathBuf, std::fs::File)>,
+    curve: Vec<CurvePoint>,
+}
+
+impl Outputs {
+    fn new(args: &TrainArgs) -> Result<Self> {
+        let metrics = match &args.metrics {
+            Some(p) => {
+                let f = std::fs::OpenOptions::new().create(true).append(true).open(p);
+                Some((p.clone(), f.with_context(|| format!("opening {} for --metrics", p.display()))?))
+            }
+            None => None,
+        };
+        Ok(Outputs { metrics, curve: Vec::new() })
+    }
+
+    fn report(&mut self, iteration: usize, train: &Stats, test: Option<&Stats>, seconds: f64) -> Result<()> {
+        let point = CurvePoint {
+            iteration,
+            loss: train.loss,
+            train_accuracy: train.accuracy(),
+            test_accuracy: test.map(|t| t.accuracy()),
+        };
+        self.curve.push(point);
+        if let Some((path, f)) = &mut self.metrics {
+            let line = serde_json::json!({
+                "iteration": iteration, "loss": train.loss, "train_accuracy": train.accuracy(),
+                "test_accuracy": point.test_accuracy, "seconds": seconds,
+            });
+            writeln!(f, "{line}").and_then(|_| f.flush()).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>, args: &TrainArgs) -> Result<Summary> {
+    let mut outputs = Outputs::new(args)?;
+    let mut output_error = None;
     let (backend, device) = (b.name(), b.device());
     println!("backend: {backend} ({device})");
     let tty = std::io::stdout().is_terminal();
@@ -169,6 +210,9 @@ fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>) 
     let mut on_event = |e: Event| match e {
         Event::Step { .. } => bar.inc(1),
         Event::Report { iteration, train, test, seconds } => {
+            if let Err(e) = outputs.report(iteration, &train, test.as_ref(), seconds) {
+                output_error.get_or_insert(e);
+            }
             let test = test.map(|t| format!("  test acc {}", percent(t.accuracy()))).unwrap_or_default();
             let line =
                 format!("iter {iteration:>5}  loss {:.4}  train acc {}{test}", train.loss, percent(train.accuracy()));
@@ -187,6 +231,13 @@ fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>) 
     let summary = train::train(b, cfg, verifier, &mut on_event);
     bar.finish_and_clear();
     let s = summary?;
+    if let Some(e) = output_error {
+        return Err(e);
+    }
+    if let Some(path) = &args.plot {
+        plots::training_curve(path, &outputs.curve)?;
+        println!("plotted: {}", path.display());
+    }
     println!(
         "final: train loss {:.4}, train accuracy {}, test accuracy {} ({} of {})",
         s.train.loss,

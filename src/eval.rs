@@ -7,7 +7,30 @@ use gpu_mnist::checkpoint::{self, Model};
 use gpu_mnist::cli::EvalArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data;
+use gpu_mnist::data::Dataset;
 use gpu_mnist::metrics::Evaluation;
+use gpu_mnist::plots::{self, Mistake};
+
+/// The `count` misclassified images the model was surest about.
+fn worst_mistakes<'a>(test: &'a Dataset, probs: &[f32], k: usize, count: usize) -> Vec<Mistake<'a>> {
+    let mut wrong: Vec<Mistake> = probs
+        .chunks_exact(k)
+        .enumerate()
+        .filter_map(|(i, row)| {
+            let predicted = row.iter().enumerate().fold(0, |b, (j, &p)| if p > row[b] { j } else { b });
+            let truth = test.labels[i] as usize;
+            (predicted != truth).then(|| Mistake {
+                pixels: test.image(i),
+                truth,
+                predicted,
+                probability: row[predicted],
+            })
+        })
+        .collect();
+    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    wrong.truncate(count);
+    wrong
+}
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -40,7 +63,16 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         bail!("the test labels include {y}, but {} has {} classes", model_path.display(), s.k);
     }
     let x = SparseRows::from_pixels(&test.pixels, s.d);
-    let e = Evaluation::new(&fast::probabilities(&params, activation, &x), &test.labels, s.k);
+    let probs = fast::probabilities(&params, activation, &x);
+    let e = Evaluation::new(&probs, &test.labels, s.k);
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        plots::confusion_matrix(&dir.join("confusion.png"), &e.confusion)?;
+        plots::mistakes_grid(&dir.join("mistakes.png"), &worst_mistakes(&test, &probs, s.k, 24), 8)?;
+        if !args.json {
+            println!("plots: {} and {}", dir.join("confusion.png").display(), dir.join("mistakes.png").display());
+        }
+    }
     if args.json {
         let r = Report {
             model: model_path.display().to_string(),

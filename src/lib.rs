@@ -16,4 +16,5 @@ pub mod digit;
 pub mod gpu;
 pub mod metrics;
 pub mod model;
+pub mod plots;
 pub mod train;

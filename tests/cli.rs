@@ -200,3 +200,39 @@ fn eval_of_a_file_that_is_not_a_model() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("Cargo.toml: not a safetensors file"), "{err}");
 }
+
+#[test]
+fn train_plots_its_curve_and_writes_metrics_as_it_goes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (curve, metrics) = (dir.path().join("curve.png"), dir.path().join("metrics.jsonl"));
+    let args =
+        ["--backend", "cpu", "--plot", curve.to_str().expect("utf-8"), "--metrics", metrics.to_str().expect("utf-8")];
+    let o = gpu_mnist(&[&SHORT[..], &args].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let img = image::open(&curve).expect("the curve is a PNG");
+    assert_eq!((img.width(), img.height()), (900, 720));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+        .expect("metrics written")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    // 6 iterations report every iteration (iterations / 20, at least 1).
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[5]["iteration"], 6);
+    for key in ["loss", "train_accuracy", "test_accuracy", "seconds"] {
+        assert!(lines.iter().all(|l| l[key].as_f64().is_some_and(f64::is_finite)), "{key}: {lines:?}");
+    }
+}
+
+#[test]
+fn eval_draws_the_confusion_matrix_and_the_mistakes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let o = gpu_mnist(&["eval", "--plots", dir.path().to_str().expect("utf-8")], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    for (name, min_side) in [("confusion.png", 600), ("mistakes.png", 400)] {
+        let img = image::open(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(img.width() >= min_side && img.height() >= 300, "{name}: {}x{}", img.width(), img.height());
+        // Drawn, not blank: some pixels are dark (text, digits).
+        assert!(img.to_luma8().pixels().filter(|p| p[0] < 64).count() > 500, "{name} looks empty");
+    }
+}

@@ -1,0 +1,189 @@
+//! Pictures people look at rather than read: the training curve, the confusion matrix as a heat
+//! map with counts, and a grid of the worst misclassified digits. PNGs drawn with plotters; text
+//! uses DejaVu Sans, shipped in `data/fonts/` (see its licence there), so no system font is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+const FONT: &str = "sans-serif";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}: cannot draw the plot: {reason}", path.display())]
+pub struct PlotError {
+    path: PathBuf,
+    reason: String,
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType font shipped with the sources; if registering ever
+        // failed, text would be missing from the plots, nothing else.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("../data/fonts/DejaVuSans.ttf"));
+    });
+}
+
+/// One report point of a training run.
+#[derive(Clone, Copy, Debug)]
+pub struct CurvePoint {
+    pub iteration: usize,
+    pub loss: f64,
+    pub train_accuracy: f64,
+    pub test_accuracy: Option<f64>,
+}
+
+/// Runs `draw` on a white `size` PNG at `path`, turning plotters' errors into a `PlotError`.
+fn png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), PlotError> {
+    register_font();
+    let err = |reason: String| PlotError { path: path.to_path_buf(), reason };
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    draw(&root).map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Loss (top) and train/test accuracy (bottom) against the iteration.
+pub fn training_curve(path: &Path, points: &[CurvePoint]) -> Result<(), PlotError> {
+    let last = points.last().map_or(1, |p| p.iteration).max(1) as f64;
+    let max_loss = points.iter().map(|p| p.loss).fold(0.0, f64::max).max(1e-3) * 1.05;
+    let accs = points.iter().flat_map(|p| [Some(p.train_accuracy), p.test_accuracy]).flatten();
+    let min_acc = (accs.fold(1.0, f64::min) * 10.0).floor() / 10.0;
+    png(path, (900, 720), |root| {
+        let (top, bottom) = root.split_vertically(360);
+        let mut loss = ChartBuilder::on(&top)
+            .caption("Training loss", (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..last, 0.0..max_loss)?;
+        loss.configure_mesh()
+            .x_desc("iteration")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_desc("mean cross-entropy")
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()?;
+        loss.draw_series(LineSeries::new(points.iter().map(|p| (p.iteration as f64, p.loss)), RED.stroke_width(2)))?
+            .label("training set")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        loss.configure_series_labels().label_font((FONT, 14)).border_style(BLACK).background_style(WHITE).draw()?;
+        let mut acc = ChartBuilder::on(&bottom)
+            .caption("Accuracy", (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..last, min_acc..1.0)?;
+        acc.configure_mesh()
+            .x_desc("iteration")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_desc("accuracy")
+            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()?;
+        let train = points.iter().map(|p| (p.iteration as f64, p.train_accuracy));
+        acc.draw_series(LineSeries::new(train, BLUE.stroke_width(2)))?
+            .label("training set")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+        let test: Vec<(f64, f64)> =
+            points.iter().filter_map(|p| p.test_accuracy.map(|a| (p.iteration as f64, a))).collect();
+        if !test.is_empty() {
+            acc.draw_series(LineSeries::new(test, GREEN.stroke_width(2)))?
+                .label("test set")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+        }
+        acc.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FONT, 14))
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+        Ok(())
+    })
+}
+
+/// `confusion[true][predicted]` as a heat map with the counts written in the cells; each row is
+/// shaded by its share of the true class, so mistakes stand out whatever the class sizes.
+pub fn confusion_matrix(path: &Path, confusion: &[Vec<usize>]) -> Result<(), PlotError> {
+    let k = confusion.len();
+    let cell = 56i32;
+    let (left, top) = (90i32, 70i32);
+    let side = (left + cell * k as i32 + 30, top + cell * k as i32 + 70);
+    png(path, (side.0 as u32, side.1 as u32), |root| {
+        let text = |size| TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
+        root.draw(&Text::new("Confusion matrix (rows: true digit, columns: predicted)", (side.0 / 2, 25), text(20)))?;
+        for (t, row) in confusion.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            for (p, &count) in row.iter().enumerate() {
+                let share = count as f64 / total;
+                let shade = if t == p { share } else { (share * 8.0).min(1.0) };
+                let colour = if t == p {
+                    RGBColor((255.0 - 200.0 * shade) as u8, (255.0 - 120.0 * shade) as u8, 255)
+                } else {
+                    RGBColor(255, (255.0 - 170.0 * shade) as u8, (255.0 - 200.0 * shade) as u8)
+                };
+                let (x, y) = (left + cell * p as i32, top + cell * t as i32);
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], colour.filled()))?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.2)))?;
+                root.draw(&Text::new(count.to_string(), (x + cell / 2, y + cell / 2), text(15)))?;
+            }
+            root.draw(&Text::new(t.to_string(), (left - 20, top + cell * t as i32 + cell / 2), text(16)))?;
+            root.draw(&Text::new(
+                t.to_string(),
+                (left + cell * t as i32 + cell / 2, top + cell * k as i32 + 18),
+                text(16),
+            ))?;
+        }
+        root.draw(&Text::new("predicted", (left + cell * k as i32 / 2, top + cell * k as i32 + 45), text(18)))?;
+        root.draw(&Text::new("true", (30, top + cell * k as i32 / 2), text(18)))?;
+        Ok(())
+    })
+}
+
+/// One misclassified digit: its 28x28 pixels, true and predicted class, and the probability the
+/// model gave its prediction.
+pub struct Mistake<'a> {
+    pub pixels: &'a [u8],
+    pub truth: usize,
+    pub predicted: usize,
+    pub probability: f32,
+}
+
+/// The digits in a grid, each captioned "true -> predicted (p = ...)", drawn dark on white.
+pub fn mistakes_grid(path: &Path, mistakes: &[Mistake], columns: usize) -> Result<(), PlotError> {
+    let (scale, gap, caption) = (4i32, 14i32, 26i32);
+    let side = 28 * scale;
+    let columns = columns.max(1);
+    let rows = mistakes.len().div_ceil(columns).max(1);
+    let width = columns as i32 * (side + gap) + gap;
+    let height = 50 + rows as i32 * (side + caption + gap);
+    png(path, (width as u32, height as u32), |root| {
+        let centred = |size| TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(
+            "Most confident mistakes on the test set: true -> predicted (p)",
+            (width / 2, 14),
+            centred(18),
+        ))?;
+        for (i, m) in mistakes.iter().enumerate() {
+            let x0 = gap + (i % columns) as i32 * (side + gap);
+            let y0 = 50 + (i / columns) as i32 * (side + caption + gap);
+            for (j, &v) in m.pixels.iter().enumerate() {
+                let (x, y) = (x0 + (j % 28) as i32 * scale, y0 + (j / 28) as i32 * scale);
+                let g = 255 - v;
+                root.draw(&Rectangle::new([(x, y), (x + scale, y + scale)], RGBColor(g, g, g).filled()))?;
+            }
+            root.draw(&Rectangle::new([(x0, y0), (x0 + side, y0 + side)], BLACK.mix(0.3)))?;
+            let label = format!("{} -> {} ({:.2})", m.truth, m.predicted, m.probability);
+            root.draw(&Text::new(label, (x0 + side / 2, y0 + side + 5), centred(15)))?;
+        }
+        Ok(())
+    })
+}
