@@ -168,7 +168,7 @@ pub fn mistakes_grid(path: &Path, mistakes: &[Mistake], columns: usize) -> Resul
     png(path, (width as u32, height as u32), |root| {
         let centred = |size| TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         root.draw(&Text::new(
-            "Most confident mistakes on the test set: true -> predicted (p)",
+            "Most confident mistakes on the test set: true -> predicted (p = probability)",
             (width / 2, 14),
             centred(18),
         ))?;
@@ -181,8 +181,8 @@ pub fn mistakes_grid(path: &Path, mistakes: &[Mistake], columns: usize) -> Resul
                 root.draw(&Rectangle::new([(x, y), (x + scale, y + scale)], RGBColor(g, g, g).filled()))?;
             }
             root.draw(&Rectangle::new([(x0, y0), (x0 + side, y0 + side)], BLACK.mix(0.3)))?;
-            let label = format!("{} -> {} ({:.2})", m.truth, m.predicted, m.probability);
-            root.draw(&Text::new(label, (x0 + side / 2, y0 + side + 5), centred(15)))?;
+            let label = format!("{} -> {} (p = {:.2})", m.truth, m.predicted, m.probability);
+            root.draw(&Text::new(label, (x0 + side / 2, y0 + side + 5), centred(13)))?;
         }
         Ok(())
     })
