@@ -137,64 +137,53 @@ fn activate_derivative(a: f32, code: u32) -> f32 {
     }
 }
 
-// Each entry point finishes the tile with its epilogue, one quadrant at a time.
-fn store_forward(r0: u32, c0: u32, q: mat4x4<f32>) {
-    for (var t = 0u; t < 4u; t++) {
-        for (var i = 0u; i < 4u; i++) {
-            let row = r0 + i; let col = c0 + t;
-            if (row < p.m && col < p.n) {
-                var z = q[t][i];
-                if (p.bias == 1u) { z += aux[col]; }
-                c[row * p.n + col] = activate(z, p.act);
-            }
+// Each entry point finishes the tile with its epilogue, one 4 x 4 quadrant at a time; the
+// epilogue is a constant at every call site, so the compiler keeps only its own branch.
+const EPILOGUE_FORWARD: u32 = 0u;   // act(acc + bias)
+const EPILOGUE_WEIGHT: u32 = 1u;    // acc, or C + acc when accumulating across chunks
+const EPILOGUE_INPUT: u32 = 2u;     // acc * act'(aux)
+
+fn epilogue(kind: u32, idx: u32, col: u32, acc: f32) -> f32 {
+    switch kind {
+        case 0u: {
+            var z = acc;
+            if (p.bias == 1u) { z += aux[col]; }   // aux is the bias only when there is one
+            return activate(z, p.act);
         }
+        case 1u: { return select(acc, c[idx] + acc, p.accumulate == 1u); }
+        default: { return acc * activate_derivative(aux[idx], p.act); }
     }
 }
 
-fn store_weight(r0: u32, c0: u32, q: mat4x4<f32>) {
+// Stores quadrant q (q[t][i] = C[r0 + i][c0 + t]) through the epilogue, skipping cells outside C.
+fn store(kind: u32, r0: u32, c0: u32, q: mat4x4<f32>) {
     for (var t = 0u; t < 4u; t++) {
         for (var i = 0u; i < 4u; i++) {
             let row = r0 + i; let col = c0 + t;
             if (row < p.m && col < p.n) {
                 let idx = row * p.n + col;
-                c[idx] = select(q[t][i], c[idx] + q[t][i], p.accumulate == 1u);
+                c[idx] = epilogue(kind, idx, col, q[t][i]);
             }
         }
     }
 }
 
-fn store_input(r0: u32, c0: u32, q: mat4x4<f32>) {
-    for (var t = 0u; t < 4u; t++) {
-        for (var i = 0u; i < 4u; i++) {
-            let row = r0 + i; let col = c0 + t;
-            if (row < p.m && col < p.n) {
-                let idx = row * p.n + col;
-                c[idx] = q[t][i] * activate_derivative(aux[idx], p.act);
-            }
-        }
-    }
+fn store_tile(kind: u32, m0: u32, n0: u32, t: Tile) {
+    store(kind, m0, n0, t.c00); store(kind, m0, n0 + 4u, t.c01);
+    store(kind, m0 + 4u, n0, t.c10); store(kind, m0 + 4u, n0 + 4u, t.c11);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m0 = gid.y * 8u; let n0 = gid.x * 8u;
-    let t = tile(m0, n0, false, false);
-    store_forward(m0, n0, t.c00); store_forward(m0, n0 + 4u, t.c01);
-    store_forward(m0 + 4u, n0, t.c10); store_forward(m0 + 4u, n0 + 4u, t.c11);
+    store_tile(EPILOGUE_FORWARD, gid.y * 8u, gid.x * 8u, tile(gid.y * 8u, gid.x * 8u, false, false));
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m0 = gid.y * 8u; let n0 = gid.x * 8u;
-    let t = tile(m0, n0, true, false);
-    store_weight(m0, n0, t.c00); store_weight(m0, n0 + 4u, t.c01);
-    store_weight(m0 + 4u, n0, t.c10); store_weight(m0 + 4u, n0 + 4u, t.c11);
+    store_tile(EPILOGUE_WEIGHT, gid.y * 8u, gid.x * 8u, tile(gid.y * 8u, gid.x * 8u, true, false));
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m0 = gid.y * 8u; let n0 = gid.x * 8u;
-    let t = tile(m0, n0, false, true);
-    store_input(m0, n0, t.c00); store_input(m0, n0 + 4u, t.c01);
-    store_input(m0 + 4u, n0, t.c10); store_input(m0 + 4u, n0 + 4u, t.c11);
+    store_tile(EPILOGUE_INPUT, gid.y * 8u, gid.x * 8u, tile(gid.y * 8u, gid.x * 8u, false, true));
 }

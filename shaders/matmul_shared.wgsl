@@ -5,7 +5,7 @@
 //
 // This file is compiled appended to matmul.wgsl: same math, same Params and bindings (shapes,
 // layouts, access), and it uses that file's a_quad/b_quad loads (0 outside A and B) and its
-// store_forward / store_weight / store_input epilogues.
+// store() epilogues.
 //
 // Tiles: a 16 x 16 workgroup computes the 64 x 64 block of C at rows 64 wg.y.., cols 64 wg.x..;
 // invocation (tx, ty) owns the 4 x 4 block at rows 4ty.., cols 4tx.. inside it. K is walked in
@@ -67,15 +67,15 @@ fn tile_shared(wg: vec3<u32>, lid: vec3<u32>, trans_a: bool, trans_b: bool) -> m
 
 @compute @workgroup_size(16, 16)
 fn linear_forward_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    store_forward(wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, false, false));
+    store(EPILOGUE_FORWARD, wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, false, false));
 }
 
 @compute @workgroup_size(16, 16)
 fn linear_backward_weight_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    store_weight(wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, true, false));
+    store(EPILOGUE_WEIGHT, wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, true, false));
 }
 
 @compute @workgroup_size(16, 16)
 fn linear_backward_input_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    store_input(wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, false, true));
+    store(EPILOGUE_INPUT, wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, false, true));
 }

@@ -118,6 +118,16 @@ pub struct Kernels {
     dummy: wgpu::Buffer,
 }
 
+/// A small buffer to bind where a kernel's binding is unused (bindings cannot be left empty).
+pub(super) fn unused_binding(device: &wgpu::Device) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("unused binding"),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
+}
+
 /// Binding 0 is the uniform; then storage buffers, `true` = read-only.
 pub(super) fn layout(device: &wgpu::Device, storage: &[bool]) -> wgpu::BindGroupLayout {
     let mut entries = vec![wgpu::BindGroupLayoutEntry {
@@ -197,12 +207,7 @@ impl Kernels {
             pipelines(device, include_str!("../../shaders/column_sum.wgsl"), &[true, false], ["column_sum"]);
         let [sgd_update] =
             pipelines(device, include_str!("../../shaders/sgd_update.wgsl"), &[false, true], ["sgd_update"]);
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unused binding"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let dummy = unused_binding(device);
         Kernels {
             tiling,
             linear_forward,

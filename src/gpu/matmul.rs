@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::kernels::{Dispatch, Kernels, View, pipelines, pipelines_with};
+use super::kernels::{Dispatch, Kernels, View, pipelines, pipelines_with, unused_binding};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -105,12 +105,7 @@ impl NaiveKernels {
         let entries = ["linear_forward_naive", "linear_backward_weight_naive"];
         let [linear_forward_naive, linear_backward_weight_naive] =
             pipelines(device, &source, &[true, true, true, false], entries);
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unused binding"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let dummy = unused_binding(device);
         NaiveKernels { linear_forward_naive, linear_backward_weight_naive, dummy }
     }
 
