@@ -150,7 +150,6 @@ fn percent(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 
-/// Trains with a progress bar on a terminal, plain lines otherwise, then prints the summary.
 /// Where the report points go besides the screen: `--metrics` (JSON lines, appended as training
 /// goes) and `--plot` (the curve, drawn at the end).
 struct Outputs {
@@ -189,6 +188,7 @@ impl Outputs {
     }
 }
 
+/// Trains with a progress bar on a terminal, plain lines otherwise, then prints the summary.
 fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>, args: &TrainArgs) -> Result<Summary> {
     let mut outputs = Outputs::new(args)?;
     let mut output_error = None;
