@@ -49,6 +49,10 @@ impl CpuBackend {
         fast::forward_backward(params, self.act, &self.train.x, &self.train.labels)
     }
 
+    pub fn activation(&self) -> Activation {
+        self.act
+    }
+
     pub fn threads() -> usize {
         rayon::current_num_threads()
     }
