@@ -10,6 +10,8 @@
 mod cpu;
 mod gpu;
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
@@ -166,6 +168,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
     }
+    let backends = usize::from(args.backend != BenchBackends::Gpu) + usize::from(gpu_info.is_some());
+    let bar = if std::io::stdout().is_terminal() {
+        let bar = indicatif::ProgressBar::new((points.len() * backends) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} measurements  {msg}  [{elapsed_precise}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     for &(n, h) in &points {
         let mut train = mnist.train.clone();
         train.truncate(n);
@@ -173,18 +186,26 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         test.truncate(1000);
         let shape = Shape { d: train.d(), h, k: K, bias: true };
         let gflop = flops_per_iteration(n, shape.d, h, K) / 1e9;
-        println!("\nN {n}, D {}, H {h}, K {K}: {gflop:.2} GFLOP per iteration (dense-equivalent)", shape.d);
+        bar.suspend(|| {
+            println!("\nN {n}, D {}, H {h}, K {K}: {gflop:.2} GFLOP per iteration (dense-equivalent)", shape.d)
+        });
         let mut results = Vec::new();
         if args.backend != BenchBackends::Gpu {
+            bar.set_message(format!("cpu, N {n}, H {h}"));
             results.push(cpu::bench(&train, shape, args.activation, args)?);
+            bar.inc(1);
         }
         if gpu_info.is_some() {
+            bar.set_message(format!("gpu, N {n}, H {h}"));
             let ctx = GpuContext::open(args.adapter.as_deref(), false)?;
             results.push(gpu::bench(ctx, &train, &test, shape, args.activation, args)?);
+            bar.inc(1);
         }
-        for r in &results {
-            print_figures(r, !args.sweep);
-        }
+        bar.suspend(|| {
+            for r in &results {
+                print_figures(r, !args.sweep);
+            }
+        });
         let ratio = match (results.iter().find(|r| r.backend == "cpu"), results.iter().find(|r| r.backend == "gpu")) {
             (Some(c), Some(g)) => Some(g.seconds_per_iteration / c.seconds_per_iteration),
             _ => None,
@@ -195,10 +216,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             } else {
                 format!("the CPU is {r:.1}x faster")
             };
-            println!("GPU/CPU time ratio {r:.2}: {verdict}");
+            bar.suspend(|| println!("GPU/CPU time ratio {r:.2}: {verdict}"));
         }
         report.points.push(Point { n, h, gflop_per_iteration: gflop, results, gpu_over_cpu: ratio });
     }
+    bar.finish_and_clear();
     if args.naive && gpu_info.is_some() {
         let ctx = GpuContext::open(args.adapter.as_deref(), false)?;
         report.naive = gpu::bench_naive(&ctx, &mnist.train, args)?;
