@@ -1,4 +1,4 @@
-//! MNIST loader for the IDX format, raw or gzipped.
+//! The IDX format, raw or gzipped (MNIST's own files).
 //!
 //! An IDX file is big-endian: a 4-byte magic `00 00 <type> <ndims>` (type 0x08 = unsigned byte),
 //! then `ndims` u32 sizes, then the data. Images are `00 00 08 03` (2051) with sizes
@@ -17,76 +17,13 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 
+use super::{DataError, Dataset, Mnist, malformed, not_found, one_line};
+
 /// Largest payload (decompressed data after the header) accepted, in bytes: 4 GiB.
 pub const MAX_PAYLOAD: u64 = 1 << 32;
 
-const HINT: &str = "pass --data DIR pointing at a folder with the four MNIST IDX files";
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
-
-/// Why a data file could not be used. Every message is one line and names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// The data directory or one of the four files is not there.
-    #[error("{}: {what}; {HINT}", path.display())]
-    NotFound { path: PathBuf, what: String },
-    /// The file exists but could not be read (permissions, I/O error, ...).
-    #[error("{}: cannot read: {reason}", path.display())]
-    Io { path: PathBuf, reason: String },
-    /// The file starts like gzip but the compressed stream is corrupt or cut short.
-    #[error("{}: corrupt or truncated gzip data: {reason}", path.display())]
-    Gzip { path: PathBuf, reason: String },
-    /// The IDX content is malformed (magic, type, dimensions, sizes, ...).
-    #[error("{}: {reason}", path.display())]
-    Malformed { path: PathBuf, reason: String },
-    /// The images and labels files of one split hold different numbers of samples.
-    #[error(
-        "{} holds {images} images but {} holds {labels} labels; they must be the same split",
-        images_path.display(), labels_path.display()
-    )]
-    CountMismatch { images_path: PathBuf, images: usize, labels_path: PathBuf, labels: usize },
-    /// A label is not a digit.
-    #[error("{}: label at index {index} is {value}, expected a digit 0..=9", path.display())]
-    BadLabel { path: PathBuf, index: usize, value: u8 },
-}
-
-/// One split: `n` images of `rows x cols` grey bytes (0 = background, 255 = ink), row-major,
-/// image i at pixels[i*d .. (i+1)*d] with d = rows*cols, and its label 0..=9.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Dataset {
-    pub n: usize,
-    pub rows: usize,
-    pub cols: usize,
-    pub pixels: Vec<u8>,
-    pub labels: Vec<u8>,
-}
-
-impl Dataset {
-    /// Pixels per image, `rows * cols`.
-    pub fn d(&self) -> usize {
-        self.rows * self.cols
-    }
-
-    /// The pixels of image `i`. Panics if `i >= n`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        let d = self.d();
-        &self.pixels[i * d..(i + 1) * d]
-    }
-
-    /// Keep the first `min(n, self.n)` samples.
-    pub fn truncate(&mut self, n: usize) {
-        self.n = self.n.min(n);
-        self.pixels.truncate(self.n * self.d());
-        self.labels.truncate(self.n);
-    }
-}
-
-/// The training and test splits of MNIST.
-#[derive(Clone, Debug)]
-pub struct Mnist {
-    pub train: Dataset,
-    pub test: Dataset,
-}
 
 /// Load the four files from `dir`. Each file may be named with or without `.gz`, and with the
 /// common variant `train-images.idx3-ubyte` (dot instead of dash before idx). Gzip vs raw is decided
@@ -291,19 +228,7 @@ fn type_name(t: u8) -> &'static str {
     }
 }
 
-fn malformed(path: &Path, reason: String) -> DataError {
-    DataError::Malformed { path: path.to_path_buf(), reason }
-}
-
 fn gzip_error(path: &Path, e: io::Error) -> DataError {
     DataError::Gzip { path: path.to_path_buf(), reason: one_line(&e) }
 }
 
-fn not_found(path: &Path, what: &str) -> DataError {
-    DataError::NotFound { path: path.to_path_buf(), what: what.to_string() }
-}
-
-/// An error's message folded onto one line.
-fn one_line(e: &io::Error) -> String {
-    e.to_string().replace(['\n', '\r'], " ")
-}
