@@ -6,6 +6,8 @@ use crate::model::{Params, Stats};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
     Train,
+    /// The part of the training data held out by `--val-split` (empty without it).
+    Validation,
     Test,
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::data::{DatasetKind, Format};
 use crate::gpu::Tiling;
 use crate::model::Activation;
 
@@ -32,14 +33,35 @@ pub enum Command {
     Devices,
 }
 
+/// Where the images come from (train and eval).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// The data: a folder of IDX files, of CSV files (train.csv / mnist_train.csv ...) or of class
+    /// folders (0/ .. 9/, or train/ and test/ with them), or one CSV file
+    /// [default: the bundled MNIST; with --dataset fashion, /usr/share/datasets/fashion-mnist]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// A labelled test set in any format, for data without one (e.g. --data mnist_train.csv
+    /// --test-data mnist_test.csv).
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Read --data as this format instead of detecting it from the content.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Which data set the images are: it names the classes in reports and in the saved model.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
     /// The model to evaluate (default: the one shipped with the sources).
     #[arg(long, default_value = "data/model.safetensors")]
     pub model: PathBuf,
-    /// Folder with the MNIST IDX files; the test split (t10k-*) is evaluated.
-    #[arg(long, default_value = "data/mnist")]
-    pub data: PathBuf,
+    /// The data's test split is evaluated, or the whole of --data when it has none (one CSV
+    /// file, one class-folder tree). --dataset defaults to the model's.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Print the figures as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -144,9 +166,12 @@ pub struct TrainArgs {
     /// Use the first GPU adapter whose name contains this text (see `gpu-mnist devices`).
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Folder with the four MNIST IDX files (raw or gzipped).
-    #[arg(long, default_value = "data/mnist")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Hold out this fraction of the training set (0 < F < 1, chosen with --seed) as a validation
+    /// set, reported separately from the test set.
+    #[arg(long, value_parser = fraction)]
+    pub val_split: Option<f64>,
     /// Where to save the trained model (safetensors); written atomically at the end.
     #[arg(long, default_value = "model.safetensors")]
     pub out: PathBuf,
@@ -206,6 +231,14 @@ fn chunk_rows(s: &str) -> Result<usize, String> {
     match positive(s)? {
         r if r < 64 => Err("at least 64 (chunks start on 256-byte boundaries: multiples of 64 rows)".into()),
         r => Ok(r),
+    }
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        Ok(v) => Err(format!("must be between 0 and 1 (exclusive), got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
     }
 }
 

@@ -10,7 +10,7 @@ use gpu_mnist::backend::{Backend, BackendError};
 use gpu_mnist::checkpoint::{self, Model, Provenance};
 use gpu_mnist::cli::{BackendChoice, TrainArgs};
 use gpu_mnist::cpu::CpuBackend;
-use gpu_mnist::data::{self, Mnist};
+use gpu_mnist::data::{self, Dataset, DatasetKind, Splits};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
 use gpu_mnist::model::{Activation, K, Params, Shape, Stats};
 use gpu_mnist::plots::{self, CurvePoint};
@@ -32,31 +32,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
     }
-    let dir = data_dir(&args.data);
-    let mut mnist: Mnist = data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
-    if let Some(n) = args.samples {
-        mnist.train.truncate(n);
-    }
-    if let Some(n) = args.test_samples {
-        mnist.test.truncate(n);
-    }
+    let (data, kind, from) = load_training_data(args)?;
     let (params, act, done) = match &args.init_from {
         Some(path) => {
             let m = checkpoint::load(path)?;
-            if m.params.shape.d != mnist.train.d() || m.params.shape.k != K {
+            if m.params.shape.d != data.train.d() || m.params.shape.k != K {
                 bail!(
                     "{} has {} inputs and {} classes, the data {} and {K}",
                     path.display(),
                     m.params.shape.d,
                     m.params.shape.k,
-                    mnist.train.d()
+                    data.train.d()
                 );
             }
             println!("continuing {} ({} iterations so far)", path.display(), m.provenance.iterations);
             (m.params, m.activation, m.provenance.iterations)
         }
         None => {
-            let shape = Shape { d: mnist.train.d(), h: args.hidden, k: K, bias: !args.no_bias };
+            let shape = Shape { d: data.train.d(), h: args.hidden, k: K, bias: !args.no_bias };
             (Params::init(shape, args.activation, args.seed), args.activation, 0)
         }
     };
@@ -68,14 +61,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         eval_test: args.eval_every.is_some() || args.plot.is_some() || args.metrics.is_some(),
         verify_every: args.verify_every,
     };
-    println!(
-        "MNIST: {} training and {} test images of {}x{} from {}",
-        mnist.train.n,
-        mnist.test.n,
-        mnist.train.rows,
-        mnist.train.cols,
-        dir.display()
-    );
+    println!("{from}");
     println!(
         "model: {} -> {} ({}) -> {}, {} parameters{}; lr {}, {} iterations, seed {}",
         shape.d,
@@ -107,14 +93,14 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     match gpu {
         Some(ctx) => {
             let options = GpuOptions { max_chunk_rows: args.chunk_rows, tiling: args.tiling };
-            let mut b = GpuBackend::new(ctx, &mnist.train, &mnist.test, &params, act, options)?;
+            let mut b = GpuBackend::new(ctx, &data, &params, act, options)?;
             println!("GPU: {:?} matmul tiling", b.tiling());
-            if b.chunk_rows() < mnist.train.n {
+            if b.chunk_rows() < data.train.n {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
-            let verifier = args.verify_every.map(|_| CpuBackend::new(&mnist.train, &mnist.test, params.clone(), act));
+            let verifier = args.verify_every.map(|_| CpuBackend::new(&data, params.clone(), act));
             let summary = run(&mut b, &cfg, verifier.as_ref(), args)?;
-            save(&b, &summary, act, done, args)?;
+            save(&b, &summary, act, done, kind, args)?;
         }
         None => {
             if args.verify_every.is_some() {
@@ -122,18 +108,63 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                     "--verify-every compares the GPU with the CPU; on the CPU backend there is nothing to compare"
                 );
             }
-            let mut b = CpuBackend::new(&mnist.train, &mnist.test, params, act);
+            let mut b = CpuBackend::new(&data, params, act);
             let summary = run(&mut b, &cfg, None, args)?;
-            save(&b, &summary, act, done, args)?;
+            save(&b, &summary, act, done, kind, args)?;
         }
     }
     Ok(())
 }
 
+/// The splits `train` uses (`--data`, `--test-data`, `--samples`, `--val-split`, `--test-samples`),
+/// the data set, and a line saying what they are.
+fn load_training_data(args: &TrainArgs) -> Result<(Splits, DatasetKind, String)> {
+    let kind = args.data.dataset.unwrap_or_default();
+    let loaded = data::source::open(&args.data, kind)?;
+    for note in &loaded.notes {
+        println!("note: {note}");
+    }
+    let path = loaded.path.display();
+    if !loaded.train.labelled() {
+        bail!("{path} has no labels (a file for predict); training needs labelled images");
+    }
+    let (rows, cols) = (loaded.train.rows, loaded.train.cols);
+    let mut data = Splits::new(loaded.train, loaded.test.unwrap_or_else(|| Dataset::empty(rows, cols)));
+    if let Some(n) = args.samples {
+        data.train.truncate(n);
+    }
+    if let Some(f) = args.val_split {
+        if data.train.n < 2 {
+            bail!("--val-split needs at least 2 training images, there are {}", data.train.n);
+        }
+        data.hold_out(f, args.seed);
+    }
+    if let Some(n) = args.test_samples {
+        data.test.truncate(n);
+    }
+    let counts = match (data.validation.n, data.test.n) {
+        (0, 0) => format!("{} training", data.train.n),
+        (0, t) => format!("{} training and {t} test", data.train.n),
+        (v, 0) => format!("{} training and {v} validation", data.train.n),
+        (v, t) => format!("{} training, {v} validation and {t} test", data.train.n),
+    };
+    let no_test = if data.test.n == 0 { "; no test set (pass --test-data to add one)" } else { "" };
+    let format = loaded.format.name();
+    let from = format!("{}: {counts} images of {rows}x{cols} from {path} ({format}){no_test}", kind.title());
+    Ok((data, kind, from))
+}
+
 /// Saves the trained model to `--out`, with how it was made.
-fn save<B: Backend>(b: &B, s: &Summary, act: Activation, done: usize, args: &TrainArgs) -> Result<()> {
+fn save<B: Backend>(
+    b: &B,
+    s: &Summary,
+    act: Activation,
+    done: usize,
+    kind: DatasetKind,
+    args: &TrainArgs,
+) -> Result<()> {
     let provenance = Provenance {
-        dataset: "mnist".into(),
+        dataset: kind.name().into(),
         iterations: done + s.iterations,
         lr: args.lr,
         seed: args.seed,
@@ -169,18 +200,27 @@ impl Outputs {
         Ok(Outputs { metrics, curve: Vec::new() })
     }
 
-    fn report(&mut self, iteration: usize, train: &Stats, test: Option<&Stats>, seconds: f64) -> Result<()> {
+    fn report(
+        &mut self,
+        iteration: usize,
+        train: &Stats,
+        validation: Option<&Stats>,
+        test: Option<&Stats>,
+        seconds: f64,
+    ) -> Result<()> {
         let point = CurvePoint {
             iteration,
             loss: train.loss,
             train_accuracy: train.accuracy(),
+            validation_accuracy: validation.map(|v| v.accuracy()),
             test_accuracy: test.map(|t| t.accuracy()),
         };
         self.curve.push(point);
         if let Some((path, f)) = &mut self.metrics {
             let line = serde_json::json!({
                 "iteration": iteration, "loss": train.loss, "train_accuracy": train.accuracy(),
-                "test_accuracy": point.test_accuracy, "seconds": seconds,
+                "validation_accuracy": point.validation_accuracy, "test_accuracy": point.test_accuracy,
+                "seconds": seconds,
             });
             writeln!(f, "{line}").and_then(|_| f.flush()).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -209,13 +249,17 @@ fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>, 
     let say = |line: String| if tty { bar.println(line) } else { println!("{line}") };
     let mut on_event = |e: Event| match e {
         Event::Step { .. } => bar.inc(1),
-        Event::Report { iteration, train, test, seconds } => {
-            if let Err(e) = outputs.report(iteration, &train, test.as_ref(), seconds) {
+        Event::Report { iteration, train, validation, test, seconds } => {
+            if let Err(e) = outputs.report(iteration, &train, validation.as_ref(), test.as_ref(), seconds) {
                 output_error.get_or_insert(e);
             }
-            let test = test.map(|t| format!("  test acc {}", percent(t.accuracy()))).unwrap_or_default();
-            let line =
-                format!("iter {iteration:>5}  loss {:.4}  train acc {}{test}", train.loss, percent(train.accuracy()));
+            let acc = |what: &str, s: Option<Stats>| s.map(|s| format!("  {what} acc {}", percent(s.accuracy())));
+            let held_out = acc("val", validation).unwrap_or_default() + &acc("test", test).unwrap_or_default();
+            let line = format!(
+                "iter {iteration:>5}  loss {:.4}  train acc {}{held_out}",
+                train.loss,
+                percent(train.accuracy())
+            );
             if tty {
                 bar.set_message(line.clone());
             }
@@ -238,13 +282,16 @@ fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>, 
         plots::training_curve(path, &outputs.curve)?;
         println!("plotted: {}", path.display());
     }
+    let held_out = |what: &str, s: &Stats| match s.n {
+        0 => String::new(),
+        n => format!(", {what} accuracy {} ({} of {n})", percent(s.accuracy()), s.correct),
+    };
     println!(
-        "final: train loss {:.4}, train accuracy {}, test accuracy {} ({} of {})",
+        "final: train loss {:.4}, train accuracy {}{}{}",
         s.train.loss,
         percent(s.train.accuracy()),
-        percent(s.test.accuracy()),
-        s.test.correct,
-        s.test.n
+        held_out("validation", &s.validation),
+        if s.test.n == 0 { ", no test set".to_string() } else { held_out("test", &s.test) }
     );
     println!(
         "time: {} iterations in {:.2} s, {:.2} it/s ({:.4} s/iteration) on {backend} ({device})",

@@ -7,7 +7,7 @@ use gpu_mnist::checkpoint::{self, Model};
 use gpu_mnist::cli::EvalArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data;
-use gpu_mnist::data::Dataset;
+use gpu_mnist::data::{Dataset, DatasetKind};
 use gpu_mnist::metrics::Evaluation;
 use gpu_mnist::plots::{self, Mistake};
 
@@ -39,6 +39,8 @@ struct Report<'a> {
     activation: &'static str,
     bias: bool,
     data: String,
+    dataset: &'static str,
+    classes: &'static [&'static str; 10],
     #[serde(flatten)]
     evaluation: &'a Evaluation,
 }
@@ -46,9 +48,16 @@ struct Report<'a> {
 pub fn run(args: &EvalArgs) -> Result<()> {
     let model_path = crate::commands::bundled(&args.model, "data/model.safetensors");
     let Model { params, activation, provenance } = checkpoint::load(&model_path)?;
-    let dir = crate::commands::bundled(&args.data, "data/mnist");
-    let test =
-        data::load_split(&dir, "t10k").with_context(|| format!("loading the test split from {}", dir.display()))?;
+    let kind = args.data.dataset.unwrap_or(DatasetKind::from_name(&provenance.dataset));
+    let loaded = data::source::open(&args.data, kind)?;
+    let dir = loaded.path.clone();
+    // The data's test split, or all of it when it is a single labelled set (one CSV file...).
+    let test = match loaded.test {
+        Some(test) => test,
+        None if loaded.train.labelled() => loaded.train,
+        None => bail!("{} has no labels: use predict for unlabelled images", dir.display()),
+    };
+    let names = kind.class_names();
     let s = params.shape;
     if s.d != test.d() {
         bail!(
@@ -67,8 +76,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let e = Evaluation::new(&probs, &test.labels, s.k);
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        plots::confusion_matrix(&dir.join("confusion.png"), &e.confusion)?;
-        plots::mistakes_grid(&dir.join("mistakes.png"), &worst_mistakes(&test, &probs, s.k, 24), 8)?;
+        plots::confusion_matrix(&dir.join("confusion.png"), &e.confusion, names)?;
+        plots::mistakes_grid(&dir.join("mistakes.png"), &worst_mistakes(&test, &probs, s.k, 24), names, 8)?;
         if !args.json {
             println!("plots: {} and {}", dir.join("confusion.png").display(), dir.join("mistakes.png").display());
         }
@@ -80,6 +89,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             activation: activation.name(),
             bias: s.bias,
             data: dir.display().to_string(),
+            dataset: kind.name(),
+            classes: names,
             evaluation: &e,
         };
         println!("{}", serde_json::to_string_pretty(&r).context("encoding the evaluation as JSON")?);
@@ -101,11 +112,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     );
     println!("test set: {} images from {}", e.n, dir.display());
     println!("accuracy {:.2}% ({} of {}), loss {:.4}\n", 100.0 * e.accuracy, e.correct, e.n, e.loss);
-    println!("class  precision  recall  images");
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(1).max(5);
+    println!("{:>width$}  precision  recall  images", "class");
     for c in &e.per_class {
-        println!("{:>5}  {:>8.2}%  {:>5.2}%  {:>6}", c.class, 100.0 * c.precision, 100.0 * c.recall, c.support);
+        let name = names.get(c.class).copied().unwrap_or("?");
+        println!("{name:>width$}  {:>8.2}%  {:>5.2}%  {:>6}", 100.0 * c.precision, 100.0 * c.recall, c.support);
     }
-    println!("\nconfusion matrix (rows: true digit, columns: predicted)");
+    println!("\nconfusion matrix (rows: true class, columns: predicted)");
+    if kind != DatasetKind::Mnist {
+        let legend: Vec<String> = names.iter().enumerate().map(|(c, n)| format!("{c} {n}")).collect();
+        println!("classes: {}", legend.join(", "));
+    }
     print!("      ");
     (0..s.k).for_each(|c| print!("{c:>6}"));
     println!();

@@ -33,6 +33,7 @@ pub struct CurvePoint {
     pub iteration: usize,
     pub loss: f64,
     pub train_accuracy: f64,
+    pub validation_accuracy: Option<f64>,
     pub test_accuracy: Option<f64>,
 }
 
@@ -54,7 +55,7 @@ fn png(
 pub fn training_curve(path: &Path, points: &[CurvePoint]) -> Result<(), PlotError> {
     let last = points.last().map_or(1, |p| p.iteration).max(1) as f64;
     let max_loss = points.iter().map(|p| p.loss).fold(0.0, f64::max).max(1e-3) * 1.05;
-    let accs = points.iter().flat_map(|p| [Some(p.train_accuracy), p.test_accuracy]).flatten();
+    let accs = points.iter().flat_map(|p| [Some(p.train_accuracy), p.validation_accuracy, p.test_accuracy]).flatten();
     let min_acc = (accs.fold(1.0, f64::min) * 10.0).floor() / 10.0;
     png(path, (900, 720), |root| {
         let (top, bottom) = root.split_vertically(360);
@@ -93,12 +94,18 @@ pub fn training_curve(path: &Path, points: &[CurvePoint]) -> Result<(), PlotErro
         acc.draw_series(LineSeries::new(train, BLUE.stroke_width(2)))?
             .label("training set")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-        let test: Vec<(f64, f64)> =
-            points.iter().filter_map(|p| p.test_accuracy.map(|a| (p.iteration as f64, a))).collect();
-        if !test.is_empty() {
-            acc.draw_series(LineSeries::new(test, GREEN.stroke_width(2)))?
-                .label("test set")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+        let held_out = [
+            ("validation set", MAGENTA, points.iter().map(|p| p.validation_accuracy).collect::<Vec<_>>()),
+            ("test set", GREEN, points.iter().map(|p| p.test_accuracy).collect()),
+        ];
+        for (name, colour, accuracy) in held_out {
+            let line: Vec<(f64, f64)> =
+                points.iter().zip(accuracy).filter_map(|(p, a)| a.map(|a| (p.iteration as f64, a))).collect();
+            if !line.is_empty() {
+                acc.draw_series(LineSeries::new(line, colour.stroke_width(2)))?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            }
         }
         acc.configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
@@ -111,15 +118,23 @@ pub fn training_curve(path: &Path, points: &[CurvePoint]) -> Result<(), PlotErro
 }
 
 /// `confusion[true][predicted]` as a heat map with the counts written in the cells; each row is
-/// shaded by its share of the true class, so mistakes stand out whatever the class sizes.
-pub fn confusion_matrix(path: &Path, confusion: &[Vec<usize>]) -> Result<(), PlotError> {
+/// shaded by its share of the true class, so mistakes stand out whatever the class sizes. Axes show
+/// class numbers; class names other than the numbers themselves are listed under the matrix.
+pub fn confusion_matrix(path: &Path, confusion: &[Vec<usize>], names: &[&str]) -> Result<(), PlotError> {
     let k = confusion.len();
     let cell = 56i32;
     let (left, top) = (90i32, 70i32);
-    let side = (left + cell * k as i32 + 30, top + cell * k as i32 + 70);
+    let named = names.iter().enumerate().any(|(c, n)| *n != c.to_string());
+    let legend: Vec<String> = names.iter().enumerate().map(|(c, n)| format!("{c} {n}")).collect();
+    let legend =
+        if named { [legend[..k.min(5)].join(", "), legend[k.min(5)..].join(", ")] } else { Default::default() };
+    let side = (left + cell * k as i32 + 30, top + cell * k as i32 + 70 + if named { 50 } else { 0 });
     png(path, (side.0 as u32, side.1 as u32), |root| {
         let text = |size| TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
-        root.draw(&Text::new("Confusion matrix (rows: true digit, columns: predicted)", (side.0 / 2, 25), text(20)))?;
+        root.draw(&Text::new("Confusion matrix (rows: true class, columns: predicted)", (side.0 / 2, 25), text(20)))?;
+        for (i, line) in legend.iter().enumerate() {
+            root.draw(&Text::new(line.as_str(), (side.0 / 2, top + cell * k as i32 + 75 + 22 * i as i32), text(14)))?;
+        }
         for (t, row) in confusion.iter().enumerate() {
             let total = row.iter().sum::<usize>().max(1) as f64;
             for (p, &count) in row.iter().enumerate() {
@@ -148,7 +163,7 @@ pub fn confusion_matrix(path: &Path, confusion: &[Vec<usize>]) -> Result<(), Plo
     })
 }
 
-/// One misclassified digit: its 28x28 pixels, true and predicted class, and the probability the
+/// One misclassified image: its square of pixels, true and predicted class, and the probability the
 /// model gave its prediction.
 pub struct Mistake<'a> {
     pub pixels: &'a [u8],
@@ -157,13 +172,20 @@ pub struct Mistake<'a> {
     pub probability: f32,
 }
 
-/// The digits in a grid, each captioned "true -> predicted (p = ...)", drawn dark on white.
-pub fn mistakes_grid(path: &Path, mistakes: &[Mistake], columns: usize) -> Result<(), PlotError> {
+/// The images in a grid, each captioned "true -> predicted (p = ...)" with `names`, drawn dark on
+/// white.
+pub fn mistakes_grid(path: &Path, mistakes: &[Mistake], names: &[&str], columns: usize) -> Result<(), PlotError> {
     let (scale, gap, caption) = (4i32, 14i32, 26i32);
-    let side = 28 * scale;
+    let pixels_per_side = mistakes.first().map_or(28, |m| (m.pixels.len() as f64).sqrt() as usize).max(1);
+    let side = (28 * scale).max(pixels_per_side as i32);
+    let scale = (side / pixels_per_side as i32).max(1);
+    let name = |c: usize| names.get(c).map_or(c.to_string(), |n| n.to_string());
+    let label = |m: &Mistake| format!("{} -> {} (p = {:.2})", name(m.truth), name(m.predicted), m.probability);
+    // Captions at 13 px are about 7 px per character.
+    let cell = mistakes.iter().map(|m| 7 * label(m).len() as i32).fold(side, i32::max);
     let columns = columns.max(1);
     let rows = mistakes.len().div_ceil(columns).max(1);
-    let width = columns as i32 * (side + gap) + gap;
+    let width = columns as i32 * (cell + gap) + gap;
     let height = 50 + rows as i32 * (side + caption + gap);
     png(path, (width as u32, height as u32), |root| {
         let centred = |size| TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
@@ -173,16 +195,16 @@ pub fn mistakes_grid(path: &Path, mistakes: &[Mistake], columns: usize) -> Resul
             centred(18),
         ))?;
         for (i, m) in mistakes.iter().enumerate() {
-            let x0 = gap + (i % columns) as i32 * (side + gap);
+            let x0 = gap + (i % columns) as i32 * (cell + gap) + (cell - side) / 2;
             let y0 = 50 + (i / columns) as i32 * (side + caption + gap);
             for (j, &v) in m.pixels.iter().enumerate() {
-                let (x, y) = (x0 + (j % 28) as i32 * scale, y0 + (j / 28) as i32 * scale);
+                let (col, row) = ((j % pixels_per_side) as i32, (j / pixels_per_side) as i32);
+                let (x, y) = (x0 + col * scale, y0 + row * scale);
                 let g = 255 - v;
                 root.draw(&Rectangle::new([(x, y), (x + scale, y + scale)], RGBColor(g, g, g).filled()))?;
             }
             root.draw(&Rectangle::new([(x0, y0), (x0 + side, y0 + side)], BLACK.mix(0.3)))?;
-            let label = format!("{} -> {} (p = {:.2})", m.truth, m.predicted, m.probability);
-            root.draw(&Text::new(label, (x0 + side / 2, y0 + side + 5), centred(13)))?;
+            root.draw(&Text::new(label(m), (x0 + side / 2, y0 + side + 5), centred(13)))?;
         }
         Ok(())
     })

@@ -18,7 +18,7 @@ pub struct TrainConfig {
     pub lr: f32,
     /// Report (train loss/accuracy) every this many iterations.
     pub report_every: usize,
-    /// Also measure test accuracy at report points.
+    /// Also measure validation and test accuracy at report points.
     pub eval_test: bool,
     pub verify_every: Option<usize>,
 }
@@ -27,8 +27,9 @@ pub struct TrainConfig {
 pub enum Event {
     /// An iteration finished (submitted, for a GPU).
     Step { iteration: usize },
-    /// A report point: training statistics of the latest step, test statistics if asked for.
-    Report { iteration: usize, train: Stats, test: Option<Stats>, seconds: f64 },
+    /// A report point: training statistics of the latest step; validation and test statistics
+    /// if asked for and the split is not empty.
+    Report { iteration: usize, train: Stats, validation: Option<Stats>, test: Option<Stats>, seconds: f64 },
     /// A verified step: largest relative differences of loss and of each gradient tensor.
     Verified { iteration: usize, loss: f64, grads: [(&'static str, f64); 4] },
 }
@@ -37,6 +38,8 @@ pub enum Event {
 pub struct Summary {
     pub iterations: usize,
     pub train: Stats,
+    /// Statistics of the held-out splits; `n == 0` for a split the run does not have.
+    pub validation: Stats,
     pub test: Stats,
     /// Wall time of the iterations up to the last one's statistics (which waits for the device),
     /// without verification, test evaluations and the final evaluation.
@@ -107,18 +110,24 @@ pub fn train<B: Backend>(
                 return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr: cfg.lr });
             }
             let t = Instant::now();
-            let test = if cfg.eval_test { Some(backend.evaluate(Split::Test)?) } else { None };
+            let held_out = |split| match cfg.eval_test {
+                true => backend.evaluate(split).map(|s| (s.n > 0).then_some(s)),
+                false => Ok(None),
+            };
+            let (validation, test) = (held_out(Split::Validation)?, held_out(Split::Test)?);
             checking += t.elapsed().as_secs_f64();
-            on_event(Event::Report { iteration: it, train, test, seconds: start.elapsed().as_secs_f64() - checking });
+            let seconds = start.elapsed().as_secs_f64() - checking;
+            on_event(Event::Report { iteration: it, train, validation, test, seconds });
         }
     }
     let seconds = start.elapsed().as_secs_f64() - checking;
     let train = backend.evaluate(Split::Train)?;
+    let validation = backend.evaluate(Split::Validation)?;
     let test = backend.evaluate(Split::Test)?;
     if !train.loss.is_finite() {
         return Err(TrainError::Diverged { iteration: cfg.iterations, loss: train.loss, lr: cfg.lr });
     }
-    Ok(Summary { iterations: cfg.iterations, train, test, seconds })
+    Ok(Summary { iterations: cfg.iterations, train, validation, test, seconds })
 }
 
 /// Recomputes the step just taken from `before` on the CPU and compares loss and gradients.
@@ -220,8 +229,9 @@ mod tests {
         };
         let shape = Shape { d: 8, h: 5, k: 10, bias: true };
         let params = Params::init(shape, act, 1);
-        let cpu = CpuBackend::new(&set, &set, params.clone(), act);
-        let verifier = CpuBackend::new(&set, &set, params, act);
+        let data = crate::data::Splits::new(set.clone(), set);
+        let cpu = CpuBackend::new(&data, params.clone(), act);
+        let verifier = CpuBackend::new(&data, params, act);
         let fake = Fake { cpu, gradient_scale, loss: loss.unwrap_or(f64::NAN) };
         (fake, verifier)
     }

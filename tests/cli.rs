@@ -121,12 +121,32 @@ fn invalid_options_are_rejected_with_the_reason() {
         (vec!["--tiling", "warp"], "invalid value"),
         (vec!["--activation", "tanh"], "invalid value"),
         (vec!["--backend", "tpu"], "invalid value"),
+        (vec!["--val-split", "0"], "between 0 and 1"),
+        (vec!["--val-split", "1"], "between 0 and 1"),
+        (vec!["--val-split", "1.5"], "between 0 and 1"),
+        (vec!["--val-split=-0.1"], "between 0 and 1"),
+        (vec!["--val-split", "nan"], "between 0 and 1"),
+        (vec!["--val-split", "ten"], "not a number"),
+        (vec!["--format", "parquet"], "invalid value"),
+        (vec!["--dataset", "cifar"], "invalid value"),
     ] {
         let o = gpu_mnist(&[&["train"][..], &args].concat(), &[]);
         let (_, err) = text(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(reason), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_validation_split_is_held_out_and_reported_apart_from_test() {
+    let o = gpu_mnist(&[&SHORT[..], &["--backend", "cpu", "--eval-every", "3", "--val-split", "0.2"]].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "exit {:?}\n{out}\n{err}", o.status);
+    assert!(out.contains("MNIST: 800 training, 200 validation and 300 test images of 28x28"), "{out}");
+    let reports = out.lines().filter(|l| l.starts_with("iter ") && l.contains("val acc") && l.contains("test acc"));
+    assert_eq!(reports.count(), 2, "{out}");
+    let last = out.lines().find(|l| l.starts_with("final:")).expect("a final: line");
+    assert!(last.contains("validation accuracy") && last.contains("of 200)") && last.contains("of 300)"), "{last}");
 }
 
 #[test]
@@ -169,7 +189,7 @@ fn train_saves_and_continues_and_eval_reads_it() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("10 iterations on mnist") && out.contains("test set: 10000 images"), "{out}");
-    assert!(out.contains("confusion matrix (rows: true digit, columns: predicted)"), "{out}");
+    assert!(out.contains("confusion matrix (rows: true class, columns: predicted)"), "{out}");
     assert_eq!(
         out.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count(),
         21,

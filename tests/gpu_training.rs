@@ -17,6 +17,7 @@ mod common;
 use common::{assert_close, gpu, mnist, subset};
 use gpu_mnist::backend::{Backend, Split};
 use gpu_mnist::cpu::{CpuBackend, reference};
+use gpu_mnist::data::Splits;
 use gpu_mnist::gpu::{GpuBackend, GpuOptions, Tiling};
 use gpu_mnist::model::{Activation, Params, Shape};
 
@@ -44,15 +45,18 @@ const CORRECT_SLACK: usize = 1;
 fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tiling: Tiling, lr: f32) {
     let Some(ctx) = gpu() else { return };
     let m = mnist();
-    let (train, test) = (subset(&m.train, 3000), subset(&m.test, 500));
+    // 3,000 training images after a seeded 10% validation hold-out of 3,333.
+    let mut data = Splits::new(subset(&m.train, 3333), subset(&m.test, 500));
+    data.hold_out(0.1, 7);
+    let train = &data.train;
     let shape = Shape { d: train.d(), h, k: 10, bias };
     let params = Params::init(shape, act, 7);
     let options = GpuOptions { max_chunk_rows: chunk_rows, tiling: Some(tiling) };
-    let mut gpu = GpuBackend::new(ctx, &train, &test, &params, act, options).expect("GPU backend");
+    let mut gpu = GpuBackend::new(ctx, &data, &params, act, options).expect("GPU backend");
     if let Some(rows) = chunk_rows {
         assert!(gpu.chunk_rows() <= rows && gpu.chunk_rows() < train.n, "the test must span several chunks");
     }
-    let mut cpu = CpuBackend::new(&train, &test, params, act);
+    let mut cpu = CpuBackend::new(&data, params, act);
     let x = reference::scale_pixels(&train.pixels);
     for step in 1..=STEPS {
         let before = gpu.params().expect("GPU params");
@@ -112,14 +116,19 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
             }
         }
     }
-    // The test split evaluated on both devices from the GPU's final parameters.
-    let at_gpu_params = CpuBackend::new(&train, &test, gpu.params().expect("GPU params"), act);
-    let (g, c) = (gpu.evaluate(Split::Test).expect("GPU eval"), at_gpu_params.evaluate(Split::Test).expect("CPU eval"));
-    assert!(
-        g.correct.abs_diff(c.correct) <= CORRECT_SLACK && (g.loss - c.loss).abs() <= LOSS_RTOL * c.loss,
-        "test split: {g:?} vs {c:?}"
-    );
-    assert!(c.accuracy() > 0.6, "20 steps on 3,000 digits should learn something: {c:?}");
+    // The held-out splits evaluated on both devices from the GPU's final parameters.
+    let at_gpu_params = CpuBackend::new(&data, gpu.params().expect("GPU params"), act);
+    for (split, n) in [(Split::Validation, 333), (Split::Test, 500)] {
+        let (g, c) = (gpu.evaluate(split).expect("GPU eval"), at_gpu_params.evaluate(split).expect("CPU eval"));
+        assert!(
+            g.n == n
+                && c.n == n
+                && g.correct.abs_diff(c.correct) <= CORRECT_SLACK
+                && (g.loss - c.loss).abs() <= LOSS_RTOL * c.loss,
+            "{split:?} split: {g:?} vs {c:?}"
+        );
+        assert!(c.accuracy() > 0.6, "20 steps on 3,000 digits should learn something: {c:?}");
+    }
 }
 
 /// Hidden units whose pre-activation for some sample lies within KINK_BAND of 0 at `p`.

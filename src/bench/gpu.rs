@@ -9,7 +9,7 @@ use super::{BackendFigures, LR, NaiveFigure, figure, flops_per_iteration, median
 use gpu_mnist::backend::Backend;
 use gpu_mnist::cli::BenchArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
-use gpu_mnist::data::Dataset;
+use gpu_mnist::data::{Dataset, Splits};
 use gpu_mnist::gpu::kernels::{Kernels, MatmulParams, NaiveKernels, View};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
 use gpu_mnist::model::{Activation, Params, Shape};
@@ -40,15 +40,14 @@ fn gpu_cost(label: &str, layer: u8, n: f64, s: Shape) -> (String, Option<f64>, f
 
 pub fn bench(
     ctx: GpuContext,
-    train: &Dataset,
-    test: &Dataset,
+    data: &Splits,
     shape: Shape,
     act: Activation,
     args: &BenchArgs,
 ) -> Result<BackendFigures> {
     let params = Params::init(shape, act, 0);
-    let mut gpu =
-        GpuBackend::new(ctx, train, test, &params, act, GpuOptions { max_chunk_rows: None, tiling: args.tiling })?;
+    let mut gpu = GpuBackend::new(ctx, data, &params, act, GpuOptions { max_chunk_rows: None, tiling: args.tiling })?;
+    let train = &data.train;
     // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
     gpu.step(LR)?;
     let (grads, stats, after) = (gpu.gradients()?, gpu.step_stats()?, gpu.params()?);

@@ -184,6 +184,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         train.truncate(n);
         let mut test = mnist.test.clone();
         test.truncate(1000);
+        let data = gpu_mnist::data::Splits::new(train.clone(), test);
         let shape = Shape { d: train.d(), h, k: K, bias: true };
         let gflop = flops_per_iteration(n, shape.d, h, K) / 1e9;
         bar.suspend(|| {
@@ -198,7 +199,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if gpu_info.is_some() {
             bar.set_message(format!("gpu, N {n}, H {h}"));
             let ctx = GpuContext::open(args.adapter.as_deref(), false)?;
-            results.push(gpu::bench(ctx, &train, &test, shape, args.activation, args)?);
+            results.push(gpu::bench(ctx, &data, shape, args.activation, args)?);
             bar.inc(1);
         }
         bar.suspend(|| {

@@ -5,7 +5,7 @@ pub mod fast;
 pub mod reference;
 
 use crate::backend::{Backend, BackendError, Split};
-use crate::data::Dataset;
+use crate::data::{Dataset, Splits};
 use crate::model::{Activation, Params, Stats};
 use fast::SparseRows;
 
@@ -27,19 +27,22 @@ pub struct CpuBackend {
     grads: Params,
     last: Stats,
     train: SparseSet,
+    validation: SparseSet,
     test: SparseSet,
 }
 
 impl CpuBackend {
-    pub fn new(train: &Dataset, test: &Dataset, params: Params, act: Activation) -> Self {
+    /// A backend over `data`'s splits (validation and test may be empty), starting at `params`.
+    pub fn new(data: &Splits, params: Params, act: Activation) -> Self {
         let grads = Params::zeros(params.shape);
         CpuBackend {
             act,
             params,
             grads,
             last: Stats::default(),
-            train: SparseSet::new(train),
-            test: SparseSet::new(test),
+            train: SparseSet::new(&data.train),
+            validation: SparseSet::new(&data.validation),
+            test: SparseSet::new(&data.test),
         }
     }
 
@@ -83,8 +86,12 @@ impl Backend for CpuBackend {
     fn evaluate(&self, split: Split) -> Result<Stats, BackendError> {
         let set = match split {
             Split::Train => &self.train,
+            Split::Validation => &self.validation,
             Split::Test => &self.test,
         };
+        if set.labels.is_empty() {
+            return Ok(Stats::default());
+        }
         Ok(fast::evaluate(&self.params, self.act, &set.x, &set.labels))
     }
 

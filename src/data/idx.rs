@@ -231,4 +231,3 @@ fn type_name(t: u8) -> &'static str {
 fn gzip_error(path: &Path, e: io::Error) -> DataError {
     DataError::Gzip { path: path.to_path_buf(), reason: one_line(&e) }
 }
-

@@ -2,20 +2,24 @@
 //! have them in.
 //!
 //! - [`idx`]: MNIST's own IDX files, raw or gzipped.
+//! - [`source`]: `--data PATH` in any of them, `--dataset` (class names), and the splits of a run.
 //!
 //! Files are untrusted input: every defect gives a one-line [`DataError`] naming the file (and the
 //! row or entry), and nothing is allocated from a header's or a file's unchecked claims.
 
 pub mod idx;
+pub mod source;
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+pub use source::{DatasetKind, Format, Loaded, Splits};
 
 pub use idx::{
     MAX_PAYLOAD, load_mnist, load_split, parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels,
 };
 
-const HINT: &str = "pass --data DIR pointing at a folder with the four MNIST IDX files";
+const HINT: &str = "pass --data PATH: a folder of IDX or CSV files or of class folders 0..9, or a CSV file";
 
 /// Why a data file could not be used. Every message is one line and names the file.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,11 @@ impl Dataset {
     pub fn image(&self, i: usize) -> &[u8] {
         let d = self.d();
         &self.pixels[i * d..(i + 1) * d]
+    }
+
+    /// A set of no images of `rows x cols`.
+    pub fn empty(rows: usize, cols: usize) -> Self {
+        Dataset { n: 0, rows, cols, pixels: Vec::new(), labels: Vec::new() }
     }
 
     /// Whether every image has a label (an unlabelled set has none).

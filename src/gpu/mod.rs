@@ -17,7 +17,7 @@ mod plan;
 pub mod profile;
 
 use crate::backend::{Backend, BackendError, Split};
-use crate::data::Dataset;
+use crate::data::Splits;
 use crate::model::{Activation, Params, Shape, Stats};
 pub use context::GpuContext;
 pub use kernels::Tiling;
@@ -37,6 +37,7 @@ pub struct GpuBackend {
     stats: wgpu::Buffer,
     staging: wgpu::Buffer,
     train: GpuSet,
+    validation: GpuSet,
     test: GpuSet,
     step: Vec<Dispatch>,
     lr: f32,
@@ -55,11 +56,11 @@ pub struct GpuOptions {
 }
 
 impl GpuBackend {
-    /// Uploads both splits and `params` and prepares every dispatch.
+    /// Uploads the splits (validation and test may be empty) and `params`, and prepares every
+    /// dispatch.
     pub fn new(
         ctx: GpuContext,
-        train: &Dataset,
-        test: &Dataset,
+        data: &Splits,
         params: &Params,
         act: Activation,
         options: GpuOptions,
@@ -68,8 +69,10 @@ impl GpuBackend {
         let lda = packed_row_bytes(s.d);
         let max_binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
         let per_row = lda.max(s.h * 4).max(s.k * 4).max(8);
-        let rows = chunk_rows(train.n.max(test.n), per_row, max_binding, options.max_chunk_rows)?;
-        for set in [train, test] {
+        let (train, validation, test) = (&data.train, &data.validation, &data.test);
+        let most = train.n.max(validation.n).max(test.n);
+        let rows = chunk_rows(most, per_row, max_binding, options.max_chunk_rows)?;
+        for set in [train, validation, test] {
             let bytes = (set.n * lda) as u64;
             if bytes > ctx.limits.max_buffer_size || (set.n * 8) as u64 > max_binding {
                 return Err(BackendError::Unsupported(format!(
@@ -105,6 +108,7 @@ impl GpuBackend {
             cb: &cb,
         };
         let (train_set, mut step) = plan.set(train, rows, true);
+        let (validation_set, _) = plan.set(validation, rows, false);
         let (test_set, _) = plan.set(test, rows, false);
         let update = SgdParams { count: layout.total as u32, lr: 0.0, _pad: [0; 2] };
         step.push(kernels.sgd_update(&ctx.device, update, View::all(&params_buf), View::all(&grads)));
@@ -120,6 +124,7 @@ impl GpuBackend {
             stats,
             staging,
             train: train_set,
+            validation: validation_set,
             test: test_set,
             step,
             lr: 0.0,
@@ -186,13 +191,16 @@ impl Backend for GpuBackend {
     }
 
     fn step_stats(&self) -> Result<Stats, BackendError> {
-        kernels::submit(&self.ctx.device, &self.ctx.queue, &[&self.train.total]);
+        if let Some(total) = &self.train.total {
+            kernels::submit(&self.ctx.device, &self.ctx.queue, &[total]);
+        }
         self.read_stats(self.train.n)
     }
 
     fn evaluate(&self, split: Split) -> Result<Stats, BackendError> {
         let set = match split {
             Split::Train => &self.train,
+            Split::Validation => &self.validation,
             Split::Test => &self.test,
         };
         if set.n == 0 {

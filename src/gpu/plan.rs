@@ -103,8 +103,8 @@ pub(super) struct GpuSet {
     /// Forward dispatches over all chunks into the evaluation row statistics, then their sum
     /// into `stats`.
     pub evaluate: Vec<Dispatch>,
-    /// The sum of the row statistics the latest step's forward pass wrote (training split).
-    pub total: Dispatch,
+    /// The sum of the row statistics the latest step's forward pass wrote (a non-empty split).
+    pub total: Option<Dispatch>,
 }
 
 /// Builds the dispatches of one split: its forward pass chunk by chunk and, for the training
@@ -125,6 +125,10 @@ pub(super) struct Plan<'a> {
 impl Plan<'_> {
     pub fn set(&mut self, set: &Dataset, rows: usize, training: bool) -> (GpuSet, Vec<Dispatch>) {
         let (ctx, k, s, dev) = (self.ctx, self.k, self.s, &self.ctx.device);
+        if set.n == 0 {
+            // Nothing to upload or dispatch: evaluating an empty split reads nothing.
+            return (GpuSet { n: 0, evaluate: Vec::new(), total: None }, Vec::new());
+        }
         let x = ctx.upload("pixels", &pack_rows(&set.pixels, s.d), wgpu::BufferUsages::empty());
         let labels: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();
         let labels = ctx.upload("labels", bytemuck::cast_slice(&labels), wgpu::BufferUsages::empty());
@@ -194,6 +198,6 @@ impl Plan<'_> {
         let sums = ColumnSumParams { rows: set.n as u32, cols: 2, accumulate: 0, _pad: 0 };
         let total = k.column_sum(dev, sums, View::all(&row_stats), View::all(self.stats));
         forward.push(k.column_sum(dev, sums, View::all(&eval_stats), View::all(self.stats)));
-        (GpuSet { n: set.n, evaluate: forward, total }, step)
+        (GpuSet { n: set.n, evaluate: forward, total: Some(total) }, step)
     }
 }

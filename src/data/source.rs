@@ -1,0 +1,245 @@
+//! Where a training run's data comes from: `--data PATH` in any supported format (detected from
+//! the content, or forced with `--format`), which data set it is (`--dataset`, for class names),
+//! and the splits a run uses: training, an optional validation hold-out, an optional test set.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::{DataError, Dataset, idx, malformed, not_found};
+use crate::cli::DataArgs;
+
+/// Where Debian's `dataset-fashion-mnist` package puts Fashion-MNIST's IDX files.
+pub const FASHION_SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+const FASHION: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+/// Which data set the images are: it names the classes in every report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetKind {
+    /// Handwritten digits 0..9 (LeCun, Cortes, Burges).
+    #[default]
+    Mnist,
+    /// Zalando's Fashion-MNIST: ten kinds of clothing in MNIST's format.
+    Fashion,
+}
+
+impl DatasetKind {
+    /// The name saved in model files (`dataset` metadata).
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::Fashion => "fashion-mnist",
+        }
+    }
+
+    /// The data set's name in reports.
+    pub fn title(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "MNIST",
+            DatasetKind::Fashion => "Fashion-MNIST",
+        }
+    }
+
+    /// The kind a saved model's `dataset` names; anything unknown reads as digits.
+    pub fn from_name(name: &str) -> Self {
+        if name.starts_with("fashion") { DatasetKind::Fashion } else { DatasetKind::Mnist }
+    }
+
+    /// The ten class names, label order.
+    pub fn class_names(self) -> &'static [&'static str; 10] {
+        match self {
+            DatasetKind::Mnist => &DIGITS,
+            DatasetKind::Fashion => &FASHION,
+        }
+    }
+
+    /// Class `c` in words: "7" for digits, "Sneaker (7)" for Fashion-MNIST.
+    pub fn class_name(self, c: usize) -> String {
+        match (self, self.class_names().get(c)) {
+            (DatasetKind::Fashion, Some(name)) => format!("{name} ({c})"),
+            (_, Some(name)) => name.to_string(),
+            (_, None) => c.to_string(),
+        }
+    }
+}
+
+/// A data format `--format` can force; otherwise it is detected from the content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// IDX files (train-images-idx3-ubyte ...), raw or gzipped.
+    Idx,
+    /// CSV rows `label,pixel0..pixel783` (Kaggle, mnist_train.csv), with or without a header.
+    Csv,
+    /// Folders of images, one per class: `0/`..`9/` (or `train/0/`.., `test/0/`..).
+    Images,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Idx => "IDX",
+            Format::Csv => "CSV",
+            Format::Images => "image folders",
+        }
+    }
+}
+
+/// The splits of one run. `validation` and `test` have `n == 0` when there are none.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    pub train: Dataset,
+    pub validation: Dataset,
+    pub test: Dataset,
+}
+
+impl Splits {
+    /// Training and test sets, no validation set.
+    pub fn new(train: Dataset, test: Dataset) -> Self {
+        let validation = Dataset::empty(train.rows, train.cols);
+        Splits { train, validation, test }
+    }
+
+    /// Moves `fraction` of the training set (at least one image, and leaving at least one), chosen
+    /// by a permutation seeded with `seed`, into the validation set. Both keep their original order.
+    pub fn hold_out(&mut self, fraction: f64, seed: u64) {
+        let n = self.train.n;
+        let held = ((n as f64 * fraction).round() as usize).clamp(1.min(n), n.saturating_sub(1));
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7661_6c69_6461_7465));
+        let mut is_held = vec![false; n];
+        order[..held].iter().for_each(|&i| is_held[i] = true);
+        let (mut keep, mut val) = (Dataset::empty(self.train.rows, self.train.cols), self.validation.clone());
+        val.rows = self.train.rows;
+        val.cols = self.train.cols;
+        for i in 0..n {
+            let to = if is_held[i] { &mut val } else { &mut keep };
+            to.pixels.extend_from_slice(self.train.image(i));
+            to.labels.push(self.train.labels[i]);
+            to.n += 1;
+        }
+        self.train = keep;
+        self.validation = val;
+    }
+}
+
+/// What `--data` held: a training set, a test set when the source has a labelled one, the
+/// format, and notes worth telling the user (images resized, an unlabelled test file ignored...).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// Where it was read from.
+    pub path: PathBuf,
+    pub train: Dataset,
+    pub test: Option<Dataset>,
+    pub format: Format,
+    pub notes: Vec<String>,
+}
+
+/// Loads `--data PATH`: a folder of IDX files, CSV files or class folders, or a single CSV file
+/// (a training set only). `format` forces the format; otherwise the content decides.
+pub fn load(path: &Path, format: Option<Format>) -> Result<Loaded, DataError> {
+    if !path.exists() {
+        return Err(not_found(path, "no such file or folder"));
+    }
+    let format = match format {
+        Some(f) => f,
+        None => detect(path)?,
+    };
+    match format {
+        Format::Idx => {
+            let m = idx::load_mnist(path)?;
+            Ok(Loaded { path: path.to_path_buf(), train: m.train, test: Some(m.test), format, notes: Vec::new() })
+        }
+        Format::Csv | Format::Images => Err(malformed(path, format!("{} are not supported yet", format.name()))),
+    }
+}
+
+/// The format of `path` from its content: IDX files in a folder, CSV text, or class folders.
+pub fn detect(path: &Path) -> Result<Format, DataError> {
+    if path.is_file() {
+        return Ok(Format::Csv);
+    }
+    let entries = list(path)?;
+    let has_file = |names: &[&str]| names.iter().any(|n| entries.iter().any(|e| e == n));
+    if entries.iter().any(|e| e.starts_with("train-images")) {
+        return Ok(Format::Idx);
+    }
+    if has_file(&["train.csv", "mnist_train.csv"]) {
+        return Ok(Format::Csv);
+    }
+    let _ = first_bytes(path);
+    Err(malformed(
+        path,
+        "found no data: expected IDX files (train-images-idx3-ubyte...), train.csv or mnist_train.csv, \
+         or class folders 0..9 (directly or under train/ and test/)"
+            .into(),
+    ))
+}
+
+/// The names in a folder, sorted.
+fn list(dir: &Path) -> Result<Vec<String>, DataError> {
+    let io = |e: std::io::Error| DataError::Io { path: dir.to_path_buf(), reason: super::one_line(&e) };
+    let mut names: Vec<String> =
+        fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into()).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Up to the first 4 KiB of a file, for content checks.
+fn first_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+    let io = |e: std::io::Error| DataError::Io { path: path.to_path_buf(), reason: super::one_line(&e) };
+    let mut head = Vec::new();
+    fs::File::open(path).map_err(io)?.take(4096).read_to_end(&mut head).map_err(io)?;
+    Ok(head)
+}
+
+/// The default folder of a data set: `data/mnist` here or, from any other folder, the copy
+/// bundled with the sources; Fashion-MNIST from Debian's `dataset-fashion-mnist` package.
+pub fn default_dir(kind: DatasetKind) -> Result<PathBuf, DataError> {
+    match kind {
+        DatasetKind::Mnist => {
+            let here = PathBuf::from("data/mnist");
+            let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+            Ok(if !here.exists() && bundled.exists() { bundled } else { here })
+        }
+        DatasetKind::Fashion => match Path::new(FASHION_SYSTEM_DIR) {
+            dir if dir.is_dir() => Ok(dir.to_path_buf()),
+            dir => Err(not_found(dir, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")),
+        },
+    }
+}
+
+/// The data a command asked for: `--data` (or the data set's default folder), with the test set
+/// it holds or the one `--test-data` names, checked to have the same image size.
+pub fn open(args: &DataArgs, kind: DatasetKind) -> Result<Loaded, DataError> {
+    let path = match &args.data {
+        Some(p) => p.clone(),
+        None => default_dir(kind)?,
+    };
+    let mut loaded = load(&path, args.format)?;
+    if let Some(test_path) = &args.test_data {
+        let t = load(test_path, None)?;
+        if t.test.is_none() && !t.train.labelled() {
+            return Err(malformed(test_path, "has no labels, so it cannot be a test set".into()));
+        }
+        loaded.notes.extend(t.notes);
+        loaded.test = Some(t.test.unwrap_or(t.train));
+    }
+    if let Some(test) = &loaded.test {
+        let (train, what) = (&loaded.train, args.test_data.as_ref().unwrap_or(&path));
+        if (test.rows, test.cols) != (train.rows, train.cols) {
+            let m = format!(
+                "test images are {}x{} but training images are {}x{}",
+                test.rows, test.cols, train.rows, train.cols
+            );
+            return Err(malformed(what, m));
+        }
+    }
+    Ok(loaded)
+}
