@@ -33,6 +33,10 @@ pub trait Backend {
     fn step(&mut self, lr: f32) -> Result<(), BackendError>;
     /// Training loss/accuracy measured by the latest step's forward pass (before its update).
     fn step_stats(&self) -> Result<Stats, BackendError>;
+    /// Whether `step_stats` costs nothing (no device wait), so the loop may check every step.
+    fn free_stats(&self) -> bool {
+        false
+    }
     /// Loss/accuracy of the current parameters on a split.
     fn evaluate(&self, split: Split) -> Result<Stats, BackendError>;
     fn params(&self) -> Result<Params, BackendError>;

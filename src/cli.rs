@@ -19,6 +19,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// The argument structs are parsed once per run: their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train 784 -> H -> 10 by full-batch gradient descent and report test accuracy.

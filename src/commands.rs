@@ -1,20 +1,21 @@
 //! The subcommands: wiring the CLI to data, backends and the training loop, and printing.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use gpu_mnist::backend::{Backend, BackendError};
-use gpu_mnist::checkpoint::{self, Model, Provenance};
+use gpu_mnist::backend::BackendError;
+use gpu_mnist::checkpoint;
 use gpu_mnist::cli::{BackendChoice, TrainArgs};
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Dataset, DatasetKind, Splits};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
-use gpu_mnist::model::{Activation, K, Params, Shape, Stats};
-use gpu_mnist::plots::{self, CurvePoint};
-use gpu_mnist::train::{self, Event, Summary, TrainConfig};
+use gpu_mnist::model::{K, Params, Shape};
+use gpu_mnist::train::TrainConfig;
+
+use crate::session::{self, RunInfo};
 
 /// A path as given, or, when it is the default relative `default` and missing here, the copy
 /// bundled with the sources (so the defaults work from any folder).
@@ -60,6 +61,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         report_every: args.eval_every.unwrap_or((args.iterations / 20).max(1)),
         eval_test: args.eval_every.is_some() || args.plot.is_some() || args.metrics.is_some(),
         verify_every: args.verify_every,
+        stop: Some(stop_on_ctrl_c()?),
     };
     println!("{from}");
     println!(
@@ -90,6 +92,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         },
     };
+    let info = RunInfo { args, activation: act, kind, done_before: done };
     match gpu {
         Some(ctx) => {
             let options = GpuOptions { max_chunk_rows: args.chunk_rows, tiling: args.tiling };
@@ -99,8 +102,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
             let verifier = args.verify_every.map(|_| CpuBackend::new(&data, params.clone(), act));
-            let summary = run(&mut b, &cfg, verifier.as_ref(), args)?;
-            save(&b, &summary, act, done, kind, args)?;
+            session::run(&mut b, &cfg, verifier.as_ref(), &info)?;
         }
         None => {
             if args.verify_every.is_some() {
@@ -109,11 +111,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 );
             }
             let mut b = CpuBackend::new(&data, params, act);
-            let summary = run(&mut b, &cfg, None, args)?;
-            save(&b, &summary, act, done, kind, args)?;
+            session::run(&mut b, &cfg, None, &info)?;
         }
     }
     Ok(())
+}
+
+/// A flag Ctrl-C sets: training stops after the current iteration and saves. A second Ctrl-C
+/// exits at once.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
 }
 
 /// The splits `train` uses (`--data`, `--test-data`, `--samples`, `--val-split`, `--test-samples`),
@@ -152,155 +167,6 @@ fn load_training_data(args: &TrainArgs) -> Result<(Splits, DatasetKind, String)>
     let format = loaded.format.name();
     let from = format!("{}: {counts} images of {rows}x{cols} from {path} ({format}){no_test}", kind.title());
     Ok((data, kind, from))
-}
-
-/// Saves the trained model to `--out`, with how it was made.
-fn save<B: Backend>(
-    b: &B,
-    s: &Summary,
-    act: Activation,
-    done: usize,
-    kind: DatasetKind,
-    args: &TrainArgs,
-) -> Result<()> {
-    let provenance = Provenance {
-        dataset: kind.name().into(),
-        iterations: done + s.iterations,
-        lr: args.lr,
-        seed: args.seed,
-        backend: format!("{} ({})", b.name(), b.device()),
-        test_accuracy: s.test.accuracy(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
-    checkpoint::save(&args.out, &Model { params: b.params()?, activation: act, provenance })?;
-    println!("saved: {}", args.out.display());
-    Ok(())
-}
-
-fn percent(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
-}
-
-/// Where the report points go besides the screen: `--metrics` (JSON lines, appended as training
-/// goes) and `--plot` (the curve, drawn at the end).
-struct Outputs {
-    metrics: Option<(std::path::PathBuf, std::fs::File)>,
-    curve: Vec<CurvePoint>,
-}
-
-impl Outputs {
-    fn new(args: &TrainArgs) -> Result<Self> {
-        let metrics = match &args.metrics {
-            Some(p) => {
-                let f = std::fs::OpenOptions::new().create(true).append(true).open(p);
-                Some((p.clone(), f.with_context(|| format!("opening {} for --metrics", p.display()))?))
-            }
-            None => None,
-        };
-        Ok(Outputs { metrics, curve: Vec::new() })
-    }
-
-    fn report(
-        &mut self,
-        iteration: usize,
-        train: &Stats,
-        validation: Option<&Stats>,
-        test: Option<&Stats>,
-        seconds: f64,
-    ) -> Result<()> {
-        let point = CurvePoint {
-            iteration,
-            loss: train.loss,
-            train_accuracy: train.accuracy(),
-            validation_accuracy: validation.map(|v| v.accuracy()),
-            test_accuracy: test.map(|t| t.accuracy()),
-        };
-        self.curve.push(point);
-        if let Some((path, f)) = &mut self.metrics {
-            let line = serde_json::json!({
-                "iteration": iteration, "loss": train.loss, "train_accuracy": train.accuracy(),
-                "validation_accuracy": point.validation_accuracy, "test_accuracy": point.test_accuracy,
-                "seconds": seconds,
-            });
-            writeln!(f, "{line}").and_then(|_| f.flush()).with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(())
-    }
-}
-
-/// Trains with a progress bar on a terminal, plain lines otherwise, then prints the summary.
-fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>, args: &TrainArgs) -> Result<Summary> {
-    let mut outputs = Outputs::new(args)?;
-    let mut output_error = None;
-    let (backend, device) = (b.name(), b.device());
-    println!("backend: {backend} ({device})");
-    let tty = std::io::stdout().is_terminal();
-    let bar = if tty {
-        let bar = ProgressBar::new(cfg.iterations as u64);
-        let style = ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} iterations  {msg}  {per_sec} [{elapsed_precise}<{eta_precise}]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let say = |line: String| if tty { bar.println(line) } else { println!("{line}") };
-    let mut on_event = |e: Event| match e {
-        Event::Step { .. } => bar.inc(1),
-        Event::Report { iteration, train, validation, test, seconds } => {
-            if let Err(e) = outputs.report(iteration, &train, validation.as_ref(), test.as_ref(), seconds) {
-                output_error.get_or_insert(e);
-            }
-            let acc = |what: &str, s: Option<Stats>| s.map(|s| format!("  {what} acc {}", percent(s.accuracy())));
-            let held_out = acc("val", validation).unwrap_or_default() + &acc("test", test).unwrap_or_default();
-            let line = format!(
-                "iter {iteration:>5}  loss {:.4}  train acc {}{held_out}",
-                train.loss,
-                percent(train.accuracy())
-            );
-            if tty {
-                bar.set_message(line.clone());
-            }
-            if !tty || cfg.eval_test {
-                say(format!("{line}  ({seconds:.1} s)"));
-            }
-        }
-        Event::Verified { iteration, loss, grads } => {
-            let g: Vec<String> = grads.iter().map(|(n, d)| format!("d{n} {d:.1e}")).collect();
-            say(format!("verify iter {iteration}: relative difference to CPU: loss {loss:.1e}, {}", g.join(", ")));
-        }
-    };
-    let summary = train::train(b, cfg, verifier, &mut on_event);
-    bar.finish_and_clear();
-    let s = summary?;
-    if let Some(e) = output_error {
-        return Err(e);
-    }
-    if let Some(path) = &args.plot {
-        plots::training_curve(path, &outputs.curve)?;
-        println!("plotted: {}", path.display());
-    }
-    let held_out = |what: &str, s: &Stats| match s.n {
-        0 => String::new(),
-        n => format!(", {what} accuracy {} ({} of {n})", percent(s.accuracy()), s.correct),
-    };
-    println!(
-        "final: train loss {:.4}, train accuracy {}{}{}",
-        s.train.loss,
-        percent(s.train.accuracy()),
-        held_out("validation", &s.validation),
-        if s.test.n == 0 { ", no test set".to_string() } else { held_out("test", &s.test) }
-    );
-    println!(
-        "time: {} iterations in {:.2} s, {:.2} it/s ({:.4} s/iteration) on {backend} ({device})",
-        s.iterations,
-        s.seconds,
-        s.iterations as f64 / s.seconds,
-        s.seconds / s.iterations as f64
-    );
-    Ok(s)
 }
 
 pub fn devices() -> Result<()> {

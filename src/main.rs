@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod eval;
 mod predict;
+mod session;
 
 use clap::Parser;
 use gpu_mnist::cli::{Cli, Command};
@@ -14,6 +15,10 @@ use gpu_mnist::cli::{Cli, Command};
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<session::Interrupted>() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(130)
+        }
         Err(e) => {
             // One line with the context chain, never a backtrace: errors here are about input.
             eprintln!("error: {e:#}");

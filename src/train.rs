@@ -1,6 +1,8 @@
 //! The training loop, generic over the backend: full-batch gradient descent with report points,
 //! optional evaluation on the test set, and optional step-by-step verification against the CPU.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::backend::{Backend, BackendError, Split};
@@ -21,6 +23,8 @@ pub struct TrainConfig {
     /// Also measure validation and test accuracy at report points.
     pub eval_test: bool,
     pub verify_every: Option<usize>,
+    /// Set (by Ctrl-C) to stop after the current iteration; the summary then says so.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What the loop tells its caller as it goes.
@@ -32,6 +36,9 @@ pub enum Event {
     Report { iteration: usize, train: Stats, validation: Option<Stats>, test: Option<Stats>, seconds: f64 },
     /// A verified step: largest relative differences of loss and of each gradient tensor.
     Verified { iteration: usize, loss: f64, grads: [(&'static str, f64); 4] },
+    /// Finite parameters after `iteration` (taken at report points): what to save if a later
+    /// iteration diverges or the device fails.
+    Snapshot { iteration: usize, params: Params },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -44,13 +51,15 @@ pub struct Summary {
     /// Wall time of the iterations up to the last one's statistics (which waits for the device),
     /// without verification, test evaluations and the final evaluation.
     pub seconds: f64,
+    /// Stopped early by `TrainConfig::stop` after `iterations` of the planned iterations.
+    pub interrupted: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("the training loss became {loss} by iteration {iteration}; try a smaller --lr (now {lr})")]
+    #[error("the training loss became {loss} at iteration {iteration}; try a smaller --lr (now {lr})")]
     Diverged { iteration: usize, loss: f64, lr: f32 },
     #[error(
         "verification failed at iteration {iteration}: {what} differs from the CPU by {diff:.3e} (relative), more than {VERIFY_TOLERANCE:.0e}"
@@ -87,6 +96,7 @@ pub fn train<B: Backend>(
     let start = Instant::now();
     // Time spent checking rather than training (verification, test evaluation) is left out.
     let mut checking = 0.0;
+    let mut done = 0;
     for it in 1..=cfg.iterations {
         let verify = verifier.filter(|_| cfg.verify_every.is_some_and(|k| it % k == 0 || it == 1));
         let t = Instant::now();
@@ -96,6 +106,7 @@ pub fn train<B: Backend>(
         };
         checking += t.elapsed().as_secs_f64();
         backend.step(cfg.lr)?;
+        done = it;
         if let (Some(cpu), Some(before)) = (verify, before) {
             let t = Instant::now();
             let event = verify_step(backend, cpu, &before, it)?;
@@ -103,31 +114,44 @@ pub fn train<B: Backend>(
             on_event(event);
         }
         on_event(Event::Step { iteration: it });
-        if it % cfg.report_every == 0 || it == cfg.iterations {
-            // Reading the step's statistics waits for the device: the last iteration always does.
+        let stop = cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
+        let report = it % cfg.report_every == 0 || it == cfg.iterations || stop;
+        // Reading a GPU's statistics waits for it, so it diverges unnoticed until a report point;
+        // the CPU's are free and are checked every iteration.
+        if report || backend.free_stats() {
             let train = backend.step_stats()?;
             if !train.loss.is_finite() {
                 return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr: cfg.lr });
             }
-            let t = Instant::now();
-            let held_out = |split| match cfg.eval_test {
-                true => backend.evaluate(split).map(|s| (s.n > 0).then_some(s)),
-                false => Ok(None),
-            };
-            let (validation, test) = (held_out(Split::Validation)?, held_out(Split::Test)?);
-            checking += t.elapsed().as_secs_f64();
-            let seconds = start.elapsed().as_secs_f64() - checking;
-            on_event(Event::Report { iteration: it, train, validation, test, seconds });
+            if report {
+                let t = Instant::now();
+                let held_out = |split| match cfg.eval_test {
+                    true => backend.evaluate(split).map(|s| (s.n > 0).then_some(s)),
+                    false => Ok(None),
+                };
+                let (validation, test) = (held_out(Split::Validation)?, held_out(Split::Test)?);
+                let params = backend.params()?;
+                checking += t.elapsed().as_secs_f64();
+                let seconds = start.elapsed().as_secs_f64() - checking;
+                on_event(Event::Report { iteration: it, train, validation, test, seconds });
+                if params.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite())) {
+                    on_event(Event::Snapshot { iteration: it, params });
+                }
+            }
+        }
+        if stop {
+            break;
         }
     }
     let seconds = start.elapsed().as_secs_f64() - checking;
     let train = backend.evaluate(Split::Train)?;
+    if !train.loss.is_finite() {
+        return Err(TrainError::Diverged { iteration: done, loss: train.loss, lr: cfg.lr });
+    }
     let validation = backend.evaluate(Split::Validation)?;
     let test = backend.evaluate(Split::Test)?;
-    if !train.loss.is_finite() {
-        return Err(TrainError::Diverged { iteration: cfg.iterations, loss: train.loss, lr: cfg.lr });
-    }
-    Ok(Summary { iterations: cfg.iterations, train, validation, test, seconds })
+    let interrupted = done < cfg.iterations;
+    Ok(Summary { iterations: done, train, validation, test, seconds, interrupted })
 }
 
 /// Recomputes the step just taken from `before` on the CPU and compares loss and gradients.
@@ -237,7 +261,14 @@ mod tests {
     }
 
     fn cfg(verify: bool) -> TrainConfig {
-        TrainConfig { iterations: 3, lr: 0.1, report_every: 1, eval_test: false, verify_every: verify.then_some(1) }
+        TrainConfig {
+            iterations: 3,
+            lr: 0.1,
+            report_every: 1,
+            eval_test: false,
+            verify_every: verify.then_some(1),
+            stop: None,
+        }
     }
 
     #[test]

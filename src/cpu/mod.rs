@@ -83,6 +83,10 @@ impl Backend for CpuBackend {
         Ok(self.last)
     }
 
+    fn free_stats(&self) -> bool {
+        true
+    }
+
     fn evaluate(&self, split: Split) -> Result<Stats, BackendError> {
         let set = match split {
             Split::Train => &self.train,

@@ -118,8 +118,8 @@ impl Splits {
         let (mut keep, mut val) = (Dataset::empty(self.train.rows, self.train.cols), self.validation.clone());
         val.rows = self.train.rows;
         val.cols = self.train.cols;
-        for i in 0..n {
-            let to = if is_held[i] { &mut val } else { &mut keep };
+        for (i, &held) in is_held.iter().enumerate() {
+            let to = if held { &mut val } else { &mut keep };
             to.pixels.extend_from_slice(self.train.image(i));
             to.labels.push(self.train.labels[i]);
             to.n += 1;

@@ -1,0 +1,255 @@
+//! One training run on a backend: progress bar or plain lines, report points, `--metrics` and
+//! `--plot`, and the model saved to `--out` at the end, on Ctrl-C (with the command to resume),
+//! and, when training fails (divergence, a GPU fault), as of the last report point whose
+//! parameters were all finite, so a failure never costs the work before it.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use gpu_mnist::backend::Backend;
+use gpu_mnist::checkpoint::{self, Model, Provenance};
+use gpu_mnist::cli::TrainArgs;
+use gpu_mnist::cpu::CpuBackend;
+use gpu_mnist::data::DatasetKind;
+use gpu_mnist::model::{Activation, Params, Stats};
+use gpu_mnist::plots::{self, CurvePoint};
+use gpu_mnist::train::{self, Event, Summary, TrainConfig, TrainError};
+
+/// What a run saves besides its parameters.
+pub struct RunInfo<'a> {
+    pub args: &'a TrainArgs,
+    pub activation: Activation,
+    pub kind: DatasetKind,
+    /// Iterations the starting model had already been trained for (`--init-from`).
+    pub done_before: usize,
+}
+
+/// Training stopped by Ctrl-C; the model was saved. `main` exits with status 130 for it.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted at iteration {iteration} of {planned}; the model is saved in {out}; resume with: {resume}")]
+pub struct Interrupted {
+    pub iteration: usize,
+    pub planned: usize,
+    pub out: String,
+    pub resume: String,
+}
+
+/// The training loop itself failed (not an output file): the last good parameters get saved.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct Failed(TrainError);
+
+/// Parameters after `iteration`, all finite, and the test accuracy reported with them.
+struct Snapshot {
+    iteration: usize,
+    params: Params,
+    test_accuracy: Option<f64>,
+}
+
+/// Trains `b` (see the module documentation) and saves the model.
+pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>, info: &RunInfo) -> Result<()> {
+    let mut last_good = None;
+    let args = info.args;
+    match progress(b, cfg, verifier, args, &mut last_good) {
+        Ok(s) => {
+            let test_accuracy = (s.test.n > 0).then(|| s.test.accuracy());
+            save(b.params()?, s.iterations, test_accuracy, b, info)?;
+            if s.interrupted {
+                let resume = resume_command(args, cfg.iterations - s.iterations);
+                let out = args.out.display().to_string();
+                return Err(Interrupted { iteration: s.iterations, planned: cfg.iterations, out, resume }.into());
+            }
+            Ok(())
+        }
+        Err(e) if e.is::<Failed>() => match last_good {
+            Some(Snapshot { iteration, params, test_accuracy }) => {
+                save(params, iteration, test_accuracy, b, info)
+                    .with_context(|| format!("{e}; saving the model of iteration {iteration} also failed"))?;
+                let resume = resume_command(args, cfg.iterations - iteration);
+                let out = args.out.display();
+                Err(anyhow::anyhow!("{e}; saved the last good model (iteration {iteration}) to {out}; to go on: {resume}"))
+            }
+            None => Err(anyhow::anyhow!("{e}; no earlier model was good to save, {} is untouched", args.out.display())),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// `gpu-mnist train --init-from OUT` with the options that shaped this run.
+fn resume_command(args: &TrainArgs, remaining: usize) -> String {
+    let mut cmd = format!("gpu-mnist train --init-from {} --iterations {remaining}", args.out.display());
+    cmd += &format!(" --lr {}", args.lr);
+    if let Some(d) = &args.data.data {
+        cmd += &format!(" --data {}", d.display());
+    }
+    if let Some(d) = args.data.dataset {
+        cmd += &format!(" --dataset {}", if d == DatasetKind::Fashion { "fashion" } else { "mnist" });
+    }
+    if args.out.as_os_str() != "model.safetensors" {
+        cmd += &format!(" --out {}", args.out.display());
+    }
+    cmd
+}
+
+/// Saves `params` after `iterations` of this run to `--out`, atomically, with how it was made.
+fn save<B: Backend>(
+    params: Params,
+    iterations: usize,
+    test_accuracy: Option<f64>,
+    b: &B,
+    info: &RunInfo,
+) -> Result<()> {
+    let args = info.args;
+    let provenance = Provenance {
+        dataset: info.kind.name().into(),
+        iterations: info.done_before + iterations,
+        lr: args.lr,
+        seed: args.seed,
+        backend: format!("{} ({})", b.name(), b.device()),
+        test_accuracy: test_accuracy.unwrap_or(f64::NAN),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    checkpoint::save(&args.out, &Model { params, activation: info.activation, provenance })?;
+    println!("saved: {}", args.out.display());
+    Ok(())
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// Where the report points go besides the screen: `--metrics` (JSON lines, appended as training
+/// goes) and `--plot` (the curve, drawn at the end).
+struct Outputs {
+    metrics: Option<(std::path::PathBuf, std::fs::File)>,
+    curve: Vec<CurvePoint>,
+}
+
+impl Outputs {
+    fn new(args: &TrainArgs) -> Result<Self> {
+        let metrics = match &args.metrics {
+            Some(p) => {
+                let f = std::fs::OpenOptions::new().create(true).append(true).open(p);
+                Some((p.clone(), f.with_context(|| format!("opening {} for --metrics", p.display()))?))
+            }
+            None => None,
+        };
+        Ok(Outputs { metrics, curve: Vec::new() })
+    }
+
+    fn report(
+        &mut self,
+        iteration: usize,
+        train: &Stats,
+        validation: Option<&Stats>,
+        test: Option<&Stats>,
+        seconds: f64,
+    ) -> Result<()> {
+        let point = CurvePoint {
+            iteration,
+            loss: train.loss,
+            train_accuracy: train.accuracy(),
+            validation_accuracy: validation.map(|v| v.accuracy()),
+            test_accuracy: test.map(|t| t.accuracy()),
+        };
+        self.curve.push(point);
+        if let Some((path, f)) = &mut self.metrics {
+            let line = serde_json::json!({
+                "iteration": iteration, "loss": train.loss, "train_accuracy": train.accuracy(),
+                "validation_accuracy": point.validation_accuracy, "test_accuracy": point.test_accuracy,
+                "seconds": seconds,
+            });
+            writeln!(f, "{line}").and_then(|_| f.flush()).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Trains with a progress bar on a terminal, plain lines otherwise, then prints the summary.
+fn progress<B: Backend>(
+    b: &mut B,
+    cfg: &TrainConfig,
+    verifier: Option<&CpuBackend>,
+    args: &TrainArgs,
+    last_good: &mut Option<Snapshot>,
+) -> Result<Summary> {
+    let mut outputs = Outputs::new(args)?;
+    let mut output_error = None;
+    let mut last_test = None;
+    let (backend, device) = (b.name(), b.device());
+    println!("backend: {backend} ({device})");
+    let tty = std::io::stdout().is_terminal();
+    let bar = if tty {
+        let bar = ProgressBar::new(cfg.iterations as u64);
+        let style = ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} iterations  {msg}  {per_sec} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let say = |line: String| if tty { bar.println(line) } else { println!("{line}") };
+    let mut on_event = |e: Event| match e {
+        Event::Step { .. } => bar.inc(1),
+        Event::Report { iteration, train, validation, test, seconds } => {
+            last_test = test.map(|t| t.accuracy());
+            if let Err(e) = outputs.report(iteration, &train, validation.as_ref(), test.as_ref(), seconds) {
+                output_error.get_or_insert(e);
+            }
+            let acc = |what: &str, s: Option<Stats>| s.map(|s| format!("  {what} acc {}", percent(s.accuracy())));
+            let held_out = acc("val", validation).unwrap_or_default() + &acc("test", test).unwrap_or_default();
+            let line = format!(
+                "iter {iteration:>5}  loss {:.4}  train acc {}{held_out}",
+                train.loss,
+                percent(train.accuracy())
+            );
+            if tty {
+                bar.set_message(line.clone());
+            }
+            if !tty || cfg.eval_test {
+                say(format!("{line}  ({seconds:.1} s)"));
+            }
+        }
+        Event::Snapshot { iteration, params } => {
+            *last_good = Some(Snapshot { iteration, params, test_accuracy: last_test });
+        }
+        Event::Verified { iteration, loss, grads } => {
+            let g: Vec<String> = grads.iter().map(|(n, d)| format!("d{n} {d:.1e}")).collect();
+            say(format!("verify iter {iteration}: relative difference to CPU: loss {loss:.1e}, {}", g.join(", ")));
+        }
+    };
+    let summary = train::train(b, cfg, verifier, &mut on_event);
+    bar.finish_and_clear();
+    let s = summary.map_err(Failed)?;
+    if let Some(e) = output_error {
+        return Err(e);
+    }
+    if let Some(path) = &args.plot {
+        plots::training_curve(path, &outputs.curve)?;
+        println!("plotted: {}", path.display());
+    }
+    let held_out = |what: &str, s: &Stats| match s.n {
+        0 => String::new(),
+        n => format!(", {what} accuracy {} ({} of {n})", percent(s.accuracy()), s.correct),
+    };
+    println!(
+        "final: train loss {:.4}, train accuracy {}{}{}",
+        s.train.loss,
+        percent(s.train.accuracy()),
+        held_out("validation", &s.validation),
+        if s.test.n == 0 { ", no test set".to_string() } else { held_out("test", &s.test) }
+    );
+    println!(
+        "time: {} iterations in {:.2} s, {:.2} it/s ({:.4} s/iteration) on {backend} ({device})",
+        s.iterations,
+        s.seconds,
+        s.iterations as f64 / s.seconds,
+        s.seconds / s.iterations as f64
+    );
+    Ok(s)
+}
+
