@@ -3,11 +3,13 @@
 //!
 //! - [`idx`]: MNIST's own IDX files, raw or gzipped.
 //! - [`csv`]: CSV files of images, one a line, with or without a label column and a header.
+//! - [`folder`]: a folder of image files, one sub-folder per class (`0/`, `1/`, ...).
 //!
 //! Files are untrusted input: every defect gives a one-line [`DataError`] naming the file (and the
 //! row or entry), and nothing is allocated from a header's or a file's unchecked claims.
 
 pub mod csv;
+pub mod folder;
 pub mod idx;
 
 use std::io;
