@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{DataError, Dataset, MAX_PAYLOAD, malformed, not_found, one_line};
+use super::{DataError, Dataset, MAX_PAYLOAD, malformed, one_line};
 
 /// Longest line accepted, in bytes, line ending excluded: 64 KiB.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -29,10 +29,8 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Reads a CSV file of images, streamed through a BufReader (never slurped whole).
 pub fn read_csv(path: &Path) -> Result<Dataset, DataError> {
-    let file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => not_found(path, "file not found"),
-        _ => DataError::Io { path: path.to_path_buf(), reason: one_line(&e) },
-    })?;
+    // Not `DataError::NotFound`: its message ends with a hint about the IDX files.
+    let file = File::open(path).map_err(|e| read_error(path, e))?;
     parse_csv(BufReader::with_capacity(1 << 16, file), path)
 }
 
@@ -358,7 +356,8 @@ mod tests {
         std::fs::write(&path, to_csv(&set, None, true)).unwrap();
         assert_eq!(read_csv(&path).unwrap(), set);
         let missing = read_csv(&dir.path().join("nope.csv")).unwrap_err();
-        assert!(matches!(missing, DataError::NotFound { .. }) && missing.to_string().contains("nope.csv"));
+        assert!(matches!(missing, DataError::Io { .. }), "{missing}");
+        assert!(missing.to_string().contains("nope.csv: cannot read: "), "{missing}");
     }
 
     #[test]

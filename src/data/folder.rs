@@ -81,6 +81,7 @@ pub fn looks_like_image_folder(dir: &Path) -> bool {
 fn class_folders(dir: &Path, classes: usize, notes: &mut FolderNotes) -> Result<Vec<(u8, PathBuf)>, DataError> {
     let expected = format!("expected sub-folders named 0..{}", classes - 1);
     if !dir.exists() {
+        // Not `DataError::NotFound`: its message ends with a hint about the IDX files.
         return Err(DataError::Io { path: dir.to_path_buf(), reason: "no such folder".into() });
     } else if !dir.is_dir() {
         return Err(malformed(dir, format!("not a folder; {expected}, one per class")));
