@@ -147,12 +147,19 @@ pub fn load(path: &Path) -> Result<Model, ModelError> {
         return Err(invalid(format!("{len} bytes is larger than any model this program writes")));
     }
     let bytes = std::fs::read(path).map_err(io)?;
+    parse(&bytes, path)
+}
+
+/// Checks and decodes a model file's bytes; `path` names it in messages. Nothing is allocated
+/// from the metadata's layer sizes before they are checked against the bytes really there.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
+    let invalid = |reason: String| ModelError::Invalid { path: path.to_path_buf(), reason };
     let not_st = |e: safetensors::SafeTensorError| ModelError::NotSafetensors {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(not_st)?;
-    let file = SafeTensors::deserialize(&bytes).map_err(not_st)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_st)?;
+    let file = SafeTensors::deserialize(bytes).map_err(not_st)?;
     let meta = header.metadata().clone().unwrap_or_default();
     let get = |key: &str| {
         meta.get(key).ok_or_else(|| invalid(format!("metadata lacks \"{key}\" (not written by gpu-mnist?)")))
@@ -171,6 +178,16 @@ pub fn load(path: &Path) -> Result<Model, ModelError> {
     let shape = Shape { d: num("inputs")?, h: num("hidden")?, k: num("classes")?, bias };
     if shape.d == 0 || shape.h == 0 || shape.k < 2 {
         return Err(invalid(format!("layer sizes {} -> {} -> {} cannot make a classifier", shape.d, shape.h, shape.k)));
+    }
+    // The weights the sizes claim must be in the file before anything that size is allocated.
+    let weight_bytes = || shape.d.checked_mul(shape.h)?.checked_add(shape.h.checked_mul(shape.k)?)?.checked_mul(4);
+    match weight_bytes() {
+        Some(needed) if needed <= bytes.len() => {}
+        _ => {
+            let m =
+                format!("metadata says {} -> {} -> {}, more weights than the file holds", shape.d, shape.h, shape.k);
+            return Err(invalid(m));
+        }
     }
     let activation = match get("activation")?.as_str() {
         "sigmoid" => Activation::Sigmoid,

@@ -69,7 +69,9 @@ pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBacken
                     .with_context(|| format!("{e}; saving the model of iteration {iteration} also failed"))?;
                 let resume = resume_command(args, cfg.iterations - iteration);
                 let out = args.out.display();
-                Err(anyhow::anyhow!("{e}; saved the last good model (iteration {iteration}) to {out}; to go on: {resume}"))
+                Err(anyhow::anyhow!(
+                    "{e}; saved the last good model (iteration {iteration}) to {out}; to go on: {resume}"
+                ))
             }
             None => Err(anyhow::anyhow!("{e}; no earlier model was good to save, {} is untouched", args.out.display())),
         },
@@ -252,4 +254,3 @@ fn progress<B: Backend>(
     );
     Ok(s)
 }
-
