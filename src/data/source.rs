@@ -10,11 +10,15 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::{DataError, Dataset, idx, malformed, not_found};
+use super::{DataError, Dataset, csv, folder, idx, malformed, not_found};
 use crate::cli::DataArgs;
 
 /// Where Debian's `dataset-fashion-mnist` package puts Fashion-MNIST's IDX files.
 pub const FASHION_SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Classes of every data set here, and the side of the square images class folders are resized to.
+const CLASSES: usize = 10;
+const SIDE: usize = 28;
 
 const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 const FASHION: [&str; 10] =
@@ -151,35 +155,115 @@ pub fn load(path: &Path, format: Option<Format>) -> Result<Loaded, DataError> {
         Some(f) => f,
         None => detect(path)?,
     };
-    match format {
+    let mut loaded = match format {
         Format::Idx => {
+            if path.is_file() {
+                let m = "IDX data comes as four files: pass the folder that holds them".to_string();
+                return Err(malformed(path, m));
+            }
             let m = idx::load_mnist(path)?;
-            Ok(Loaded { path: path.to_path_buf(), train: m.train, test: Some(m.test), format, notes: Vec::new() })
+            Loaded { path: path.to_path_buf(), train: m.train, test: Some(m.test), format, notes: Vec::new() }
         }
-        Format::Csv | Format::Images => Err(malformed(path, format!("{} are not supported yet", format.name()))),
-    }
+        Format::Csv => load_csv(path)?,
+        Format::Images => load_folders(path)?,
+    };
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
 }
 
-/// The format of `path` from its content: IDX files in a folder, CSV text, or class folders.
+/// One CSV file (a training set), or a folder with `train.csv`/`mnist_train.csv` and, if present,
+/// `mnist_test.csv`/`test.csv` (ignored, with a note, when it has no labels: Kaggle's test.csv).
+fn load_csv(path: &Path) -> Result<Loaded, DataError> {
+    let loaded = |train, test, notes| Loaded { path: path.to_path_buf(), train, test, format: Format::Csv, notes };
+    if path.is_file() {
+        return Ok(loaded(csv::read_csv(path)?, None, Vec::new()));
+    }
+    let pick = |names: &[&str]| names.iter().map(|n| path.join(n)).find(|p| p.is_file());
+    let Some(train_path) = pick(&["train.csv", "mnist_train.csv"]) else {
+        return Err(not_found(&path.join("train.csv"), "no train.csv or mnist_train.csv here"));
+    };
+    let train = csv::read_csv(&train_path)?;
+    let mut notes = Vec::new();
+    let test = match pick(&["mnist_test.csv", "test.csv"]) {
+        Some(test_path) => {
+            let test = csv::read_csv(&test_path)?;
+            if test.labelled() {
+                Some(test)
+            } else {
+                notes.push(format!(
+                    "{} has no labels (a file for predict): not used as a test set",
+                    test_path.display()
+                ));
+                None
+            }
+        }
+        None => None,
+    };
+    Ok(loaded(train, test, notes))
+}
+
+/// Class folders `0/`..`9/` directly in `path` (a training set), or under `train/` (or `training/`)
+/// with an optional `test/` (or `testing/`).
+fn load_folders(path: &Path) -> Result<Loaded, DataError> {
+    let pick = |names: &[&str]| names.iter().map(|n| path.join(n)).find(|p| p.is_dir());
+    let (train_dir, test_dir) = match pick(&["train", "training"]) {
+        Some(train) => (train, pick(&["test", "testing"])),
+        None => (path.to_path_buf(), None),
+    };
+    let mut notes = Vec::new();
+    let mut read = |dir: &Path| -> Result<Dataset, DataError> {
+        let (set, n) = folder::read_image_folder(dir, CLASSES, SIDE)?;
+        let d = dir.display();
+        for (count, what) in [
+            (n.resized, format!("resized to {SIDE}x{SIDE}")),
+            (n.colour, "converted from colour to grey".to_string()),
+            (n.inverted, "inverted (dark ink on a light background)".to_string()),
+        ] {
+            if count > 0 {
+                notes.push(format!("{d}: {count} of {} images {what}", set.n));
+            }
+        }
+        if n.skipped > 0 {
+            notes.push(format!("{d}: skipped {} hidden entries or entries outside the class folders", n.skipped));
+        }
+        Ok(set)
+    };
+    let train = read(&train_dir)?;
+    let test = test_dir.as_deref().map(&mut read).transpose()?;
+    Ok(Loaded { path: path.to_path_buf(), train, test, format: Format::Images, notes })
+}
+
+/// The format of `path` from its content: a CSV file, or a folder of IDX files, CSV files or
+/// class folders.
 pub fn detect(path: &Path) -> Result<Format, DataError> {
     if path.is_file() {
-        return Ok(Format::Csv);
+        let head = first_bytes(path)?;
+        return if csv::looks_like_csv(&head) {
+            Ok(Format::Csv)
+        } else if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0, 0, 8]) {
+            Err(malformed(path, "an IDX file: pass the folder that holds all four (--data DIR)".into()))
+        } else {
+            Err(malformed(path, "neither a CSV of images nor a folder of data (--format forces a format)".into()))
+        };
     }
     let entries = list(path)?;
-    let has_file = |names: &[&str]| names.iter().any(|n| entries.iter().any(|e| e == n));
+    let has = |names: &[&str]| names.iter().any(|n| entries.iter().any(|e| e == n));
     if entries.iter().any(|e| e.starts_with("train-images")) {
-        return Ok(Format::Idx);
+        Ok(Format::Idx)
+    } else if has(&["train.csv", "mnist_train.csv"]) {
+        Ok(Format::Csv)
+    } else if folder::looks_like_image_folder(path)
+        || ["train", "training"].iter().any(|t| folder::looks_like_image_folder(&path.join(t)))
+    {
+        Ok(Format::Images)
+    } else {
+        Err(malformed(
+            path,
+            "found no data: expected IDX files (train-images-idx3-ubyte...), train.csv or mnist_train.csv, \
+             or class folders 0..9 (directly or under train/ and test/)"
+                .into(),
+        ))
     }
-    if has_file(&["train.csv", "mnist_train.csv"]) {
-        return Ok(Format::Csv);
-    }
-    let _ = first_bytes(path);
-    Err(malformed(
-        path,
-        "found no data: expected IDX files (train-images-idx3-ubyte...), train.csv or mnist_train.csv, \
-         or class folders 0..9 (directly or under train/ and test/)"
-            .into(),
-    ))
 }
 
 /// The names in a folder, sorted.
