@@ -100,6 +100,15 @@ impl GpuContext {
                 list.push(e.to_string());
             }
         }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            // Dropping the device at exit reports `Destroyed`; only an unexpected loss is an error.
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                if let Ok(mut list) = sink.lock() {
+                    list.push(format!("the GPU device was lost ({reason:?}): {message}"));
+                }
+            }
+        });
         Ok(GpuContext { device, queue, info, limits, errors })
     }
 

@@ -82,6 +82,17 @@ impl GpuBackend {
             }
         }
         let layout = ParamLayout::new(s);
+        // W1 alone is D x H floats in one binding; no chunking splits it, so refuse clearly.
+        let param_bytes = (layout.total * 4) as u64;
+        if param_bytes > max_binding {
+            return Err(BackendError::Unsupported(format!(
+                "{} hidden units need {} MiB of parameters in one buffer, more than this device's {} MiB binding limit; \
+                 use a smaller --hidden or --backend cpu",
+                s.h,
+                param_bytes >> 20,
+                max_binding >> 20
+            )));
+        }
         let kernels = Kernels::new(&ctx.device, options.tiling.unwrap_or_else(|| Tiling::for_adapter(&ctx.info)));
         let usage = wgpu::BufferUsages::empty();
         let params_buf =
@@ -129,6 +140,11 @@ impl GpuBackend {
             step,
             lr: 0.0,
         })
+    }
+
+    /// The device and queue (tests use it to provoke device faults).
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
     }
 
     pub fn tiling(&self) -> Tiling {

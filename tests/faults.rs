@@ -1,0 +1,179 @@
+//! Faults during training lose nothing: divergence stops at once and keeps the last good model,
+//! Ctrl-C saves a checkpoint to resume from, GPU faults are errors rather than panics, sizes
+//! beyond the device are refused, and the CPU backend is bit-for-bit deterministic.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{gpu, mnist, subset};
+use gpu_mnist::backend::{Backend, BackendError};
+use gpu_mnist::data::Splits;
+use gpu_mnist::gpu::{GpuBackend, GpuOptions};
+use gpu_mnist::model::{Activation, Params, Shape};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+#[test]
+fn divergence_stops_at_once_and_never_overwrites_with_a_broken_model() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("model.safetensors");
+    // An absurd learning rate: the first update sends the weights to infinity.
+    let o =
+        run(&["train", "--samples", "500", "--iterations", "50", "--lr", "1e30", "--backend", "cpu", "--out", s(&out)]);
+    let msg = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("at iteration 2;") && msg.contains("try a smaller --lr"), "{msg}");
+    assert!(!out.exists(), "no good model existed, so nothing is written: {msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+
+    // ELU at lr 1e8 overflows at iteration 4 (measured); with a report point every iteration the
+    // parameters after iteration 3 are the last good ones, and they replace the older file.
+    std::fs::write(&out, b"an older file").expect("write");
+    let o = run(&[
+        "train",
+        "--samples",
+        "500",
+        "--iterations",
+        "40",
+        "--lr",
+        "1e8",
+        "--activation",
+        "elu",
+        "--backend",
+        "cpu",
+        "--eval-every",
+        "1",
+        "--out",
+        s(&out),
+    ]);
+    let msg = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("became NaN at iteration 4"), "{msg}");
+    assert!(msg.contains("saved the last good model (iteration 3)") && msg.contains("--init-from"), "{msg}");
+    let m = gpu_mnist::checkpoint::load(&out).expect("the saved model is whole and finite");
+    assert_eq!(m.provenance.iterations, 3);
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_prints_how_to_resume() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("model.safetensors");
+    let mut child = bin()
+        .args(["train", "--samples", "2000", "--iterations", "100000", "--backend", "cpu", "--eval-every", "1"])
+        .args(["--out", s(&out)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    // Wait for the first report point, then interrupt as Ctrl-C does.
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        seen += &line;
+        if line.starts_with("iter ") {
+            break;
+        }
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let o = child.wait_with_output().expect("the run ends");
+    let msg = format!("{seen}\n{}\n{}", rest.join("\n"), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(130), "{msg}");
+    assert!(msg.contains("interrupted at iteration") && msg.contains("of 100000"), "{msg}");
+    assert!(msg.contains(&format!("resume with: gpu-mnist train --init-from {}", out.display())), "{msg}");
+    let m = gpu_mnist::checkpoint::load(&out).expect("the checkpoint loads");
+    assert!(m.provenance.iterations >= 1 && m.provenance.iterations < 100000, "{:?}", m.provenance);
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_models_whatever_the_threads() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut files = Vec::new();
+    for (i, threads) in ["2", "2", "1"].iter().enumerate() {
+        let out = tmp.path().join(format!("m{i}.safetensors"));
+        let args = [
+            "train",
+            "--samples",
+            "1500",
+            "--iterations",
+            "8",
+            "--backend",
+            "cpu",
+            "--seed",
+            "5",
+            "--threads",
+            threads,
+        ];
+        let o = run(&[&args[..], &["--out", s(&out)]].concat());
+        assert!(o.status.success(), "{}", text(&o));
+        let mut m = gpu_mnist::checkpoint::load(&out).expect("loads");
+        m.provenance.backend.clear(); // names the thread count
+        files.push(m);
+    }
+    for m in &files[1..] {
+        assert!(m.params.w1 == files[0].params.w1 && m.params.b1 == files[0].params.b1);
+        assert!(m.params.w2 == files[0].params.w2 && m.params.b2 == files[0].params.b2);
+        assert_eq!(m.provenance.test_accuracy.to_bits(), files[0].provenance.test_accuracy.to_bits());
+    }
+}
+
+fn small_splits() -> Splits {
+    let m = mnist();
+    Splits::new(subset(&m.train, 256), subset(&m.test, 64))
+}
+
+#[test]
+fn a_hidden_layer_beyond_the_device_is_refused_clearly() {
+    let Some(ctx) = gpu() else { return };
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    // The smallest H whose W1 alone passes the binding limit.
+    let h = (limit / (784 * 4) + 1) as usize;
+    let data = small_splits();
+    let shape = Shape { d: 784, h, k: 10, bias: true };
+    let params = Params::zeros(shape);
+    match GpuBackend::new(ctx, &data, &params, Activation::Relu, GpuOptions::default()) {
+        Err(e @ BackendError::Unsupported(_)) => {
+            let m = e.to_string();
+            assert!(m.contains("binding limit") && m.contains("--backend cpu"), "{m}");
+        }
+        Err(e) => panic!("expected a clear refusal, got {e}"),
+        Ok(_) => panic!("{h} hidden units cannot fit one binding of {limit} bytes"),
+    }
+}
+
+#[test]
+fn a_lost_gpu_device_is_an_error_not_a_panic() {
+    let Some(ctx) = gpu() else { return };
+    let data = small_splits();
+    let params = Params::init(Shape { d: 784, h: 16, k: 10, bias: true }, Activation::Relu, 0);
+    let mut b = GpuBackend::new(ctx, &data, &params, Activation::Relu, GpuOptions::default()).expect("backend");
+    b.step(0.1).expect("a step before the fault");
+    b.step_stats().expect("statistics before the fault");
+    b.context().device.destroy();
+    let after = b.step(0.1).and_then(|_| b.step_stats());
+    match after {
+        Err(BackendError::Gpu(m)) => assert!(!m.is_empty() && !m.contains('\n'), "{m}"),
+        other => panic!("expected a GPU error after the device was destroyed, got {other:?}"),
+    }
+}
