@@ -238,10 +238,12 @@ fn load_folders(path: &Path) -> Result<Loaded, DataError> {
 pub fn detect(path: &Path) -> Result<Format, DataError> {
     if path.is_file() {
         let head = first_bytes(path)?;
-        return if csv::looks_like_csv(&head) {
-            Ok(Format::Csv)
-        } else if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0, 0, 8]) {
+        let named_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        return if head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0, 0, 8]) {
             Err(malformed(path, "an IDX file: pass the folder that holds all four (--data DIR)".into()))
+        } else if named_csv || csv::looks_like_csv(&head) {
+            // A .csv file is read as CSV even if it starts badly: the parser names the bad row.
+            Ok(Format::Csv)
         } else {
             Err(malformed(path, "neither a CSV of images nor a folder of data (--format forces a format)".into()))
         };
