@@ -75,7 +75,8 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// Images of one digit each, of any size, dark-on-light or light-on-dark.
+    /// Images of one digit each, of any size, dark-on-light or light-on-dark; or CSV files of
+    /// 28x28 images, one a row, with or without labels (Kaggle's test.csv).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// The model (default: the one shipped with the sources).
@@ -87,6 +88,9 @@ pub struct PredictArgs {
     /// Write each prepared 28x28 input, as the network sees it, as a PNG into this folder.
     #[arg(long)]
     pub show: Option<PathBuf>,
+    /// Write the predictions for CSV rows as Kaggle's submission file (ImageId,Label).
+    #[arg(long)]
+    pub submission: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
-//! `gpu-mnist predict`: digits in image files, read by a saved model. Every file gets a line (or
-//! a JSON entry); a file that cannot be read or holds no ink gets its reason, the others still
-//! get their predictions, and the exit code says whether any failed.
+//! `gpu-mnist predict`: digits in image files, or rows of a CSV file (Kaggle's test.csv), read by
+//! a saved model. Every image and row gets a line (or a JSON entry); a file that cannot be read
+//! or holds no ink gets its reason, the others still get their predictions, and the exit code
+//! says whether any failed. `--submission` writes Kaggle's `ImageId,Label` file for CSV rows.
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -8,12 +9,50 @@ use serde::Serialize;
 use gpu_mnist::checkpoint;
 use gpu_mnist::cli::PredictArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
-use gpu_mnist::digit::{self, Prepared};
+use gpu_mnist::data::{DatasetKind, csv};
+use gpu_mnist::digit;
 
 #[derive(Serialize)]
 struct Guess {
     digit: usize,
+    class: String,
     probability: f32,
+}
+
+/// One input to classify: an image file (prepared as MNIST was) or one CSV row (already 28x28).
+struct Input {
+    name: String,
+    pixels: Result<Vec<u8>, String>,
+    inverted: Option<bool>,
+    /// 1-based row of a CSV file: Kaggle's ImageId.
+    row: Option<usize>,
+}
+
+/// The inputs in `path`: every row of a `.csv` file, or the one image of an image file.
+fn inputs(path: &std::path::Path, side: usize, out: &mut Vec<Input>) {
+    let name = path.display().to_string();
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        match csv::read_csv(path) {
+            Ok(set) if set.d() != side * side => {
+                let e = format!("rows hold {}x{} images, the model reads {side}x{side}", set.rows, set.cols);
+                out.push(Input { name, pixels: Err(e), inverted: None, row: None });
+            }
+            Ok(set) => out.extend((0..set.n).map(|i| Input {
+                name: format!("{name}:{}", i + 1),
+                pixels: Ok(set.image(i).to_vec()),
+                inverted: None,
+                row: Some(i + 1),
+            })),
+            // The error already names the file.
+            Err(e) => out.push(Input { name: String::new(), pixels: Err(e.to_string()), inverted: None, row: None }),
+        }
+        return;
+    }
+    let prepared = image::open(path)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|img| digit::prepare(&img).map_err(|e| e.to_string()));
+    let inverted = prepared.as_ref().ok().map(|p| p.inverted);
+    out.push(Input { name, pixels: prepared.map(|p| p.pixels), inverted, row: None });
 }
 
 #[derive(Serialize)]
@@ -39,55 +78,66 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if let Some(dir) = &args.show {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let prepared: Vec<Result<Prepared, String>> = args
-        .images
-        .iter()
-        .map(|p| {
-            let img = image::open(p).map_err(|e| format!("cannot read: {e}"))?;
-            digit::prepare(&img).map_err(|e| e.to_string())
-        })
-        .collect();
-    let good: Vec<u8> = prepared.iter().flatten().flat_map(|p| p.pixels.iter().copied()).collect();
+    let kind = DatasetKind::from_name(&model.provenance.dataset);
+    let mut all = Vec::new();
+    args.images.iter().for_each(|p| inputs(p, side, &mut all));
+    let good: Vec<u8> = all.iter().filter_map(|i| i.pixels.as_ref().ok()).flatten().copied().collect();
     let k = model.params.shape.k;
     let probs = fast::probabilities(&model.params, model.activation, &SparseRows::from_pixels(&good, side * side));
     let mut rows = probs.chunks_exact(k);
     let mut entries = Vec::new();
-    for (path, p) in args.images.iter().zip(&prepared) {
-        let file = path.display().to_string();
-        let entry = match p {
+    let mut submission = String::from("ImageId,Label\n");
+    for input in &all {
+        let file = input.name.clone();
+        let entry = match &input.pixels {
             Err(e) => Entry { file, digit: None, top3: Vec::new(), inverted: None, error: Some(e.clone()) },
-            Ok(prep) => {
+            Ok(pixels) => {
                 let row = rows.next().context("one row of probabilities per prepared image")?;
                 let mut order: Vec<usize> = (0..k).collect();
                 order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-                let top3 = order.iter().take(3).map(|&d| Guess { digit: d, probability: row[d] }).collect();
-                if let Some(dir) = &args.show {
-                    let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy().into_owned());
+                let guess = |&d: &usize| Guess { digit: d, class: kind.class_name(d), probability: row[d] };
+                let top3 = order.iter().take(3).map(guess).collect();
+                if let (Some(dir), None) = (&args.show, input.row) {
+                    let stem = std::path::Path::new(&input.name).file_stem();
+                    let stem = stem.map_or("image".into(), |s| s.to_string_lossy().into_owned());
                     let out = dir.join(format!("{stem}.28x28.png"));
-                    prep.to_image().save(&out).with_context(|| format!("writing {}", out.display()))?;
+                    let img = image::GrayImage::from_raw(side as u32, side as u32, pixels.clone());
+                    img.context("a prepared image is 28x28")?
+                        .save(&out)
+                        .with_context(|| format!("writing {}", out.display()))?;
                 }
-                Entry { file, digit: Some(order[0]), top3, inverted: Some(prep.inverted), error: None }
+                if let Some(id) = input.row {
+                    submission += &format!("{id},{}\n", order[0]);
+                }
+                Entry { file, digit: Some(order[0]), top3, inverted: input.inverted, error: None }
             }
         };
         if !args.json {
             match (&entry.error, entry.digit) {
+                (Some(e), _) if entry.file.is_empty() => println!("{e}"),
                 (Some(e), _) => println!("{}: {e}", entry.file),
                 (None, Some(d)) => {
                     let top: Vec<String> =
-                        entry.top3.iter().map(|g| format!("{} {:.1}%", g.digit, 100.0 * g.probability)).collect();
-                    println!("{}: {d}   (top 3: {})", entry.file, top.join(", "));
+                        entry.top3.iter().map(|g| format!("{} {:.1}%", g.class, 100.0 * g.probability)).collect();
+                    println!("{}: {}   (top 3: {})", entry.file, kind.class_name(d), top.join(", "));
                 }
                 (None, None) => {}
             }
         }
         entries.push(entry);
     }
+    if let Some(path) = &args.submission {
+        std::fs::write(path, &submission).with_context(|| format!("writing {}", path.display()))?;
+        if !args.json {
+            println!("submission: {} ({} rows)", path.display(), submission.lines().count() - 1);
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries).context("encoding the predictions as JSON")?);
     }
     let failed = entries.iter().filter(|e| e.error.is_some()).count();
     if failed > 0 {
-        bail!("{failed} of {} images could not be read as digits", entries.len());
+        bail!("{failed} of {} inputs could not be read", entries.len());
     }
     Ok(())
 }

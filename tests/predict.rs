@@ -103,7 +103,39 @@ fn unreadable_and_blank_files_are_reported_and_the_rest_predicted() {
     assert!(out.contains("blank.png: no ink found"), "{out}");
     assert!(out.contains("notes.png: cannot read"), "{out}");
     assert!(out.contains("seven.png: 7"), "the first test digit is a 7: {out}");
-    assert!(err.contains("2 of 3 images could not be read as digits"), "{err}");
+    assert!(err.contains("2 of 3 inputs could not be read"), "{err}");
     let seen = image::open(show.join("seven.28x28.png")).expect("--show wrote the prepared input");
     assert_eq!((seen.width(), seen.height()), (28, 28));
+}
+
+#[test]
+fn rows_of_kaggles_test_csv_are_predicted_and_written_as_a_submission() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let test = common::subset(&common::mnist().test, 200);
+    let header: Vec<String> = (0..784).map(|j| format!("pixel{j}")).collect();
+    let mut text = header.join(",") + "\n";
+    for i in 0..test.n {
+        let row: Vec<String> = test.image(i).iter().map(|p| p.to_string()).collect();
+        text += &(row.join(",") + "\n");
+    }
+    let csv = dir.path().join("test.csv");
+    std::fs::write(&csv, text).expect("write");
+    let submission = dir.path().join("submission.csv");
+    let o = predict(&["--submission", submission.to_str().expect("UTF-8")], &[csv]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(out.lines().filter(|l| l.contains("test.csv:") && l.contains("(top 3:")).count(), 200, "{out}");
+    let written = std::fs::read_to_string(&submission).expect("the submission");
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("ImageId,Label"));
+    let labels: Vec<(usize, u8)> = lines
+        .map(|l| {
+            let (id, label) = l.split_once(',').expect("two fields");
+            (id.parse().expect("an id"), label.parse().expect("a label"))
+        })
+        .collect();
+    assert_eq!(labels.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
+    // The shipped model reads 96.7% of the whole test set; 200 digits leave room for chance.
+    let right = labels.iter().zip(&test.labels).filter(|((_, p), y)| p == *y).count();
+    assert!(right >= 185, "{right} of 200 right");
 }
