@@ -135,7 +135,9 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
 /// the data set, and a line saying what they are.
 fn load_training_data(args: &TrainArgs) -> Result<(Splits, DatasetKind, String)> {
     let kind = args.data.dataset.unwrap_or_default();
+    let started = std::time::Instant::now();
     let loaded = data::source::open(&args.data, kind)?;
+    let seconds = started.elapsed().as_secs_f64();
     for note in &loaded.notes {
         println!("note: {note}");
     }
@@ -165,7 +167,10 @@ fn load_training_data(args: &TrainArgs) -> Result<(Splits, DatasetKind, String)>
     };
     let no_test = if data.test.n == 0 { "; no test set (pass --test-data to add one)" } else { "" };
     let format = loaded.format.name();
-    let from = format!("{}: {counts} images of {rows}x{cols} from {path} ({format}){no_test}", kind.title());
+    let from = format!(
+        "{}: {counts} images of {rows}x{cols} from {path} ({format}, read in {seconds:.2} s){no_test}",
+        kind.title()
+    );
     Ok((data, kind, from))
 }
 

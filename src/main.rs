@@ -13,6 +13,13 @@ use clap::Parser;
 use gpu_mnist::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`) instead
+    // of failing to print. Rust ignores SIGPIPE by default; restore the default action.
+    #[cfg(unix)]
+    // SAFETY: the program has one thread here, and SIG_DFL is a valid action for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) if e.is::<session::Interrupted>() => {

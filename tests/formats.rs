@@ -71,7 +71,10 @@ fn csv_in_pjreddies_layout_trains_like_the_idx_files() {
     std::fs::write(tmp.path().join("mnist_train.csv"), csv(&train_set, None, true)).expect("write");
     std::fs::write(tmp.path().join("mnist_test.csv"), csv(&test_set, None, true)).expect("write");
     let out = train(tmp.path(), &[], tmp.path());
-    assert!(out.contains("MNIST: 1000 training and 300 test images of 28x28") && out.contains("(CSV)"), "{out}");
+    assert!(
+        out.contains("MNIST: 1000 training and 300 test images of 28x28") && out.contains("(CSV, read in"),
+        "{out}"
+    );
     // The same images and order as the IDX run: the same model, so the same accuracy.
     let idx = train(Path::new("data/mnist"), &["--samples", "1000", "--test-samples", "300"], tmp.path());
     assert_eq!(final_accuracy(&out, "test accuracy"), final_accuracy(&idx, "test accuracy"), "{out}\n{idx}");
@@ -129,7 +132,7 @@ fn folders_of_images_in_colour_and_other_sizes_train() {
     write_folders(&subset(&m.test, 150), &tmp.path().join("test"));
     let out = train(tmp.path(), &[], tmp.path());
     assert!(
-        out.contains("MNIST: 600 training and 150 test images of 28x28") && out.contains("(image folders)"),
+        out.contains("MNIST: 600 training and 150 test images of 28x28") && out.contains("(image folders, read in"),
         "{out}"
     );
     assert!(out.contains("200 of 600 images resized to 28x28"), "{out}");
