@@ -78,6 +78,14 @@ fn csv_in_pjreddies_layout_trains_like_the_idx_files() {
     // The same images and order as the IDX run: the same model, so the same accuracy.
     let idx = train(Path::new("data/mnist"), &["--samples", "1000", "--test-samples", "300"], tmp.path());
     assert_eq!(final_accuracy(&out, "test accuracy"), final_accuracy(&idx, "test accuracy"), "{out}\n{idx}");
+    // eval reads one CSV file as the set to evaluate.
+    let (model, test_csv) = (tmp.path().join("model.safetensors"), tmp.path().join("mnist_test.csv"));
+    let o = gpu_mnist(
+        &["eval", "--model", model.to_str().expect("UTF-8"), "--data", test_csv.to_str().expect("UTF-8")],
+        tmp.path(),
+    );
+    let out = text(&o);
+    assert!(o.status.success() && out.contains("test set: 300 images"), "{out}");
 }
 
 #[test]
