@@ -431,6 +431,103 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Model files quoting their own strings
+
+/// A JSON string literal of `s`.
+fn json(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// A safetensors file with `meta` (JSON members) as `__metadata__` and tensors `(name, dtype,
+/// shape)` of 4-byte zeros laid end to end.
+fn safetensors_file(meta: &str, tensors: &[(&str, &str, &[usize])]) -> Vec<u8> {
+    let mut members = vec![format!(r#""__metadata__":{{{meta}}}"#)];
+    let mut end = 0;
+    for (name, dtype, shape) in tensors {
+        let len = 4 * shape.iter().product::<usize>();
+        members.push(format!(
+            r#"{}:{{"dtype":{},"shape":{shape:?},"data_offsets":[{end},{}]}}"#,
+            json(name),
+            json(dtype),
+            end + len
+        ));
+        end += len;
+    }
+    let header = format!("{{{}}}", members.join(","));
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.resize(bytes.len() + end, 0);
+    bytes
+}
+
+/// `__metadata__` members of a 1 -> 1 -> 2 model, with these three values.
+fn meta(format: &str, bias: &str, activation: &str) -> String {
+    format!(
+        r#""format":{},"bias":{},"activation":{},"inputs":"1","hidden":"1","classes":"2""#,
+        json(format),
+        json(bias),
+        json(activation)
+    )
+}
+
+const W1: (&str, &str, &[usize]) = ("w1", "F32", &[1, 1]);
+const W2: (&str, &str, &[usize]) = ("w2", "F32", &[1, 2]);
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever characters a model file's metadata values, tensor names or dtypes hold (line
+    /// breaks included), the errors that quote them are one line.
+    #[test]
+    fn model_errors_quoting_the_file_are_one_line(s in "(?s).{0,6}(\n|\r).{0,6}", which in 0..5u8) {
+        let ok = meta("gpu-mnist-mlp/1", "false", "relu");
+        let bytes = match which {
+            0 => safetensors_file(&meta(&s, "false", "relu"), &[W1, W2]),
+            1 => safetensors_file(&meta("gpu-mnist-mlp/1", &s, "relu"), &[W1, W2]),
+            2 => safetensors_file(&meta("gpu-mnist-mlp/1", "false", &s), &[W1, W2]),
+            3 => safetensors_file(&ok, &[W1, W2, (&s, "F32", &[1])]),
+            _ => safetensors_file(&ok, &[("w1", &s, &[1, 1]), W2]),
+        };
+        let r = checkpoint::parse(&bytes, Path::new("m.safetensors"));
+        prop_assert!(r.is_err());
+        check_model(&bytes)?;
+    }
+}
+
+/// Found by the `model` fuzz target: a dtype holding a line break made the "not a safetensors
+/// file" error (which quotes the JSON parser's message, and so the dtype) two lines.
+#[test]
+fn regression_model_dtype_with_a_line_break() {
+    let header = br#"{"w2":{"dtype":"F\n","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend([0; 4]);
+    let msg = checkpoint::parse(&bytes, Path::new("m.safetensors")).unwrap_err().to_string();
+    let want = "m.safetensors: not a safetensors file (invalid JSON in header: unknown variant `F `";
+    assert!(msg.starts_with(want), "{msg}");
+    assert!(!msg.contains('\n'), "{msg:?}");
+}
+
+/// The same defect through the metadata: a `format`, `bias` or `activation` value, or an
+/// unexpected tensor's name, holding a line break was quoted into a two-line error.
+#[test]
+fn regression_model_metadata_with_a_line_break() {
+    let ok = meta("gpu-mnist-mlp/1", "false", "relu");
+    let cases = [
+        (safetensors_file(&meta("a\nb", "false", "relu"), &[W1, W2]), "format \"a b\""),
+        (safetensors_file(&meta("gpu-mnist-mlp/1", "x\r\ny", "relu"), &[W1, W2]), "\"bias\" is \"x  y\""),
+        (safetensors_file(&meta("gpu-mnist-mlp/1", "false", "re\nlu"), &[W1, W2]), "unknown activation \"re lu\""),
+        (safetensors_file(&ok, &[W1, W2, ("x\ny", "F32", &[1])]), "unexpected tensor \"x y\""),
+    ];
+    for (bytes, want) in cases {
+        let msg = checkpoint::parse(&bytes, Path::new("m.safetensors")).unwrap_err().to_string();
+        assert!(msg.contains(want) && !msg.contains('\n'), "{want}: {msg:?}");
+    }
+    // And the same file with good strings loads.
+    assert!(checkpoint::parse(&safetensors_file(&ok, &[W1, W2]), Path::new("m")).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fuzz seeds
 
 /// Not a property: writes the seed corpora of the cargo-fuzz targets into `fuzz/seeds/<target>/`
