@@ -131,7 +131,15 @@ fn any_model() -> impl Strategy<Value = Model> {
             prop::collection::vec(finite_f32(), h * k),
             prop::collection::vec(finite_f32(), nb(k)),
         );
-        let provenance = ("(?s).{0,16}", any::<usize>(), finite_f32(), any::<u64>(), "(?s).{0,16}", 0..=10_000u32, "[0-9a-z.+-]{0,12}")
+        let provenance = (
+            "(?s).{0,16}",
+            any::<usize>(),
+            finite_f32(),
+            any::<u64>(),
+            "(?s).{0,16}",
+            0..=10_000u32,
+            "[0-9a-z.+-]{0,12}",
+        )
             .prop_map(|(dataset, iterations, lr, seed, backend, acc, version)| Provenance {
                 dataset,
                 iterations,
@@ -581,7 +589,8 @@ fn write_fuzz_seeds() {
     for (layout, name) in layouts {
         write("csv", &format!("{name}.csv"), to_csv(&square, layout, "\n", true).as_bytes());
     }
-    let crlf = format!("\u{feff}{}", to_csv(&square, CsvLayout::HeaderLabelled, "\r\n", false).replace("label", "Label"));
+    let crlf =
+        format!("\u{feff}{}", to_csv(&square, CsvLayout::HeaderLabelled, "\r\n", false).replace("label", "Label"));
     write("csv", "bom-crlf.csv", crlf.as_bytes());
     let digit = Dataset { n: 1, rows: 28, cols: 28, pixels: images[16..16 + 784].to_vec(), labels: vec![labels[8]] };
     write("csv", "mnist-digit.csv", to_csv(&digit, CsvLayout::Labelled, "\n", true).as_bytes());
