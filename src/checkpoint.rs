@@ -153,10 +153,12 @@ pub fn load(path: &Path) -> Result<Model, ModelError> {
 /// Checks and decodes a model file's bytes; `path` names it in messages. Nothing is allocated
 /// from the metadata's layer sizes before they are checked against the bytes really there.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
-    let invalid = |reason: String| ModelError::Invalid { path: path.to_path_buf(), reason };
+    // Reasons quote the file's own strings (metadata values, tensor names, JSON): keep them one line.
+    let one_line = |reason: String| reason.replace(['\n', '\r'], " ");
+    let invalid = |reason: String| ModelError::Invalid { path: path.to_path_buf(), reason: one_line(reason) };
     let not_st = |e: safetensors::SafeTensorError| ModelError::NotSafetensors {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: one_line(e.to_string()),
     };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_st)?;
     let file = SafeTensors::deserialize(bytes).map_err(not_st)?;
