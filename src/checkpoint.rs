@@ -11,11 +11,11 @@
 //! one was. Loading checks the format, every tensor's presence, dtype and shape against the
 //! metadata, and refuses anything else with a one-line reason naming the file.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::model::{Activation, Params, Shape};
 
@@ -87,7 +87,8 @@ pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let s = model.params.shape;
     let p = &model.provenance;
-    let meta: HashMap<String, String> = [
+    // A BTreeMap and tensors in a fixed order: the same model always makes the same bytes.
+    let meta: BTreeMap<&str, String> = BTreeMap::from([
         ("format", FORMAT.to_string()),
         ("inputs", s.d.to_string()),
         ("hidden", s.h.to_string()),
@@ -102,23 +103,8 @@ pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
         ("backend", p.backend.clone()),
         ("test_accuracy", format!("{:.4}", p.test_accuracy)),
         ("version", p.version.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let mut data = Vec::new();
-    for ((name, t), shape) in model.params.tensors().into_iter().zip(shapes(s)) {
-        if s.bias || name.starts_with('w') {
-            data.push((name, tensor_bytes(t), shape));
-        }
-    }
-    let views: Vec<(&str, TensorView)> = data
-        .iter()
-        .map(|(n, b, shape)| TensorView::new(Dtype::F32, shape.clone(), b).map(|v| (*n, v)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| ModelError::Invalid { path: path.to_path_buf(), reason: format!("cannot encode: {e}") })?;
-    let bytes = safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| ModelError::Invalid { path: path.to_path_buf(), reason: format!("cannot encode: {e}") })?;
+    ]);
+    let bytes = encode(model, &meta);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let written = (|| {
@@ -131,6 +117,31 @@ pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
         let _ = std::fs::remove_file(&tmp);
     }
     written.map_err(io)
+}
+
+/// The safetensors encoding, written here rather than by `safetensors::serialize`, whose metadata
+/// is a `HashMap` (a different key order, so different bytes, on every run): an 8-byte
+/// little-endian header length, the JSON header (metadata, then each tensor's dtype, shape and
+/// byte range) padded with spaces to a multiple of 8, then the tensors' little-endian f32 data.
+fn encode(model: &Model, meta: &BTreeMap<&str, String>) -> Vec<u8> {
+    let s = model.params.shape;
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(meta));
+    let mut data = Vec::new();
+    for ((name, t), shape) in model.params.tensors().into_iter().zip(shapes(s)) {
+        if s.bias || name.starts_with('w') {
+            let start = data.len();
+            data.extend(tensor_bytes(t));
+            let entry = serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]});
+            header.insert(name.into(), entry);
+        }
+    }
+    let mut text = serde_json::Value::Object(header).to_string();
+    text.extend(std::iter::repeat_n(' ', (8 - text.len() % 8) % 8));
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(text.as_bytes());
+    bytes.extend(data);
+    bytes
 }
 
 /// Shapes of w1, b1, w2, b2.

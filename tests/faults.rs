@@ -131,6 +131,9 @@ fn the_same_seed_gives_bit_identical_models_whatever_the_threads() {
         m.provenance.backend.clear(); // names the thread count
         files.push(m);
     }
+    // The two runs on 2 threads wrote the same bytes (metadata included, in a fixed order).
+    let bytes = |i: usize| std::fs::read(tmp.path().join(format!("m{i}.safetensors"))).expect("read");
+    assert!(bytes(0) == bytes(1), "two runs with the same seed wrote different files");
     for m in &files[1..] {
         assert!(m.params.w1 == files[0].params.w1 && m.params.b1 == files[0].params.b1);
         assert!(m.params.w2 == files[0].params.w2 && m.params.b2 == files[0].params.b2);

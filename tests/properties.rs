@@ -538,15 +538,43 @@ fn regression_model_metadata_with_a_line_break() {
 // ---------------------------------------------------------------------------------------------
 // Fuzz seeds
 
-/// Not a property: writes the seed corpora of the cargo-fuzz targets into `fuzz/seeds/<target>/`
-/// (small valid files of every kind each parser takes). Run it with
-/// `cargo test --test properties -- --ignored write_fuzz_seeds`.
+/// The seed corpora of the cargo-fuzz targets in `fuzz/seeds/<target>/` (small valid files of
+/// every kind each parser takes) are the ones `write_fuzz_seeds` makes, and the valid ones parse.
+/// `GPU_MNIST_WRITE_SEEDS=1 cargo test --test properties fuzz_seeds` writes them anew.
 #[test]
-#[ignore]
-fn write_fuzz_seeds() {
+fn the_fuzz_seeds_are_current_and_parse() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    if std::env::var_os("GPU_MNIST_WRITE_SEEDS").is_some() {
+        write_fuzz_seeds(&committed);
+        return;
+    }
+    let fresh = tempfile::tempdir().unwrap();
+    write_fuzz_seeds(fresh.path());
+    for target in ["idx", "csv", "model"] {
+        let mut names: Vec<_> =
+            std::fs::read_dir(fresh.path().join(target)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        for name in names {
+            let (a, b) = (fresh.path().join(target).join(&name), committed.join(target).join(&name));
+            let bytes = std::fs::read(&a).unwrap();
+            assert_eq!(Some(&bytes), std::fs::read(&b).ok().as_ref(), "{} is stale", b.display());
+            let first = name.to_string_lossy().contains("first");
+            let ok = match target {
+                "idx" if name.to_string_lossy().contains("labels") => parse_idx_labels(&bytes, &b).is_ok(),
+                "idx" => parse_idx_images(&bytes, &b).is_ok(),
+                "csv" => parse_csv(&bytes[..], &b).is_ok(),
+                _ => checkpoint::parse(&bytes, &b).is_ok(),
+            };
+            // The "first" seeds are the real files' starts, whose headers claim more than follows.
+            assert_eq!(ok, !first, "{} should {}parse", b.display(), if first { "not " } else { "" });
+        }
+    }
+}
+
+/// Writes the seed corpora into `root/<target>/`.
+fn write_fuzz_seeds(root: &Path) {
     use std::io::Read;
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     let write = |target: &str, name: &str, bytes: &[u8]| {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();

@@ -46,6 +46,10 @@ pub fn parse_csv(mut r: impl BufRead, name: &Path) -> Result<Dataset, DataError>
     let mut line_no = 0;
     while read_line(&mut r, &mut buf).map_err(|e| read_error(name, e))? {
         line_no += 1;
+        // The length counts a first line's BOM, so that stripping it cannot let a cut line pass.
+        if trim_line(&buf, false).len() > MAX_LINE {
+            return Err(row_err(line_no, format!("line longer than {MAX_LINE} bytes (no newline?)")));
+        }
         let line = trim_line(&buf, line_no == 1);
         if line.len() > MAX_LINE {
             return Err(row_err(line_no, format!("line longer than {MAX_LINE} bytes (no newline?)")));
@@ -399,6 +403,11 @@ mod tests {
         let msg = parse_csv(&mut rest, Path::new("big.csv")).unwrap_err().to_string();
         assert_eq!(msg, format!("big.csv: line 1: line longer than {MAX_LINE} bytes (no newline?)"));
         assert!(big.len() - rest.len() <= MAX_LINE + 2, "read {} bytes", big.len() - rest.len());
+        // A BOM in front does not let the over-long line through as several short ones.
+        let mut bom = b"\xef\xbb\xbf1".to_vec();
+        bom.extend(std::iter::repeat_n(b' ', 70_000));
+        let err = parse_csv(&bom[..], Path::new("bom.csv")).expect_err("too long");
+        assert!(err.to_string().contains("line 1: line longer than"), "{err}");
         // A line right at the cap, with a CRLF, is fine.
         let row = format!("{}\r\n", ["255"; 4].join(",") + &" ".repeat(MAX_LINE - 15));
         assert_eq!(parse(&row).unwrap().pixels, vec![255; 4]);
