@@ -191,14 +191,14 @@ fn missing_directory_and_files_give_the_data_hint() {
     let tmp = TempDir::new().unwrap();
     let gone = tmp.path().join("no-such-dir");
     let err = data::load_mnist(&gone).unwrap_err();
-    assert_message(&err, &["no-such-dir", "not found", "--data DIR"]);
+    assert_message(&err, &["no-such-dir", "not found", "--data PATH"]);
 
     write_split(tmp.path(), "train", 5, true, '-'); // no t10k files
     let err = data::load_mnist(tmp.path()).unwrap_err();
-    assert_message(&err, &["t10k-images-idx3-ubyte", "not found", "--data DIR"]);
+    assert_message(&err, &["t10k-images-idx3-ubyte", "not found", "--data PATH"]);
 
     let err = data::read_idx_labels(&tmp.path().join("absent-labels")).unwrap_err();
-    assert_message(&err, &["absent-labels", "not found", "--data DIR"]);
+    assert_message(&err, &["absent-labels", "not found", "--data PATH"]);
 }
 
 #[test]
