@@ -5,17 +5,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{mnist, subset};
+use common::{f32s, mnist, subset};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use gpu_mnist::data::Dataset;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 /// Address space for each run, in KiB: far below what any lying header asks for (4 GiB and up),
 /// far above what the real runs here use (about 200 MiB).
@@ -75,29 +74,10 @@ fn png(path: &Path, side: u32) {
     image::GrayImage::from_fn(side, side, |x, y| image::Luma([((x * 7 + y * 3) % 256) as u8])).save(path).expect("png");
 }
 
-/// A model file with the given metadata overrides and tensors (as in tests/model_file.rs).
+/// A 784 -> 4 -> 10 model file with the given metadata overrides and f32 tensors.
 fn model(path: &Path, meta: &[(&str, &str)], tensors: &[(&str, Vec<usize>, Vec<u8>)]) {
-    let mut m: HashMap<String, String> = [
-        ("format", gpu_mnist::checkpoint::FORMAT),
-        ("inputs", "784"),
-        ("hidden", "4"),
-        ("classes", "10"),
-        ("activation", "relu"),
-        ("bias", "false"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in meta {
-        m.insert(k.to_string(), v.to_string());
-    }
-    let views: Vec<(&str, TensorView)> =
-        tensors.iter().map(|(n, s, b)| (*n, TensorView::new(Dtype::F32, s.clone(), b).expect("view"))).collect();
-    std::fs::write(path, safetensors::tensor::serialize(views, Some(m)).expect("serialize")).expect("write");
-}
-
-fn f32s(n: usize, v: f32) -> Vec<u8> {
-    (0..n).flat_map(|_| v.to_le_bytes()).collect()
+    let tensors: Vec<_> = tensors.iter().map(|(n, s, b)| (*n, Dtype::F32, s.clone(), b.clone())).collect();
+    common::write_model_file(path, [784, 4, 10], meta, &tensors);
 }
 
 /// One bad input: how to make it in a fresh folder, the arguments that use it (`{}` is the

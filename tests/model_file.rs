@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use gpu_mnist::checkpoint::{self, FORMAT, METADATA_KEYS, Model, Provenance};
+use common::f32s;
+use gpu_mnist::checkpoint::{self, METADATA_KEYS, Model, Provenance};
 use gpu_mnist::model::{Activation, Params, Shape};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 fn model(bias: bool) -> Model {
     let shape = Shape { d: 784, h: 33, k: 10, bias };
@@ -66,33 +66,9 @@ fn a_failed_save_leaves_the_old_file_and_no_temporary() {
     assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1, "temporary file left behind");
 }
 
-/// A safetensors file with the given metadata overrides and tensors (name, dtype, shape, bytes).
+/// A 4 -> 3 -> 2 model file with the given metadata overrides and tensors.
 fn write(path: &Path, meta: &[(&str, &str)], tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
-    let mut m: HashMap<String, String> = [
-        ("format", FORMAT),
-        ("inputs", "4"),
-        ("hidden", "3"),
-        ("classes", "2"),
-        ("activation", "relu"),
-        ("bias", "false"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in meta {
-        if v.is_empty() {
-            m.remove(*k);
-        } else {
-            m.insert(k.to_string(), v.to_string());
-        }
-    }
-    let views: Vec<(&str, TensorView)> =
-        tensors.iter().map(|(n, d, s, b)| (*n, TensorView::new(*d, s.clone(), b).expect("view"))).collect();
-    std::fs::write(path, safetensors::tensor::serialize(views, Some(m)).expect("serialize")).expect("write");
-}
-
-fn f32s(n: usize, v: f32) -> Vec<u8> {
-    (0..n).flat_map(|_| v.to_le_bytes()).collect()
+    common::write_model_file(path, [4, 3, 2], meta, tensors);
 }
 
 #[test]

@@ -90,3 +90,43 @@ pub fn subset(set: &Dataset, n: usize) -> Dataset {
     s.truncate(n);
     s
 }
+
+/// A safetensors model file with gpu-mnist's metadata for `inputs -> hidden -> classes` (ReLU, no
+/// bias), overridden by `meta` (an empty value removes the key), and `tensors` (name, dtype,
+/// shape, bytes): the way to write the malformed models the loader must refuse.
+pub fn write_model_file(
+    path: &std::path::Path,
+    [inputs, hidden, classes]: [usize; 3],
+    meta: &[(&str, &str)],
+    tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)],
+) {
+    let sizes = [inputs, hidden, classes].map(|v| v.to_string());
+    let mut m: std::collections::HashMap<String, String> = [
+        ("format", gpu_mnist::checkpoint::FORMAT),
+        ("inputs", &sizes[0]),
+        ("hidden", &sizes[1]),
+        ("classes", &sizes[2]),
+        ("activation", "relu"),
+        ("bias", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in meta {
+        if v.is_empty() {
+            m.remove(*k);
+        } else {
+            m.insert(k.to_string(), v.to_string());
+        }
+    }
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (*n, safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view")))
+        .collect();
+    std::fs::write(path, safetensors::tensor::serialize(views, Some(m)).expect("serialize")).expect("write");
+}
+
+/// `n` little-endian f32 copies of `v`.
+pub fn f32s(n: usize, v: f32) -> Vec<u8> {
+    (0..n).flat_map(|_| v.to_le_bytes()).collect()
+}
