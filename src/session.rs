@@ -86,8 +86,15 @@ fn resume_command(args: &TrainArgs, remaining: usize) -> String {
     if let Some(d) = &args.data.data {
         cmd += &format!(" --data {}", d.display());
     }
+    if let Some(t) = &args.data.test_data {
+        cmd += &format!(" --test-data {}", t.display());
+    }
     if let Some(d) = args.data.dataset {
         cmd += &format!(" --dataset {}", if d == DatasetKind::Fashion { "fashion" } else { "mnist" });
+    }
+    if let Some(f) = args.val_split {
+        // The seed picks the held-out images: the same seed holds out the same ones.
+        cmd += &format!(" --val-split {f} --seed {}", args.seed);
     }
     if args.out.as_os_str() != "model.safetensors" {
         cmd += &format!(" --out {}", args.out.display());
