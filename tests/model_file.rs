@@ -26,7 +26,7 @@ fn model(bias: bool) -> Model {
         test_accuracy: 0.9123,
         version: "test".into(),
     };
-    Model { params, activation: Activation::Elu, provenance }
+    Model { params, activation: Activation::Elu, provenance, optimizer: None }
 }
 
 #[test]
