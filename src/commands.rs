@@ -34,7 +34,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
     }
-    let (data, kind, from) = load_training_data(args)?;
     let optimizer = args.optimizer_config();
     if args.lr * optimizer.weight_decay >= 1.0 {
         bail!(
@@ -43,6 +42,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             optimizer.weight_decay
         );
     }
+    let (data, kind, from) = load_training_data(args)?;
     let (params, act, done, state) = match &args.init_from {
         Some(path) => {
             let m = checkpoint::load(path)?;
