@@ -1,6 +1,7 @@
 //! What the training loop needs from a backend: one full-batch step, statistics, parameters.
 
 use crate::model::{Params, Stats};
+use crate::optim::OptimizerState;
 
 /// Which data split to evaluate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +29,9 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// The device in words: thread count, or the adapter's name and API.
     fn device(&self) -> String;
-    /// One iteration of full-batch gradient descent: the mean gradient over the whole training
-    /// set at the current parameters, then `params -= lr * grads`. Does not wait for a GPU.
+    /// One iteration of full-batch training: the mean gradient over the whole training set at the
+    /// current parameters, then the optimizer's update (`params -= lr * grads` for plain descent,
+    /// see `optim`). Does not wait for a GPU.
     fn step(&mut self, lr: f32) -> Result<(), BackendError>;
     /// Training loss/accuracy measured by the latest step's forward pass (before its update).
     fn step_stats(&self) -> Result<Stats, BackendError>;
@@ -42,4 +44,6 @@ pub trait Backend {
     fn params(&self) -> Result<Params, BackendError>;
     /// The gradients the latest step applied.
     fn gradients(&self) -> Result<Params, BackendError>;
+    /// The optimizer's state after the latest step (what a model file saves to continue from).
+    fn optimizer_state(&self) -> Result<OptimizerState, BackendError>;
 }

@@ -6,6 +6,12 @@
 //! [0, 1] (byte / 255, 0 = background). The header's `__metadata__` holds, as strings, what is
 //! needed to rebuild and trust the model: see `METADATA_KEYS`.
 //!
+//! A model trained with momentum, Nesterov or Adam also carries the optimizer's state, so that
+//! `--init-from` continues where training stopped: the tensors `opt.m.<name>` (momentum's
+//! velocity, Adam's first moment) and for Adam `opt.v.<name>`, shaped like the parameters, and
+//! the metadata keys of `OPTIMIZER_KEYS` (`optimizer`, its hyper-parameters, Adam's step count
+//! `adam_t`). Plain descent keeps no state and writes none of them.
+//!
 //! Saving is atomic: the bytes go to a temporary file beside the target, which is flushed to disk
 //! and then renamed over it, so a crash or Ctrl-C never leaves a half-written model where a good
 //! one was. Loading checks the format, every tensor's presence, dtype and shape against the
@@ -18,6 +24,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::model::{Activation, Params, Shape};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 
 /// The value of the `format` metadata key this program writes and reads.
 pub const FORMAT: &str = "gpu-mnist-mlp/1";
@@ -43,6 +50,9 @@ pub const METADATA_KEYS: [&str; 14] = [
     "version",
 ];
 
+/// Metadata keys of a model with optimizer state (see the module documentation).
+pub const OPTIMIZER_KEYS: [&str; 7] = ["optimizer", "momentum", "beta1", "beta2", "eps", "weight_decay", "adam_t"];
+
 /// Refuse files larger than this before reading them (the largest model, H = 65535, is ~206 MB).
 const MAX_MODEL_BYTES: u64 = 1 << 30;
 
@@ -66,6 +76,14 @@ pub struct Model {
     pub params: Params,
     pub activation: Activation,
     pub provenance: Provenance,
+    /// The optimizer's rule and state, for a rule that keeps state (not plain descent).
+    pub optimizer: Option<SavedOptimizer>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedOptimizer {
+    pub config: OptimizerConfig,
+    pub state: OptimizerState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +106,7 @@ pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
     let s = model.params.shape;
     let p = &model.provenance;
     // A BTreeMap and tensors in a fixed order: the same model always makes the same bytes.
-    let meta: BTreeMap<&str, String> = BTreeMap::from([
+    let mut meta: BTreeMap<&str, String> = BTreeMap::from([
         ("format", FORMAT.to_string()),
         ("inputs", s.d.to_string()),
         ("hidden", s.h.to_string()),
@@ -104,6 +122,23 @@ pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
         ("test_accuracy", format!("{:.4}", p.test_accuracy)),
         ("version", p.version.clone()),
     ]);
+    if let Some(SavedOptimizer { config: c, state }) =
+        model.optimizer.as_ref().filter(|o| o.state.kind != Optimizer::Gd)
+    {
+        meta.insert("optimizer", state.kind.name().to_string());
+        meta.insert("weight_decay", c.weight_decay.to_string());
+        match state.kind {
+            Optimizer::Adam => {
+                meta.insert("beta1", c.beta1.to_string());
+                meta.insert("beta2", c.beta2.to_string());
+                meta.insert("eps", c.eps.to_string());
+                meta.insert("adam_t", state.t.to_string());
+            }
+            _ => {
+                meta.insert("momentum", c.momentum.to_string());
+            }
+        }
+    }
     let bytes = encode(model, &meta);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
@@ -128,12 +163,18 @@ fn encode(model: &Model, meta: &BTreeMap<&str, String>) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!(meta));
     let mut data = Vec::new();
-    for ((name, t), shape) in model.params.tensors().into_iter().zip(shapes(s)) {
-        if s.bias || name.starts_with('w') {
-            let start = data.len();
-            data.extend(tensor_bytes(t));
-            let entry = serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]});
-            header.insert(name.into(), entry);
+    let mut groups = vec![(String::new(), &model.params)];
+    if let Some(o) = model.optimizer.as_ref() {
+        groups.extend(o.state.kind.moments().iter().map(|m| (format!("opt.{m}."), o.state.moment(m))));
+    }
+    for (prefix, params) in groups {
+        for ((name, t), shape) in params.tensors().into_iter().zip(shapes(s)) {
+            if s.bias || name.starts_with('w') {
+                let start = data.len();
+                data.extend(tensor_bytes(t));
+                let entry = serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]});
+                header.insert(format!("{prefix}{name}"), entry);
+            }
         }
     }
     let mut text = serde_json::Value::Object(header).to_string();
@@ -198,14 +239,24 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         "elu" => Activation::Elu,
         other => return Err(invalid(format!("unknown activation \"{other}\""))),
     };
+    let kind = match meta.get("optimizer") {
+        None => Optimizer::Gd,
+        Some(name) => Optimizer::from_name(name).ok_or_else(|| invalid(format!("unknown optimizer \"{name}\"")))?,
+    };
+    let prefixes: Vec<String> =
+        std::iter::once(String::new()).chain(kind.moments().iter().map(|m| format!("opt.{m}."))).collect();
     // Every tensor is checked against the metadata before anything of the metadata's sizes is
     // allocated: the file must really hold what it claims.
     let mut views = Vec::new();
-    for (name, want) in ["w1", "b1", "w2", "b2"].into_iter().zip(shapes(shape)) {
-        if !bias && name.starts_with('b') {
+    let names = prefixes
+        .iter()
+        .flat_map(|p| ["w1", "b1", "w2", "b2"].into_iter().zip(shapes(shape)).map(move |(n, s)| (p, n, s)));
+    for (prefix, base, want) in names {
+        if !bias && base.starts_with('b') {
             continue;
         }
-        let view = file.tensor(name).map_err(|_| invalid(format!("lacks tensor \"{name}\"")))?;
+        let name = format!("{prefix}{base}");
+        let view = file.tensor(&name).map_err(|_| invalid(format!("lacks tensor \"{name}\"")))?;
         if view.dtype() != Dtype::F32 {
             return Err(invalid(format!("tensor \"{name}\" is {:?}, expected F32", view.dtype())));
         }
@@ -217,21 +268,52 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         }
         views.push((name, view));
     }
-    let expected: Vec<&str> = views.iter().map(|(n, _)| *n).collect();
-    let mut params = Params::zeros(shape);
-    for (name, t) in params.tensors_mut() {
-        if let Some((_, view)) = views.iter().find(|(n, _)| *n == name) {
-            for (v, b) in t.iter_mut().zip(view.data().chunks_exact(4)) {
-                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-    }
+    let expected: Vec<&str> = views.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(extra) = file.names().into_iter().find(|n| !expected.contains(n)) {
         return Err(invalid(format!("unexpected tensor \"{extra}\"")));
     }
-    if !params.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite())) {
+    let read = |prefix: &str| {
+        let mut params = Params::zeros(shape);
+        for (name, t) in params.tensors_mut() {
+            if let Some((_, view)) = views.iter().find(|(n, _)| *n == format!("{prefix}{name}")) {
+                for (v, b) in t.iter_mut().zip(view.data().chunks_exact(4)) {
+                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+        }
+        params
+    };
+    let finite = |p: &Params| p.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite()));
+    let params = read("");
+    if !finite(&params) {
         return Err(invalid("holds NaN or infinite weights".into()));
     }
+    let optimizer = match kind {
+        Optimizer::Gd => None,
+        _ => {
+            let mut state = OptimizerState::new(kind, shape);
+            for m in kind.moments() {
+                *state.moment_mut(m) = read(&format!("opt.{m}."));
+                if !finite(state.moment(m)) {
+                    return Err(invalid(format!("optimizer state \"opt.{m}\" holds NaN or infinite values")));
+                }
+            }
+            if kind == Optimizer::Adam {
+                state.t = num("adam_t")? as u64;
+            }
+            let real = |key: &str, default: f32| meta.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
+            let d = OptimizerConfig::default();
+            let config = OptimizerConfig {
+                kind,
+                momentum: real("momentum", d.momentum),
+                beta1: real("beta1", d.beta1),
+                beta2: real("beta2", d.beta2),
+                eps: real("eps", d.eps),
+                weight_decay: real("weight_decay", d.weight_decay),
+            };
+            Some(SavedOptimizer { config, state })
+        }
+    };
     let text = |key: &str| meta.get(key).cloned().unwrap_or_default();
     let provenance = Provenance {
         dataset: text("dataset"),
@@ -242,5 +324,5 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         test_accuracy: text("test_accuracy").parse().unwrap_or(f64::NAN),
         version: text("version"),
     };
-    Ok(Model { params, activation, provenance })
+    Ok(Model { params, activation, provenance, optimizer })
 }

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::data::{DatasetKind, Format};
 use crate::gpu::Tiling;
 use crate::model::Activation;
+use crate::optim::{Optimizer, OptimizerConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -164,6 +165,26 @@ pub struct TrainArgs {
     /// Seed of the weight initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Update rule: plain gradient descent, heavy-ball momentum, Nesterov momentum or Adam. The
+    /// rule's state is saved with the model and restored by --init-from.
+    #[arg(long, value_enum, default_value_t = Optimizer::Gd)]
+    pub optimizer: Optimizer,
+    /// Momentum and Nesterov: the velocity's decay (0 <= M < 1).
+    #[arg(long, default_value_t = 0.9, value_parser = decay_rate)]
+    pub momentum: f32,
+    /// Adam: decay of the first moment (0 <= B < 1).
+    #[arg(long, default_value_t = 0.9, value_parser = decay_rate)]
+    pub beta1: f32,
+    /// Adam: decay of the second moment (0 <= B < 1).
+    #[arg(long, default_value_t = 0.999, value_parser = decay_rate)]
+    pub beta2: f32,
+    /// Adam: added to the root of the second moment (finite, above 0).
+    #[arg(long, default_value_t = 1e-8, value_parser = epsilon)]
+    pub eps: f32,
+    /// Decoupled (AdamW-style) weight decay of w1 and w2, not the biases: each step first does
+    /// w -= lr * D * w (finite, 0 <= D, lr * D < 1).
+    #[arg(long, default_value_t = 0.0, value_parser = weight_decay)]
+    pub weight_decay: f32,
     /// Train without the bias vectors b1 and b2.
     #[arg(long)]
     pub no_bias: bool,
@@ -214,6 +235,20 @@ pub struct TrainArgs {
     pub tiling: Option<Tiling>,
 }
 
+impl TrainArgs {
+    /// The update rule and its hyper-parameters as given.
+    pub fn optimizer_config(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            kind: self.optimizer,
+            momentum: self.momentum,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
 fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -252,6 +287,30 @@ fn learning_rate(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+fn decay_rate(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be at least 0 and below 1, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+fn epsilon(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+fn weight_decay(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number, 0 or above, got {v}")),
         Err(e) => Err(format!("not a number: {e}")),
     }
 }

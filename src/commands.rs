@@ -13,6 +13,7 @@ use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Dataset, DatasetKind, Splits};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
 use gpu_mnist::model::{K, Params, Shape};
+use gpu_mnist::optim::{Optimizer, OptimizerConfig};
 use gpu_mnist::train::TrainConfig;
 
 use crate::session::{self, RunInfo};
@@ -33,8 +34,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
     }
+    let optimizer = args.optimizer_config();
+    if args.lr * optimizer.weight_decay >= 1.0 {
+        bail!(
+            "--lr {} times --weight-decay {} must be below 1 (each step scales the weights by 1 - lr·decay)",
+            args.lr,
+            optimizer.weight_decay
+        );
+    }
     let (data, kind, from) = load_training_data(args)?;
-    let (params, act, done) = match &args.init_from {
+    let (params, act, done, state) = match &args.init_from {
         Some(path) => {
             let m = checkpoint::load(path)?;
             if m.params.shape.d != data.train.d() || m.params.shape.k != K {
@@ -47,11 +56,27 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 );
             }
             println!("continuing {} ({} iterations so far)", path.display(), m.provenance.iterations);
-            (m.params, m.activation, m.provenance.iterations)
+            let state = match m.optimizer {
+                Some(o) if o.state.kind == optimizer.kind => {
+                    println!("optimizer: {} state restored ({} steps)", o.state.kind.name(), o.state.t);
+                    Some(o.state)
+                }
+                Some(o) => {
+                    println!(
+                        "note: {} holds {} state; --optimizer {} starts from fresh state",
+                        path.display(),
+                        o.state.kind.name(),
+                        optimizer.kind.name()
+                    );
+                    None
+                }
+                None => None,
+            };
+            (m.params, m.activation, m.provenance.iterations, state)
         }
         None => {
             let shape = Shape { d: data.train.d(), h: args.hidden, k: K, bias: !args.no_bias };
-            (Params::init(shape, args.activation, args.seed), args.activation, 0)
+            (Params::init(shape, args.activation, args.seed), args.activation, 0, None)
         }
     };
     let shape = params.shape;
@@ -76,6 +101,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         args.iterations,
         args.seed
     );
+    if optimizer != OptimizerConfig::default() {
+        println!("optimizer: {}", describe_optimizer(&optimizer));
+    }
     let gpu = match args.backend {
         BackendChoice::Cpu => None,
         BackendChoice::Gpu => Some(GpuContext::open(args.adapter.as_deref(), false)?),
@@ -95,8 +123,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let info = RunInfo { args, activation: act, kind, done_before: done };
     match gpu {
         Some(ctx) => {
-            let options = GpuOptions { max_chunk_rows: args.chunk_rows, tiling: args.tiling };
+            let options = GpuOptions { max_chunk_rows: args.chunk_rows, tiling: args.tiling, optimizer };
             let mut b = GpuBackend::new(ctx, &data, &params, act, options)?;
+            if let Some(state) = &state {
+                b.set_optimizer_state(state)?;
+            }
             println!("GPU: {:?} matmul tiling", b.tiling());
             if b.chunk_rows() < data.train.n {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
@@ -110,11 +141,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                     "--verify-every compares the GPU with the CPU; on the CPU backend there is nothing to compare"
                 );
             }
-            let mut b = CpuBackend::new(&data, params, act);
+            let mut b = CpuBackend::new(&data, params, act).with_optimizer(optimizer);
+            if let Some(state) = state {
+                b.set_optimizer_state(state)?;
+            }
             session::run(&mut b, &cfg, None, &info)?;
         }
     }
     Ok(())
+}
+
+/// The rule and the hyper-parameters it uses, in words.
+fn describe_optimizer(o: &OptimizerConfig) -> String {
+    let rule = match o.kind {
+        Optimizer::Gd => "gd".to_string(),
+        Optimizer::Momentum | Optimizer::Nesterov => format!("{} {}", o.kind.name(), o.momentum),
+        Optimizer::Adam => format!("adam (beta1 {}, beta2 {}, eps {:e})", o.beta1, o.beta2, o.eps),
+    };
+    if o.weight_decay == 0.0 { rule } else { format!("{rule}, weight decay {}", o.weight_decay) }
 }
 
 /// A flag Ctrl-C sets: training stops after the current iteration and saves. A second Ctrl-C

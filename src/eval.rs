@@ -47,7 +47,7 @@ struct Report<'a> {
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let model_path = crate::commands::bundled(&args.model, "data/model.safetensors");
-    let Model { params, activation, provenance } = checkpoint::load(&model_path)?;
+    let Model { params, activation, provenance, .. } = checkpoint::load(&model_path)?;
     let kind = args.data.dataset.unwrap_or(DatasetKind::from_name(&provenance.dataset));
     let loaded = data::source::open(&args.data, kind)?;
     let dir = loaded.path.clone();

@@ -16,5 +16,6 @@ pub mod digit;
 pub mod gpu;
 pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod plots;
 pub mod train;

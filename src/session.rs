@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use gpu_mnist::backend::Backend;
-use gpu_mnist::checkpoint::{self, Model, Provenance};
+use gpu_mnist::checkpoint::{self, Model, Provenance, SavedOptimizer};
 use gpu_mnist::cli::TrainArgs;
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::DatasetKind;
@@ -55,7 +55,8 @@ pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBacken
     match progress(b, cfg, verifier, args, &mut last_good) {
         Ok(s) => {
             let test_accuracy = (s.test.n > 0).then(|| s.test.accuracy());
-            save(b.params()?, s.iterations, test_accuracy, b, info)?;
+            let optimizer = Some(SavedOptimizer { config: args.optimizer_config(), state: b.optimizer_state()? });
+            save(b.params()?, optimizer, s.iterations, test_accuracy, b, info)?;
             if s.interrupted {
                 let resume = resume_command(args, cfg.iterations - s.iterations);
                 let out = args.out.display().to_string();
@@ -65,7 +66,8 @@ pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBacken
         }
         Err(e) if e.is::<Failed>() => match last_good {
             Some(Snapshot { iteration, params, test_accuracy }) => {
-                save(params, iteration, test_accuracy, b, info)
+                // The optimizer's state of that iteration is not kept: a resumed run starts it afresh.
+                save(params, None, iteration, test_accuracy, b, info)
                     .with_context(|| format!("{e}; saving the model of iteration {iteration} also failed"))?;
                 let resume = resume_command(args, cfg.iterations - iteration);
                 let out = args.out.display();
@@ -83,6 +85,22 @@ pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBacken
 fn resume_command(args: &TrainArgs, remaining: usize) -> String {
     let mut cmd = format!("gpu-mnist train --init-from {} --iterations {remaining}", args.out.display());
     cmd += &format!(" --lr {}", args.lr);
+    let o = args.optimizer_config();
+    if o != gpu_mnist::optim::OptimizerConfig::default() {
+        cmd += &format!(" --optimizer {}", o.kind.name());
+        match o.kind {
+            gpu_mnist::optim::Optimizer::Momentum | gpu_mnist::optim::Optimizer::Nesterov => {
+                cmd += &format!(" --momentum {}", o.momentum)
+            }
+            gpu_mnist::optim::Optimizer::Adam => {
+                cmd += &format!(" --beta1 {} --beta2 {} --eps {}", o.beta1, o.beta2, o.eps)
+            }
+            gpu_mnist::optim::Optimizer::Gd => {}
+        }
+        if o.weight_decay != 0.0 {
+            cmd += &format!(" --weight-decay {}", o.weight_decay);
+        }
+    }
     if let Some(d) = &args.data.data {
         cmd += &format!(" --data {}", d.display());
     }
@@ -105,6 +123,7 @@ fn resume_command(args: &TrainArgs, remaining: usize) -> String {
 /// Saves `params` after `iterations` of this run to `--out`, atomically, with how it was made.
 fn save<B: Backend>(
     params: Params,
+    optimizer: Option<SavedOptimizer>,
     iterations: usize,
     test_accuracy: Option<f64>,
     b: &B,
@@ -120,7 +139,7 @@ fn save<B: Backend>(
         test_accuracy: test_accuracy.unwrap_or(f64::NAN),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    checkpoint::save(&args.out, &Model { params, activation: info.activation, provenance })?;
+    checkpoint::save(&args.out, &Model { params, activation: info.activation, provenance, optimizer })?;
     println!("saved: {}", args.out.display());
     Ok(())
 }

@@ -231,6 +231,9 @@ mod tests {
         fn params(&self) -> Result<Params, BackendError> {
             self.cpu.params()
         }
+        fn optimizer_state(&self) -> Result<crate::optim::OptimizerState, BackendError> {
+            self.cpu.optimizer_state()
+        }
         fn gradients(&self) -> Result<Params, BackendError> {
             let mut g = self.cpu.gradients()?;
             g.w1.iter_mut().for_each(|v| *v *= self.gradient_scale);

@@ -129,6 +129,14 @@ fn invalid_options_are_rejected_with_the_reason() {
         (vec!["--val-split", "ten"], "not a number"),
         (vec!["--format", "parquet"], "invalid value"),
         (vec!["--dataset", "cifar"], "invalid value"),
+        (vec!["--optimizer", "rmsprop"], "invalid value"),
+        (vec!["--momentum", "1"], "at least 0 and below 1"),
+        (vec!["--beta1=-0.1"], "at least 0 and below 1"),
+        (vec!["--beta2", "nan"], "at least 0 and below 1"),
+        (vec!["--eps", "0"], "must be a finite number above 0"),
+        (vec!["--eps", "inf"], "must be a finite number above 0"),
+        (vec!["--weight-decay=-1"], "0 or above"),
+        (vec!["--weight-decay", "inf"], "0 or above"),
     ] {
         let o = gpu_mnist(&[&["train"][..], &args].concat(), &[]);
         let (_, err) = text(&o);
@@ -166,6 +174,41 @@ fn devices_lists_adapters_or_says_none() {
     let o = gpu_mnist(&["devices"], &[]);
     assert!(o.status.success());
     assert!(text(&o).0.contains("--backend auto uses:"));
+}
+
+#[test]
+fn every_optimizer_trains_and_adam_continues_from_its_saved_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("adam.safetensors");
+    let out_s = out.to_str().expect("utf-8 path");
+    for (rule, extra) in [("momentum", "0.3"), ("nesterov", "0.3"), ("adam", "0.003")] {
+        let o = gpu_mnist(
+            &[&SHORT[..], &["--backend", "cpu", "--optimizer", rule, "--lr", extra, "--weight-decay", "0.01"]].concat(),
+            &[],
+        );
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "{rule}: {stdout}\n{err}");
+        assert!(stdout.contains(&format!("optimizer: {rule}")), "{stdout}");
+        assert!(test_accuracy(&stdout) > 40.0, "{rule}: 6 iterations already beat chance:\n{stdout}");
+    }
+    let adam = ["--backend", "cpu", "--optimizer", "adam", "--lr", "0.003", "--out", out_s];
+    let o = gpu_mnist(&[&SHORT[..], &adam].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let m = gpu_mnist::checkpoint::load(&out).expect("loads");
+    assert_eq!(m.optimizer.expect("Adam's state is saved").state.t, 6);
+    let o = gpu_mnist(&[&SHORT[..], &adam, &["--init-from", out_s]].concat(), &[]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{err}");
+    assert!(stdout.contains("optimizer: adam state restored (6 steps)"), "{stdout}");
+    assert_eq!(gpu_mnist::checkpoint::load(&out).expect("loads").optimizer.expect("state").state.t, 12);
+    // Another rule starts from fresh state, and says so.
+    let o =
+        gpu_mnist(&[&SHORT[..], &["--backend", "cpu", "--optimizer", "momentum", "--init-from", out_s]].concat(), &[]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{err}");
+    assert!(stdout.contains("holds adam state; --optimizer momentum starts from fresh state"), "{stdout}");
+    let o = gpu_mnist(&[&SHORT[..], &["--lr", "2", "--weight-decay", "0.5"]].concat(), &[]);
+    assert!(!o.status.success() && text(&o).1.contains("must be below 1"), "{:?}", text(&o));
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
     let train = &data.train;
     let shape = Shape { d: train.d(), h, k: 10, bias };
     let params = Params::init(shape, act, 7);
-    let options = GpuOptions { max_chunk_rows: chunk_rows, tiling: Some(tiling) };
+    let options = GpuOptions { max_chunk_rows: chunk_rows, tiling: Some(tiling), ..Default::default() };
     let mut gpu = GpuBackend::new(ctx, &data, &params, act, options).expect("GPU backend");
     if let Some(rows) = chunk_rows {
         assert!(gpu.chunk_rows() <= rows && gpu.chunk_rows() < train.n, "the test must span several chunks");

@@ -6,8 +6,11 @@ mod common;
 use std::path::Path;
 
 use common::f32s;
-use gpu_mnist::checkpoint::{self, METADATA_KEYS, Model, Provenance};
+use gpu_mnist::backend::Backend;
+use gpu_mnist::checkpoint::{self, METADATA_KEYS, Model, Provenance, SavedOptimizer};
+use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::model::{Activation, Params, Shape};
+use gpu_mnist::optim::{Optimizer, OptimizerConfig, OptimizerState};
 use safetensors::tensor::Dtype;
 
 fn model(bias: bool) -> Model {
@@ -26,7 +29,7 @@ fn model(bias: bool) -> Model {
         test_accuracy: 0.9123,
         version: "test".into(),
     };
-    Model { params, activation: Activation::Elu, provenance }
+    Model { params, activation: Activation::Elu, provenance, optimizer: None }
 }
 
 #[test]
@@ -127,4 +130,116 @@ fn malformed_models_are_refused_with_the_reason() {
     }
     let missing = checkpoint::load(&dir.path().join("absent.safetensors")).expect_err("refused").to_string();
     assert!(missing.contains("absent.safetensors"), "{missing}");
+}
+
+/// A model with `kind`'s state: moments of recognisable values, 7 steps.
+fn with_optimizer(bias: bool, kind: Optimizer) -> Model {
+    let mut m = model(bias);
+    let config = OptimizerConfig { kind, weight_decay: 0.01, beta1: 0.8, ..Default::default() };
+    let mut state = OptimizerState::new(kind, m.params.shape);
+    for (name, t) in state.m.tensors_mut().into_iter().chain(state.v.tensors_mut()) {
+        if bias || name.starts_with('w') {
+            t.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 13) as f32 * 1e-3);
+        }
+    }
+    if kind != Optimizer::Adam {
+        state.v = Params::zeros(m.params.shape);
+    }
+    state.t = if kind == Optimizer::Adam { 7 } else { 0 };
+    m.optimizer = Some(SavedOptimizer { config, state });
+    m
+}
+
+#[test]
+fn optimizer_state_round_trips() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (kind, tensors) in
+        [(Optimizer::Momentum, ["opt.m.w1"].as_slice()), (Optimizer::Adam, &["opt.m.w1", "opt.v.b2"])]
+    {
+        for bias in [true, false] {
+            let path = dir.path().join(format!("{kind:?}{bias}.safetensors"));
+            let mut m = with_optimizer(bias, kind);
+            checkpoint::save(&path, &m).expect("saves");
+            let loaded = checkpoint::load(&path).expect("loads");
+            // Hyper-parameters the rule does not use are not written; they load as the defaults.
+            if kind != Optimizer::Adam {
+                m.optimizer.as_mut().unwrap().config.beta1 = OptimizerConfig::default().beta1;
+            }
+            assert_eq!(loaded, m, "{kind:?} bias {bias}");
+            let bytes = std::fs::read(&path).expect("reads");
+            let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+            for name in tensors.iter().filter(|n| bias || !n.contains(".b")) {
+                assert!(st.names().contains(name), "{kind:?}: {name} in {:?}", st.names());
+            }
+            let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+            let meta = header.metadata().clone().expect("metadata");
+            assert_eq!(meta["optimizer"], kind.name());
+            assert_eq!(meta.contains_key("adam_t"), kind == Optimizer::Adam);
+        }
+    }
+    // Plain descent keeps no state: the file is the one written before optimizers existed.
+    let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    let mut gd = with_optimizer(true, Optimizer::Gd);
+    checkpoint::save(&a, &gd).expect("saves");
+    gd.optimizer = None;
+    checkpoint::save(&b, &gd).expect("saves");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(checkpoint::load(&a).expect("loads").optimizer, None);
+}
+
+#[test]
+fn bad_optimizer_state_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("m.safetensors");
+    let mut m = with_optimizer(true, Optimizer::Adam);
+    m.optimizer.as_mut().unwrap().state.v.w2[3] = f32::NAN;
+    checkpoint::save(&path, &m).expect("saves");
+    let e = checkpoint::load(&path).expect_err("NaN state").to_string();
+    assert!(e.contains("\"opt.v\" holds NaN"), "{e}");
+    // A momentum file's tensors in a file that says Adam: opt.v is missing.
+    let m = with_optimizer(true, Optimizer::Momentum);
+    checkpoint::save(&path, &m).expect("saves");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (from, to) = (b"\"optimizer\":\"momentum\"", b"\"optimizer\":\"adam\"    ");
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("the optimizer key");
+    bytes[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(&path, &bytes).unwrap();
+    let e = checkpoint::load(&path).expect_err("missing moments").to_string();
+    assert!(e.contains("lacks"), "{e}");
+}
+
+#[test]
+fn a_resumed_cpu_run_continues_exactly() {
+    // Ten Adam steps at once, or five, saved, loaded and five more: the same parameters.
+    let data = {
+        let mn = common::mnist();
+        gpu_mnist::data::Splits::new(common::subset(&mn.train, 600), common::subset(&mn.test, 10))
+    };
+    let cfg = OptimizerConfig { kind: Optimizer::Adam, weight_decay: 0.1, ..Default::default() };
+    let shape = Shape { d: 784, h: 20, k: 10, bias: true };
+    let start = Params::init(shape, Activation::Relu, 2);
+    let new = |p: Params| CpuBackend::new(&data, p, Activation::Relu).with_optimizer(cfg);
+    let mut straight = new(start.clone());
+    let mut first = new(start);
+    for _ in 0..10 {
+        straight.step(2e-3).unwrap();
+    }
+    for _ in 0..5 {
+        first.step(2e-3).unwrap();
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("half.safetensors");
+    let mut m = model(true);
+    m.params = first.params().unwrap();
+    m.activation = Activation::Relu;
+    m.optimizer = Some(SavedOptimizer { config: cfg, state: first.optimizer_state().unwrap() });
+    checkpoint::save(&path, &m).expect("saves");
+    let loaded = checkpoint::load(&path).expect("loads");
+    let mut second = new(loaded.params);
+    second.set_optimizer_state(loaded.optimizer.expect("state").state).expect("state fits");
+    for _ in 0..5 {
+        second.step(2e-3).unwrap();
+    }
+    assert_eq!(second.params().unwrap(), straight.params().unwrap());
+    assert_eq!(second.optimizer_state().unwrap(), straight.optimizer_state().unwrap());
 }

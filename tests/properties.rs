@@ -157,7 +157,7 @@ fn any_model() -> impl Strategy<Value = Model> {
                 params.b1 = b1;
                 params.b2 = b2;
             }
-            Model { params, activation, provenance }
+            Model { params, activation, provenance, optimizer: None }
         })
     })
 }
@@ -638,7 +638,7 @@ fn write_fuzz_seeds(root: &Path) {
         if bias {
             params.b1.iter_mut().for_each(|b| *b = 0.25);
         }
-        let model = Model { params, activation, provenance: provenance.clone() };
+        let model = Model { params, activation, provenance: provenance.clone(), optimizer: None };
         write("model", &format!("d{d}-h{h}-k{k}-bias-{bias}.safetensors"), &model_bytes(&model));
     }
 }

@@ -46,7 +46,13 @@ pub fn bench(
     args: &BenchArgs,
 ) -> Result<BackendFigures> {
     let params = Params::init(shape, act, 0);
-    let mut gpu = GpuBackend::new(ctx, data, &params, act, GpuOptions { max_chunk_rows: None, tiling: args.tiling })?;
+    let mut gpu = GpuBackend::new(
+        ctx,
+        data,
+        &params,
+        act,
+        GpuOptions { max_chunk_rows: None, tiling: args.tiling, ..Default::default() },
+    )?;
     let train = &data.train;
     // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
     gpu.step(LR)?;

@@ -7,6 +7,7 @@ pub mod reference;
 use crate::backend::{Backend, BackendError, Split};
 use crate::data::{Dataset, Splits};
 use crate::model::{Activation, Params, Stats};
+use crate::optim::{self, OptimizerConfig, OptimizerState};
 use fast::SparseRows;
 
 /// One data split prepared for the fast path.
@@ -25,6 +26,8 @@ pub struct CpuBackend {
     act: Activation,
     params: Params,
     grads: Params,
+    optimizer: OptimizerConfig,
+    state: OptimizerState,
     last: Stats,
     train: SparseSet,
     validation: SparseSet,
@@ -32,18 +35,37 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// A backend over `data`'s splits (validation and test may be empty), starting at `params`.
+    /// A backend over `data`'s splits (validation and test may be empty), starting at `params`,
+    /// training by plain gradient descent (see `with_optimizer`).
     pub fn new(data: &Splits, params: Params, act: Activation) -> Self {
         let grads = Params::zeros(params.shape);
+        let optimizer = OptimizerConfig::default();
+        let state = OptimizerState::new(optimizer.kind, params.shape);
         CpuBackend {
             act,
             params,
             grads,
+            optimizer,
+            state,
             last: Stats::default(),
             train: SparseSet::new(&data.train),
             validation: SparseSet::new(&data.validation),
             test: SparseSet::new(&data.test),
         }
+    }
+
+    /// Steps with `cfg`'s rule, from fresh state (zero moments, no steps taken).
+    pub fn with_optimizer(mut self, cfg: OptimizerConfig) -> Self {
+        self.state = OptimizerState::new(cfg.kind, self.params.shape);
+        self.optimizer = cfg;
+        self
+    }
+
+    /// Continues from saved optimizer state (`--init-from`); it must be this rule's, for these shapes.
+    pub fn set_optimizer_state(&mut self, state: OptimizerState) -> Result<(), BackendError> {
+        state.fits(&self.optimizer, self.params.shape)?;
+        self.state = state;
+        Ok(())
     }
 
     /// Gradients and loss of the whole training set at `params`, leaving this backend unchanged
@@ -73,7 +95,7 @@ impl Backend for CpuBackend {
 
     fn step(&mut self, lr: f32) -> Result<(), BackendError> {
         let (grads, stats) = self.gradients_at(&self.params);
-        self.params.sgd_update(&grads, lr);
+        optim::optimizer_update(&mut self.params, &grads, &mut self.state, &self.optimizer, lr);
         self.grads = grads;
         self.last = stats;
         Ok(())
@@ -105,5 +127,9 @@ impl Backend for CpuBackend {
 
     fn gradients(&self) -> Result<Params, BackendError> {
         Ok(self.grads.clone())
+    }
+
+    fn optimizer_state(&self) -> Result<OptimizerState, BackendError> {
+        Ok(self.state.clone())
     }
 }

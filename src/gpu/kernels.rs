@@ -8,6 +8,7 @@ use wgpu::util::DeviceExt;
 
 use super::matmul::Matmul;
 pub use super::matmul::{MatmulParams, NaiveKernels, Tiling};
+use crate::optim::Optimizer;
 
 /// A dispatch with everything bound: recording it is `set_pipeline`, `set_bind_group`, `dispatch`.
 /// Built once, recorded every iteration. `params` is its uniform buffer (rewritable, e.g. the lr).
@@ -102,7 +103,27 @@ pub struct SgdParams {
     pub _pad: [u32; 2],
 }
 
-/// Workgroup size of the one-dimensional kernels (softmax_xent, sgd_update).
+/// Mirrors `Params` of `shaders/optimizer_update.wgsl`: the rule's hyper-parameters, this step's
+/// lr and Adam bias corrections `c1`, `c2`, and where the weights lie in the flat parameter
+/// buffer (`[0, w1_end)` and `[w2_start, w2_end)`: only they decay).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct OptimizerParams {
+    pub count: u32,
+    pub lr: f32,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub c1: f32,
+    pub c2: f32,
+    pub w1_end: u32,
+    pub w2_start: u32,
+    pub w2_end: u32,
+}
+
+/// Workgroup size of the one-dimensional kernels (softmax_xent, sgd_update, optimizer_update).
 const WORKGROUP_1D: u32 = 256;
 
 pub struct Kernels {
@@ -114,6 +135,8 @@ pub struct Kernels {
     softmax_xent_backward: wgpu::ComputePipeline,
     column_sum: wgpu::ComputePipeline,
     sgd_update: wgpu::ComputePipeline,
+    /// `gd_update`, `momentum_update`, `nesterov_update`, `adam_update`, by `Optimizer` order.
+    optimizer_update: [wgpu::ComputePipeline; 4],
     /// Bound where a kernel's binding is unused.
     dummy: wgpu::Buffer,
 }
@@ -207,6 +230,12 @@ impl Kernels {
             pipelines(device, include_str!("../../shaders/column_sum.wgsl"), &[true, false], ["column_sum"]);
         let [sgd_update] =
             pipelines(device, include_str!("../../shaders/sgd_update.wgsl"), &[false, true], ["sgd_update"]);
+        let optimizer_update = pipelines(
+            device,
+            include_str!("../../shaders/optimizer_update.wgsl"),
+            &[false, true, false, false],
+            OPTIMIZER_ENTRIES,
+        );
         let dummy = unused_binding(device);
         Kernels {
             tiling,
@@ -217,6 +246,7 @@ impl Kernels {
             softmax_xent_backward,
             column_sum,
             sgd_update,
+            optimizer_update,
             dummy,
         }
     }
@@ -322,8 +352,33 @@ impl Kernels {
     }
 
     pub fn sgd_update(&self, device: &wgpu::Device, p: SgdParams, param: View, grad: View) -> Dispatch {
-        let groups = p.count.div_ceil(WORKGROUP_1D);
-        let x = groups.clamp(1, 65535);
-        Self::build(device, "sgd_update", &self.sgd_update, &p, &[param, grad], [x, groups.div_ceil(x).max(1), 1])
+        Self::build(device, "sgd_update", &self.sgd_update, &p, &[param, grad], grid_1d(p.count))
     }
+
+    /// One step of `kind`'s rule (entry point `OPTIMIZER_ENTRIES[kind]`); `m` and `v` are the
+    /// moments, or `dummy()` for a rule that keeps none.
+    #[allow(clippy::too_many_arguments)]
+    pub fn optimizer_update(
+        &self,
+        device: &wgpu::Device,
+        kind: Optimizer,
+        p: OptimizerParams,
+        param: View,
+        grad: View,
+        m: View,
+        v: View,
+    ) -> Dispatch {
+        let k = kind.shader_code() as usize;
+        Self::build(device, OPTIMIZER_ENTRIES[k], &self.optimizer_update[k], &p, &[param, grad, m, v], grid_1d(p.count))
+    }
+}
+
+/// The entry points of `shaders/optimizer_update.wgsl`, indexed by `Optimizer::shader_code`.
+pub const OPTIMIZER_ENTRIES: [&str; 4] = ["gd_update", "momentum_update", "nesterov_update", "adam_update"];
+
+/// Workgroups for `count` elements, 256 each: x up to 65535, the rest in y.
+fn grid_1d(count: u32) -> [u32; 3] {
+    let groups = count.div_ceil(WORKGROUP_1D);
+    let x = groups.clamp(1, 65535);
+    [x, groups.div_ceil(x).max(1), 1]
 }

@@ -8,7 +8,10 @@
 //!
 //! The training set is processed in chunks of rows so that no binding exceeds the device's
 //! `max_storage_buffer_binding_size`; each chunk's gradient products add into the gradient
-//! buffers (the first chunk overwrites them), and one `sgd_update` follows the last chunk.
+//! buffers (the first chunk overwrites them), and one update follows the last chunk: `sgd_update`
+//! for plain descent, otherwise the optimizer's entry point of `optimizer_update.wgsl`, whose
+//! moments live in buffers beside the parameters and whose uniform (lr, Adam's bias corrections
+//! of the step count kept here) is rewritten before each step.
 
 pub mod context;
 pub mod kernels;
@@ -19,9 +22,10 @@ pub mod profile;
 use crate::backend::{Backend, BackendError, Split};
 use crate::data::Splits;
 use crate::model::{Activation, Params, Shape, Stats};
+use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 pub use context::GpuContext;
 pub use kernels::Tiling;
-use kernels::{Dispatch, Kernels, SgdParams, View};
+use kernels::{Dispatch, Kernels, OptimizerParams, SgdParams, View};
 use plan::{ChunkBuffers, GpuSet, Plan};
 pub use plan::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
 
@@ -41,6 +45,11 @@ pub struct GpuBackend {
     test: GpuSet,
     step: Vec<Dispatch>,
     lr: f32,
+    optimizer: OptimizerConfig,
+    /// The optimizer's moments `m` and `v` in the parameters' layout, where the rule keeps them.
+    moments: [Option<wgpu::Buffer>; 2],
+    /// Steps taken (Adam's t).
+    t: u64,
 }
 
 /// One dispatch's time: its op (entry point), layer (0 if none) and seconds.
@@ -53,6 +62,8 @@ pub struct GpuOptions {
     pub max_chunk_rows: Option<usize>,
     /// The matmul tiling; by default `Tiling::for_adapter`.
     pub tiling: Option<Tiling>,
+    /// The update rule (default: plain gradient descent); its state starts at zero.
+    pub optimizer: OptimizerConfig,
 }
 
 impl GpuBackend {
@@ -121,8 +132,19 @@ impl GpuBackend {
         let (train_set, mut step) = plan.set(train, rows, true);
         let (validation_set, _) = plan.set(validation, rows, false);
         let (test_set, _) = plan.set(test, rows, false);
-        let update = SgdParams { count: layout.total as u32, lr: 0.0, _pad: [0; 2] };
-        step.push(kernels.sgd_update(&ctx.device, update, View::all(&params_buf), View::all(&grads)));
+        let cfg = options.optimizer;
+        let moments = ["m", "v"].map(|name| {
+            cfg.kind.moments().contains(&name).then(|| ctx.zeros(&format!("optimizer {name}"), layout.total, usage))
+        });
+        let (param_view, grad_view) = (View::all(&params_buf), View::all(&grads));
+        if plain_sgd(&cfg) {
+            let update = SgdParams { count: layout.total as u32, lr: 0.0, _pad: [0; 2] };
+            step.push(kernels.sgd_update(&ctx.device, update, param_view, grad_view));
+        } else {
+            let [m, v] = moments.each_ref().map(|b| b.as_ref().map_or(kernels.dummy(), View::all));
+            let update = optimizer_params(&cfg, layout, s, 0.0, 1);
+            step.push(kernels.optimizer_update(&ctx.device, cfg.kind, update, param_view, grad_view, m, v));
+        }
         ctx.check()?;
         Ok(GpuBackend {
             tiling: kernels.tiling(),
@@ -139,7 +161,24 @@ impl GpuBackend {
             test: test_set,
             step,
             lr: 0.0,
+            optimizer: cfg,
+            moments,
+            t: 0,
         })
+    }
+
+    /// Continues from saved optimizer state (`--init-from`): the rule must be this backend's and
+    /// the shapes the parameters'.
+    pub fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<(), BackendError> {
+        state.fits(&self.optimizer, self.shape)?;
+        for (buf, name) in self.moments.iter().zip(["m", "v"]) {
+            if let Some(buf) = buf {
+                let flat = self.layout.flatten(state.moment(name));
+                self.ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(&flat));
+            }
+        }
+        self.t = state.t;
+        Ok(())
     }
 
     /// The device and queue (tests use it to provoke device faults).
@@ -163,20 +202,25 @@ impl GpuBackend {
     /// Runs one training step with every dispatch timed on its own (see `profile`): the dispatches
     /// (entry point and layer) with their seconds. The step's update is applied like `step`'s.
     pub fn profile_step(&mut self, lr: f32) -> Result<(Vec<KernelTime>, profile::TimingSource), BackendError> {
-        self.set_lr(lr);
+        self.prepare_update(lr);
         let all: Vec<&Dispatch> = self.step.iter().collect();
         let (times, source) = profile::time_dispatches(&self.ctx, &all)?;
         Ok((self.step.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
     }
 
-    fn set_lr(&mut self, lr: f32) {
-        if lr != self.lr {
-            if let Some(update) = self.step.last() {
-                let p = SgdParams { count: self.layout.total as u32, lr, _pad: [0; 2] };
-                self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
-            }
-            self.lr = lr;
+    /// Writes the coming step's update uniform: the lr when it changed for plain descent; for the
+    /// other rules lr and Adam's bias corrections of the step count, which advances.
+    fn prepare_update(&mut self, lr: f32) {
+        self.t += 1;
+        let Some(update) = self.step.last() else { return };
+        if !plain_sgd(&self.optimizer) {
+            let p = optimizer_params(&self.optimizer, self.layout, self.shape, lr, self.t);
+            self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
+        } else if lr != self.lr {
+            let p = SgdParams { count: self.layout.total as u32, lr, _pad: [0; 2] };
+            self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
         }
+        self.lr = lr;
     }
 
     fn read_stats(&self, n: usize) -> Result<Stats, BackendError> {
@@ -200,7 +244,7 @@ impl Backend for GpuBackend {
     }
 
     fn step(&mut self, lr: f32) -> Result<(), BackendError> {
-        self.set_lr(lr);
+        self.prepare_update(lr);
         let all: Vec<&Dispatch> = self.step.iter().collect();
         kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
         Ok(())
@@ -233,5 +277,40 @@ impl Backend for GpuBackend {
 
     fn gradients(&self) -> Result<Params, BackendError> {
         self.read_params(&self.grads)
+    }
+
+    fn optimizer_state(&self) -> Result<OptimizerState, BackendError> {
+        let mut state = OptimizerState::new(self.optimizer.kind, self.shape);
+        for (buf, name) in self.moments.iter().zip(["m", "v"]) {
+            if let Some(buf) = buf {
+                *state.moment_mut(name) = self.read_params(buf)?;
+            }
+        }
+        state.t = self.t;
+        Ok(state)
+    }
+}
+
+/// Plain descent without decay runs the `sgd_update` kernel, as before optimizers existed.
+fn plain_sgd(cfg: &OptimizerConfig) -> bool {
+    cfg.kind == Optimizer::Gd && cfg.weight_decay == 0.0
+}
+
+/// The uniform of step `t` of `cfg`'s rule at rate `lr`.
+fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: Shape, lr: f32, t: u64) -> OptimizerParams {
+    let (c1, c2) = cfg.adam_corrections(t.max(1));
+    OptimizerParams {
+        count: layout.total as u32,
+        lr,
+        momentum: cfg.momentum,
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        eps: cfg.eps,
+        weight_decay: cfg.weight_decay,
+        c1,
+        c2,
+        w1_end: (layout.w1 + s.d * s.h) as u32,
+        w2_start: layout.w2 as u32,
+        w2_end: (layout.w2 + s.h * s.k) as u32,
     }
 }

@@ -1,0 +1,320 @@
+//! Optimizers for the full-batch step: plain descent, heavy-ball momentum, Nesterov momentum and
+//! Adam, each with AdamW-style decoupled weight decay on the weights (w1, w2), never the biases.
+//!
+//! The functions here are the readable CPU reference; `shaders/optimizer_update.wgsl` has one entry
+//! point of the same name per update rule. Per element, with `g` the gradient and `p` the
+//! parameter, one step is (PyTorch's conventions):
+//!
+//! * every rule on a weight first: `p -= lr * weight_decay * p` (decoupled decay);
+//! * `gd_update`:       `p -= lr * g`;
+//! * `momentum_update`: `m = momentum * m + g`, `p -= lr * m`;
+//! * `nesterov_update`: `m = momentum * m + g`, `p -= lr * (g + momentum * m)`;
+//! * `adam_update`:     `m = β1 m + (1-β1) g`, `v = β2 v + (1-β2) g²`,
+//!   `p -= lr * (m c1) / (sqrt(v c2) + eps)` with the bias corrections `c1 = 1/(1-β1^t)`,
+//!   `c2 = 1/(1-β2^t)` of step `t` (1 on the first step), computed once per step on the host
+//!   (`adam_corrections`) so that both backends use the same f32 values.
+
+use crate::backend::BackendError;
+use crate::model::{Params, Shape};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Optimizer {
+    /// Plain gradient descent.
+    #[default]
+    Gd,
+    /// Heavy-ball momentum.
+    Momentum,
+    /// Nesterov momentum.
+    Nesterov,
+    /// Adam with bias correction.
+    Adam,
+}
+
+impl Optimizer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::Gd => "gd",
+            Optimizer::Momentum => "momentum",
+            Optimizer::Nesterov => "nesterov",
+            Optimizer::Adam => "adam",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Optimizer::Gd, Optimizer::Momentum, Optimizer::Nesterov, Optimizer::Adam]
+            .into_iter()
+            .find(|o| o.name() == name)
+    }
+
+    /// The state tensors this rule keeps, by their prefix in a model file: momentum's velocity
+    /// `m`, Adam's first and second moments `m` and `v`.
+    pub fn moments(self) -> &'static [&'static str] {
+        match self {
+            Optimizer::Gd => &[],
+            Optimizer::Momentum | Optimizer::Nesterov => &["m"],
+            Optimizer::Adam => &["m", "v"],
+        }
+    }
+
+    /// The number the shader's uniform carries (see `shaders/optimizer_update.wgsl`).
+    pub fn shader_code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// The rule and its hyper-parameters (validated by the command line: finite, in range).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimizerConfig {
+    pub kind: Optimizer,
+    /// Momentum and Nesterov: the velocity's decay, in [0, 1).
+    pub momentum: f32,
+    /// Adam: decay of the first and second moments, in [0, 1).
+    pub beta1: f32,
+    pub beta2: f32,
+    /// Adam: added to the root of the second moment, > 0.
+    pub eps: f32,
+    /// Decoupled weight decay on w1 and w2, >= 0.
+    pub weight_decay: f32,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig { kind: Optimizer::Gd, momentum: 0.9, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+impl OptimizerConfig {
+    /// Adam's bias corrections `(1/(1-β1^t), 1/(1-β2^t))` for step `t >= 1`, in f64 then rounded.
+    pub fn adam_corrections(&self, t: u64) -> (f32, f32) {
+        let t = t.min(i32::MAX as u64) as i32;
+        let c = |beta: f32| (1.0 / (1.0 - (beta as f64).powi(t))) as f32;
+        (c(self.beta1), c(self.beta2))
+    }
+}
+
+/// What an optimizer carries from step to step: `m` (momentum's velocity, Adam's first moment),
+/// `v` (Adam's second moment), shaped like the parameters, and the number of steps taken `t`.
+/// Rules that do not use a tensor leave it zero.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    pub kind: Optimizer,
+    pub m: Params,
+    pub v: Params,
+    pub t: u64,
+}
+
+impl OptimizerState {
+    pub fn new(kind: Optimizer, shape: Shape) -> Self {
+        OptimizerState { kind, m: Params::zeros(shape), v: Params::zeros(shape), t: 0 }
+    }
+
+    /// Refuses state of another rule than `cfg`'s or of other shapes than `shape`.
+    pub fn fits(&self, cfg: &OptimizerConfig, shape: Shape) -> Result<(), BackendError> {
+        if self.kind != cfg.kind {
+            return Err(BackendError::Unsupported(format!(
+                "optimizer state of {} cannot continue as {}",
+                self.kind.name(),
+                cfg.kind.name()
+            )));
+        }
+        if self.m.shape != shape || self.v.shape != shape {
+            return Err(BackendError::Unsupported("optimizer state shaped unlike the parameters".into()));
+        }
+        Ok(())
+    }
+
+    /// The state tensor called `prefix` ("m" or "v").
+    pub fn moment(&self, prefix: &str) -> &Params {
+        if prefix == "v" { &self.v } else { &self.m }
+    }
+
+    pub fn moment_mut(&mut self, prefix: &str) -> &mut Params {
+        if prefix == "v" { &mut self.v } else { &mut self.m }
+    }
+}
+
+/// Whether the tensor called `name` is decayed: the weights, not the biases.
+pub fn decays(name: &str) -> bool {
+    name.starts_with('w')
+}
+
+/// One optimizer step on every tensor: `params` moves by `grads` under `cfg` at rate `lr`, and
+/// `state` advances (its `t` by one).
+pub fn optimizer_update(
+    params: &mut Params,
+    grads: &Params,
+    state: &mut OptimizerState,
+    cfg: &OptimizerConfig,
+    lr: f32,
+) {
+    state.t += 1;
+    let (c1, c2) = cfg.adam_corrections(state.t);
+    let tensors =
+        params.tensors_mut().into_iter().zip(grads.tensors()).zip(state.m.tensors_mut()).zip(state.v.tensors_mut());
+    for ((((name, p), (_, g)), (_, m)), (_, v)) in tensors {
+        let wd = if decays(name) { cfg.weight_decay } else { 0.0 };
+        match cfg.kind {
+            Optimizer::Gd => gd_update(p, g, lr, wd),
+            Optimizer::Momentum => momentum_update(p, g, m, lr, wd, cfg.momentum),
+            Optimizer::Nesterov => nesterov_update(p, g, m, lr, wd, cfg.momentum),
+            Optimizer::Adam => adam_update(p, g, m, v, lr, wd, cfg, c1, c2),
+        }
+    }
+}
+
+/// `p -= lr * wd * p`; nothing at all when `wd` is 0 (so plain descent stays bit-identical).
+fn decay(p: &mut f32, lr: f32, wd: f32) {
+    if wd != 0.0 {
+        *p -= lr * wd * *p;
+    }
+}
+
+/// `p -= lr * g` after the decay.
+pub fn gd_update(param: &mut [f32], grad: &[f32], lr: f32, wd: f32) {
+    for (p, &g) in param.iter_mut().zip(grad) {
+        decay(p, lr, wd);
+        *p -= lr * g;
+    }
+}
+
+/// `m = mu m + g`, `p -= lr m` after the decay.
+pub fn momentum_update(param: &mut [f32], grad: &[f32], m: &mut [f32], lr: f32, wd: f32, mu: f32) {
+    for ((p, &g), m) in param.iter_mut().zip(grad).zip(m) {
+        decay(p, lr, wd);
+        *m = mu * *m + g;
+        *p -= lr * *m;
+    }
+}
+
+/// `m = mu m + g`, `p -= lr (g + mu m)` after the decay.
+pub fn nesterov_update(param: &mut [f32], grad: &[f32], m: &mut [f32], lr: f32, wd: f32, mu: f32) {
+    for ((p, &g), m) in param.iter_mut().zip(grad).zip(m) {
+        decay(p, lr, wd);
+        *m = mu * *m + g;
+        *p -= lr * (g + mu * *m);
+    }
+}
+
+/// `m = β1 m + (1-β1) g`, `v = β2 v + (1-β2) g²`, `p -= lr (m c1) / (sqrt(v c2) + eps)` after
+/// the decay; `c1`, `c2` are the step's bias corrections.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_update(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    lr: f32,
+    wd: f32,
+    cfg: &OptimizerConfig,
+    c1: f32,
+    c2: f32,
+) {
+    for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m).zip(v) {
+        decay(p, lr, wd);
+        *m = cfg.beta1 * *m + (1.0 - cfg.beta1) * g;
+        *v = cfg.beta2 * *v + (1.0 - cfg.beta2) * g * g;
+        *p -= lr * (*m * c1) / ((*v * c2).sqrt() + cfg.eps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-computed values carry 6-7 significant digits; f32 arithmetic on numbers of size ~1
+    /// rounds at ~1e-7, so 1e-6 absolute plus 1e-6 relative separates rounding from a wrong term
+    /// (any wrong coefficient below moves a value by > 1e-3).
+    const ATOL: f32 = 1e-6;
+    const RTOL: f32 = 1e-6;
+
+    fn close(what: &str, got: &[f32], want: &[f32]) {
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= ATOL + RTOL * w.abs(), "{what}[{i}]: got {g}, want {w}");
+        }
+    }
+
+    /// A 1 -> 1 -> 2 network: w1 [1], b1 [1], w2 [2], b2 [2].
+    fn tiny(w1: f32, b1: f32, w2: [f32; 2], b2: [f32; 2]) -> Params {
+        let shape = Shape { d: 1, h: 1, k: 2, bias: true };
+        Params { shape, w1: vec![w1], b1: vec![b1], w2: w2.to_vec(), b2: b2.to_vec() }
+    }
+
+    fn run(cfg: OptimizerConfig, lr: f32, steps: &[Params], start: Params) -> (Params, OptimizerState) {
+        let mut p = start;
+        let mut state = OptimizerState::new(cfg.kind, p.shape);
+        for g in steps {
+            optimizer_update(&mut p, g, &mut state, &cfg, lr);
+        }
+        (p, state)
+    }
+
+    #[test]
+    fn adam_matches_a_hand_computed_reference() {
+        // β1 0.9, β2 0.999, eps 1e-8, lr 0.1, no decay; parameter w1 = 1, gradients 0.5 then -0.25
+        // then 1.0:
+        // t=1: m = 0.05, v = 0.00025; c1 = 10, c2 = 1000: m̂ = 0.5, v̂ = 0.25, step 0.1·0.5/0.5 = 0.1
+        //      -> w1 = 0.9 (Adam's first step is lr·sign(g)).
+        // t=2: m = 0.045 - 0.025 = 0.02, v = 0.00024975 + 0.0000625 = 0.00031225;
+        //      c1 = 1/0.19 = 5.2631579, c2 = 1/0.001999 = 500.25013: m̂ = 0.10526316,
+        //      v̂ = 0.15620310, sqrt 0.39522538; step 0.1·0.10526316/0.39522538 = 0.026633711
+        //      -> w1 = 0.87336629.
+        // t=3: m = 0.018 + 0.1 = 0.118, v = 0.00031193775 + 0.001 = 0.00131193775;
+        //      c1 = 1/0.271 = 3.6900369, c2 = 1/0.002997001 = 333.66689: m̂ = 0.43542435,
+        //      v̂ = 0.43775019, sqrt 0.66162692; step 0.1·0.43542435/0.66162692 = 0.065811160
+        //      -> w1 = 0.80755514.
+        let cfg = OptimizerConfig { kind: Optimizer::Adam, ..Default::default() };
+        let g = |x: f32| tiny(x, 0.0, [0.0, 0.0], [0.0, 0.0]);
+        let (p1, _) = run(cfg, 0.1, &[g(0.5)], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
+        close("w1 after 1", &p1.w1, &[0.9]);
+        let (p2, _) = run(cfg, 0.1, &[g(0.5), g(-0.25)], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
+        close("w1 after 2", &p2.w1, &[0.87336629]);
+        let (p3, s3) = run(cfg, 0.1, &[g(0.5), g(-0.25), g(1.0)], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
+        close("w1 after 3", &p3.w1, &[0.80755514]);
+        close("m after 3", &s3.m.w1, &[0.118]);
+        close("v after 3", &s3.v.w1, &[0.00131193775]);
+        assert_eq!(s3.t, 3);
+        // Zero gradients (and zero moments) leave a parameter where it is: 0 / (0 + eps).
+        close("b2 untouched", &p3.b2, &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn momentum_and_nesterov_match_hand_computed_references() {
+        // mu 0.9, lr 0.5, w1 = 1, gradients 1.0 then 0.5 then -1.0:
+        // momentum: m = 1 -> w1 = 0.5; m = 1.4 -> w1 = -0.2; m = 0.26 -> w1 = -0.33.
+        // nesterov: m = 1, step 0.5·(1 + 0.9) = 0.95 -> w1 = 0.05; m = 1.4, step 0.5·(0.5 + 1.26)
+        //           = 0.88 -> w1 = -0.83; m = 0.26, step 0.5·(-1 + 0.234) = -0.383 -> w1 = -0.447.
+        let g = |x: f32| tiny(x, 0.0, [0.0, 0.0], [0.0, 0.0]);
+        let grads = [g(1.0), g(0.5), g(-1.0)];
+        for (kind, want) in [(Optimizer::Momentum, [0.5, -0.2, -0.33]), (Optimizer::Nesterov, [0.05, -0.83, -0.447])] {
+            let cfg = OptimizerConfig { kind, momentum: 0.9, ..Default::default() };
+            for steps in 1..=3 {
+                let (p, s) = run(cfg, 0.5, &grads[..steps], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
+                close(&format!("{kind:?} w1 after {steps}"), &p.w1, &[want[steps - 1]]);
+                assert_eq!(s.t, steps as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn weight_decay_reaches_weights_only() {
+        // Zero gradients: each step multiplies a weight by (1 - lr·wd) = 0.95 and leaves biases.
+        for kind in [Optimizer::Gd, Optimizer::Momentum, Optimizer::Nesterov, Optimizer::Adam] {
+            let cfg = OptimizerConfig { kind, weight_decay: 0.1, ..Default::default() };
+            let zero = tiny(0.0, 0.0, [0.0; 2], [0.0; 2]);
+            let (p, _) = run(cfg, 0.5, &[zero.clone(), zero], tiny(2.0, 3.0, [4.0, -1.0], [5.0, -6.0]));
+            close(&format!("{kind:?} w1"), &p.w1, &[2.0 * 0.9025]);
+            close(&format!("{kind:?} w2"), &p.w2, &[4.0 * 0.9025, -0.9025]);
+            assert_eq!((p.b1.as_slice(), p.b2.as_slice()), (&[3.0][..], &[5.0, -6.0][..]), "{kind:?} biases");
+        }
+    }
+
+    #[test]
+    fn plain_descent_is_bit_identical_to_sgd_update() {
+        let start = tiny(0.3, -0.7, [1.1, 0.123], [-2.5, 1e-3]);
+        let grads = tiny(0.017, -3.3, [0.25, 7.0], [1e-5, -0.4]);
+        let mut want = start.clone();
+        want.sgd_update(&grads, 0.8);
+        let (got, _) = run(OptimizerConfig::default(), 0.8, std::slice::from_ref(&grads), start);
+        assert_eq!(got, want);
+    }
+}
