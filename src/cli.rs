@@ -8,6 +8,7 @@ use crate::data::{DatasetKind, Format};
 use crate::gpu::Tiling;
 use crate::model::Activation;
 use crate::optim::{Optimizer, OptimizerConfig};
+use crate::schedule::LrSchedule;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -162,6 +163,18 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 0.8, value_parser = learning_rate)]
     pub lr: f32,
+    /// How the learning rate moves over the run (after any --warmup).
+    #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
+    pub lr_schedule: LrSchedule,
+    /// Iterations of linear warm-up from lr/N up to --lr.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Step schedule: iterations between decays [default: a third of the iterations after warm-up].
+    #[arg(long, value_parser = positive)]
+    pub lr_step_every: Option<usize>,
+    /// Step schedule: the factor of each decay (0 < G <= 1).
+    #[arg(long, default_value_t = 0.1, value_parser = decay_factor)]
+    pub lr_gamma: f32,
     /// Seed of the weight initialisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -279,6 +292,14 @@ fn fraction(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
         Ok(v) => Err(format!("must be between 0 and 1 (exclusive), got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+fn decay_factor(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(v) => Err(format!("must be above 0 and at most 1, got {v}")),
         Err(e) => Err(format!("not a number: {e}")),
     }
 }

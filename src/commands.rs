@@ -14,6 +14,7 @@ use gpu_mnist::data::{self, Dataset, DatasetKind, Splits};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
 use gpu_mnist::model::{K, Params, Shape};
 use gpu_mnist::optim::{Optimizer, OptimizerConfig};
+use gpu_mnist::schedule::Schedule;
 use gpu_mnist::train::TrainConfig;
 
 use crate::session::{self, RunInfo};
@@ -80,9 +81,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         }
     };
     let shape = params.shape;
+    let total = done + args.iterations;
+    let schedule = Schedule {
+        kind: args.lr_schedule,
+        base: args.lr,
+        warmup: args.warmup,
+        step_every: args.lr_step_every.unwrap_or((total.saturating_sub(args.warmup) / 3).max(1)),
+        gamma: args.lr_gamma,
+        total,
+    };
     let cfg = TrainConfig {
         iterations: args.iterations,
-        lr: args.lr,
+        schedule,
+        first_iteration: done,
         report_every: args.eval_every.unwrap_or((args.iterations / 20).max(1)),
         eval_test: args.eval_every.is_some() || args.plot.is_some() || args.metrics.is_some(),
         verify_every: args.verify_every,
@@ -90,7 +101,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
     println!("{from}");
     println!(
-        "model: {} -> {} ({}) -> {}, {} parameters{}; lr {}, {} iterations, seed {}",
+        "model: {} -> {} ({}) -> {}, {} parameters{}; lr {}{}, {} iterations, seed {}",
         shape.d,
         shape.h,
         act.name(),
@@ -98,6 +109,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         shape.parameter_count(),
         if shape.bias { "" } else { ", no bias" },
         args.lr,
+        schedule.describe(),
         args.iterations,
         args.seed
     );

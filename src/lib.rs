@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plots;
+pub mod schedule;
 pub mod train;

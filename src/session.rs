@@ -15,6 +15,7 @@ use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::DatasetKind;
 use gpu_mnist::model::{Activation, Params, Stats};
 use gpu_mnist::plots::{self, CurvePoint};
+use gpu_mnist::schedule::LrSchedule;
 use gpu_mnist::train::{self, Event, Summary, TrainConfig, TrainError};
 
 /// What a run saves besides its parameters.
@@ -85,6 +86,16 @@ pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBacken
 fn resume_command(args: &TrainArgs, remaining: usize) -> String {
     let mut cmd = format!("gpu-mnist train --init-from {} --iterations {remaining}", args.out.display());
     cmd += &format!(" --lr {}", args.lr);
+    // Schedules count the model's iterations, so the same options continue the same schedule.
+    if args.lr_schedule != LrSchedule::Constant || args.warmup > 0 {
+        cmd += &format!(" --lr-schedule {} --warmup {}", args.lr_schedule.name(), args.warmup);
+        if args.lr_schedule == LrSchedule::Step {
+            if let Some(n) = args.lr_step_every {
+                cmd += &format!(" --lr-step-every {n}");
+            }
+            cmd += &format!(" --lr-gamma {}", args.lr_gamma);
+        }
+    }
     let o = args.optimizer_config();
     if o != gpu_mnist::optim::OptimizerConfig::default() {
         cmd += &format!(" --optimizer {}", o.kind.name());

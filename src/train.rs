@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::backend::{Backend, BackendError, Split};
 use crate::cpu::CpuBackend;
 use crate::model::{Params, Stats};
+use crate::schedule::Schedule;
 
 /// Largest relative difference `--verify-every` accepts between a GPU step and the CPU's. Both
 /// sum 60,000 f32 terms per gradient element in different orders; measured differences are
@@ -17,7 +18,10 @@ pub const VERIFY_TOLERANCE: f64 = 1e-3;
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
     pub iterations: usize,
-    pub lr: f32,
+    /// The learning rate of each iteration; iteration `it` of this run is the model's
+    /// `first_iteration + it`.
+    pub schedule: Schedule,
+    pub first_iteration: usize,
     /// Report (train loss/accuracy) every this many iterations.
     pub report_every: usize,
     /// Also measure validation and test accuracy at report points.
@@ -105,7 +109,7 @@ pub fn train<B: Backend>(
             None => None,
         };
         checking += t.elapsed().as_secs_f64();
-        backend.step(cfg.lr)?;
+        backend.step(cfg.schedule.lr(cfg.first_iteration + it))?;
         done = it;
         if let (Some(cpu), Some(before)) = (verify, before) {
             let t = Instant::now();
@@ -121,7 +125,7 @@ pub fn train<B: Backend>(
         if report || backend.free_stats() {
             let train = backend.step_stats()?;
             if !train.loss.is_finite() {
-                return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr: cfg.lr });
+                return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr: cfg.schedule.base });
             }
             if report {
                 let t = Instant::now();
@@ -146,7 +150,7 @@ pub fn train<B: Backend>(
     let seconds = start.elapsed().as_secs_f64() - checking;
     let train = backend.evaluate(Split::Train)?;
     if !train.loss.is_finite() {
-        return Err(TrainError::Diverged { iteration: done, loss: train.loss, lr: cfg.lr });
+        return Err(TrainError::Diverged { iteration: done, loss: train.loss, lr: cfg.schedule.base });
     }
     let validation = backend.evaluate(Split::Validation)?;
     let test = backend.evaluate(Split::Test)?;
@@ -266,7 +270,8 @@ mod tests {
     fn cfg(verify: bool) -> TrainConfig {
         TrainConfig {
             iterations: 3,
-            lr: 0.1,
+            schedule: crate::schedule::Schedule::constant(0.1),
+            first_iteration: 0,
             report_every: 1,
             eval_test: false,
             verify_every: verify.then_some(1),

@@ -129,6 +129,10 @@ fn invalid_options_are_rejected_with_the_reason() {
         (vec!["--val-split", "ten"], "not a number"),
         (vec!["--format", "parquet"], "invalid value"),
         (vec!["--dataset", "cifar"], "invalid value"),
+        (vec!["--lr-schedule", "linear"], "invalid value"),
+        (vec!["--lr-gamma", "0"], "above 0 and at most 1"),
+        (vec!["--lr-gamma", "2"], "above 0 and at most 1"),
+        (vec!["--lr-step-every", "0"], "must be at least 1"),
         (vec!["--optimizer", "rmsprop"], "invalid value"),
         (vec!["--momentum", "1"], "at least 0 and below 1"),
         (vec!["--beta1=-0.1"], "at least 0 and below 1"),
@@ -298,4 +302,33 @@ fn eval_draws_the_confusion_matrix_and_the_mistakes() {
         // Drawn, not blank: some pixels are dark (text, digits).
         assert!(img.to_luma8().pixels().filter(|p| p[0] < 64).count() > 500, "{name} looks empty");
     }
+}
+
+#[test]
+fn a_schedule_drives_the_rate_and_a_resumed_run_continues_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_string();
+    let base = ["train", "--samples", "500", "--backend", "cpu", "--lr-schedule", "cosine", "--warmup", "2"];
+    // Six iterations straight through.
+    let straight = path("straight.safetensors");
+    let o = gpu_mnist(&[&base[..], &["--iterations", "6", "--out", &straight]].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("lr 0.8 (cosine to 0 by iteration 6, 2 warm-up iterations)"), "{out}");
+    // Three, then three more from the saved model: the schedule goes on where it stopped.
+    let half = path("half.safetensors");
+    let o = gpu_mnist(&[&base[..], &["--iterations", "3", "--out", &half]].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = gpu_mnist(&[&base[..], &["--iterations", "3", "--init-from", &half, "--out", &half]].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (a, b) = (
+        gpu_mnist::checkpoint::load(straight.as_ref()).expect("loads"),
+        gpu_mnist::checkpoint::load(half.as_ref()).expect("loads"),
+    );
+    assert!(a.params == b.params, "a resumed schedule must give the same model");
+    // A constant run differs: the schedule really changed the rates.
+    let constant = path("constant.safetensors");
+    let o = gpu_mnist(&["train", "--samples", "500", "--backend", "cpu", "--iterations", "6", "--out", &constant], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(gpu_mnist::checkpoint::load(constant.as_ref()).expect("loads").params != a.params);
 }
