@@ -7,10 +7,11 @@ mod common;
 use common::{assert_close, gpu, pixels, rng, uniform};
 use gpu_mnist::cpu::reference;
 use gpu_mnist::gpu::kernels::{
-    self, ColumnSumParams, Kernels, MatmulParams, NaiveKernels, SgdParams, SoftmaxParams, Tiling, View,
+    self, ColumnSumParams, Kernels, MatmulParams, NaiveKernels, OptimizerParams, SoftmaxParams, Tiling, View,
 };
 use gpu_mnist::gpu::{GpuContext, pack_rows, packed_row_bytes};
 use gpu_mnist::model::Activation;
+use gpu_mnist::optim::Optimizer;
 
 /// Matmul tolerance. Inputs lie in [-1, 1] (pixels in [0, 1]) and K <= 784, so outputs reach ~10
 /// in magnitude; f32 sums of K products in a different order (GPU: fma over blocks of 4; CPU: one
@@ -305,7 +306,7 @@ fn column_sum_matches_reference() {
 }
 
 #[test]
-fn sgd_update_matches_reference() {
+fn gd_update_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx.device, Tiling::Register);
     let mut r = rng(6);
@@ -315,18 +316,13 @@ fn sgd_update_matches_reference() {
         let gv = uniform(&mut r, count, -1.0, 1.0);
         let (pb, gb) = (floats(&ctx, &pv), floats(&ctx, &gv));
         let lr = 0.37;
-        run(
-            &ctx,
-            &k.sgd_update(
-                &ctx.device,
-                SgdParams { count: count as u32, lr, _pad: [0; 2] },
-                View::all(&pb),
-                View::all(&gb),
-            ),
-        );
+        // Plain descent: no weight decay, no moments (the other rules: tests/gpu_optimizers.rs).
+        let p = OptimizerParams { count: count as u32, lr, ..Default::default() };
+        let (param, grad) = (View::all(&pb), View::all(&gb));
+        run(&ctx, &k.optimizer_update(&ctx.device, Optimizer::Gd, p, param, grad, k.dummy(), k.dummy()));
         let mut want = pv.clone();
         reference::sgd_update(&mut want, &gv, lr);
         // One multiply-add per element: at most 1 ulp apart (fma vs separate rounding).
-        assert_close(&format!("sgd_update {count}"), &read(&ctx, &pb, count), &want, 1e-7, 1e-7);
+        assert_close(&format!("gd_update {count}"), &read(&ctx, &pb, count), &want, 1e-7, 1e-7);
     }
 }

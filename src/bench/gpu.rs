@@ -71,7 +71,7 @@ pub fn bench(
         ("dW2 (linear_backward_weight L2)", relative_difference(&grads.w2, &want.w2)),
         ("db2 (column_sum L2)", relative_difference(&grads.b2, &want.b2)),
         (
-            "params (sgd_update)",
+            "params (gd_update)",
             worst(
                 after
                     .tensors()

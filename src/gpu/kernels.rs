@@ -95,14 +95,6 @@ pub struct ColumnSumParams {
     pub _pad: u32,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct SgdParams {
-    pub count: u32,
-    pub lr: f32,
-    pub _pad: [u32; 2],
-}
-
 /// Mirrors `Params` of `shaders/optimizer_update.wgsl`: the rule's hyper-parameters, this step's
 /// lr and Adam bias corrections `c1`, `c2`, and where the weights lie in the flat parameter
 /// buffer (`[0, w1_end)` and `[w2_start, w2_end)`: only they decay).
@@ -123,7 +115,7 @@ pub struct OptimizerParams {
     pub w2_end: u32,
 }
 
-/// Workgroup size of the one-dimensional kernels (softmax_xent, sgd_update, optimizer_update).
+/// Workgroup size of the one-dimensional kernels (softmax_xent, optimizer_update).
 const WORKGROUP_1D: u32 = 256;
 
 pub struct Kernels {
@@ -134,7 +126,6 @@ pub struct Kernels {
     softmax_xent_forward: wgpu::ComputePipeline,
     softmax_xent_backward: wgpu::ComputePipeline,
     column_sum: wgpu::ComputePipeline,
-    sgd_update: wgpu::ComputePipeline,
     /// `gd_update`, `momentum_update`, `nesterov_update`, `adam_update`, by `Optimizer` order.
     optimizer_update: [wgpu::ComputePipeline; 4],
     /// Bound where a kernel's binding is unused.
@@ -228,8 +219,6 @@ impl Kernels {
         );
         let [column_sum] =
             pipelines(device, include_str!("../../shaders/column_sum.wgsl"), &[true, false], ["column_sum"]);
-        let [sgd_update] =
-            pipelines(device, include_str!("../../shaders/sgd_update.wgsl"), &[false, true], ["sgd_update"]);
         let optimizer_update = pipelines(
             device,
             include_str!("../../shaders/optimizer_update.wgsl"),
@@ -245,7 +234,6 @@ impl Kernels {
             softmax_xent_forward,
             softmax_xent_backward,
             column_sum,
-            sgd_update,
             optimizer_update,
             dummy,
         }
@@ -349,10 +337,6 @@ impl Kernels {
 
     pub fn column_sum(&self, device: &wgpu::Device, p: ColumnSumParams, m: View, out: View) -> Dispatch {
         Self::build(device, "column_sum", &self.column_sum, &p, &[m, out], [p.cols, 1, 1])
-    }
-
-    pub fn sgd_update(&self, device: &wgpu::Device, p: SgdParams, param: View, grad: View) -> Dispatch {
-        Self::build(device, "sgd_update", &self.sgd_update, &p, &[param, grad], grid_1d(p.count))
     }
 
     /// One step of `kind`'s rule (entry point `OPTIMIZER_ENTRIES[kind]`); `m` and `v` are the

@@ -8,10 +8,10 @@
 //!
 //! The training set is processed in chunks of rows so that no binding exceeds the device's
 //! `max_storage_buffer_binding_size`; each chunk's gradient products add into the gradient
-//! buffers (the first chunk overwrites them), and one update follows the last chunk: `sgd_update`
-//! for plain descent, otherwise the optimizer's entry point of `optimizer_update.wgsl`, whose
-//! moments live in buffers beside the parameters and whose uniform (lr, Adam's bias corrections
-//! of the step count kept here) is rewritten before each step.
+//! buffers (the first chunk overwrites them), and one update follows the last chunk: the rule's
+//! entry point of `optimizer_update.wgsl` (`gd_update` for plain descent), whose moments live in
+//! buffers beside the parameters and whose uniform (lr, Adam's bias corrections of the step count
+//! kept here) is rewritten before a step that changes it.
 
 pub mod context;
 pub mod kernels;
@@ -25,7 +25,7 @@ use crate::model::{Activation, Params, Shape, Stats};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 pub use context::GpuContext;
 pub use kernels::Tiling;
-use kernels::{Dispatch, Kernels, OptimizerParams, SgdParams, View};
+use kernels::{Dispatch, Kernels, OptimizerParams, View};
 use plan::{ChunkBuffers, GpuSet, Plan};
 pub use plan::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
 
@@ -137,14 +137,9 @@ impl GpuBackend {
             cfg.kind.moments().contains(&name).then(|| ctx.zeros(&format!("optimizer {name}"), layout.total, usage))
         });
         let (param_view, grad_view) = (View::all(&params_buf), View::all(&grads));
-        if plain_sgd(&cfg) {
-            let update = SgdParams { count: layout.total as u32, lr: 0.0, _pad: [0; 2] };
-            step.push(kernels.sgd_update(&ctx.device, update, param_view, grad_view));
-        } else {
-            let [m, v] = moments.each_ref().map(|b| b.as_ref().map_or(kernels.dummy(), View::all));
-            let update = optimizer_params(&cfg, layout, s, 0.0, 1);
-            step.push(kernels.optimizer_update(&ctx.device, cfg.kind, update, param_view, grad_view, m, v));
-        }
+        let [m, v] = moments.each_ref().map(|b| b.as_ref().map_or(kernels.dummy(), View::all));
+        let update = optimizer_params(&cfg, layout, s, 0.0, 1);
+        step.push(kernels.optimizer_update(&ctx.device, cfg.kind, update, param_view, grad_view, m, v));
         ctx.check()?;
         Ok(GpuBackend {
             tiling: kernels.tiling(),
@@ -208,16 +203,13 @@ impl GpuBackend {
         Ok((self.step.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
     }
 
-    /// Writes the coming step's update uniform: the lr when it changed for plain descent; for the
-    /// other rules lr and Adam's bias corrections of the step count, which advances.
+    /// Writes the coming step's update uniform when it changes: a new lr, or for Adam the bias
+    /// corrections of the step count, which advances every step.
     fn prepare_update(&mut self, lr: f32) {
         self.t += 1;
         let Some(update) = self.step.last() else { return };
-        if !plain_sgd(&self.optimizer) {
+        if lr != self.lr || self.optimizer.kind == Optimizer::Adam {
             let p = optimizer_params(&self.optimizer, self.layout, self.shape, lr, self.t);
-            self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
-        } else if lr != self.lr {
-            let p = SgdParams { count: self.layout.total as u32, lr, _pad: [0; 2] };
             self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
         }
         self.lr = lr;
@@ -289,11 +281,6 @@ impl Backend for GpuBackend {
         state.t = self.t;
         Ok(state)
     }
-}
-
-/// Plain descent without decay runs the `sgd_update` kernel, as before optimizers existed.
-fn plain_sgd(cfg: &OptimizerConfig) -> bool {
-    cfg.kind == Optimizer::Gd && cfg.weight_decay == 0.0
 }
 
 /// The uniform of step `t` of `cfg`'s rule at rate `lr`.
