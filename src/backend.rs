@@ -1,4 +1,7 @@
-//! What the training loop needs from a backend: one full-batch step, statistics, parameters.
+//! What the training loop needs from a backend: one step on a batch of the training rows (the
+//! whole set, or a mini-batch of a shuffled order), statistics, parameters.
+
+use std::ops::Range;
 
 use crate::model::{Params, Stats};
 use crate::optim::OptimizerState;
@@ -29,12 +32,23 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// The device in words: thread count, or the adapter's name and API.
     fn device(&self) -> String;
-    /// One iteration of full-batch training: the mean gradient over the whole training set at the
+    /// Training rows (N).
+    fn train_rows(&self) -> usize;
+    /// Mini-batches per epoch: `batch_count(N, batch size)`, 1 for full-batch training.
+    fn batches(&self) -> usize;
+    /// Sets the order in which steps visit the training rows (a permutation of 0..N): batch `b`
+    /// is rows `order[batch_range(b)]`. The initial order is 0..N.
+    fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError>;
+    /// One iteration on batch `batch` (`< batches()`): the mean gradient over its rows at the
     /// current parameters, then the optimizer's update (`params -= lr * grads` for plain descent,
-    /// see `optim`). Does not wait for a GPU.
-    fn step(&mut self, lr: f32) -> Result<(), BackendError>;
-    /// Training loss/accuracy measured by the latest step's forward pass (before its update).
+    /// see `optim`). Full-batch training passes batch 0, the whole set. Does not wait for a GPU.
+    fn step(&mut self, batch: usize, lr: f32) -> Result<(), BackendError>;
+    /// Training loss/accuracy of every training row at its latest forward pass (before that
+    /// step's update), over the rows visited so far: the latest step's for full-batch training,
+    /// the epoch's running mean at the end of a mini-batch epoch.
     fn step_stats(&self) -> Result<Stats, BackendError>;
+    /// Loss/accuracy of batch `batch` at its latest forward pass (`step_stats` for full batches).
+    fn batch_stats(&self, batch: usize) -> Result<Stats, BackendError>;
     /// Whether `step_stats` costs nothing (no device wait), so the loop may check every step.
     fn free_stats(&self) -> bool {
         false
@@ -46,4 +60,30 @@ pub trait Backend {
     fn gradients(&self) -> Result<Params, BackendError>;
     /// The optimizer's state after the latest step (what a model file saves to continue from).
     fn optimizer_state(&self) -> Result<OptimizerState, BackendError>;
+}
+
+/// Mini-batches of `batch_size` rows (the last one may be smaller) that cover `n` rows.
+pub fn batch_count(n: usize, batch_size: usize) -> usize {
+    n.div_ceil(batch_size.max(1)).max(1)
+}
+
+/// Positions (in the visiting order) of batch `b`'s rows.
+pub fn batch_range(b: usize, batch_size: usize, n: usize) -> Range<usize> {
+    let start = (b * batch_size).min(n);
+    start..(start + batch_size).min(n)
+}
+
+/// Checks that `order` is a permutation of 0..n (what `Backend::shuffle` takes).
+pub fn check_order(order: &[u32], n: usize) -> Result<(), BackendError> {
+    let mut seen = vec![false; n];
+    for &i in order {
+        match seen.get_mut(i as usize) {
+            Some(s) if !*s => *s = true,
+            _ => return Err(BackendError::Unsupported(format!("row order is not a permutation of 0..{n}"))),
+        }
+    }
+    if order.len() != n {
+        return Err(BackendError::Unsupported(format!("row order has {} rows, the training set {n}", order.len())));
+    }
+    Ok(())
 }

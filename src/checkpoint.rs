@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors};
 
-use crate::model::{Activation, Params, Shape};
+use crate::model::{Activation, MAX_HIDDEN_LAYERS, Params, Shape};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 
 /// The value of the `format` metadata key this program writes and reads.
@@ -103,13 +103,13 @@ fn tensor_bytes(t: &[f32]) -> Vec<u8> {
 /// Writes `model` to `path` atomically.
 pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
-    let s = model.params.shape;
+    let s = &model.params.shape;
     let p = &model.provenance;
     // A BTreeMap and tensors in a fixed order: the same model always makes the same bytes.
     let mut meta: BTreeMap<&str, String> = BTreeMap::from([
         ("format", FORMAT.to_string()),
         ("inputs", s.d.to_string()),
-        ("hidden", s.h.to_string()),
+        ("hidden", s.hidden_list()),
         ("classes", s.k.to_string()),
         ("activation", model.activation.name().to_string()),
         ("bias", s.bias.to_string()),
@@ -159,7 +159,7 @@ pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
 /// little-endian header length, the JSON header (metadata, then each tensor's dtype, shape and
 /// byte range) padded with spaces to a multiple of 8, then the tensors' little-endian f32 data.
 fn encode(model: &Model, meta: &BTreeMap<&str, String>) -> Vec<u8> {
-    let s = model.params.shape;
+    let s = &model.params.shape;
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!(meta));
     let mut data = Vec::new();
@@ -168,7 +168,7 @@ fn encode(model: &Model, meta: &BTreeMap<&str, String>) -> Vec<u8> {
         groups.extend(o.state.kind.moments().iter().map(|m| (format!("opt.{m}."), o.state.moment(m))));
     }
     for (prefix, params) in groups {
-        for ((name, t), shape) in params.tensors().into_iter().zip(shapes(s)) {
+        for ((name, t), (_, shape)) in params.tensors().into_iter().zip(s.tensor_shapes()) {
             if s.bias || name.starts_with('w') {
                 let start = data.len();
                 data.extend(tensor_bytes(t));
@@ -183,11 +183,6 @@ fn encode(model: &Model, meta: &BTreeMap<&str, String>) -> Vec<u8> {
     bytes.extend(text.as_bytes());
     bytes.extend(data);
     bytes
-}
-
-/// Shapes of w1, b1, w2, b2.
-fn shapes(s: Shape) -> [Vec<usize>; 4] {
-    [vec![s.d, s.h], vec![s.h], vec![s.h, s.k], vec![s.k]]
 }
 
 /// Reads and checks a model file.
@@ -229,9 +224,18 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         "false" => false,
         other => return Err(invalid(format!("metadata \"bias\" is \"{other}\", expected true or false"))),
     };
-    let shape = Shape { d: num("inputs")?, h: num("hidden")?, k: num("classes")?, bias };
-    if shape.d == 0 || shape.h == 0 || shape.k < 2 {
-        return Err(invalid(format!("layer sizes {} -> {} -> {} cannot make a classifier", shape.d, shape.h, shape.k)));
+    // "hidden" is one width, or several separated by commas for a deeper network.
+    let hidden: Vec<usize> = get("hidden")?
+        .split(',')
+        .map(|w| w.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid("metadata \"hidden\" is not a list of whole numbers".into()))?;
+    if hidden.len() > MAX_HIDDEN_LAYERS {
+        return Err(invalid(format!("{} hidden layers, more than the {MAX_HIDDEN_LAYERS} supported", hidden.len())));
+    }
+    let shape = Shape::new(num("inputs")?, &hidden, num("classes")?, bias);
+    if shape.d == 0 || shape.hidden.contains(&0) || shape.k < 2 {
+        return Err(invalid(format!("layer sizes {} cannot make a classifier", shape.describe())));
     }
     let activation = match get("activation")?.as_str() {
         "sigmoid" => Activation::Sigmoid,
@@ -248,9 +252,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
     // Every tensor is checked against the metadata before anything of the metadata's sizes is
     // allocated: the file must really hold what it claims.
     let mut views = Vec::new();
-    let names = prefixes
-        .iter()
-        .flat_map(|p| ["w1", "b1", "w2", "b2"].into_iter().zip(shapes(shape)).map(move |(n, s)| (p, n, s)));
+    let tensor_shapes = shape.tensor_shapes();
+    let names = prefixes.iter().flat_map(|p| tensor_shapes.iter().map(move |(n, s)| (p, *n, s)));
     for (prefix, base, want) in names {
         if !bias && base.starts_with('b') {
             continue;
@@ -273,7 +276,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         return Err(invalid(format!("unexpected tensor \"{extra}\"")));
     }
     let read = |prefix: &str| {
-        let mut params = Params::zeros(shape);
+        let mut params = Params::zeros(shape.clone());
         for (name, t) in params.tensors_mut() {
             if let Some((_, view)) = views.iter().find(|(n, _)| *n == format!("{prefix}{name}")) {
                 for (v, b) in t.iter_mut().zip(view.data().chunks_exact(4)) {
@@ -283,18 +286,17 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         }
         params
     };
-    let finite = |p: &Params| p.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite()));
     let params = read("");
-    if !finite(&params) {
+    if !params.is_finite() {
         return Err(invalid("holds NaN or infinite weights".into()));
     }
     let optimizer = match kind {
         Optimizer::Gd => None,
         _ => {
-            let mut state = OptimizerState::new(kind, shape);
+            let mut state = OptimizerState::new(kind, shape.clone());
             for m in kind.moments() {
                 *state.moment_mut(m) = read(&format!("opt.{m}."));
-                if !finite(state.moment(m)) {
+                if !state.moment(m).is_finite() {
                     return Err(invalid(format!("optimizer state \"opt.{m}\" holds NaN or infinite values")));
                 }
             }

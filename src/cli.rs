@@ -151,12 +151,21 @@ pub enum BackendChoice {
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Gradient-descent iterations (each one over the whole training set).
-    #[arg(long, default_value_t = 500, value_parser = positive)]
-    pub iterations: usize,
-    /// Hidden units H (1..=65535).
-    #[arg(long, default_value_t = 128, value_parser = hidden_units)]
-    pub hidden: usize,
+    /// Steps to take: full-batch iterations, or mini-batch steps with --batch-size
+    /// [default: 500 full-batch iterations, or 10 epochs of mini-batches].
+    #[arg(long, value_parser = positive, conflicts_with = "epochs")]
+    pub iterations: Option<usize>,
+    /// Passes over the training set: with --batch-size, N/B steps each (rounded up).
+    #[arg(long, value_parser = positive)]
+    pub epochs: Option<usize>,
+    /// Rows per step: shuffled mini-batches of B rows, in a new seeded order each epoch
+    /// [default: the whole training set, full-batch gradient descent].
+    #[arg(long, value_parser = positive)]
+    pub batch_size: Option<usize>,
+    /// Hidden layer widths, input side first: `800` for 784-800-10, `256,128` for
+    /// 784-256-128-10 (each 1..=65535, at most 7 layers).
+    #[arg(long, default_value = "128", value_delimiter = ',', value_parser = hidden_units)]
+    pub hidden: Vec<usize>,
     /// Hidden-layer activation (relu trains best here; sigmoid and elu are the classic seeds).
     #[arg(long, value_enum, default_value_t = Activation::Relu)]
     pub activation: Activation,
@@ -194,11 +203,11 @@ pub struct TrainArgs {
     /// Adam: added to the root of the second moment (finite, above 0).
     #[arg(long, default_value_t = 1e-8, value_parser = epsilon)]
     pub eps: f32,
-    /// Decoupled (AdamW-style) weight decay of w1 and w2, not the biases: each step first does
+    /// Decoupled (AdamW-style) weight decay of the weights (w1, w2, ...), not the biases: each step first does
     /// w -= lr * D * w (finite, 0 <= D, lr * D < 1).
     #[arg(long, default_value_t = 0.0, value_parser = weight_decay)]
     pub weight_decay: f32,
-    /// Train without the bias vectors b1 and b2.
+    /// Train without the bias vectors (b1, b2, ...).
     #[arg(long)]
     pub no_bias: bool,
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
@@ -221,7 +230,7 @@ pub struct TrainArgs {
     /// Append one JSON object per report point to this file as training goes.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Continue training a saved model (its layer sizes, activation and bias replace --hidden,
+    /// Continue training a saved model (its layer widths, activation and bias replace --hidden,
     /// --activation and --no-bias).
     #[arg(long)]
     pub init_from: Option<PathBuf>,
@@ -231,9 +240,14 @@ pub struct TrainArgs {
     /// Evaluate on the first N test images only.
     #[arg(long, value_parser = positive)]
     pub test_samples: Option<usize>,
-    /// Print train loss, train accuracy and test accuracy every K iterations.
+    /// Print train loss, train accuracy and test accuracy every K iterations
+    /// [default with mini-batches and --target-accuracy: every epoch].
     #[arg(long, value_parser = positive)]
     pub eval_every: Option<usize>,
+    /// Stop when the held-out accuracy (validation with --val-split, else test) reaches this
+    /// fraction at a report point, and print the time it took (e.g. 0.98).
+    #[arg(long, value_parser = fraction)]
+    pub target_accuracy: Option<f64>,
     /// GPU runs: recompute every K-th step on the CPU and stop if loss or gradients differ.
     #[arg(long, value_parser = positive)]
     pub verify_every: Option<usize>,

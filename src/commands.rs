@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 
-use gpu_mnist::backend::BackendError;
+use gpu_mnist::backend::{BackendError, batch_count};
 use gpu_mnist::checkpoint;
 use gpu_mnist::cli::{BackendChoice, TrainArgs};
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Dataset, DatasetKind, Splits};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, context};
-use gpu_mnist::model::{K, Params, Shape};
+use gpu_mnist::model::{K, MAX_HIDDEN_LAYERS, Params, Shape};
 use gpu_mnist::optim::{Optimizer, OptimizerConfig};
 use gpu_mnist::schedule::Schedule;
 use gpu_mnist::train::TrainConfig;
@@ -29,6 +29,16 @@ pub fn bundled(arg: &Path, default: &str) -> PathBuf {
 /// `--data` as given, or the bundled MNIST (see `bundled`).
 pub fn data_dir(arg: &Path) -> PathBuf {
     bundled(arg, "data/mnist")
+}
+
+/// Full-batch iterations when neither --iterations nor --epochs is given.
+const DEFAULT_ITERATIONS: usize = 500;
+/// Epochs of mini-batches when neither is given.
+const DEFAULT_EPOCHS: usize = 10;
+
+/// `10`, or `2.5` for a part of an epoch.
+pub fn format_epochs(e: f64) -> String {
+    if e.fract() == 0.0 { format!("{e:.0}") } else { format!("{e:.2}") }
 }
 
 pub fn train(args: &TrainArgs) -> Result<()> {
@@ -76,12 +86,24 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             (m.params, m.activation, m.provenance.iterations, state)
         }
         None => {
-            let shape = Shape { d: data.train.d(), h: args.hidden, k: K, bias: !args.no_bias };
+            if args.hidden.len() > MAX_HIDDEN_LAYERS {
+                bail!("--hidden lists {} layers; at most {MAX_HIDDEN_LAYERS} are supported", args.hidden.len());
+            }
+            let shape = Shape::new(data.train.d(), &args.hidden, K, !args.no_bias);
             (Params::init(shape, args.activation, args.seed), args.activation, 0, None)
         }
     };
-    let shape = params.shape;
-    let total = done + args.iterations;
+    let shape = params.shape.clone();
+    let n = data.train.n;
+    let batch_size = args.batch_size.unwrap_or(n).clamp(1, n.max(1));
+    let batches = batch_count(n, batch_size);
+    let iterations = match (args.iterations, args.epochs) {
+        (Some(i), _) => i,
+        (None, Some(e)) => e * batches,
+        (None, None) if batches == 1 => DEFAULT_ITERATIONS,
+        (None, None) => DEFAULT_EPOCHS * batches,
+    };
+    let total = done + iterations;
     let schedule = Schedule {
         kind: args.lr_schedule,
         base: args.lr,
@@ -90,27 +112,45 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         gamma: args.lr_gamma,
         total,
     };
+    // Report points: every epoch of mini-batches (or 20 per run for full batches, at least every
+    // 10 iterations when chasing a target accuracy), unless --eval-every says otherwise.
+    let report_every = match (args.eval_every, batches, args.target_accuracy) {
+        (Some(k), _, _) => k,
+        (None, 1, None) => (iterations / 20).max(1),
+        (None, 1, Some(_)) => (iterations / 20).clamp(1, 10),
+        (None, b, _) => b,
+    };
     let cfg = TrainConfig {
-        iterations: args.iterations,
+        iterations,
         schedule,
         first_iteration: done,
-        report_every: args.eval_every.unwrap_or((args.iterations / 20).max(1)),
-        eval_test: args.eval_every.is_some() || args.plot.is_some() || args.metrics.is_some(),
+        seed: args.seed,
+        target_accuracy: args.target_accuracy,
+        report_every,
+        eval_test: args.eval_every.is_some()
+            || args.plot.is_some()
+            || args.metrics.is_some()
+            || args.target_accuracy.is_some()
+            || batches > 1,
         verify_every: args.verify_every,
         stop: Some(stop_on_ctrl_c()?),
     };
     println!("{from}");
+    let steps = match batches {
+        1 => format!("{iterations} full-batch iterations"),
+        b => format!(
+            "{iterations} steps of {batch_size}-row mini-batches ({} epochs of {b} steps)",
+            format_epochs(iterations as f64 / b as f64)
+        ),
+    };
     println!(
-        "model: {} -> {} ({}) -> {}, {} parameters{}; lr {}{}, {} iterations, seed {}",
-        shape.d,
-        shape.h,
+        "model: {} ({}), {} parameters{}; lr {}{}, {steps}, seed {}",
+        shape.describe(),
         act.name(),
-        K,
         shape.parameter_count(),
         if shape.bias { "" } else { ", no bias" },
         args.lr,
         schedule.describe(),
-        args.iterations,
         args.seed
     );
     if optimizer != OptimizerConfig::default() {
@@ -135,7 +175,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let info = RunInfo { args, activation: act, kind, done_before: done };
     match gpu {
         Some(ctx) => {
-            let options = GpuOptions { max_chunk_rows: args.chunk_rows, tiling: args.tiling, optimizer };
+            let options = GpuOptions {
+                max_chunk_rows: args.chunk_rows,
+                tiling: args.tiling,
+                optimizer,
+                batch_size: Some(batch_size),
+            };
             let mut b = GpuBackend::new(ctx, &data, &params, act, options)?;
             if let Some(state) = &state {
                 b.set_optimizer_state(state)?;
@@ -144,8 +189,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             if b.chunk_rows() < data.train.n {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
-            let verifier = args.verify_every.map(|_| CpuBackend::new(&data, params.clone(), act));
-            session::run(&mut b, &cfg, verifier.as_ref(), &info)?;
+            let mut verifier =
+                args.verify_every.map(|_| CpuBackend::new(&data, params.clone(), act).with_batch_size(batch_size));
+            session::run(&mut b, &cfg, verifier.as_mut(), &info)?;
         }
         None => {
             if args.verify_every.is_some() {
@@ -153,7 +199,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                     "--verify-every compares the GPU with the CPU; on the CPU backend there is nothing to compare"
                 );
             }
-            let mut b = CpuBackend::new(&data, params, act).with_optimizer(optimizer);
+            let mut b = CpuBackend::new(&data, params, act).with_optimizer(optimizer).with_batch_size(batch_size);
             if let Some(state) = state {
                 b.set_optimizer_state(state)?;
             }

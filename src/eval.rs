@@ -35,7 +35,7 @@ fn worst_mistakes<'a>(test: &'a Dataset, probs: &[f32], k: usize, count: usize) 
 #[derive(Serialize)]
 struct Report<'a> {
     model: String,
-    layers: [usize; 3],
+    layers: Vec<usize>,
     activation: &'static str,
     bias: bool,
     data: String,
@@ -58,7 +58,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         None => bail!("{} has no labels: use predict for unlabelled images", dir.display()),
     };
     let names = kind.class_names();
-    let s = params.shape;
+    let s = params.shape.clone();
     if s.d != test.d() {
         bail!(
             "{} takes {} inputs, but the images in {} have {} pixels",
@@ -85,7 +85,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if args.json {
         let r = Report {
             model: model_path.display().to_string(),
-            layers: [s.d, s.h, s.k],
+            layers: s.widths(),
             activation: activation.name(),
             bias: s.bias,
             data: dir.display().to_string(),
@@ -97,12 +97,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "model: {} ({} -> {} ({}) -> {}{}; {} iterations on {}, lr {}, seed {}, {})",
+        "model: {} ({} ({}){}; {} iterations on {}, lr {}, seed {}, {})",
         model_path.display(),
-        s.d,
-        s.h,
+        s.describe(),
         activation.name(),
-        s.k,
         if s.bias { "" } else { ", no bias" },
         provenance.iterations,
         provenance.dataset,

@@ -1,7 +1,9 @@
 //! The perceptron: shapes, parameters, activation functions and seeded initialisation.
 //!
-//! Layout (row-major): W1 is D x H, b1 is H, W2 is H x K, b2 is K. The forward pass is
-//! `A1 = act(X·W1 + b1)`, `P = softmax(A1·W2 + b2)`, loss = mean cross-entropy.
+//! Shape letters: N samples, D inputs (784), H1, H2, ... hidden units, K classes (10).
+//! Layout (row-major): W1 is D x H1, b1 is H1, ..., the last W is H_last x K. The forward pass
+//! is `A1 = act(X·W1 + b1)`, `A2 = act(A1·W2 + b2)`, ..., `P = softmax(A_last·W_out + b_out)`,
+//! loss = mean cross-entropy; every hidden layer uses the same activation.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -75,79 +77,143 @@ impl Activation {
     }
 }
 
-/// Layer sizes: D inputs, H hidden units, K classes; `bias` says whether b1 and b2 are trained.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The most hidden layers a network may have (the tensor names run w1..w8, b1..b8).
+pub const MAX_HIDDEN_LAYERS: usize = 7;
+
+const WEIGHT_NAMES: [&str; MAX_HIDDEN_LAYERS + 1] = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
+const BIAS_NAMES: [&str; MAX_HIDDEN_LAYERS + 1] = ["b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8"];
+
+/// Layer sizes: D inputs, the hidden widths H1, H2, ... (at least one, at most
+/// `MAX_HIDDEN_LAYERS`), K classes; `bias` says whether the biases are trained.
+/// Layer `l` (0-based) maps `widths()[l]` inputs to `widths()[l + 1]` outputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shape {
     pub d: usize,
-    pub h: usize,
+    pub hidden: Vec<usize>,
     pub k: usize,
     pub bias: bool,
 }
 
 impl Shape {
+    pub fn new(d: usize, hidden: &[usize], k: usize, bias: bool) -> Self {
+        Shape { d, hidden: hidden.to_vec(), k, bias }
+    }
+
+    /// `[D, H1, ..., K]`.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut w = Vec::with_capacity(self.hidden.len() + 2);
+        w.push(self.d);
+        w.extend_from_slice(&self.hidden);
+        w.push(self.k);
+        w
+    }
+
+    /// Number of weight layers: hidden layers + 1.
+    pub fn layer_count(&self) -> usize {
+        self.hidden.len() + 1
+    }
+
+    /// `(fan_in, fan_out)` of layer `l` (0-based).
+    pub fn layer(&self, l: usize) -> (usize, usize) {
+        let w = self.widths();
+        (w[l], w[l + 1])
+    }
+
     pub fn parameter_count(&self) -> usize {
-        let b = if self.bias { self.h + self.k } else { 0 };
-        self.d * self.h + self.h * self.k + b
+        let w = self.widths();
+        w.windows(2).map(|p| p[0] * p[1] + if self.bias { p[1] } else { 0 }).sum()
+    }
+
+    /// `784-256-128-10`.
+    pub fn describe(&self) -> String {
+        self.widths().iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-")
+    }
+
+    /// The hidden widths as `--hidden` takes them: `256,128`.
+    pub fn hidden_list(&self) -> String {
+        self.hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every tensor's name and shape, layer by layer: `w1 [D, H1]`, `b1 [H1]`, `w2 [H1, H2]`, ...
+    pub fn tensor_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        (0..self.layer_count())
+            .flat_map(|l| {
+                let (fan_in, fan_out) = self.layer(l);
+                [(WEIGHT_NAMES[l], vec![fan_in, fan_out]), (BIAS_NAMES[l], vec![fan_out])]
+            })
+            .collect()
     }
 }
 
-/// The four parameter tensors. Also used for their gradients (`dw1`, `db1`, `dw2`, `db2`).
-/// Without bias, b1 and b2 stay zero and their gradients are zero.
+/// One layer's parameters: `w` is fan_in x fan_out (row-major), `b` has fan_out entries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// The parameters, layer by layer. Also used for their gradients (`dw1`, `db1`, ...) and the
+/// optimizer's moments. Without bias, the biases stay zero and their gradients are zero.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
     pub shape: Shape,
-    pub w1: Vec<f32>,
-    pub b1: Vec<f32>,
-    pub w2: Vec<f32>,
-    pub b2: Vec<f32>,
+    pub layers: Vec<Layer>,
 }
 
 impl Params {
     pub fn zeros(shape: Shape) -> Self {
-        Params {
-            shape,
-            w1: vec![0.0; shape.d * shape.h],
-            b1: vec![0.0; shape.h],
-            w2: vec![0.0; shape.h * shape.k],
-            b2: vec![0.0; shape.k],
-        }
+        let layers = (0..shape.layer_count())
+            .map(|l| {
+                let (fan_in, fan_out) = shape.layer(l);
+                Layer { w: vec![0.0; fan_in * fan_out], b: vec![0.0; fan_out] }
+            })
+            .collect();
+        Params { shape, layers }
     }
 
-    /// Seeded initialisation: He-normal (std sqrt(2/fan_in)) for W1 under relu/elu, Xavier-normal
-    /// (std sqrt(2/(fan_in+fan_out))) under sigmoid; W2 always Xavier (it feeds a softmax); biases 0.
+    /// Seeded initialisation, layer by layer from one generator: He-normal (std sqrt(2/fan_in))
+    /// for the hidden layers under relu/elu, Xavier-normal (std sqrt(2/(fan_in+fan_out))) under
+    /// sigmoid; the output layer always Xavier (it feeds a softmax); biases 0.
     pub fn init(shape: Shape, activation: Activation, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut p = Params::zeros(shape);
-        let std1 = match activation {
-            Activation::Sigmoid => (2.0 / (shape.d + shape.h) as f64).sqrt(),
-            Activation::Relu | Activation::Elu => (2.0 / shape.d as f64).sqrt(),
-        };
-        let std2 = (2.0 / (shape.h + shape.k) as f64).sqrt();
-        for w in &mut p.w1 {
-            let g: f64 = StandardNormal.sample(&mut rng);
-            *w = (g * std1) as f32;
-        }
-        for w in &mut p.w2 {
-            let g: f64 = StandardNormal.sample(&mut rng);
-            *w = (g * std2) as f32;
+        let last = p.layers.len() - 1;
+        for (l, layer) in p.layers.iter_mut().enumerate() {
+            let (fan_in, fan_out) = p.shape.layer(l);
+            let std = match activation {
+                Activation::Relu | Activation::Elu if l < last => (2.0 / fan_in as f64).sqrt(),
+                _ => (2.0 / (fan_in + fan_out) as f64).sqrt(),
+            };
+            for w in &mut layer.w {
+                let g: f64 = StandardNormal.sample(&mut rng);
+                *w = (g * std) as f32;
+            }
         }
         p
     }
 
-    /// The tensors by name, in a fixed order (the names reports use).
-    pub fn tensors(&self) -> [(&'static str, &[f32]); 4] {
-        [("w1", &self.w1), ("b1", &self.b1), ("w2", &self.w2), ("b2", &self.b2)]
+    /// The tensors by name, layer by layer (`w1`, `b1`, `w2`, `b2`, ...): the names reports and
+    /// model files use.
+    pub fn tensors(&self) -> Vec<(&'static str, &[f32])> {
+        let names = WEIGHT_NAMES.iter().zip(BIAS_NAMES);
+        self.layers.iter().zip(names).flat_map(|(l, (w, b))| [(*w, &l.w[..]), (b, &l.b[..])]).collect()
     }
 
-    pub fn tensors_mut(&mut self) -> [(&'static str, &mut Vec<f32>); 4] {
-        [("w1", &mut self.w1), ("b1", &mut self.b1), ("w2", &mut self.w2), ("b2", &mut self.b2)]
+    pub fn tensors_mut(&mut self) -> Vec<(&'static str, &mut Vec<f32>)> {
+        let names = WEIGHT_NAMES.iter().zip(BIAS_NAMES);
+        self.layers.iter_mut().zip(names).flat_map(|(l, (w, b))| [(*w, &mut l.w), (b, &mut l.b)]).collect()
     }
 
-    /// `self -= lr * grads`, tensor by tensor (the CPU twin of the `sgd_update` kernel).
+    /// `self -= lr * grads`, tensor by tensor (the CPU twin of the `gd_update` kernel).
     pub fn sgd_update(&mut self, grads: &Params, lr: f32) {
         for ((_, p), (_, g)) in self.tensors_mut().into_iter().zip(grads.tensors()) {
             crate::cpu::reference::sgd_update(p, g, lr);
         }
+    }
+
+    /// Whether every parameter is finite.
+    pub fn is_finite(&self) -> bool {
+        self.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite()))
     }
 }
 

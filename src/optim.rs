@@ -105,11 +105,11 @@ pub struct OptimizerState {
 
 impl OptimizerState {
     pub fn new(kind: Optimizer, shape: Shape) -> Self {
-        OptimizerState { kind, m: Params::zeros(shape), v: Params::zeros(shape), t: 0 }
+        OptimizerState { kind, m: Params::zeros(shape.clone()), v: Params::zeros(shape), t: 0 }
     }
 
     /// Refuses state of another rule than `cfg`'s or of other shapes than `shape`.
-    pub fn fits(&self, cfg: &OptimizerConfig, shape: Shape) -> Result<(), BackendError> {
+    pub fn fits(&self, cfg: &OptimizerConfig, shape: &Shape) -> Result<(), BackendError> {
         if self.kind != cfg.kind {
             return Err(BackendError::Unsupported(format!(
                 "optimizer state of {} cannot continue as {}",
@@ -117,7 +117,7 @@ impl OptimizerState {
                 cfg.kind.name()
             )));
         }
-        if self.m.shape != shape || self.v.shape != shape {
+        if self.m.shape != *shape || self.v.shape != *shape {
             return Err(BackendError::Unsupported("optimizer state shaped unlike the parameters".into()));
         }
         Ok(())
@@ -220,6 +220,7 @@ pub fn adam_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Layer;
 
     /// Hand-computed values carry 6-7 significant digits; f32 arithmetic on numbers of size ~1
     /// rounds at ~1e-7, so 1e-6 absolute plus 1e-6 relative separates rounding from a wrong term
@@ -235,13 +236,14 @@ mod tests {
 
     /// A 1 -> 1 -> 2 network: w1 [1], b1 [1], w2 [2], b2 [2].
     fn tiny(w1: f32, b1: f32, w2: [f32; 2], b2: [f32; 2]) -> Params {
-        let shape = Shape { d: 1, h: 1, k: 2, bias: true };
-        Params { shape, w1: vec![w1], b1: vec![b1], w2: w2.to_vec(), b2: b2.to_vec() }
+        let shape = Shape::new(1, &[1], 2, true);
+        let layers = vec![Layer { w: vec![w1], b: vec![b1] }, Layer { w: w2.to_vec(), b: b2.to_vec() }];
+        Params { shape, layers }
     }
 
     fn run(cfg: OptimizerConfig, lr: f32, steps: &[Params], start: Params) -> (Params, OptimizerState) {
         let mut p = start;
-        let mut state = OptimizerState::new(cfg.kind, p.shape);
+        let mut state = OptimizerState::new(cfg.kind, p.shape.clone());
         for g in steps {
             optimizer_update(&mut p, g, &mut state, &cfg, lr);
         }
@@ -265,16 +267,16 @@ mod tests {
         let cfg = OptimizerConfig { kind: Optimizer::Adam, ..Default::default() };
         let g = |x: f32| tiny(x, 0.0, [0.0, 0.0], [0.0, 0.0]);
         let (p1, _) = run(cfg, 0.1, &[g(0.5)], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
-        close("w1 after 1", &p1.w1, &[0.9]);
+        close("w1 after 1", &p1.layers[0].w, &[0.9]);
         let (p2, _) = run(cfg, 0.1, &[g(0.5), g(-0.25)], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
-        close("w1 after 2", &p2.w1, &[0.873_366_3]);
+        close("w1 after 2", &p2.layers[0].w, &[0.873_366_3]);
         let (p3, s3) = run(cfg, 0.1, &[g(0.5), g(-0.25), g(1.0)], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
-        close("w1 after 3", &p3.w1, &[0.80755514]);
-        close("m after 3", &s3.m.w1, &[0.118]);
-        close("v after 3", &s3.v.w1, &[0.001_311_937_7]);
+        close("w1 after 3", &p3.layers[0].w, &[0.80755514]);
+        close("m after 3", &s3.m.layers[0].w, &[0.118]);
+        close("v after 3", &s3.v.layers[0].w, &[0.001_311_937_7]);
         assert_eq!(s3.t, 3);
         // Zero gradients (and zero moments) leave a parameter where it is: 0 / (0 + eps).
-        close("b2 untouched", &p3.b2, &[0.0, 0.0]);
+        close("b2 untouched", &p3.layers[1].b, &[0.0, 0.0]);
     }
 
     #[test]
@@ -289,7 +291,7 @@ mod tests {
             let cfg = OptimizerConfig { kind, momentum: 0.9, ..Default::default() };
             for steps in 1..=3 {
                 let (p, s) = run(cfg, 0.5, &grads[..steps], tiny(1.0, 0.0, [0.0; 2], [0.0; 2]));
-                close(&format!("{kind:?} w1 after {steps}"), &p.w1, &[want[steps - 1]]);
+                close(&format!("{kind:?} w1 after {steps}"), &p.layers[0].w, &[want[steps - 1]]);
                 assert_eq!(s.t, steps as u64);
             }
         }
@@ -302,9 +304,9 @@ mod tests {
             let cfg = OptimizerConfig { kind, weight_decay: 0.1, ..Default::default() };
             let zero = tiny(0.0, 0.0, [0.0; 2], [0.0; 2]);
             let (p, _) = run(cfg, 0.5, &[zero.clone(), zero], tiny(2.0, 3.0, [4.0, -1.0], [5.0, -6.0]));
-            close(&format!("{kind:?} w1"), &p.w1, &[2.0 * 0.9025]);
-            close(&format!("{kind:?} w2"), &p.w2, &[4.0 * 0.9025, -0.9025]);
-            assert_eq!((p.b1.as_slice(), p.b2.as_slice()), (&[3.0][..], &[5.0, -6.0][..]), "{kind:?} biases");
+            close(&format!("{kind:?} w1"), &p.layers[0].w, &[2.0 * 0.9025]);
+            close(&format!("{kind:?} w2"), &p.layers[1].w, &[4.0 * 0.9025, -0.9025]);
+            assert_eq!((p.layers[0].b.as_slice(), p.layers[1].b.as_slice()), (&[3.0][..], &[5.0, -6.0][..]), "{kind:?} biases");
         }
     }
 

@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use gpu_mnist::backend::Backend;
+use gpu_mnist::backend::{Backend, Split};
 use gpu_mnist::checkpoint::{self, Model, Provenance, SavedOptimizer};
 use gpu_mnist::cli::TrainArgs;
 use gpu_mnist::cpu::CpuBackend;
@@ -50,7 +50,12 @@ struct Snapshot {
 }
 
 /// Trains `b` (see the module documentation) and saves the model.
-pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBackend>, info: &RunInfo) -> Result<()> {
+pub fn run<B: Backend>(
+    b: &mut B,
+    cfg: &TrainConfig,
+    verifier: Option<&mut CpuBackend>,
+    info: &RunInfo,
+) -> Result<()> {
     let mut last_good = None;
     let args = info.args;
     match progress(b, cfg, verifier, args, &mut last_good) {
@@ -85,6 +90,9 @@ pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&CpuBacken
 /// `gpu-mnist train --init-from OUT` with the options that shaped this run.
 fn resume_command(args: &TrainArgs, remaining: usize) -> String {
     let mut cmd = format!("gpu-mnist train --init-from {} --iterations {remaining}", args.out.display());
+    if let Some(b) = args.batch_size {
+        cmd += &format!(" --batch-size {b}");
+    }
     cmd += &format!(" --lr {}", args.lr);
     // Schedules count the model's iterations, so the same options continue the same schedule.
     if args.lr_schedule != LrSchedule::Constant || args.warmup > 0 {
@@ -210,7 +218,7 @@ impl Outputs {
 fn progress<B: Backend>(
     b: &mut B,
     cfg: &TrainConfig,
-    verifier: Option<&CpuBackend>,
+    verifier: Option<&mut CpuBackend>,
     args: &TrainArgs,
     last_good: &mut Option<Snapshot>,
 ) -> Result<Summary> {
@@ -282,8 +290,27 @@ fn progress<B: Backend>(
         held_out("validation", &s.validation),
         if s.test.n == 0 { ", no test set".to_string() } else { held_out("test", &s.test) }
     );
+    if let Some(r) = s.reached {
+        let split = if r.split == Split::Validation { "validation" } else { "test" };
+        println!(
+            "reached {} {split} accuracy (target {}) at iteration {} (epoch {}) in {:.2} s of training, {:.2} s with evaluations",
+            percent(r.accuracy),
+            percent(cfg.target_accuracy.unwrap_or(0.0)),
+            r.iteration,
+            crate::commands::format_epochs(r.epochs),
+            r.seconds,
+            r.wall_seconds
+        );
+    } else if let Some(target) = cfg.target_accuracy {
+        println!("target {} not reached in {} iterations", percent(target), s.iterations);
+    }
+    let batches = b.batches();
+    let per_epoch = match batches {
+        1 => String::new(),
+        n => format!(", {:.2} s/epoch", s.seconds * n as f64 / s.iterations.max(1) as f64),
+    };
     println!(
-        "time: {} iterations in {:.2} s, {:.2} it/s ({:.4} s/iteration) on {backend} ({device})",
+        "time: {} iterations in {:.2} s, {:.2} it/s ({:.4} s/iteration{per_epoch}) on {backend} ({device})",
         s.iterations,
         s.seconds,
         s.iterations as f64 / s.seconds,

@@ -66,7 +66,7 @@ fn options_change_the_run() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(
-        out.contains("784 -> 33 (elu) -> 10, 26202 parameters, no bias") && out.contains("cpu (1 thread)"),
+        out.contains("784-33-10 (elu), 26202 parameters, no bias") && out.contains("cpu (1 thread)"),
         "{out}"
     );
     if common::has_gpu() {

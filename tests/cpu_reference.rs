@@ -19,19 +19,19 @@ const FD_RTOL: f32 = 1e-2;
 fn reference_gradients_match_finite_differences() {
     for act in ACTIVATIONS {
         for bias in [true, false] {
-            let shape = Shape { d: 7, h: 5, k: 4, bias };
+            let shape = Shape::new(7, &[5], 4, bias);
             let mut r = rng(11);
             let n = 9;
             let x = uniform(&mut r, n * shape.d, 0.0, 1.0);
             let labels: Vec<u8> = (0..n).map(|i| (i % shape.k) as u8).collect();
-            let mut params = Params::init(shape, act, 3);
+            let mut params = Params::init(shape.clone(), act, 3);
             if bias {
-                params.b1 = uniform(&mut r, shape.h, -0.5, 0.5);
-                params.b2 = uniform(&mut r, shape.k, -0.5, 0.5);
+                params.layers[0].b = uniform(&mut r, shape.hidden[0], -0.5, 0.5);
+                params.layers[1].b = uniform(&mut r, shape.k, -0.5, 0.5);
             }
             let (grads, _) = reference::forward_backward(&params, act, &x, &labels);
             let loss_at = |p: &Params| reference::evaluate(p, act, &x, &labels).loss as f32;
-            let mut numeric = Params::zeros(shape);
+            let mut numeric = Params::zeros(shape.clone());
             for t in 0..4 {
                 if !bias && (t == 1 || t == 3) {
                     continue;
@@ -74,11 +74,11 @@ fn fast_step_matches_reference_on_real_digits() {
     let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
     for (act, h, bias) in [(Activation::Relu, 33, true), (Activation::Sigmoid, 7, false), (Activation::Elu, 129, true)]
     {
-        let shape = Shape { d: train.d(), h, k: 10, bias };
-        let mut params = Params::init(shape, act, 5);
+        let shape = Shape::new(train.d(), &[h], 10, bias);
+        let mut params = Params::init(shape.clone(), act, 5);
         if bias {
-            params.b1 = uniform(&mut rng(2), h, -0.3, 0.3);
-            params.b2 = uniform(&mut rng(3), 10, -0.3, 0.3);
+            params.layers[0].b = uniform(&mut rng(2), h, -0.3, 0.3);
+            params.layers[1].b = uniform(&mut rng(3), 10, -0.3, 0.3);
         }
         let (want, want_stats) = reference::forward_backward(&params, act, &x, &train.labels);
         let (got, got_stats) = fast::forward_backward(&params, act, &sparse, &train.labels);
@@ -101,8 +101,8 @@ fn fast_step_is_bit_identical_on_any_thread_count() {
     let m = mnist();
     let train = subset(&m.train, 3000);
     let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
-    let shape = Shape { d: train.d(), h: 64, k: 10, bias: true };
-    let params = Params::init(shape, Activation::Relu, 9);
+    let shape = Shape::new(train.d(), &[64], 10, true);
+    let params = Params::init(shape.clone(), Activation::Relu, 9);
     let run = |threads| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         pool.install(|| fast::forward_backward(&params, Activation::Relu, &sparse, &train.labels))
@@ -123,8 +123,8 @@ fn fast_step_is_bit_identical_on_every_simd_level() {
     let train = subset(&m.train, 1000);
     let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
     for h in [128, 100] {
-        let shape = Shape { d: train.d(), h, k: 10, bias: true };
-        let params = Params::init(shape, Activation::Elu, 4);
+        let shape = Shape::new(train.d(), &[h], 10, true);
+        let params = Params::init(shape.clone(), Activation::Elu, 4);
         let run = |simd| fast::forward_backward_with(simd, false, &params, Activation::Elu, &sparse, &train.labels);
         let (g0, s0, _) = run(fast::Simd::Baseline);
         let (g2, s2, _) = run(fast::Simd::Avx2);
@@ -135,7 +135,7 @@ fn fast_step_is_bit_identical_on_every_simd_level() {
 
 #[test]
 fn same_seed_same_parameters() {
-    let shape = Shape { d: 784, h: 16, k: 10, bias: true };
-    assert_eq!(Params::init(shape, Activation::Relu, 42), Params::init(shape, Activation::Relu, 42));
-    assert_ne!(Params::init(shape, Activation::Relu, 42), Params::init(shape, Activation::Relu, 43));
+    let shape = Shape::new(784, &[16], 10, true);
+    assert_eq!(Params::init(shape.clone(), Activation::Relu, 42), Params::init(shape.clone(), Activation::Relu, 42));
+    assert_ne!(Params::init(shape.clone(), Activation::Relu, 42), Params::init(shape.clone(), Activation::Relu, 43));
 }

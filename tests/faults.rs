@@ -135,8 +135,8 @@ fn the_same_seed_gives_bit_identical_models_whatever_the_threads() {
     let bytes = |i: usize| std::fs::read(tmp.path().join(format!("m{i}.safetensors"))).expect("read");
     assert!(bytes(0) == bytes(1), "two runs with the same seed wrote different files");
     for m in &files[1..] {
-        assert!(m.params.w1 == files[0].params.w1 && m.params.b1 == files[0].params.b1);
-        assert!(m.params.w2 == files[0].params.w2 && m.params.b2 == files[0].params.b2);
+        assert!(m.params.layers[0].w == files[0].params.layers[0].w && m.params.layers[0].b == files[0].params.layers[0].b);
+        assert!(m.params.layers[1].w == files[0].params.layers[1].w && m.params.layers[1].b == files[0].params.layers[1].b);
         assert_eq!(m.provenance.test_accuracy.to_bits(), files[0].provenance.test_accuracy.to_bits());
     }
 }
@@ -153,8 +153,8 @@ fn a_hidden_layer_beyond_the_device_is_refused_clearly() {
     // The smallest H whose W1 alone passes the binding limit.
     let h = (limit / (784 * 4) + 1) as usize;
     let data = small_splits();
-    let shape = Shape { d: 784, h, k: 10, bias: true };
-    let params = Params::zeros(shape);
+    let shape = Shape::new(784, &[h], 10, true);
+    let params = Params::zeros(shape.clone());
     match GpuBackend::new(ctx, &data, &params, Activation::Relu, GpuOptions::default()) {
         Err(e @ BackendError::Unsupported(_)) => {
             let m = e.to_string();
@@ -169,12 +169,12 @@ fn a_hidden_layer_beyond_the_device_is_refused_clearly() {
 fn a_lost_gpu_device_is_an_error_not_a_panic() {
     let Some(ctx) = gpu() else { return };
     let data = small_splits();
-    let params = Params::init(Shape { d: 784, h: 16, k: 10, bias: true }, Activation::Relu, 0);
+    let params = Params::init(Shape::new(784, &[16], 10, true), Activation::Relu, 0);
     let mut b = GpuBackend::new(ctx, &data, &params, Activation::Relu, GpuOptions::default()).expect("backend");
-    b.step(0.1).expect("a step before the fault");
+    b.step(0, 0.1).expect("a step before the fault");
     b.step_stats().expect("statistics before the fault");
     b.context().device.destroy();
-    let after = b.step(0.1).and_then(|_| b.step_stats());
+    let after = b.step(0, 0.1).and_then(|_| b.step_stats());
     match after {
         Err(BackendError::Gpu(m)) => assert!(!m.is_empty() && !m.contains('\n'), "{m}"),
         other => panic!("expected a GPU error after the device was destroyed, got {other:?}"),

@@ -54,7 +54,7 @@ fn data() -> Splits {
 }
 
 fn backend(ctx: gpu_mnist::gpu::GpuContext, data: &Splits, p: &Params, cfg: OptimizerConfig) -> GpuBackend {
-    let options = GpuOptions { max_chunk_rows: Some(768), tiling: Some(Tiling::Register), optimizer: cfg };
+    let options = GpuOptions { max_chunk_rows: Some(768), tiling: Some(Tiling::Register), optimizer: cfg, batch_size: None };
     GpuBackend::new(ctx, data, p, Activation::Sigmoid, options).expect("GPU backend")
 }
 
@@ -73,17 +73,17 @@ fn every_optimizer_matches_the_cpu_rule_for_20_steps() {
     for (i, (cfg, lr)) in configs().into_iter().enumerate() {
         let Some(ctx) = gpu() else { return };
         let bias = i % 2 == 0;
-        let shape = Shape { d: data.train.d(), h: 24, k: 10, bias };
-        let params = Params::init(shape, Activation::Sigmoid, 11);
+        let shape = Shape::new(data.train.d(), &[24], 10, bias);
+        let params = Params::init(shape.clone(), Activation::Sigmoid, 11);
         let mut gpu = backend(ctx, &data, &params, cfg);
         let cpu = CpuBackend::new(&data, params, Activation::Sigmoid);
         for step in 1..=STEPS {
             let what = format!("{:?} (decay {}, bias {bias}) step {step}", cfg.kind, cfg.weight_decay);
             let before = gpu.params().expect("params");
             let mut state = gpu.optimizer_state().expect("state");
-            gpu.step(lr).expect("step");
+            gpu.step(0, lr).expect("step");
             let grads = gpu.gradients().expect("gradients");
-            let (want_grads, _) = cpu.gradients_at(&before);
+            let (want_grads, _) = cpu.gradients_at(&before, 0);
             for ((name, g), (_, w)) in grads.tensors().into_iter().zip(want_grads.tensors()) {
                 let d = relative_difference(g, w);
                 assert!(d <= GRAD_RTOL, "{what}: gradient d{name} differs from the CPU's by {d:e}");
@@ -98,7 +98,7 @@ fn every_optimizer_matches_the_cpu_rule_for_20_steps() {
         }
         if !bias {
             let p = gpu.params().expect("params");
-            assert!(p.b1.iter().chain(&p.b2).all(|&b| b == 0.0), "{:?}: a bias-free model's biases stay 0", cfg.kind);
+            assert!(p.layers[0].b.iter().chain(&p.layers[1].b).all(|&b| b == 0.0), "{:?}: a bias-free model's biases stay 0", cfg.kind);
         }
     }
 }
@@ -109,18 +109,18 @@ fn restored_state_is_where_the_gpu_continues() {
     let Some(ctx) = gpu() else { return };
     let cfg = OptimizerConfig { kind: Optimizer::Adam, weight_decay: 0.1, ..Default::default() };
     let lr = 3e-3;
-    let shape = Shape { d: data.train.d(), h: 16, k: 10, bias: true };
-    let params = Params::init(shape, Activation::Sigmoid, 5);
+    let shape = Shape::new(data.train.d(), &[16], 10, true);
+    let params = Params::init(shape.clone(), Activation::Sigmoid, 5);
     // Five CPU steps make the state; the GPU takes step six from it, as the CPU does.
     let mut cpu = CpuBackend::new(&data, params, Activation::Sigmoid).with_optimizer(cfg);
     for _ in 0..5 {
-        cpu.step(lr).expect("CPU step");
+        cpu.step(0, lr).expect("CPU step");
     }
     let (p5, s5) = (cpu.params().expect("params"), cpu.optimizer_state().expect("state"));
     let mut gpu = backend(ctx, &data, &p5, cfg);
     gpu.set_optimizer_state(&s5).expect("state fits");
     check_state("restored", &gpu.optimizer_state().expect("state"), &s5);
-    gpu.step(lr).expect("GPU step");
+    gpu.step(0, lr).expect("GPU step");
     let mut want = p5;
     let mut state = s5;
     optim::optimizer_update(&mut want, &gpu.gradients().expect("gradients"), &mut state, &cfg, lr);

@@ -49,8 +49,8 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
     let mut data = Splits::new(subset(&m.train, 3333), subset(&m.test, 500));
     data.hold_out(0.1, 7);
     let train = &data.train;
-    let shape = Shape { d: train.d(), h, k: 10, bias };
-    let params = Params::init(shape, act, 7);
+    let shape = Shape::new(train.d(), &[h], 10, bias);
+    let params = Params::init(shape.clone(), act, 7);
     let options = GpuOptions { max_chunk_rows: chunk_rows, tiling: Some(tiling), ..Default::default() };
     let mut gpu = GpuBackend::new(ctx, &data, &params, act, options).expect("GPU backend");
     if let Some(rows) = chunk_rows {
@@ -60,15 +60,15 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
     let x = reference::scale_pixels(&train.pixels);
     for step in 1..=STEPS {
         let before = gpu.params().expect("GPU params");
-        gpu.step(lr).expect("GPU step");
-        cpu.step(lr).expect("CPU step");
+        gpu.step(0, lr).expect("GPU step");
+        cpu.step(0, lr).expect("CPU step");
         let g = gpu.step_stats().expect("GPU stats");
         // Evaluating the training split must not change what the step reports.
         gpu.evaluate(Split::Train).expect("GPU eval");
         assert_eq!(gpu.step_stats().expect("GPU stats"), g, "step {step}: evaluate(Train) changed step_stats");
         let gp = gpu.params().expect("GPU params");
         // Anchored: the CPU's step from the GPU's parameters.
-        let (grads, want) = cpu.gradients_at(&before);
+        let (grads, want) = cpu.gradients_at(&before, 0);
         let mut expected = before.clone();
         expected.sgd_update(&grads, lr);
         assert!(
@@ -133,10 +133,10 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
 
 /// Hidden units whose pre-activation for some sample lies within KINK_BAND of 0 at `p`.
 fn units_at_kink(p: &Params, x: &[f32]) -> Vec<bool> {
-    let (n, s) = (x.len() / p.shape.d, p.shape);
-    let mut z = vec![0.0; n * s.h];
-    reference::linear_forward(&mut z, x, &p.w1, s.bias.then_some(&p.b1[..]), n, s.d, s.h);
-    (0..s.h).map(|j| (0..n).any(|i| z[i * s.h + j].abs() < KINK_BAND)).collect()
+    let (n, s) = (x.len() / p.shape.d, &p.shape);
+    let mut z = vec![0.0; n * s.hidden[0]];
+    reference::linear_forward(&mut z, x, &p.layers[0].w, s.bias.then_some(&p.layers[0].b[..]), n, s.d, s.hidden[0]);
+    (0..s.hidden[0]).map(|j| (0..n).any(|i| z[i * s.hidden[0] + j].abs() < KINK_BAND)).collect()
 }
 
 #[test]

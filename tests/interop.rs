@@ -74,7 +74,7 @@ fn numpy_reads_a_model_without_bias() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("elu.safetensors");
-    let params = Params::init(Shape { d: 784, h: 40, k: 10, bias: false }, Activation::Elu, 5);
+    let params = Params::init(Shape::new(784, &[40], 10, false), Activation::Elu, 5);
     let provenance = Provenance {
         dataset: "mnist".into(),
         iterations: 0,

@@ -14,11 +14,11 @@ use gpu_mnist::optim::{Optimizer, OptimizerConfig, OptimizerState};
 use safetensors::tensor::Dtype;
 
 fn model(bias: bool) -> Model {
-    let shape = Shape { d: 784, h: 33, k: 10, bias };
-    let mut params = Params::init(shape, Activation::Elu, 3);
+    let shape = Shape::new(784, &[33], 10, bias);
+    let mut params = Params::init(shape.clone(), Activation::Elu, 3);
     if bias {
-        params.b1.iter_mut().enumerate().for_each(|(i, b)| *b = i as f32 * 0.01);
-        params.b2.iter_mut().enumerate().for_each(|(i, b)| *b = -(i as f32) * 0.02);
+        params.layers[0].b.iter_mut().enumerate().for_each(|(i, b)| *b = i as f32 * 0.01);
+        params.layers[1].b.iter_mut().enumerate().for_each(|(i, b)| *b = -(i as f32) * 0.02);
     }
     let provenance = Provenance {
         dataset: "mnist".into(),
@@ -136,14 +136,14 @@ fn malformed_models_are_refused_with_the_reason() {
 fn with_optimizer(bias: bool, kind: Optimizer) -> Model {
     let mut m = model(bias);
     let config = OptimizerConfig { kind, weight_decay: 0.01, beta1: 0.8, ..Default::default() };
-    let mut state = OptimizerState::new(kind, m.params.shape);
+    let mut state = OptimizerState::new(kind, m.params.shape.clone());
     for (name, t) in state.m.tensors_mut().into_iter().chain(state.v.tensors_mut()) {
         if bias || name.starts_with('w') {
             t.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 13) as f32 * 1e-3);
         }
     }
     if kind != Optimizer::Adam {
-        state.v = Params::zeros(m.params.shape);
+        state.v = Params::zeros(m.params.shape.clone());
     }
     state.t = if kind == Optimizer::Adam { 7 } else { 0 };
     m.optimizer = Some(SavedOptimizer { config, state });
@@ -154,7 +154,7 @@ fn with_optimizer(bias: bool, kind: Optimizer) -> Model {
 fn optimizer_state_round_trips() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (kind, tensors) in
-        [(Optimizer::Momentum, ["opt.m.w1"].as_slice()), (Optimizer::Adam, &["opt.m.w1", "opt.v.b2"])]
+        [(Optimizer::Momentum, ["opt.m.layers[0].w"].as_slice()), (Optimizer::Adam, &["opt.m.layers[0].w", "opt.v.layers[1].b"])]
     {
         for bias in [true, false] {
             let path = dir.path().join(format!("{kind:?}{bias}.safetensors"));
@@ -192,7 +192,7 @@ fn bad_optimizer_state_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("m.safetensors");
     let mut m = with_optimizer(true, Optimizer::Adam);
-    m.optimizer.as_mut().unwrap().state.v.w2[3] = f32::NAN;
+    m.optimizer.as_mut().unwrap().state.v.layers[1].w[3] = f32::NAN;
     checkpoint::save(&path, &m).expect("saves");
     let e = checkpoint::load(&path).expect_err("NaN state").to_string();
     assert!(e.contains("\"opt.v\" holds NaN"), "{e}");
@@ -216,16 +216,16 @@ fn a_resumed_cpu_run_continues_exactly() {
         gpu_mnist::data::Splits::new(common::subset(&mn.train, 600), common::subset(&mn.test, 10))
     };
     let cfg = OptimizerConfig { kind: Optimizer::Adam, weight_decay: 0.1, ..Default::default() };
-    let shape = Shape { d: 784, h: 20, k: 10, bias: true };
-    let start = Params::init(shape, Activation::Relu, 2);
+    let shape = Shape::new(784, &[20], 10, true);
+    let start = Params::init(shape.clone(), Activation::Relu, 2);
     let new = |p: Params| CpuBackend::new(&data, p, Activation::Relu).with_optimizer(cfg);
     let mut straight = new(start.clone());
     let mut first = new(start);
     for _ in 0..10 {
-        straight.step(2e-3).unwrap();
+        straight.step(0, 2e-3).unwrap();
     }
     for _ in 0..5 {
-        first.step(2e-3).unwrap();
+        first.step(0, 2e-3).unwrap();
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("half.safetensors");
@@ -238,7 +238,7 @@ fn a_resumed_cpu_run_continues_exactly() {
     let mut second = new(loaded.params);
     second.set_optimizer_state(loaded.optimizer.expect("state").state).expect("state fits");
     for _ in 0..5 {
-        second.step(2e-3).unwrap();
+        second.step(0, 2e-3).unwrap();
     }
     assert_eq!(second.params().unwrap(), straight.params().unwrap());
     assert_eq!(second.optimizer_state().unwrap(), straight.optimizer_state().unwrap());

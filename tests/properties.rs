@@ -123,7 +123,7 @@ fn activation() -> impl Strategy<Value = Activation> {
 /// random provenance; the accuracy has the 4 decimals a file stores.
 fn any_model() -> impl Strategy<Value = Model> {
     (1..=20usize, 1..=10usize, 2..=11usize, any::<bool>()).prop_flat_map(|(d, h, k, bias)| {
-        let shape = Shape { d, h, k, bias };
+        let shape = Shape::new(d, &[h], k, bias);
         let nb = |len: usize| if bias { len } else { 0 };
         let tensors = (
             prop::collection::vec(finite_f32(), d * h),
@@ -150,12 +150,12 @@ fn any_model() -> impl Strategy<Value = Model> {
                 version,
             });
         (tensors, activation(), provenance).prop_map(move |((w1, b1, w2, b2), activation, provenance)| {
-            let mut params = Params::zeros(shape);
-            params.w1 = w1;
-            params.w2 = w2;
+            let mut params = Params::zeros(shape.clone());
+            params.layers[0].w = w1;
+            params.layers[1].w = w2;
             if bias {
-                params.b1 = b1;
-                params.b2 = b2;
+                params.layers[0].b = b1;
+                params.layers[1].b = b2;
             }
             Model { params, activation, provenance, optimizer: None }
         })
@@ -284,10 +284,10 @@ fn check_model(bytes: &[u8]) -> Result<(), TestCaseError> {
     let r = checkpoint::parse(bytes, Path::new("x.safetensors"));
     one_line(&r)?;
     if let Ok(m) = &r {
-        let s = m.params.shape;
-        prop_assert!(s.d > 0 && s.h > 0 && s.k >= 2);
-        prop_assert_eq!(m.params.w1.len(), s.d * s.h);
-        prop_assert_eq!(m.params.w2.len(), s.h * s.k);
+        let s = &m.params.shape;
+        prop_assert!(s.d > 0 && s.hidden[0] > 0 && s.k >= 2);
+        prop_assert_eq!(m.params.layers[0].w.len(), s.d * s.hidden[0]);
+        prop_assert_eq!(m.params.layers[1].w.len(), s.hidden[0] * s.k);
         prop_assert!(m.params.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite())));
         prop_assert!(s.parameter_count() * 4 <= bytes.len());
     }
@@ -634,9 +634,9 @@ fn write_fuzz_seeds(root: &Path) {
         version: "0.1.0".into(),
     };
     for (d, h, k, bias, activation) in [(4, 3, 2, true, Activation::Relu), (16, 5, 10, false, Activation::Sigmoid)] {
-        let mut params = Params::init(Shape { d, h, k, bias }, activation, 1);
+        let mut params = Params::init(Shape::new(d, &[h], k, bias), activation, 1);
         if bias {
-            params.b1.iter_mut().for_each(|b| *b = 0.25);
+            params.layers[0].b.iter_mut().for_each(|b| *b = 0.25);
         }
         let model = Model { params, activation, provenance: provenance.clone(), optimizer: None };
         write("model", &format!("d{d}-h{h}-k{k}-bias-{bias}.safetensors"), &model_bytes(&model));

@@ -17,9 +17,9 @@ use gpu_mnist::train::{relative_difference, worst};
 const CPU_CHECK_TOLERANCE: f64 = 1e-4;
 
 pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -> Result<BackendFigures> {
-    let (n, d, h, k) = (train.n, shape.d, shape.h, shape.k);
+    let (n, d, h, k) = (train.n, shape.d, shape.hidden[0], shape.k);
     let x = SparseRows::from_pixels(&train.pixels, d);
-    let mut params = Params::init(shape, act, 0);
+    let mut params = Params::init(shape.clone(), act, 0);
     let check_n = n.min(2000);
     let sub = SparseRows::from_pixels(&train.pixels[..check_n * d], d);
     let xs = reference::scale_pixels(&train.pixels[..check_n * d]);

@@ -16,8 +16,8 @@ use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::train::{VERIFY_TOLERANCE, relative_difference, worst};
 
 /// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows.
-fn gpu_cost(label: &str, layer: u8, n: f64, s: Shape) -> (String, Option<f64>, f64) {
-    let (d, h, k) = (s.d as f64, s.h as f64, s.k as f64);
+fn gpu_cost(label: &str, layer: u8, n: f64, s: &Shape) -> (String, Option<f64>, f64) {
+    let (d, h, k) = (s.d as f64, s.hidden[0] as f64, s.k as f64);
     let lda = packed_row_bytes(s.d) as f64;
     let p = s.parameter_count() as f64;
     let (what, flops, bytes) = match (label, layer) {
@@ -45,7 +45,7 @@ pub fn bench(
     act: Activation,
     args: &BenchArgs,
 ) -> Result<BackendFigures> {
-    let params = Params::init(shape, act, 0);
+    let params = Params::init(shape.clone(), act, 0);
     let mut gpu = GpuBackend::new(
         ctx,
         data,
@@ -55,7 +55,7 @@ pub fn bench(
     )?;
     let train = &data.train;
     // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
-    gpu.step(LR)?;
+    gpu.step(0, LR)?;
     let (grads, stats, after) = (gpu.gradients()?, gpu.step_stats()?, gpu.params()?);
     let x = SparseRows::from_pixels(&train.pixels, shape.d);
     let (want, want_stats) = fast::forward_backward(&params, act, &x, &train.labels);
@@ -65,11 +65,11 @@ pub fn bench(
         ("loss (linear_forward, softmax_xent_forward)", (stats.loss - want_stats.loss).abs() / want_stats.loss),
         (
             "dW1 (linear_backward_weight L1, linear_backward_input, softmax_xent_backward)",
-            relative_difference(&grads.w1, &want.w1),
+            relative_difference(&grads.layers[0].w, &want.layers[0].w),
         ),
-        ("db1 (column_sum L1)", relative_difference(&grads.b1, &want.b1)),
-        ("dW2 (linear_backward_weight L2)", relative_difference(&grads.w2, &want.w2)),
-        ("db2 (column_sum L2)", relative_difference(&grads.b2, &want.b2)),
+        ("db1 (column_sum L1)", relative_difference(&grads.layers[0].b, &want.layers[0].b)),
+        ("dW2 (linear_backward_weight L2)", relative_difference(&grads.layers[1].w, &want.layers[1].w)),
+        ("db2 (column_sum L2)", relative_difference(&grads.layers[1].b, &want.layers[1].b)),
         (
             "params (gd_update)",
             worst(
@@ -87,13 +87,13 @@ pub fn bench(
         bail!("GPU self-check failed: {} differs from the CPU by {:.2e} (relative)", worst.0, worst.1);
     }
     for _ in 0..args.warmup {
-        gpu.step(LR)?;
+        gpu.step(0, LR)?;
     }
     gpu.finish()?;
     let mut iters = Vec::new();
     for _ in 0..args.repeats {
         let t = Instant::now();
-        gpu.step(LR)?;
+        gpu.step(0, LR)?;
         gpu.finish()?;
         iters.push(t.elapsed().as_secs_f64());
     }
@@ -124,7 +124,7 @@ pub fn bench(
     let ops = medians
         .iter_mut()
         .map(|((label, layer), t)| {
-            let (name, flops, bytes) = gpu_cost(label, *layer, train.n as f64, shape);
+            let (name, flops, bytes) = gpu_cost(label, *layer, train.n as f64, &shape);
             figure(name, *t, flops, bytes, total)
         })
         .collect();
@@ -136,7 +136,7 @@ pub fn bench(
             source.describe()
         ),
         seconds_per_iteration: iteration,
-        gflops: flops_per_iteration(train.n, shape.d, shape.h, shape.k) / iteration / 1e9,
+        gflops: flops_per_iteration(train.n, shape.d, shape.hidden[0], shape.k) / iteration / 1e9,
         ops,
         self_check: format!("passed: one step vs the CPU, worst {} {:.1e}", worst.0, worst.1),
     })

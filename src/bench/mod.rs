@@ -185,7 +185,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut test = mnist.test.clone();
         test.truncate(1000);
         let data = gpu_mnist::data::Splits::new(train.clone(), test);
-        let shape = Shape { d: train.d(), h, k: K, bias: true };
+        let shape = Shape::new(train.d(), &[h], K, true);
         let gflop = flops_per_iteration(n, shape.d, h, K) / 1e9;
         bar.suspend(|| {
             println!("\nN {n}, D {}, H {h}, K {K}: {gflop:.2} GFLOP per iteration (dense-equivalent)", shape.d)
@@ -193,7 +193,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut results = Vec::new();
         if args.backend != BenchBackends::Gpu {
             bar.set_message(format!("cpu, N {n}, H {h}"));
-            results.push(cpu::bench(&train, shape, args.activation, args)?);
+            results.push(cpu::bench(&train, shape.clone(), args.activation, args)?);
             bar.inc(1);
         }
         if gpu_info.is_some() {

@@ -70,6 +70,8 @@ impl SparseRows {
 
 /// Gradients are summed in this many shards of consecutive rows, whatever the thread count.
 const SHARDS: usize = 16;
+/// Fewest rows per shard when a mini-batch is too small for `SHARDS` of them.
+const MIN_SHARD_ROWS: usize = 64;
 /// Rows per block inside a shard.
 const BLOCK: usize = 64;
 /// Floats of a hidden row held in registers by the sparse products (8 AVX2 / 4 AVX-512 registers).
@@ -190,16 +192,26 @@ impl PhaseTimes {
     }
 }
 
-/// What every shard reads: parameters (with W2 transposed, K rows of length H), data, and
-/// whether to run the backward pass (`inv_n` = 1/N) and time the phases.
+/// What every shard reads: parameters (with W2 transposed, K rows of length H), data, the rows
+/// of `x` to visit (`None`: all of them in order; a mini-batch otherwise), and whether to run the
+/// backward pass (`inv_n` = 1/(rows visited)) and time the phases.
 struct Job<'a> {
     p: &'a Params,
     w2t: Vec<f32>,
     act: Activation,
     x: &'a SparseRows,
     labels: &'a [u8],
+    rows: Option<&'a [u32]>,
     inv_n: Option<f32>,
     timed: bool,
+}
+
+impl Job<'_> {
+    /// The row of `x` at position `i` of the visit order.
+    #[inline(always)]
+    fn row(&self, i: usize) -> usize {
+        self.rows.map_or(i, |r| r[i] as usize)
+    }
 }
 
 /// A shard's gradient sums; dW2 is held transposed like the `w2t` it comes from.
@@ -223,8 +235,8 @@ struct ShardSums {
 #[allow(clippy::needless_range_loop)] // class c indexes z2, W2^T, dW2^T and b2 together
 fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let (p, act, x) = (job.p, job.act, job.x);
-    let (d, h, k, bias) = (p.shape.d, p.shape.h, p.shape.k, p.shape.bias);
-    let b1 = bias.then_some(&p.b1[..]);
+    let (d, h, k, bias) = (p.shape.d, p.shape.hidden[0], p.shape.k, p.shape.bias);
+    let (w1, b1, b2) = (&p.layers[0].w, bias.then_some(&p.layers[0].b[..]), &p.layers[1].b);
     let mut grads =
         job.inv_n.map(|_| GradSums { w1: vec![0.0; d * h], b1: vec![0.0; h], w2t: vec![0.0; k * h], b2: vec![0.0; k] });
     let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
@@ -239,18 +251,18 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
         let mut t = job.timed.then(Instant::now);
         for (r, i) in block.clone().enumerate() {
-            let (cols, vals) = x.row(i);
+            let (cols, vals) = x.row(job.row(i));
             let a = &mut a1[r * h..(r + 1) * h];
-            sparse_row_forward(a, b1, cols, vals, &p.w1, h);
+            sparse_row_forward(a, b1, cols, vals, w1, h);
             a.iter_mut().for_each(|v| *v = act.apply(*v));
         }
         lap(&mut t, &mut times.sparse_forward);
         for (r, i) in block.clone().enumerate() {
             let a = &a1[r * h..(r + 1) * h];
             for c in 0..k {
-                z2[c] = dot(a, &job.w2t[c * h..(c + 1) * h]) + if bias { p.b2[c] } else { 0.0 };
+                z2[c] = dot(a, &job.w2t[c * h..(c + 1) * h]) + if bias { b2[c] } else { 0.0 };
             }
-            let y = job.labels[i] as usize;
+            let y = job.labels[job.row(i)] as usize;
             let (l, ok) = softmax_xent_row(&mut z2, y);
             loss += l as f64;
             correct += ok as usize;
@@ -274,7 +286,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
         lap(&mut t, &mut times.dense);
         if let Some(g) = grads.as_mut() {
             for (r, i) in block.clone().enumerate() {
-                let (cols, vals) = x.row(i);
+                let (cols, vals) = x.row(job.row(i));
                 let dz = &dz1[r * h..(r + 1) * h];
                 sparse_row_backward(&mut g.w1, dz, cols, vals, h);
                 if bias {
@@ -347,24 +359,24 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 /// Loss and accuracy of `params` on `x` (forward only, threaded).
 pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> Stats {
-    let (_, stats, _) = run(Simd::detect(), params, act, x, labels, false, false);
+    let (_, stats, _) = run(Simd::detect(), params, act, x, labels, None, false, false);
     stats
 }
 
 /// Class probabilities of every row of `x` (N x K, row-major), threaded: what `eval` reports.
 pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
-    let (h, k) = (p.shape.h, p.shape.k);
-    let w2t = transpose(&p.w2, h, k);
-    let b1 = p.shape.bias.then_some(&p.b1[..]);
+    let (h, k) = (p.shape.hidden[0], p.shape.k);
+    let w2t = transpose(&p.layers[1].w, h, k);
+    let b1 = p.shape.bias.then_some(&p.layers[0].b[..]);
     let mut out = vec![0.0; x.n() * k];
     out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, block)| {
         let mut a1 = vec![0.0; h];
         for (r, z) in block.chunks_mut(k).enumerate() {
             let (cols, vals) = x.row(c * BLOCK + r);
-            sparse_row_forward(&mut a1, b1, cols, vals, &p.w1, h);
+            sparse_row_forward(&mut a1, b1, cols, vals, &p.layers[0].w, h);
             a1.iter_mut().for_each(|v| *v = act.apply(*v));
             for (j, z) in z.iter_mut().enumerate() {
-                *z = dot(&a1, &w2t[j * h..(j + 1) * h]) + if p.shape.bias { p.b2[j] } else { 0.0 };
+                *z = dot(&a1, &w2t[j * h..(j + 1) * h]) + if p.shape.bias { p.layers[1].b[j] } else { 0.0 };
             }
             softmax_xent_row(z, 0);
         }
@@ -378,6 +390,18 @@ pub fn forward_backward(params: &Params, act: Activation, x: &SparseRows, labels
     (g, s)
 }
 
+/// `forward_backward` over a mini-batch: the rows of `x` listed in `rows`, the mean taken over them.
+pub fn forward_backward_rows(
+    params: &Params,
+    act: Activation,
+    x: &SparseRows,
+    labels: &[u8],
+    rows: &[u32],
+) -> (Params, Stats) {
+    let (g, s, _) = run(Simd::detect(), params, act, x, labels, Some(rows), true, false);
+    (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s)
+}
+
 /// `forward_backward` at a given SIMD level (capped at what the CPU has), optionally timing its
 /// phases: for tests and `bench`.
 pub fn forward_backward_with(
@@ -388,32 +412,35 @@ pub fn forward_backward_with(
     x: &SparseRows,
     labels: &[u8],
 ) -> (Params, Stats, PhaseTimes) {
-    let (g, s, t) = run(simd, params, act, x, labels, true, timed);
-    (g.unwrap_or_else(|| Params::zeros(params.shape)), s, t)
+    let (g, s, t) = run(simd, params, act, x, labels, None, true, timed);
+    (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s, t)
 }
 
 /// All shards in parallel, then their sums in shard order.
+#[allow(clippy::too_many_arguments)]
 fn run(
     simd: Simd,
     p: &Params,
     act: Activation,
     x: &SparseRows,
     labels: &[u8],
+    rows: Option<&[u32]>,
     backward: bool,
     timed: bool,
 ) -> (Option<Params>, Stats, PhaseTimes) {
-    let (s, n) = (p.shape, x.n());
+    let s = &p.shape;
+    let (h, n) = (s.hidden[0], rows.map_or(x.n(), |r| r.len()));
     let inv_n = backward.then(|| 1.0 / n.max(1) as f32);
-    let job = Job { p, w2t: transpose(&p.w2, s.h, s.k), act, x, labels, inv_n, timed };
+    let job = Job { p, w2t: transpose(&p.layers[1].w, h, s.k), act, x, labels, rows, inv_n, timed };
     let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
-    let mut grads = backward.then(|| Params::zeros(s));
-    let mut dw2t = vec![0.0; s.k * s.h];
+    let mut grads = backward.then(|| Params::zeros(s.clone()));
+    let mut dw2t = vec![0.0; s.k * h];
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());
     for part in &parts {
         if let (Some(acc), Some(g)) = (grads.as_mut(), part.grads.as_ref()) {
-            axpy(&mut acc.w1, 1.0, &g.w1);
-            axpy(&mut acc.b1, 1.0, &g.b1);
-            axpy(&mut acc.b2, 1.0, &g.b2);
+            axpy(&mut acc.layers[0].w, 1.0, &g.w1);
+            axpy(&mut acc.layers[0].b, 1.0, &g.b1);
+            axpy(&mut acc.layers[1].b, 1.0, &g.b2);
             axpy(&mut dw2t, 1.0, &g.w2t);
         }
         loss += part.loss;
@@ -421,13 +448,16 @@ fn run(
         times.add(&part.times);
     }
     if let Some(g) = grads.as_mut() {
-        g.w2 = transpose(&dw2t, s.k, s.h);
+        g.layers[1].w = transpose(&dw2t, s.k, h);
     }
     (grads, Stats { loss: loss / n.max(1) as f64, correct, n }, times)
 }
 
-/// Row ranges of the fixed shards.
+/// Position ranges of the shards: `SHARDS` of them, fewer for small mini-batches so each has at
+/// least `MIN_SHARD_ROWS` rows (every shard zeroes and sums a whole set of gradients). The count
+/// depends on n only, never on the thread count.
 fn shards(n: usize) -> Vec<Range<usize>> {
-    let per = n.div_ceil(SHARDS).max(1);
+    let count = n.div_ceil(MIN_SHARD_ROWS).clamp(1, SHARDS);
+    let per = n.div_ceil(count).max(1);
     (0..n).step_by(per).map(|r| r..(r + per).min(n)).collect()
 }

@@ -4,7 +4,7 @@
 pub mod fast;
 pub mod reference;
 
-use crate::backend::{Backend, BackendError, Split};
+use crate::backend::{Backend, BackendError, Split, batch_count, batch_range, check_order};
 use crate::data::{Dataset, Splits};
 use crate::model::{Activation, Params, Stats};
 use crate::optim::{self, OptimizerConfig, OptimizerState};
@@ -28,7 +28,11 @@ pub struct CpuBackend {
     grads: Params,
     optimizer: OptimizerConfig,
     state: OptimizerState,
-    last: Stats,
+    /// Rows per step (N for full-batch training), the visiting order, and each batch's latest
+    /// forward-pass statistics (`n == 0` until visited).
+    batch_size: usize,
+    order: Vec<u32>,
+    batch_stats: Vec<Stats>,
     train: SparseSet,
     validation: SparseSet,
     test: SparseSet,
@@ -38,16 +42,19 @@ impl CpuBackend {
     /// A backend over `data`'s splits (validation and test may be empty), starting at `params`,
     /// training by plain gradient descent (see `with_optimizer`).
     pub fn new(data: &Splits, params: Params, act: Activation) -> Self {
-        let grads = Params::zeros(params.shape);
+        let grads = Params::zeros(params.shape.clone());
         let optimizer = OptimizerConfig::default();
-        let state = OptimizerState::new(optimizer.kind, params.shape);
+        let state = OptimizerState::new(optimizer.kind, params.shape.clone());
+        let n = data.train.n;
         CpuBackend {
             act,
             params,
             grads,
             optimizer,
             state,
-            last: Stats::default(),
+            batch_size: n.max(1),
+            order: (0..n as u32).collect(),
+            batch_stats: vec![Stats::default()],
             train: SparseSet::new(&data.train),
             validation: SparseSet::new(&data.validation),
             test: SparseSet::new(&data.test),
@@ -56,22 +63,35 @@ impl CpuBackend {
 
     /// Steps with `cfg`'s rule, from fresh state (zero moments, no steps taken).
     pub fn with_optimizer(mut self, cfg: OptimizerConfig) -> Self {
-        self.state = OptimizerState::new(cfg.kind, self.params.shape);
+        self.state = OptimizerState::new(cfg.kind, self.params.shape.clone());
         self.optimizer = cfg;
         self
     }
 
     /// Continues from saved optimizer state (`--init-from`); it must be this rule's, for these shapes.
     pub fn set_optimizer_state(&mut self, state: OptimizerState) -> Result<(), BackendError> {
-        state.fits(&self.optimizer, self.params.shape)?;
+        state.fits(&self.optimizer, &self.params.shape)?;
         self.state = state;
         Ok(())
     }
 
-    /// Gradients and loss of the whole training set at `params`, leaving this backend unchanged
-    /// (what `--verify-every` compares a GPU step with).
-    pub fn gradients_at(&self, params: &Params) -> (Params, Stats) {
-        fast::forward_backward(params, self.act, &self.train.x, &self.train.labels)
+    /// Steps on mini-batches of `batch_size` rows (at least 1; N or more is full-batch training).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        let n = self.order.len();
+        self.batch_size = batch_size.clamp(1, n.max(1));
+        self.batch_stats = vec![Stats::default(); batch_count(n, self.batch_size)];
+        self
+    }
+
+    /// Gradients and loss of batch `batch` at `params`, leaving this backend unchanged (what
+    /// `--verify-every` compares a GPU step with).
+    pub fn gradients_at(&self, params: &Params, batch: usize) -> (Params, Stats) {
+        let (x, labels) = (&self.train.x, &self.train.labels);
+        if self.batch_stats.len() == 1 {
+            return fast::forward_backward(params, self.act, x, labels);
+        }
+        let rows = &self.order[batch_range(batch, self.batch_size, self.order.len())];
+        fast::forward_backward_rows(params, self.act, x, labels, rows)
     }
 
     pub fn activation(&self) -> Activation {
@@ -93,16 +113,37 @@ impl Backend for CpuBackend {
         format!("{threads} thread{}", if threads == 1 { "" } else { "s" })
     }
 
-    fn step(&mut self, lr: f32) -> Result<(), BackendError> {
-        let (grads, stats) = self.gradients_at(&self.params);
+    fn train_rows(&self) -> usize {
+        self.order.len()
+    }
+
+    fn batches(&self) -> usize {
+        self.batch_stats.len()
+    }
+
+    fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
+        check_order(order, self.order.len())?;
+        self.order.copy_from_slice(order);
+        Ok(())
+    }
+
+    fn step(&mut self, batch: usize, lr: f32) -> Result<(), BackendError> {
+        if batch >= self.batches() {
+            return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches())));
+        }
+        let (grads, stats) = self.gradients_at(&self.params, batch);
         optim::optimizer_update(&mut self.params, &grads, &mut self.state, &self.optimizer, lr);
         self.grads = grads;
-        self.last = stats;
+        self.batch_stats[batch] = stats;
         Ok(())
     }
 
     fn step_stats(&self) -> Result<Stats, BackendError> {
-        Ok(self.last)
+        Ok(combine(&self.batch_stats))
+    }
+
+    fn batch_stats(&self, batch: usize) -> Result<Stats, BackendError> {
+        self.batch_stats.get(batch).copied().ok_or_else(|| BackendError::Unsupported(format!("no batch {batch}")))
     }
 
     fn free_stats(&self) -> bool {
@@ -132,4 +173,14 @@ impl Backend for CpuBackend {
     fn optimizer_state(&self) -> Result<OptimizerState, BackendError> {
         Ok(self.state.clone())
     }
+}
+
+/// The statistics of several disjoint sets of rows, as one.
+pub fn combine(parts: &[Stats]) -> Stats {
+    if let [one] = parts {
+        return *one;
+    }
+    let n: usize = parts.iter().map(|s| s.n).sum();
+    let loss: f64 = parts.iter().map(|s| s.loss * s.n as f64).sum();
+    Stats { loss: loss / n.max(1) as f64, correct: parts.iter().map(|s| s.correct).sum(), n }
 }

@@ -138,9 +138,10 @@ pub fn evaluate(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> S
     t.stats()
 }
 
-/// Activations of one forward pass, kept for the backward pass.
+/// Activations of one forward pass, kept for the backward pass: `acts[l]` is hidden layer
+/// `l + 1`'s output (N x H_{l+1}).
 struct Trace {
-    a1: Vec<f32>,
+    acts: Vec<Vec<f32>>,
     probs: Vec<f32>,
     losses: Vec<f32>,
     correct: Vec<bool>,
@@ -148,20 +149,30 @@ struct Trace {
 
 impl Trace {
     fn forward(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> Trace {
-        let s = params.shape;
+        let s = &params.shape;
         let n = labels.len();
-        let (b1, b2) = if s.bias { (Some(&params.b1[..]), Some(&params.b2[..])) } else { (None, None) };
-        let mut z1 = vec![0.0; n * s.h];
-        linear_forward(&mut z1, x, &params.w1, b1, n, s.d, s.h);
-        let mut a1 = vec![0.0; n * s.h];
-        activation_forward(&mut a1, &z1, act);
-        let mut z2 = vec![0.0; n * s.k];
-        linear_forward(&mut z2, &a1, &params.w2, b2, n, s.h, s.k);
+        let last = s.layer_count() - 1;
+        let mut acts: Vec<Vec<f32>> = Vec::with_capacity(last);
+        let mut logits = Vec::new();
+        for (l, layer) in params.layers.iter().enumerate() {
+            let (fan_in, fan_out) = s.layer(l);
+            let input = if l == 0 { x } else { &acts[l - 1][..] };
+            let b = s.bias.then_some(&layer.b[..]);
+            let mut z = vec![0.0; n * fan_out];
+            linear_forward(&mut z, input, &layer.w, b, n, fan_in, fan_out);
+            if l == last {
+                logits = z;
+            } else {
+                let mut a = vec![0.0; n * fan_out];
+                activation_forward(&mut a, &z, act);
+                acts.push(a);
+            }
+        }
         let mut probs = vec![0.0; n * s.k];
         let mut losses = vec![0.0; n];
         let mut correct = vec![false; n];
-        softmax_xent_forward(&mut probs, &mut losses, &mut correct, &z2, labels, n, s.k);
-        Trace { a1, probs, losses, correct }
+        softmax_xent_forward(&mut probs, &mut losses, &mut correct, &logits, labels, n, s.k);
+        Trace { acts, probs, losses, correct }
     }
 
     fn stats(&self) -> Stats {
@@ -175,20 +186,30 @@ impl Trace {
 
 /// One full-batch step's gradients: the mean cross-entropy over all n samples of `x`
 /// differentiated w.r.t. every parameter, and the loss/accuracy of that forward pass.
+/// Backward from the output layer: `dZ_out = (P - onehot(Y)) / N`; for each layer,
+/// `dW = A_in^T · dZ`, `db = Σ_rows dZ`, and below it `dZ_in = (dZ · W^T) ⊙ act'(A_in)`.
 pub fn forward_backward(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> (Params, Stats) {
-    let s = params.shape;
+    let s = &params.shape;
     let n = labels.len();
     let t = Trace::forward(params, act, x, labels);
-    let mut grads = Params::zeros(s);
-    let mut dz2 = vec![0.0; n * s.k];
-    softmax_xent_backward(&mut dz2, &t.probs, labels, n, s.k, 1.0 / n as f32);
-    let mut da1 = vec![0.0; n * s.h];
-    let db2 = if s.bias { Some(&mut grads.b2[..]) } else { None };
-    linear_backward(Some(&mut da1), &mut grads.w2, db2, &dz2, &t.a1, &params.w2, n, s.h, s.k);
-    let mut dz1 = vec![0.0; n * s.h];
-    activation_backward(&mut dz1, &da1, &t.a1, act);
-    let db1 = if s.bias { Some(&mut grads.b1[..]) } else { None };
-    linear_backward(None, &mut grads.w1, db1, &dz1, x, &params.w1, n, s.d, s.h);
+    let mut grads = Params::zeros(s.clone());
+    let mut dz = vec![0.0; n * s.k];
+    softmax_xent_backward(&mut dz, &t.probs, labels, n, s.k, 1.0 / n as f32);
+    for l in (0..s.layer_count()).rev() {
+        let (fan_in, fan_out) = s.layer(l);
+        let input = if l == 0 { x } else { &t.acts[l - 1][..] };
+        let g = &mut grads.layers[l];
+        let db = s.bias.then_some(&mut g.b[..]);
+        if l == 0 {
+            linear_backward(None, &mut g.w, db, &dz, input, &params.layers[l].w, n, fan_in, fan_out);
+        } else {
+            let mut da = vec![0.0; n * fan_in];
+            linear_backward(Some(&mut da), &mut g.w, db, &dz, input, &params.layers[l].w, n, fan_in, fan_out);
+            let mut dz_in = vec![0.0; n * fan_in];
+            activation_backward(&mut dz_in, &da, input, act);
+            dz = dz_in;
+        }
+    }
     (grads, t.stats())
 }
 

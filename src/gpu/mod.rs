@@ -64,6 +64,8 @@ pub struct GpuOptions {
     pub tiling: Option<Tiling>,
     /// The update rule (default: plain gradient descent); its state starts at zero.
     pub optimizer: OptimizerConfig,
+    /// Rows per step: mini-batches of this many rows (default: the whole training set).
+    pub batch_size: Option<usize>,
 }
 
 impl GpuBackend {
@@ -76,10 +78,19 @@ impl GpuBackend {
         act: Activation,
         options: GpuOptions,
     ) -> Result<Self, BackendError> {
-        let s = params.shape;
+        let s = &params.shape;
+        if options.batch_size.is_some_and(|b| b < data.train.n) {
+            return Err(BackendError::Unsupported("the GPU backend trains full batches; use --backend cpu".into()));
+        }
+        if s.hidden.len() != 1 {
+            return Err(BackendError::Unsupported(format!(
+                "the GPU backend trains one hidden layer, not {}; use --backend cpu",
+                s.describe()
+            )));
+        }
         let lda = packed_row_bytes(s.d);
         let max_binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        let per_row = lda.max(s.h * 4).max(s.k * 4).max(8);
+        let per_row = lda.max(s.hidden[0] * 4).max(s.k * 4).max(8);
         let (train, validation, test) = (&data.train, &data.validation, &data.test);
         let most = train.n.max(validation.n).max(test.n);
         let rows = chunk_rows(most, per_row, max_binding, options.max_chunk_rows)?;
@@ -92,14 +103,14 @@ impl GpuBackend {
                 )));
             }
         }
-        let layout = ParamLayout::new(s);
+        let layout = ParamLayout::new(s.clone());
         // W1 alone is D x H floats in one binding; no chunking splits it, so refuse clearly.
         let param_bytes = (layout.total * 4) as u64;
         if param_bytes > max_binding {
             return Err(BackendError::Unsupported(format!(
                 "{} hidden units need {} MiB of parameters in one buffer, more than this device's {} MiB binding limit; \
                  use a smaller --hidden or --backend cpu",
-                s.h,
+                s.hidden[0],
                 param_bytes >> 20,
                 max_binding >> 20
             )));
@@ -112,15 +123,15 @@ impl GpuBackend {
         let stats = ctx.zeros("stats", 2, usage);
         let staging = ctx.staging(layout.total.max(2));
         let cb = ChunkBuffers {
-            a1: ctx.zeros("a1", rows * s.h, usage),
+            a1: ctx.zeros("a1", rows * s.hidden[0], usage),
             z2: ctx.zeros("z2", rows * s.k, usage),
             dz2: ctx.zeros("dz2", rows * s.k, usage),
-            dz1: ctx.zeros("dz1", rows * s.h, usage),
+            dz1: ctx.zeros("dz1", rows * s.hidden[0], usage),
         };
         let mut plan = Plan {
             ctx: &ctx,
             k: &kernels,
-            s,
+            s: s.clone(),
             act,
             layout,
             lda,
@@ -144,7 +155,7 @@ impl GpuBackend {
         Ok(GpuBackend {
             tiling: kernels.tiling(),
             ctx,
-            shape: s,
+            shape: s.clone(),
             layout,
             chunk_rows: rows,
             params: params_buf,
@@ -165,7 +176,7 @@ impl GpuBackend {
     /// Continues from saved optimizer state (`--init-from`): the rule must be this backend's and
     /// the shapes the parameters'.
     pub fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<(), BackendError> {
-        state.fits(&self.optimizer, self.shape)?;
+        state.fits(&self.optimizer, &self.shape)?;
         for (buf, name) in self.moments.iter().zip(["m", "v"]) {
             if let Some(buf) = buf {
                 let flat = self.layout.flatten(state.moment(name));
@@ -209,7 +220,7 @@ impl GpuBackend {
         self.t += 1;
         let Some(update) = self.step.last() else { return };
         if lr != self.lr || self.optimizer.kind == Optimizer::Adam {
-            let p = optimizer_params(&self.optimizer, self.layout, self.shape, lr, self.t);
+            let p = optimizer_params(&self.optimizer, self.layout, &self.shape, lr, self.t);
             self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
         }
         self.lr = lr;
@@ -222,7 +233,7 @@ impl GpuBackend {
 
     fn read_params(&self, buf: &wgpu::Buffer) -> Result<Params, BackendError> {
         let flat = self.ctx.read_f32(buf, 0, self.layout.total, &self.staging)?;
-        Ok(self.layout.unflatten(&flat, self.shape))
+        Ok(self.layout.unflatten(&flat, self.shape.clone()))
     }
 }
 
@@ -235,7 +246,23 @@ impl Backend for GpuBackend {
         context::describe(&self.ctx.info)
     }
 
-    fn step(&mut self, lr: f32) -> Result<(), BackendError> {
+    fn train_rows(&self) -> usize {
+        self.train.n
+    }
+
+    fn batch_stats(&self, _batch: usize) -> Result<Stats, BackendError> {
+        self.step_stats()
+    }
+
+    fn batches(&self) -> usize {
+        1
+    }
+
+    fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
+        crate::backend::check_order(order, self.train.n)
+    }
+
+    fn step(&mut self, _batch: usize, lr: f32) -> Result<(), BackendError> {
         self.prepare_update(lr);
         let all: Vec<&Dispatch> = self.step.iter().collect();
         kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
@@ -272,7 +299,7 @@ impl Backend for GpuBackend {
     }
 
     fn optimizer_state(&self) -> Result<OptimizerState, BackendError> {
-        let mut state = OptimizerState::new(self.optimizer.kind, self.shape);
+        let mut state = OptimizerState::new(self.optimizer.kind, self.shape.clone());
         for (buf, name) in self.moments.iter().zip(["m", "v"]) {
             if let Some(buf) = buf {
                 *state.moment_mut(name) = self.read_params(buf)?;
@@ -284,7 +311,7 @@ impl Backend for GpuBackend {
 }
 
 /// The uniform of step `t` of `cfg`'s rule at rate `lr`.
-fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: Shape, lr: f32, t: u64) -> OptimizerParams {
+fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: &Shape, lr: f32, t: u64) -> OptimizerParams {
     let (c1, c2) = cfg.adam_corrections(t.max(1));
     OptimizerParams {
         count: layout.total as u32,
@@ -296,8 +323,8 @@ fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: Shape, lr: f3
         weight_decay: cfg.weight_decay,
         c1,
         c2,
-        w1_end: (layout.w1 + s.d * s.h) as u32,
+        w1_end: (layout.w1 + s.d * s.hidden[0]) as u32,
         w2_start: layout.w2 as u32,
-        w2_end: (layout.w2 + s.h * s.k) as u32,
+        w2_end: (layout.w2 + s.hidden[0] * s.k) as u32,
     }
 }

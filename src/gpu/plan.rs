@@ -24,9 +24,9 @@ const ALIGN_FLOATS: usize = 64;
 impl ParamLayout {
     pub fn new(s: Shape) -> Self {
         let w1 = 0;
-        let b1 = (w1 + s.d * s.h).next_multiple_of(ALIGN_FLOATS);
-        let w2 = (b1 + s.h).next_multiple_of(ALIGN_FLOATS);
-        let b2 = (w2 + s.h * s.k).next_multiple_of(ALIGN_FLOATS);
+        let b1 = (w1 + s.d * s.hidden[0]).next_multiple_of(ALIGN_FLOATS);
+        let w2 = (b1 + s.hidden[0]).next_multiple_of(ALIGN_FLOATS);
+        let b2 = (w2 + s.hidden[0] * s.k).next_multiple_of(ALIGN_FLOATS);
         ParamLayout { w1, b1, w2, b2, total: b2 + s.k }
     }
 
@@ -124,7 +124,7 @@ pub(super) struct Plan<'a> {
 
 impl Plan<'_> {
     pub fn set(&mut self, set: &Dataset, rows: usize, training: bool) -> (GpuSet, Vec<Dispatch>) {
-        let (ctx, k, s, dev) = (self.ctx, self.k, self.s, &self.ctx.device);
+        let (ctx, k, s, dev) = (self.ctx, self.k, &self.s, &self.ctx.device);
         if set.n == 0 {
             // Nothing to upload or dispatch: evaluating an empty split reads nothing.
             return (GpuSet { n: 0, evaluate: Vec::new(), total: None }, Vec::new());
@@ -143,18 +143,18 @@ impl Plan<'_> {
         };
         let l = self.layout;
         let bias = s.bias as u32;
-        let (w1, b1) = (View::floats(self.params, l.w1, s.d * s.h), View::floats(self.params, l.b1, s.h));
-        let (w2, b2) = (View::floats(self.params, l.w2, s.h * s.k), View::floats(self.params, l.b2, s.k));
-        let (dw1, db1) = (View::floats(self.grads, l.w1, s.d * s.h), View::floats(self.grads, l.b1, s.h));
-        let (dw2, db2) = (View::floats(self.grads, l.w2, s.h * s.k), View::floats(self.grads, l.b2, s.k));
+        let (w1, b1) = (View::floats(self.params, l.w1, s.d * s.hidden[0]), View::floats(self.params, l.b1, s.hidden[0]));
+        let (w2, b2) = (View::floats(self.params, l.w2, s.hidden[0] * s.k), View::floats(self.params, l.b2, s.k));
+        let (dw1, db1) = (View::floats(self.grads, l.w1, s.d * s.hidden[0]), View::floats(self.grads, l.b1, s.hidden[0]));
+        let (dw2, db2) = (View::floats(self.grads, l.w2, s.hidden[0] * s.k), View::floats(self.grads, l.b2, s.k));
         let (mut forward, mut step) = (Vec::new(), Vec::new());
         for (c, r0) in (0..set.n).step_by(rows).enumerate() {
             let m = rows.min(set.n - r0);
             let xw = View { buffer: &x, offset: (r0 * self.lda) as u64, size: (m * self.lda) as u64 };
-            let a1 = View::floats(&self.cb.a1, 0, m * s.h);
+            let a1 = View::floats(&self.cb.a1, 0, m * s.hidden[0]);
             let z2 = View::floats(&self.cb.z2, 0, m * s.k);
-            let (dz2, dz1) = (View::floats(&self.cb.dz2, 0, m * s.k), View::floats(&self.cb.dz1, 0, m * s.h));
-            let (m32, d, h, kk, acc) = (m as u32, s.d as u32, s.h as u32, s.k as u32, (c > 0) as u32);
+            let (dz2, dz1) = (View::floats(&self.cb.dz2, 0, m * s.k), View::floats(&self.cb.dz1, 0, m * s.hidden[0]));
+            let (m32, d, h, kk, acc) = (m as u32, s.d as u32, s.hidden[0] as u32, s.k as u32, (c > 0) as u32);
             let (aux1, aux2) = if s.bias { (b1, b2) } else { (k.dummy(), k.dummy()) };
             let mm = |m, n, kdim, lda, ldb, a_u8, act| MatmulParams {
                 m,
