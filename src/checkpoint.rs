@@ -69,6 +69,8 @@ pub struct Provenance {
     pub test_accuracy: f64,
     /// The `gpu-mnist` version that wrote the file.
     pub version: String,
+    /// Rows per step of mini-batch training (`None`: full batches).
+    pub batch_size: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -122,6 +124,9 @@ pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
         ("test_accuracy", format!("{:.4}", p.test_accuracy)),
         ("version", p.version.clone()),
     ]);
+    if let Some(b) = p.batch_size {
+        meta.insert("batch_size", b.to_string());
+    }
     if let Some(SavedOptimizer { config: c, state }) =
         model.optimizer.as_ref().filter(|o| o.state.kind != Optimizer::Gd)
     {
@@ -325,6 +330,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         backend: text("backend"),
         test_accuracy: text("test_accuracy").parse().unwrap_or(f64::NAN),
         version: text("version"),
+        batch_size: text("batch_size").parse().ok(),
     };
     Ok(Model { params, activation, provenance, optimizer })
 }

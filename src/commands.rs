@@ -54,7 +54,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
     let (data, kind, from) = load_training_data(args)?;
-    let (params, act, done, state) = match &args.init_from {
+    let (params, act, done, state, saved_batch) = match &args.init_from {
         Some(path) => {
             let m = checkpoint::load(path)?;
             if m.params.shape.d != data.train.d() || m.params.shape.k != K {
@@ -83,19 +83,20 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 }
                 None => None,
             };
-            (m.params, m.activation, m.provenance.iterations, state)
+            (m.params, m.activation, m.provenance.iterations, state, m.provenance.batch_size)
         }
         None => {
             if args.hidden.len() > MAX_HIDDEN_LAYERS {
                 bail!("--hidden lists {} layers; at most {MAX_HIDDEN_LAYERS} are supported", args.hidden.len());
             }
             let shape = Shape::new(data.train.d(), &args.hidden, K, !args.no_bias);
-            (Params::init(shape, args.activation, args.seed), args.activation, 0, None)
+            (Params::init(shape, args.activation, args.seed), args.activation, 0, None, None)
         }
     };
     let shape = params.shape.clone();
     let n = data.train.n;
-    let batch_size = args.batch_size.unwrap_or(n).clamp(1, n.max(1));
+    // A resumed mini-batch model keeps its batch size unless told otherwise.
+    let batch_size = args.batch_size.or(saved_batch).unwrap_or(n).clamp(1, n.max(1));
     let batches = batch_count(n, batch_size);
     let iterations = match (args.iterations, args.epochs) {
         (Some(i), _) => i,
@@ -172,7 +173,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         },
     };
-    let info = RunInfo { args, activation: act, kind, done_before: done };
+    let info = RunInfo { args, activation: act, kind, done_before: done, batch_size: (batches > 1).then_some(batch_size) };
     match gpu {
         Some(ctx) => {
             let options = GpuOptions {

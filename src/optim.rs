@@ -15,6 +15,8 @@
 //!   (`adam_corrections`) so that both backends use the same f32 values.
 
 use crate::backend::BackendError;
+use rayon::prelude::*;
+
 use crate::model::{Params, Shape};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -153,14 +155,24 @@ pub fn optimizer_update(
         params.tensors_mut().into_iter().zip(grads.tensors()).zip(state.m.tensors_mut()).zip(state.v.tensors_mut());
     for ((((name, p), (_, g)), (_, m)), (_, v)) in tensors {
         let wd = if decays(name) { cfg.weight_decay } else { 0.0 };
-        match cfg.kind {
+        // Every rule is element-wise, so pieces of a tensor update in parallel with the same
+        // results as one loop (mini-batch steps update 636,010 parameters 469 times an epoch).
+        let pieces = p
+            .par_chunks_mut(PIECE)
+            .zip(g.par_chunks(PIECE))
+            .zip(m.par_chunks_mut(PIECE))
+            .zip(v.par_chunks_mut(PIECE));
+        pieces.for_each(|(((p, g), m), v)| match cfg.kind {
             Optimizer::Gd => gd_update(p, g, lr, wd),
             Optimizer::Momentum => momentum_update(p, g, m, lr, wd, cfg.momentum),
             Optimizer::Nesterov => nesterov_update(p, g, m, lr, wd, cfg.momentum),
             Optimizer::Adam => adam_update(p, g, m, v, lr, wd, cfg, c1, c2),
-        }
+        });
     }
 }
+
+/// Elements per parallel piece of `optimizer_update`.
+const PIECE: usize = 1 << 15;
 
 /// `p -= lr * wd * p`; nothing at all when `wd` is 0 (so plain descent stays bit-identical).
 fn decay(p: &mut f32, lr: f32, wd: f32) {

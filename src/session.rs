@@ -25,6 +25,8 @@ pub struct RunInfo<'a> {
     pub kind: DatasetKind,
     /// Iterations the starting model had already been trained for (`--init-from`).
     pub done_before: usize,
+    /// Rows per step of a mini-batch run (`None`: full batches).
+    pub batch_size: Option<usize>,
 }
 
 /// Training stopped by Ctrl-C; the model was saved. `main` exits with status 130 for it.
@@ -58,13 +60,13 @@ pub fn run<B: Backend>(
 ) -> Result<()> {
     let mut last_good = None;
     let args = info.args;
-    match progress(b, cfg, verifier, args, &mut last_good) {
+    match progress(b, cfg, verifier, info, &mut last_good) {
         Ok(s) => {
             let test_accuracy = (s.test.n > 0).then(|| s.test.accuracy());
             let optimizer = Some(SavedOptimizer { config: args.optimizer_config(), state: b.optimizer_state()? });
             save(b.params()?, optimizer, s.iterations, test_accuracy, b, info)?;
             if s.interrupted {
-                let resume = resume_command(args, cfg.iterations - s.iterations);
+                let resume = resume_command(info, cfg.iterations - s.iterations);
                 let out = args.out.display().to_string();
                 return Err(Interrupted { iteration: s.iterations, planned: cfg.iterations, out, resume }.into());
             }
@@ -75,7 +77,7 @@ pub fn run<B: Backend>(
                 // The optimizer's state of that iteration is not kept: a resumed run starts it afresh.
                 save(params, None, iteration, test_accuracy, b, info)
                     .with_context(|| format!("{e}; saving the model of iteration {iteration} also failed"))?;
-                let resume = resume_command(args, cfg.iterations - iteration);
+                let resume = resume_command(info, cfg.iterations - iteration);
                 let out = args.out.display();
                 Err(anyhow::anyhow!(
                     "{e}; saved the last good model (iteration {iteration}) to {out}; to go on: {resume}"
@@ -88,9 +90,10 @@ pub fn run<B: Backend>(
 }
 
 /// `gpu-mnist train --init-from OUT` with the options that shaped this run.
-fn resume_command(args: &TrainArgs, remaining: usize) -> String {
+fn resume_command(info: &RunInfo, remaining: usize) -> String {
+    let args = info.args;
     let mut cmd = format!("gpu-mnist train --init-from {} --iterations {remaining}", args.out.display());
-    if let Some(b) = args.batch_size {
+    if let Some(b) = info.batch_size {
         cmd += &format!(" --batch-size {b}");
     }
     cmd += &format!(" --lr {}", args.lr);
@@ -157,6 +160,7 @@ fn save<B: Backend>(
         backend: format!("{} ({})", b.name(), b.device()),
         test_accuracy: test_accuracy.unwrap_or(f64::NAN),
         version: env!("CARGO_PKG_VERSION").into(),
+        batch_size: info.batch_size,
     };
     checkpoint::save(&args.out, &Model { params, activation: info.activation, provenance, optimizer })?;
     println!("saved: {}", args.out.display());
@@ -219,9 +223,11 @@ fn progress<B: Backend>(
     b: &mut B,
     cfg: &TrainConfig,
     verifier: Option<&mut CpuBackend>,
-    args: &TrainArgs,
+    info: &RunInfo,
     last_good: &mut Option<Snapshot>,
 ) -> Result<Summary> {
+    let args = info.args;
+    let batches = b.batches();
     let mut outputs = Outputs::new(args)?;
     let mut output_error = None;
     let mut last_test = None;
@@ -249,11 +255,16 @@ fn progress<B: Backend>(
             }
             let acc = |what: &str, s: Option<Stats>| s.map(|s| format!("  {what} acc {}", percent(s.accuracy())));
             let held_out = acc("val", validation).unwrap_or_default() + &acc("test", test).unwrap_or_default();
-            let line = format!(
-                "iter {iteration:>5}  loss {:.4}  train acc {}{held_out}",
-                train.loss,
-                percent(train.accuracy())
-            );
+            // Mini-batch runs count epochs (of the model's steps, so a resumed run goes on counting);
+            // their train loss/accuracy is the epoch's running mean.
+            let position = match batches {
+                1 => format!("iter {iteration:>5}"),
+                n => format!(
+                    "epoch {:>3}  step {iteration:>6}",
+                    crate::commands::format_epochs((info.done_before + iteration) as f64 / n as f64)
+                ),
+            };
+            let line = format!("{position}  loss {:.4}  train acc {}{held_out}", train.loss, percent(train.accuracy()));
             if tty {
                 bar.set_message(line.clone());
             }
@@ -304,7 +315,6 @@ fn progress<B: Backend>(
     } else if let Some(target) = cfg.target_accuracy {
         println!("target {} not reached in {} iterations", percent(target), s.iterations);
     }
-    let batches = b.batches();
     let per_epoch = match batches {
         1 => String::new(),
         n => format!(", {:.2} s/epoch", s.seconds * n as f64 / s.iterations.max(1) as f64),

@@ -141,6 +141,12 @@ fn invalid_options_are_rejected_with_the_reason() {
         (vec!["--eps", "inf"], "must be a finite number above 0"),
         (vec!["--weight-decay=-1"], "0 or above"),
         (vec!["--weight-decay", "inf"], "0 or above"),
+        (vec!["--batch-size", "0"], "must be at least 1"),
+        (vec!["--epochs", "0"], "must be at least 1"),
+        (vec!["--epochs", "2", "--iterations", "5"], "cannot be used with"),
+        (vec!["--hidden", "64,0"], "must be at least 1"),
+        (vec!["--hidden", "64,,32"], "not a whole number"),
+        (vec!["--target-accuracy", "1.5"], "between 0 and 1"),
     ] {
         let o = gpu_mnist(&[&["train"][..], &args].concat(), &[]);
         let (_, err) = text(&o);
@@ -331,4 +337,70 @@ fn a_schedule_drives_the_rate_and_a_resumed_run_continues_it() {
     let o = gpu_mnist(&["train", "--samples", "500", "--backend", "cpu", "--iterations", "6", "--out", &constant], &[]);
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(gpu_mnist::checkpoint::load(constant.as_ref()).expect("loads").params != a.params);
+}
+
+#[test]
+fn mini_batches_count_epochs_and_a_resumed_run_continues_the_same_shuffle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_string();
+    // 1,000 rows in batches of 300: 4 steps an epoch, the last of 100 rows.
+    let base = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "cpu", "--batch-size", "300"];
+    let adam = ["--optimizer", "adam", "--lr", "0.003"];
+    let straight = path("straight.safetensors");
+    let o = gpu_mnist(&[&base[..], &adam, &["--epochs", "3", "--out", &straight]].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("12 steps of 300-row mini-batches (3 epochs of 4 steps)"), "{out}");
+    for epoch in ["epoch   1  step      4", "epoch   2  step      8", "epoch   3  step     12"] {
+        assert!(out.lines().any(|l| l.starts_with(epoch) && l.contains("test acc")), "{epoch}:\n{out}");
+    }
+    assert!(out.contains("s/epoch)"), "{out}");
+    assert!(test_accuracy(&out) > 70.0, "{out}");
+    // Six steps, then six more from the saved model (which keeps its batch size): epoch 2 is cut
+    // in the middle, and the resumed run must visit the rest of it in the same order.
+    let half = path("half.safetensors");
+    let o = gpu_mnist(&[&base[..], &adam, &["--iterations", "6", "--out", &half]].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let resumed = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "cpu", "--init-from", &half];
+    let o = gpu_mnist(&[&resumed[..], &adam, &["--iterations", "6", "--out", &half]].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("6 steps of 300-row mini-batches"), "the saved batch size is used:\n{out}");
+    let load = |p: &str| gpu_mnist::checkpoint::load(p.as_ref()).expect("loads");
+    let (a, b) = (load(&straight), load(&half));
+    assert!(a.params == b.params, "a resumed mini-batch run must give the same model");
+    assert_eq!(b.provenance.batch_size, Some(300));
+    assert_eq!(b.provenance.iterations, 12);
+    // Another seed shuffles differently, so the model differs.
+    let other = path("other.safetensors");
+    let o = gpu_mnist(&[&base[..], &adam, &["--epochs", "3", "--seed", "0", "--out", &other]].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(load(&other).params == a.params, "the same seed gives the same model");
+    let o = gpu_mnist(&[&base[..], &adam, &["--epochs", "3", "--seed", "1", "--out", &other]].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(load(&other).params != a.params, "another seed gives another model");
+}
+
+#[test]
+fn a_target_accuracy_stops_the_run_and_prints_the_time() {
+    let args = [
+        "train", "--samples", "2000", "--test-samples", "500", "--backend", "cpu", "--batch-size", "100",
+        "--epochs", "30", "--optimizer", "adam", "--lr", "0.002", "--target-accuracy", "0.85",
+    ];
+    let o = gpu_mnist(&args, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let line = out.lines().find(|l| l.starts_with("reached ")).unwrap_or_else(|| panic!("no reached line:\n{out}"));
+    assert!(line.contains("test accuracy (target 85.00%) at iteration"), "{line}");
+    assert!(line.contains(" s of training, "), "{line}");
+    // It stopped at an epoch's end well before 30 epochs, at or above the target.
+    let steps: usize = line.split("at iteration ").nth(1).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).expect("step");
+    assert!(steps % 20 == 0 && steps < 600, "{line}");
+    assert!(test_accuracy(&out) >= 85.0, "{out}");
+    // Out of reach: it says so and runs to the end.
+    let far = [&args[..9], &["--optimizer", "adam", "--epochs", "1", "--target-accuracy", "0.999"]].concat();
+    let o = gpu_mnist(&far, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("target 99.90% not reached in 20 iterations"), "{out}");
 }

@@ -83,6 +83,7 @@ fn numpy_reads_a_model_without_bias() {
         backend: "none".into(),
         test_accuracy: 0.1,
         version: "test".into(),
+        batch_size: None,
     };
     checkpoint::save(&path, &Model { params, activation: Activation::Elu, provenance, optimizer: None })
         .expect("saves");

@@ -28,6 +28,7 @@ fn model(bias: bool) -> Model {
         backend: "cpu (2 threads)".into(),
         test_accuracy: 0.9123,
         version: "test".into(),
+        batch_size: None,
     };
     Model { params, activation: Activation::Elu, provenance, optimizer: None }
 }

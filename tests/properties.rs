@@ -148,6 +148,7 @@ fn any_model() -> impl Strategy<Value = Model> {
                 backend,
                 test_accuracy: f64::from(acc) / 10_000.0,
                 version,
+                batch_size: None,
             });
         (tensors, activation(), provenance).prop_map(move |((w1, b1, w2, b2), activation, provenance)| {
             let mut params = Params::zeros(shape.clone());
@@ -632,6 +633,7 @@ fn write_fuzz_seeds(root: &Path) {
         backend: "cpu (2 threads)".into(),
         test_accuracy: 0.9,
         version: "0.1.0".into(),
+        batch_size: None,
     };
     for (d, h, k, bias, activation) in [(4, 3, 2, true, Activation::Relu), (16, 5, 10, false, Activation::Sigmoid)] {
         let mut params = Params::init(Shape::new(d, &[h], k, bias), activation, 1);
