@@ -121,6 +121,9 @@ pub struct BenchArgs {
     /// Untimed iterations first (the GPU compiles its pipelines on the first).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// The update rule timed after each gradient pass (default hyper-parameters).
+    #[arg(long, value_enum, default_value_t = Optimizer::Gd)]
+    pub optimizer: Optimizer,
     /// Also time H in 32..1024 at N = --samples and N in 1k..--samples at H = --hidden.
     #[arg(long)]
     pub sweep: bool,

@@ -393,6 +393,20 @@ mod tests {
     }
 
     #[test]
+    fn epoch_orders_are_seeded_permutations() {
+        let a = epoch_order(1000, 7, 3);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert!(sorted.iter().enumerate().all(|(i, &r)| r as usize == i), "a permutation of 0..1000");
+        assert_eq!(a, epoch_order(1000, 7, 3), "the same seed and epoch give the same order");
+        assert_ne!(a, epoch_order(1000, 7, 4), "each epoch has its own order");
+        assert_ne!(a, epoch_order(1000, 8, 3), "each seed has its own orders");
+        assert!(crate::backend::check_order(&a, 1000).is_ok());
+        assert!(crate::backend::check_order(&a[1..], 1000).is_err());
+        assert!(crate::backend::check_order(&[0, 0, 1], 3).is_err());
+    }
+
+    #[test]
     fn a_nan_loss_stops_training_with_advice() {
         let (mut b, _) = fake(1.0, None, crate::model::Activation::Relu, 40);
         match train(&mut b, &cfg(false), None, &mut |_| {}) {

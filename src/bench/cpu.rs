@@ -10,6 +10,7 @@ use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::cpu::reference;
 use gpu_mnist::data::Dataset;
 use gpu_mnist::model::{Activation, Params, Shape};
+use gpu_mnist::optim::{self, Optimizer, OptimizerConfig, OptimizerState};
 use gpu_mnist::train::{relative_difference, worst};
 
 /// The fast CPU path against the reference on 2,000 digits: sums of up to 2,000 terms in another
@@ -33,16 +34,18 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
         bail!("CPU self-check failed: {} differs from the reference by {:.2e} (relative)", worst.0, worst.1);
     }
     let simd = fast::Simd::detect();
+    let rule = OptimizerConfig { kind: args.optimizer, ..OptimizerConfig::default() };
+    let mut state = OptimizerState::new(rule.kind, shape.clone());
     for _ in 0..args.warmup {
         let (g, _, _) = fast::forward_backward_with(simd, false, &params, act, &x, &train.labels);
-        params.sgd_update(&g, LR);
+        optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
     }
     let (mut iters, mut phases, mut updates) = (Vec::new(), [Vec::new(), Vec::new(), Vec::new()], Vec::new());
     for _ in 0..args.repeats {
         let t0 = Instant::now();
         let (g, _, times) = fast::forward_backward_with(simd, true, &params, act, &x, &train.labels);
         let t1 = Instant::now();
-        params.sgd_update(&g, LR);
+        optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
         let t2 = Instant::now();
         // Phase shares of the threads' busy time, applied to the wall time of the gradient pass.
         let busy = (times.sparse_forward + times.dense + times.sparse_backward).max(1) as f64;
@@ -69,7 +72,8 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
         .zip(&times)
         .map(|((name, flops, bytes), &t)| figure(name.to_string(), t, *flops, *bytes, total))
         .collect();
-    ops.push(figure("sgd_update: params -= lr·grads".into(), times[3], Some(2.0 * p), 12.0 * p, total));
+    let (name, flops, bytes) = update_cost(args.optimizer, p);
+    ops.push(figure(name.into(), times[3], Some(flops), bytes, total));
     Ok(BackendFigures {
         backend: "cpu".into(),
         device: format!("{} threads, {}", rayon::current_num_threads(), simd.name()),
@@ -84,4 +88,15 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
         ops,
         self_check: format!("passed: fast vs reference on {check_n} digits, worst {} {:.1e}", worst.0, worst.1),
     })
+}
+
+/// The update of `p` parameters by `rule`: its name, FLOPs and bytes moved (f32 reads and writes
+/// of the parameters, gradients and the rule's moments).
+pub fn update_cost(rule: Optimizer, p: f64) -> (&'static str, f64, f64) {
+    match rule {
+        Optimizer::Gd => ("gd_update: w -= lr·g", 2.0 * p, 12.0 * p),
+        Optimizer::Momentum => ("momentum_update: m = μm + g, w -= lr·m", 4.0 * p, 20.0 * p),
+        Optimizer::Nesterov => ("nesterov_update: m = μm + g, w -= lr·(g + μm)", 6.0 * p, 20.0 * p),
+        Optimizer::Adam => ("adam_update: m, v moments, w -= lr·m̂/(√v̂ + ε)", 13.0 * p, 28.0 * p),
+    }
 }
