@@ -173,7 +173,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         },
     };
-    let info = RunInfo { args, activation: act, kind, done_before: done, batch_size: (batches > 1).then_some(batch_size) };
+    let info =
+        RunInfo { args, activation: act, kind, done_before: done, batch_size: (batches > 1).then_some(batch_size) };
     match gpu {
         Some(ctx) => {
             let options = GpuOptions {

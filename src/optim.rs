@@ -157,11 +157,8 @@ pub fn optimizer_update(
         let wd = if decays(name) { cfg.weight_decay } else { 0.0 };
         // Every rule is element-wise, so pieces of a tensor update in parallel with the same
         // results as one loop (mini-batch steps update 636,010 parameters 469 times an epoch).
-        let pieces = p
-            .par_chunks_mut(PIECE)
-            .zip(g.par_chunks(PIECE))
-            .zip(m.par_chunks_mut(PIECE))
-            .zip(v.par_chunks_mut(PIECE));
+        let pieces =
+            p.par_chunks_mut(PIECE).zip(g.par_chunks(PIECE)).zip(m.par_chunks_mut(PIECE)).zip(v.par_chunks_mut(PIECE));
         pieces.for_each(|(((p, g), m), v)| match cfg.kind {
             Optimizer::Gd => gd_update(p, g, lr, wd),
             Optimizer::Momentum => momentum_update(p, g, m, lr, wd, cfg.momentum),
@@ -318,7 +315,11 @@ mod tests {
             let (p, _) = run(cfg, 0.5, &[zero.clone(), zero], tiny(2.0, 3.0, [4.0, -1.0], [5.0, -6.0]));
             close(&format!("{kind:?} w1"), &p.layers[0].w, &[2.0 * 0.9025]);
             close(&format!("{kind:?} w2"), &p.layers[1].w, &[4.0 * 0.9025, -0.9025]);
-            assert_eq!((p.layers[0].b.as_slice(), p.layers[1].b.as_slice()), (&[3.0][..], &[5.0, -6.0][..]), "{kind:?} biases");
+            assert_eq!(
+                (p.layers[0].b.as_slice(), p.layers[1].b.as_slice()),
+                (&[3.0][..], &[5.0, -6.0][..]),
+                "{kind:?} biases"
+            );
         }
     }
 

@@ -52,12 +52,7 @@ struct Snapshot {
 }
 
 /// Trains `b` (see the module documentation) and saves the model.
-pub fn run<B: Backend>(
-    b: &mut B,
-    cfg: &TrainConfig,
-    verifier: Option<&mut CpuBackend>,
-    info: &RunInfo,
-) -> Result<()> {
+pub fn run<B: Backend>(b: &mut B, cfg: &TrainConfig, verifier: Option<&mut CpuBackend>, info: &RunInfo) -> Result<()> {
     let mut last_good = None;
     let args = info.args;
     match progress(b, cfg, verifier, info, &mut last_good) {

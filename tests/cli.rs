@@ -65,10 +65,7 @@ fn options_change_the_run() {
     let o = gpu_mnist(&[&SHORT[..], &cpu].concat(), &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    assert!(
-        out.contains("784-33-10 (elu), 26202 parameters, no bias") && out.contains("cpu (1 thread)"),
-        "{out}"
-    );
+    assert!(out.contains("784-33-10 (elu), 26202 parameters, no bias") && out.contains("cpu (1 thread)"), "{out}");
     if common::has_gpu() {
         let gpu = ["--backend", "gpu", "--tiling", "shared", "--activation", "sigmoid", "--verify-every", "3"];
         let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
@@ -384,8 +381,23 @@ fn mini_batches_count_epochs_and_a_resumed_run_continues_the_same_shuffle() {
 #[test]
 fn a_target_accuracy_stops_the_run_and_prints_the_time() {
     let args = [
-        "train", "--samples", "2000", "--test-samples", "500", "--backend", "cpu", "--batch-size", "100",
-        "--epochs", "30", "--optimizer", "adam", "--lr", "0.002", "--target-accuracy", "0.85",
+        "train",
+        "--samples",
+        "2000",
+        "--test-samples",
+        "500",
+        "--backend",
+        "cpu",
+        "--batch-size",
+        "100",
+        "--epochs",
+        "30",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--target-accuracy",
+        "0.85",
     ];
     let o = gpu_mnist(&args, &[]);
     let (out, err) = text(&o);
@@ -394,7 +406,12 @@ fn a_target_accuracy_stops_the_run_and_prints_the_time() {
     assert!(line.contains("test accuracy (target 85.00%) at iteration"), "{line}");
     assert!(line.contains(" s of training, "), "{line}");
     // It stopped at an epoch's end well before 30 epochs, at or above the target.
-    let steps: usize = line.split("at iteration ").nth(1).and_then(|r| r.split(' ').next()).and_then(|v| v.parse().ok()).expect("step");
+    let steps: usize = line
+        .split("at iteration ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("step");
     assert!(steps % 20 == 0 && steps < 600, "{line}");
     assert!(test_accuracy(&out) >= 85.0, "{out}");
     // Out of reach: it says so and runs to the end.

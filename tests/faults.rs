@@ -135,8 +135,12 @@ fn the_same_seed_gives_bit_identical_models_whatever_the_threads() {
     let bytes = |i: usize| std::fs::read(tmp.path().join(format!("m{i}.safetensors"))).expect("read");
     assert!(bytes(0) == bytes(1), "two runs with the same seed wrote different files");
     for m in &files[1..] {
-        assert!(m.params.layers[0].w == files[0].params.layers[0].w && m.params.layers[0].b == files[0].params.layers[0].b);
-        assert!(m.params.layers[1].w == files[0].params.layers[1].w && m.params.layers[1].b == files[0].params.layers[1].b);
+        assert!(
+            m.params.layers[0].w == files[0].params.layers[0].w && m.params.layers[0].b == files[0].params.layers[0].b
+        );
+        assert!(
+            m.params.layers[1].w == files[0].params.layers[1].w && m.params.layers[1].b == files[0].params.layers[1].b
+        );
         assert_eq!(m.provenance.test_accuracy.to_bits(), files[0].provenance.test_accuracy.to_bits());
     }
 }

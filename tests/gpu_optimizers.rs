@@ -54,7 +54,8 @@ fn data() -> Splits {
 }
 
 fn backend(ctx: gpu_mnist::gpu::GpuContext, data: &Splits, p: &Params, cfg: OptimizerConfig) -> GpuBackend {
-    let options = GpuOptions { max_chunk_rows: Some(768), tiling: Some(Tiling::Register), optimizer: cfg, batch_size: None };
+    let options =
+        GpuOptions { max_chunk_rows: Some(768), tiling: Some(Tiling::Register), optimizer: cfg, batch_size: None };
     GpuBackend::new(ctx, data, p, Activation::Sigmoid, options).expect("GPU backend")
 }
 
@@ -98,7 +99,11 @@ fn every_optimizer_matches_the_cpu_rule_for_20_steps() {
         }
         if !bias {
             let p = gpu.params().expect("params");
-            assert!(p.layers[0].b.iter().chain(&p.layers[1].b).all(|&b| b == 0.0), "{:?}: a bias-free model's biases stay 0", cfg.kind);
+            assert!(
+                p.layers[0].b.iter().chain(&p.layers[1].b).all(|&b| b == 0.0),
+                "{:?}: a bias-free model's biases stay 0",
+                cfg.kind
+            );
         }
     }
 }

@@ -25,15 +25,24 @@ _, count, rows, cols = struct.unpack(">IIII", raw[:16])
 x = np.frombuffer(raw, np.uint8, count=n * rows * cols, offset=16).reshape(n, rows * cols)
 x = x.astype(np.float32) / np.float32(255.0)  # as the metadata's "input" says
 
-z1 = x @ t["w1"] + t.get("b1", np.float32(0))
 act = meta["activation"]
-if act == "relu":
-    a1 = np.maximum(z1, 0)
-elif act == "sigmoid":
-    a1 = 1 / (1 + np.exp(-z1))
-else:  # elu
-    a1 = np.where(z1 > 0, z1, np.expm1(np.minimum(z1, 0)))
-z2 = a1 @ t["w2"] + t.get("b2", np.float32(0))
+
+
+def activation(z):
+    if act == "relu":
+        return np.maximum(z, 0)
+    if act == "sigmoid":
+        return 1 / (1 + np.exp(-z))
+    return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))  # elu
+
+
+# "hidden" lists the hidden widths ("128", or "256,128"): layers w1, b1, ..., then the output layer.
+layers = len(meta["hidden"].split(",")) + 1
+a = x
+for l in range(1, layers + 1):
+    z = a @ t[f"w{l}"] + t.get(f"b{l}", np.float32(0))
+    a = activation(z) if l < layers else z
+z2 = a
 e = np.exp(z2 - z2.max(axis=1, keepdims=True))
 p = e / e.sum(axis=1, keepdims=True)
 print(json.dumps({"predictions": p.argmax(axis=1).tolist(), "probabilities": p.astype(float).ravel().tolist()}))

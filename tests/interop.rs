@@ -70,6 +70,30 @@ fn numpy_reads_the_shipped_model() {
 }
 
 #[test]
+fn numpy_reads_a_deeper_model() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("deep.safetensors");
+    let mut params = Params::init(Shape::new(784, &[48, 21, 13], 10, true), Activation::Sigmoid, 3);
+    for (l, layer) in params.layers.iter_mut().enumerate() {
+        layer.b.iter_mut().enumerate().for_each(|(i, b)| *b = (i as f32 - 5.0) * 0.03 * (l + 1) as f32);
+    }
+    let provenance = Provenance {
+        dataset: "mnist".into(),
+        iterations: 0,
+        lr: 0.8,
+        seed: 3,
+        backend: "none".into(),
+        test_accuracy: 0.1,
+        version: "test".into(),
+        batch_size: Some(128),
+    };
+    checkpoint::save(&path, &Model { params, activation: Activation::Sigmoid, provenance, optimizer: None })
+        .expect("saves");
+    agree(&py, &path);
+}
+
+#[test]
 fn numpy_reads_a_model_without_bias() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().expect("temp dir");

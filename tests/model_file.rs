@@ -59,6 +59,33 @@ fn round_trip_with_and_without_bias() {
 }
 
 #[test]
+fn a_deeper_model_round_trips_with_its_optimizer_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("deep.safetensors");
+    let mut m = model(true);
+    m.params = Params::init(Shape::new(784, &[37, 19, 11], 10, true), Activation::Relu, 9);
+    m.provenance.batch_size = Some(128);
+    let mut state = OptimizerState::new(Optimizer::Adam, m.params.shape.clone());
+    state.t = 41;
+    for (l, layer) in state.v.layers.iter_mut().enumerate() {
+        layer.w.iter_mut().enumerate().for_each(|(i, v)| *v = (i + l) as f32 * 1e-3);
+    }
+    m.optimizer =
+        Some(SavedOptimizer { config: OptimizerConfig { kind: Optimizer::Adam, ..Default::default() }, state });
+    checkpoint::save(&path, &m).expect("saves");
+    assert_eq!(checkpoint::load(&path).expect("loads"), m);
+    let bytes = std::fs::read(&path).expect("read");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    assert_eq!(file.tensor("w3").expect("w3").shape(), &[19, 11]);
+    assert_eq!(file.tensor("w4").expect("w4").shape(), &[11, 10]);
+    assert_eq!(file.tensor("opt.v.b4").expect("opt.v.b4").shape(), &[10]);
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("safetensors");
+    let meta = header.metadata().clone().expect("metadata");
+    assert_eq!(meta.get("hidden").map(String::as_str), Some("37,19,11"));
+    assert_eq!(meta.get("batch_size").map(String::as_str), Some("128"));
+}
+
+#[test]
 fn a_failed_save_leaves_the_old_file_and_no_temporary() {
     let dir = tempfile::tempdir().expect("temp dir");
     let target = dir.path().join("busy");
@@ -98,7 +125,22 @@ fn malformed_models_are_refused_with_the_reason() {
         ("format", vec![("format", "pytorch")], vec![w1(), w2()], "expected \"gpu-mnist-mlp/1\""),
         ("act", vec![("activation", "tanh")], vec![w1(), w2()], "unknown activation \"tanh\""),
         ("bias-word", vec![("bias", "yes")], vec![w1(), w2()], "expected true or false"),
-        ("sizes", vec![("hidden", "x")], vec![w1(), w2()], "\"hidden\" is not a whole number"),
+        ("sizes", vec![("hidden", "x")], vec![w1(), w2()], "\"hidden\" is not a list of whole numbers"),
+        ("sizes-list", vec![("hidden", "3,")], vec![w1(), w2()], "\"hidden\" is not a list of whole numbers"),
+        ("zero-width", vec![("hidden", "3,0")], vec![w1(), w2()], "cannot make a classifier"),
+        ("too-deep", vec![("hidden", "3,3,3,3,3,3,3,3")], vec![w1(), w2()], "more than the 7 supported"),
+        (
+            "depth",
+            vec![("hidden", "3,5")],
+            vec![w1(), w2()],
+            "tensor \"w2\" has shape [3, 2], but the metadata says [3, 5]",
+        ),
+        (
+            "deep-ok",
+            vec![("hidden", "3,5")],
+            vec![w1(), ("w2", Dtype::F32, vec![3, 5], f32s(15, 0.5)), ("w3", Dtype::F32, vec![5, 2], f32s(10, 0.5))],
+            "",
+        ),
         ("classes", vec![("classes", "1")], vec![w1(), w2()], "cannot make a classifier"),
     ];
     for (name, meta, tensors, reason) in cases {
@@ -155,7 +197,7 @@ fn with_optimizer(bias: bool, kind: Optimizer) -> Model {
 fn optimizer_state_round_trips() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (kind, tensors) in
-        [(Optimizer::Momentum, ["opt.m.layers[0].w"].as_slice()), (Optimizer::Adam, &["opt.m.layers[0].w", "opt.v.layers[1].b"])]
+        [(Optimizer::Momentum, ["opt.m.w1"].as_slice()), (Optimizer::Adam, &["opt.m.w1", "opt.v.b2"])]
     {
         for bias in [true, false] {
             let path = dir.path().join(format!("{kind:?}{bias}.safetensors"));

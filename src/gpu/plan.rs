@@ -143,9 +143,11 @@ impl Plan<'_> {
         };
         let l = self.layout;
         let bias = s.bias as u32;
-        let (w1, b1) = (View::floats(self.params, l.w1, s.d * s.hidden[0]), View::floats(self.params, l.b1, s.hidden[0]));
+        let (w1, b1) =
+            (View::floats(self.params, l.w1, s.d * s.hidden[0]), View::floats(self.params, l.b1, s.hidden[0]));
         let (w2, b2) = (View::floats(self.params, l.w2, s.hidden[0] * s.k), View::floats(self.params, l.b2, s.k));
-        let (dw1, db1) = (View::floats(self.grads, l.w1, s.d * s.hidden[0]), View::floats(self.grads, l.b1, s.hidden[0]));
+        let (dw1, db1) =
+            (View::floats(self.grads, l.w1, s.d * s.hidden[0]), View::floats(self.grads, l.b1, s.hidden[0]));
         let (dw2, db2) = (View::floats(self.grads, l.w2, s.hidden[0] * s.k), View::floats(self.grads, l.b2, s.k));
         let (mut forward, mut step) = (Vec::new(), Vec::new());
         for (c, r0) in (0..set.n).step_by(rows).enumerate() {
