@@ -1,13 +1,17 @@
-//! The fast CPU training step: the same math as `reference`, arranged for speed.
+//! The fast CPU training step: the same math as `reference`, arranged for speed, for any number
+//! of hidden layers.
 //!
 //! * Sparse input: MNIST pixels are ~81% zero, so the training set is kept once as compressed
-//!   sparse rows (CSR) and the input-layer products X·W1 and X^T·dZ1 (98% of the dense FLOPs)
-//!   touch only non-zero pixels: `z1_i = b1 + Σ_p x_ip W1[p,:]` and `dW1[p,:] += x_ip dz1_i`.
+//!   sparse rows (CSR) and the input-layer products X·W1 and X^T·dZ1 (98% of the dense FLOPs of a
+//!   784-H-10 network) touch only non-zero pixels: `z1_i = b1 + Σ_p x_ip W1[p,:]` and
+//!   `dW1[p,:] += x_ip dz1_i`.
 //! * Register blocking: both sparse products walk H in chunks of `CH` floats held in registers,
 //!   so a weight row is loaded once per non-zero pixel and the hidden row is never re-stored.
-//! * The small dense layer is vectorised over H with W2 transposed (K rows of length H).
-//! * Rows go in blocks of `BLOCK` through three phases (sparse forward | dense layer, softmax and
-//!   its backward | sparse backward), which keeps each phase's weights hot and lets `bench`
+//! * Hidden-to-hidden layers run the same sparse products on each row's non-zero activations (a
+//!   ReLU row is about half zeros) and, backwards, on its non-zero gradients with W^T.
+//! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
+//! * Rows go in blocks of `BLOCK` through three phases (sparse forward | dense layers, softmax and
+//!   their backward | sparse backward), which keeps each phase's weights hot and lets `bench`
 //!   time the phases.
 //! * Threads: rows are cut into a fixed number of shards (independent of the thread count), each
 //!   shard accumulates its own gradients in row order, and the shards are summed in order. The
@@ -21,7 +25,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::model::{Activation, Params, Stats};
+use crate::model::{Activation, Layer, Params, Stats};
 
 /// Rows of u8 pixels with the zeros left out: row i holds entries `start[i]..start[i+1]` of
 /// `col`/`val`, values already scaled to [0, 1].
@@ -173,12 +177,47 @@ fn softmax_xent_row(z: &mut [f32], y: usize) -> (f32, bool) {
     (sum.ln() - zy, arg == y)
 }
 
+/// The non-zero entries of one dense row as (column, value) lists, the form the sparse products
+/// take: a hidden layer's input row (a ReLU row is about half zeros) or its output gradient.
+#[derive(Default)]
+struct NonZeros {
+    cols: Vec<u32>,
+    vals: Vec<f32>,
+}
+
+impl NonZeros {
+    /// Replaces the lists with the non-zeros of `row`, in increasing column order.
+    #[inline(always)]
+    fn gather(&mut self, row: &[f32]) -> (&[u32], &[f32]) {
+        self.cols.clear();
+        self.vals.clear();
+        for (c, &v) in row.iter().enumerate() {
+            if v != 0.0 {
+                self.cols.push(c as u32);
+                self.vals.push(v);
+            }
+        }
+        (&self.cols, &self.vals)
+    }
+}
+
+/// `out = act(b + input · w)` for one row through a hidden-to-hidden layer (w is fan_in x fan_out
+/// row-major), over the input's non-zeros.
+#[inline(always)]
+fn dense_row_forward(out: &mut [f32], b: Option<&[f32]>, input: &[f32], w: &[f32], nz: &mut NonZeros, act: Activation) {
+    let fan_out = out.len();
+    let (cols, vals) = nz.gather(input);
+    sparse_row_forward(out, b, cols, vals, w, fan_out);
+    out.iter_mut().for_each(|v| *v = act.apply(*v));
+}
+
 /// Nanoseconds spent in each phase, summed over threads (`bench` reports their shares).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PhaseTimes {
     /// `A1 = act(X·W1 + b1)` over the non-zero pixels.
     pub sparse_forward: u64,
-    /// `Z2 = A1·W2 + b2`, softmax/cross-entropy, `dW2`, `db2`, `dZ1 = (dZ2·W2^T) ⊙ act'(A1)`.
+    /// The dense layers: hidden-to-hidden forward, `Z_out = A_last·W_out + b_out`, softmax and
+    /// cross-entropy, and the backward pass down to `dZ1` with `dW`, `db` of every layer above the first.
     pub dense: u64,
     /// `dW1 += X^T·dZ1` over the non-zero pixels, `db1`.
     pub sparse_backward: u64,
@@ -192,12 +231,13 @@ impl PhaseTimes {
     }
 }
 
-/// What every shard reads: parameters (with W2 transposed, K rows of length H), data, the rows
-/// of `x` to visit (`None`: all of them in order; a mini-batch otherwise), and whether to run the
-/// backward pass (`inv_n` = 1/(rows visited)) and time the phases.
+/// What every shard reads: parameters, each layer above the first transposed (`wt[l - 1]` is
+/// layer l's W^T, fan_out rows of length fan_in), data, the rows of `x` to visit (`None`: all of
+/// them in order; a mini-batch otherwise), and whether to run the backward pass (`inv_n` =
+/// 1/(rows visited)) and time the phases.
 struct Job<'a> {
     p: &'a Params,
-    w2t: Vec<f32>,
+    wt: Vec<Vec<f32>>,
     act: Activation,
     x: &'a SparseRows,
     labels: &'a [u8],
@@ -206,7 +246,26 @@ struct Job<'a> {
     timed: bool,
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        p: &'a Params,
+        act: Activation,
+        x: &'a SparseRows,
+        labels: &'a [u8],
+        rows: Option<&'a [u32]>,
+        inv_n: Option<f32>,
+        timed: bool,
+    ) -> Self {
+        let wt = (1..p.layers.len())
+            .map(|l| {
+                let (fan_in, fan_out) = p.shape.layer(l);
+                transpose(&p.layers[l].w, fan_in, fan_out)
+            })
+            .collect();
+        Job { p, wt, act, x, labels, rows, inv_n, timed }
+    }
+
     /// The row of `x` at position `i` of the visit order.
     #[inline(always)]
     fn row(&self, i: usize) -> usize {
@@ -214,12 +273,10 @@ impl Job<'_> {
     }
 }
 
-/// A shard's gradient sums; dW2 is held transposed like the `w2t` it comes from.
+/// A shard's gradient sums, layer by layer, the output layer's dW held transposed (K x H_last)
+/// like the `wt` it comes from.
 struct GradSums {
-    w1: Vec<f32>,
-    b1: Vec<f32>,
-    w2t: Vec<f32>,
-    b2: Vec<f32>,
+    layers: Vec<Layer>,
 }
 
 struct ShardSums {
@@ -230,17 +287,29 @@ struct ShardSums {
 }
 
 /// The rows of one shard in blocks of `BLOCK`: the forward pass, and the backward pass too when
-/// `job.inv_n` is set.
+/// `job.inv_n` is set. `acts[l]` and `dzs[l]` hold hidden layer l's outputs and their gradients
+/// for the block's rows.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // class c indexes z2, W2^T, dW2^T and b2 together
+#[allow(clippy::needless_range_loop)] // class c indexes z2, W_out^T, dW_out^T and b_out together
 fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let (p, act, x) = (job.p, job.act, job.x);
-    let (d, h, k, bias) = (p.shape.d, p.shape.hidden[0], p.shape.k, p.shape.bias);
-    let (w1, b1, b2) = (&p.layers[0].w, bias.then_some(&p.layers[0].b[..]), &p.layers[1].b);
-    let mut grads =
-        job.inv_n.map(|_| GradSums { w1: vec![0.0; d * h], b1: vec![0.0; h], w2t: vec![0.0; k * h], b2: vec![0.0; k] });
+    let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
+    let last = hidden.len(); // the output layer
+    let h = hidden[last - 1];
+    let (w1, b1, b2) = (&p.layers[0].w, bias.then_some(&p.layers[0].b[..]), &p.layers[last].b);
+    let w2t = &job.wt[last - 1];
+    let mut grads = job.inv_n.map(|_| GradSums {
+        layers: (0..=last)
+            .map(|l| {
+                let (fan_in, fan_out) = p.shape.layer(l);
+                Layer { w: vec![0.0; fan_in * fan_out], b: vec![0.0; fan_out] }
+            })
+            .collect(),
+    });
     let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
-    let (mut a1, mut dz1, mut z2) = (vec![0.0; BLOCK * h], vec![0.0; BLOCK * h], vec![0.0; k]);
+    let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
+    let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
+    let (mut z2, mut nz) = (vec![0.0; k], NonZeros::default());
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
             let t1 = Instant::now();
@@ -250,17 +319,28 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     };
     for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
         let mut t = job.timed.then(Instant::now);
+        let h1 = hidden[0];
         for (r, i) in block.clone().enumerate() {
             let (cols, vals) = x.row(job.row(i));
-            let a = &mut a1[r * h..(r + 1) * h];
-            sparse_row_forward(a, b1, cols, vals, w1, h);
+            let a = &mut acts[0][r * h1..(r + 1) * h1];
+            sparse_row_forward(a, b1, cols, vals, w1, h1);
             a.iter_mut().for_each(|v| *v = act.apply(*v));
         }
         lap(&mut t, &mut times.sparse_forward);
+        for l in 1..last {
+            let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
+            let (below, above) = acts.split_at_mut(l);
+            let b = bias.then_some(&p.layers[l].b[..]);
+            for r in 0..block.len() {
+                let (input, out) = (&below[l - 1][r * fan_in..][..fan_in], &mut above[0][r * fan_out..][..fan_out]);
+                dense_row_forward(out, b, input, &p.layers[l].w, &mut nz, act);
+            }
+        }
+        let (a1, dz1) = (&acts[last - 1], &mut dzs[last - 1]);
         for (r, i) in block.clone().enumerate() {
             let a = &a1[r * h..(r + 1) * h];
             for c in 0..k {
-                z2[c] = dot(a, &job.w2t[c * h..(c + 1) * h]) + if bias { b2[c] } else { 0.0 };
+                z2[c] = dot(a, &w2t[c * h..(c + 1) * h]) + if bias { b2[c] } else { 0.0 };
             }
             let y = job.labels[job.row(i)] as usize;
             let (l, ok) = softmax_xent_row(&mut z2, y);
@@ -272,25 +352,50 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             z2.iter_mut().for_each(|v| *v *= inv_n);
             let dz = &mut dz1[r * h..(r + 1) * h];
             dz.fill(0.0);
+            let g2 = &mut g.layers[last];
             for c in 0..k {
-                axpy(&mut g.w2t[c * h..(c + 1) * h], z2[c], a);
-                axpy(dz, z2[c], &job.w2t[c * h..(c + 1) * h]);
+                axpy(&mut g2.w[c * h..(c + 1) * h], z2[c], a);
+                axpy(dz, z2[c], &w2t[c * h..(c + 1) * h]);
             }
             for (d, &av) in dz.iter_mut().zip(a) {
                 *d *= act.derivative_from_output(av);
             }
             if bias {
-                axpy(&mut g.b2, 1.0, &z2);
+                axpy(&mut g2.b, 1.0, &z2);
+            }
+        }
+        if let Some(g) = grads.as_mut() {
+            // Hidden layer l, top down: dW_l += a_{l-1} ⊗ dz_l ; db_l += dz_l ;
+            // dz_{l-1} = (dz_l · W_l^T) ⊙ act'(a_{l-1}), both products over the rows' non-zeros.
+            for l in (1..last).rev() {
+                let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
+                let (below, above) = dzs.split_at_mut(l);
+                let gl = &mut g.layers[l];
+                for r in 0..block.len() {
+                    let input = &acts[l - 1][r * fan_in..][..fan_in];
+                    let (dz_in, dz) = (&mut below[l - 1][r * fan_in..][..fan_in], &above[0][r * fan_out..][..fan_out]);
+                    let (cols, vals) = nz.gather(input);
+                    sparse_row_backward(&mut gl.w, dz, cols, vals, fan_out);
+                    if bias {
+                        axpy(&mut gl.b, 1.0, dz);
+                    }
+                    let (cols, vals) = nz.gather(dz);
+                    sparse_row_forward(dz_in, None, cols, vals, &job.wt[l - 1], fan_in);
+                    for (d, &av) in dz_in.iter_mut().zip(input) {
+                        *d *= act.derivative_from_output(av);
+                    }
+                }
             }
         }
         lap(&mut t, &mut times.dense);
         if let Some(g) = grads.as_mut() {
+            let g1 = &mut g.layers[0];
             for (r, i) in block.clone().enumerate() {
                 let (cols, vals) = x.row(job.row(i));
-                let dz = &dz1[r * h..(r + 1) * h];
-                sparse_row_backward(&mut g.w1, dz, cols, vals, h);
+                let dz = &dzs[0][r * h1..(r + 1) * h1];
+                sparse_row_backward(&mut g1.w, dz, cols, vals, h1);
                 if bias {
-                    axpy(&mut g.b1, 1.0, dz);
+                    axpy(&mut g1.b, 1.0, dz);
                 }
             }
             lap(&mut t, &mut times.sparse_backward);
@@ -346,7 +451,7 @@ fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
     shard(job, rows)
 }
 
-/// W2 (H x K) as K rows of length H.
+/// An m (rows x cols, row-major) as cols rows of length rows.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; m.len()];
     for r in 0..rows {
@@ -365,18 +470,26 @@ pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8])
 
 /// Class probabilities of every row of `x` (N x K, row-major), threaded: what `eval` reports.
 pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
-    let (h, k) = (p.shape.hidden[0], p.shape.k);
-    let w2t = transpose(&p.layers[1].w, h, k);
-    let b1 = p.shape.bias.then_some(&p.layers[0].b[..]);
+    let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
+    let last = hidden.len();
+    let h = hidden[last - 1];
+    let w2t = transpose(&p.layers[last].w, h, k);
+    let b = |l: usize| bias.then_some(&p.layers[l].b[..]);
     let mut out = vec![0.0; x.n() * k];
     out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, block)| {
-        let mut a1 = vec![0.0; h];
+        let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; w]).collect();
+        let mut nz = NonZeros::default();
         for (r, z) in block.chunks_mut(k).enumerate() {
             let (cols, vals) = x.row(c * BLOCK + r);
-            sparse_row_forward(&mut a1, b1, cols, vals, &p.layers[0].w, h);
+            let a1 = &mut acts[0];
+            sparse_row_forward(a1, b(0), cols, vals, &p.layers[0].w, hidden[0]);
             a1.iter_mut().for_each(|v| *v = act.apply(*v));
+            for l in 1..last {
+                let (below, above) = acts.split_at_mut(l);
+                dense_row_forward(&mut above[0], b(l), &below[l - 1], &p.layers[l].w, &mut nz, act);
+            }
             for (j, z) in z.iter_mut().enumerate() {
-                *z = dot(&a1, &w2t[j * h..(j + 1) * h]) + if p.shape.bias { p.layers[1].b[j] } else { 0.0 };
+                *z = dot(&acts[last - 1], &w2t[j * h..(j + 1) * h]) + if bias { p.layers[last].b[j] } else { 0.0 };
             }
             softmax_xent_row(z, 0);
         }
@@ -429,26 +542,30 @@ fn run(
     timed: bool,
 ) -> (Option<Params>, Stats, PhaseTimes) {
     let s = &p.shape;
-    let (h, n) = (s.hidden[0], rows.map_or(x.n(), |r| r.len()));
+    let (last, n) = (s.hidden.len(), rows.map_or(x.n(), |r| r.len()));
+    let h = s.hidden[last - 1];
     let inv_n = backward.then(|| 1.0 / n.max(1) as f32);
-    let job = Job { p, w2t: transpose(&p.layers[1].w, h, s.k), act, x, labels, rows, inv_n, timed };
+    let job = Job::new(p, act, x, labels, rows, inv_n, timed);
     let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
     let mut grads = backward.then(|| Params::zeros(s.clone()));
     let mut dw2t = vec![0.0; s.k * h];
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());
     for part in &parts {
         if let (Some(acc), Some(g)) = (grads.as_mut(), part.grads.as_ref()) {
-            axpy(&mut acc.layers[0].w, 1.0, &g.w1);
-            axpy(&mut acc.layers[0].b, 1.0, &g.b1);
-            axpy(&mut acc.layers[1].b, 1.0, &g.b2);
-            axpy(&mut dw2t, 1.0, &g.w2t);
+            for (l, (a, g)) in acc.layers.iter_mut().zip(&g.layers).enumerate() {
+                if l < last {
+                    axpy(&mut a.w, 1.0, &g.w);
+                }
+                axpy(&mut a.b, 1.0, &g.b);
+            }
+            axpy(&mut dw2t, 1.0, &g.layers[last].w);
         }
         loss += part.loss;
         correct += part.correct;
         times.add(&part.times);
     }
     if let Some(g) = grads.as_mut() {
-        g.layers[1].w = transpose(&dw2t, s.k, h);
+        g.layers[last].w = transpose(&dw2t, s.k, h);
     }
     (grads, Stats { loss: loss / n.max(1) as f64, correct, n }, times)
 }
