@@ -5,10 +5,12 @@
 //!   sparse rows (CSR) and the input-layer products X·W1 and X^T·dZ1 (98% of the dense FLOPs of a
 //!   784-H-10 network) touch only non-zero pixels: `z1_i = b1 + Σ_p x_ip W1[p,:]` and
 //!   `dW1[p,:] += x_ip dz1_i`.
-//! * Register blocking: both sparse products walk H in chunks of `CH` floats held in registers,
-//!   so a weight row is loaded once per non-zero pixel and the hidden row is never re-stored.
-//! * Hidden-to-hidden layers run the same sparse products on each row's non-zero activations (a
-//!   ReLU row is about half zeros) and, backwards, on its non-zero gradients with W^T.
+//! * Blocks by column: a block's non-zeros are regrouped by column (`block::Columns`), and both
+//!   products walk H in chunks of `CH` floats held in registers: forward, a slice of `W1[p,:]` is
+//!   loaded once per block and added into every row that uses it; backward, `dW1[p,:]` is summed
+//!   over the block's rows in registers and stored once per block.
+//! * Hidden-to-hidden layers run the same block products on the non-zero activations (a ReLU row
+//!   is about half zeros) and, backwards, on the non-zero gradients with W^T.
 //! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
 //! * Rows go in blocks of `BLOCK` through three phases (sparse forward | dense layers, softmax and
 //!   their backward | sparse backward), which keeps each phase's weights hot and lets `bench`
@@ -25,7 +27,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use block::{Columns, axpy};
+
 use crate::model::{Activation, Layer, Params, Stats};
+
+mod block;
 
 /// Rows of u8 pixels with the zeros left out: row i holds entries `start[i]..start[i+1]` of
 /// `col`/`val`, values already scaled to [0, 1].
@@ -78,17 +84,6 @@ const SHARDS: usize = 16;
 const MIN_SHARD_ROWS: usize = 64;
 /// Rows per block inside a shard.
 const BLOCK: usize = 64;
-/// Floats of a hidden row held in registers by the sparse products (8 AVX2 / 4 AVX-512 registers).
-const CH: usize = 64;
-
-/// `acc += v * x`.
-#[inline(always)]
-fn axpy(acc: &mut [f32], v: f32, x: &[f32]) {
-    for (a, &x) in acc.iter_mut().zip(x) {
-        *a += v * x;
-    }
-}
-
 /// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU).
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -103,56 +98,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// `out = init + Σ_nz v · w[c, :]` over one sparse row (w is d x h row-major). Non-zeros are
-/// visited in increasing column order, as the dense reference visits them.
+/// `out = act(b + input · w)` for a block of rows through a hidden-to-hidden layer (w is fan_in x
+/// fan_out row-major), over the input's non-zeros (a ReLU row is about half zeros).
 #[inline(always)]
-fn sparse_row_forward(out: &mut [f32], init: Option<&[f32]>, cols: &[u32], vals: &[f32], w: &[f32], h: usize) {
-    let mut c0 = 0;
-    while c0 < h {
-        let width = (h - c0).min(CH);
-        let mut acc = [0.0f32; CH];
-        if let Some(b) = init {
-            acc[..width].copy_from_slice(&b[c0..c0 + width]);
-        }
-        if width == CH {
-            for (&c, &v) in cols.iter().zip(vals) {
-                let wr = &w[c as usize * h + c0..][..CH];
-                for t in 0..CH {
-                    acc[t] += v * wr[t];
-                }
-            }
-        } else {
-            for (&c, &v) in cols.iter().zip(vals) {
-                axpy(&mut acc[..width], v, &w[c as usize * h + c0..][..width]);
-            }
-        }
-        out[c0..c0 + width].copy_from_slice(&acc[..width]);
-        c0 += width;
-    }
-}
-
-/// `dw[c, :] += v · dz` for every non-zero (c, v) of one sparse row.
-#[inline(always)]
-fn sparse_row_backward(dw: &mut [f32], dz: &[f32], cols: &[u32], vals: &[f32], h: usize) {
-    let mut c0 = 0;
-    while c0 < h {
-        let width = (h - c0).min(CH);
-        if width == CH {
-            let mut d = [0.0f32; CH];
-            d.copy_from_slice(&dz[c0..c0 + CH]);
-            for (&c, &v) in cols.iter().zip(vals) {
-                let wr = &mut dw[c as usize * h + c0..][..CH];
-                for t in 0..CH {
-                    wr[t] += v * d[t];
-                }
-            }
-        } else {
-            for (&c, &v) in cols.iter().zip(vals) {
-                axpy(&mut dw[c as usize * h + c0..][..width], v, &dz[c0..c0 + width]);
-            }
-        }
-        c0 += width;
-    }
+fn dense_block_forward(
+    out: &mut [f32],
+    b: Option<&[f32]>,
+    input: &[f32],
+    w: &[f32],
+    (fan_in, fan_out): (usize, usize),
+    nz: &mut Columns,
+    act: Activation,
+) {
+    nz.set_dense(input, fan_in);
+    block::forward(out, b, nz, w, fan_out);
+    out.iter_mut().for_each(|v| *v = act.apply(*v));
 }
 
 /// Softmax in place over `z` (logits become probabilities); returns (loss, correct).
@@ -175,40 +135,6 @@ fn softmax_xent_row(z: &mut [f32], y: usize) -> (f32, bool) {
         *v /= sum;
     }
     (sum.ln() - zy, arg == y)
-}
-
-/// The non-zero entries of one dense row as (column, value) lists, the form the sparse products
-/// take: a hidden layer's input row (a ReLU row is about half zeros) or its output gradient.
-#[derive(Default)]
-struct NonZeros {
-    cols: Vec<u32>,
-    vals: Vec<f32>,
-}
-
-impl NonZeros {
-    /// Replaces the lists with the non-zeros of `row`, in increasing column order.
-    #[inline(always)]
-    fn gather(&mut self, row: &[f32]) -> (&[u32], &[f32]) {
-        self.cols.clear();
-        self.vals.clear();
-        for (c, &v) in row.iter().enumerate() {
-            if v != 0.0 {
-                self.cols.push(c as u32);
-                self.vals.push(v);
-            }
-        }
-        (&self.cols, &self.vals)
-    }
-}
-
-/// `out = act(b + input · w)` for one row through a hidden-to-hidden layer (w is fan_in x fan_out
-/// row-major), over the input's non-zeros.
-#[inline(always)]
-fn dense_row_forward(out: &mut [f32], b: Option<&[f32]>, input: &[f32], w: &[f32], nz: &mut NonZeros, act: Activation) {
-    let fan_out = out.len();
-    let (cols, vals) = nz.gather(input);
-    sparse_row_forward(out, b, cols, vals, w, fan_out);
-    out.iter_mut().for_each(|v| *v = act.apply(*v));
 }
 
 /// Nanoseconds spent in each phase, summed over threads (`bench` reports their shares).
@@ -292,7 +218,7 @@ struct ShardSums {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // class c indexes z2, W_out^T, dW_out^T and b_out together
 fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
-    let (p, act, x) = (job.p, job.act, job.x);
+    let (p, act) = (job.p, job.act);
     let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
     let last = hidden.len(); // the output layer
     let h = hidden[last - 1];
@@ -309,7 +235,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
     let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
     let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
-    let (mut z2, mut nz) = (vec![0.0; k], NonZeros::default());
+    let (mut z2, mut pixels, mut nz) = (vec![0.0; k], Columns::default(), Columns::default());
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
             let t1 = Instant::now();
@@ -320,21 +246,17 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
         let mut t = job.timed.then(Instant::now);
         let h1 = hidden[0];
-        for (r, i) in block.clone().enumerate() {
-            let (cols, vals) = x.row(job.row(i));
-            let a = &mut acts[0][r * h1..(r + 1) * h1];
-            sparse_row_forward(a, b1, cols, vals, w1, h1);
-            a.iter_mut().for_each(|v| *v = act.apply(*v));
-        }
+        pixels.set_sparse(p.shape.d, block.clone().map(|i| job.x.row(job.row(i))));
+        let a = &mut acts[0][..block.len() * h1];
+        block::forward(a, b1, &pixels, w1, h1);
+        a.iter_mut().for_each(|v| *v = act.apply(*v));
         lap(&mut t, &mut times.sparse_forward);
         for l in 1..last {
             let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
             let (below, above) = acts.split_at_mut(l);
+            let (input, out) = (&below[l - 1][..block.len() * fan_in], &mut above[0][..block.len() * fan_out]);
             let b = bias.then_some(&p.layers[l].b[..]);
-            for r in 0..block.len() {
-                let (input, out) = (&below[l - 1][r * fan_in..][..fan_in], &mut above[0][r * fan_out..][..fan_out]);
-                dense_row_forward(out, b, input, &p.layers[l].w, &mut nz, act);
-            }
+            dense_block_forward(out, b, input, &p.layers[l].w, (fan_in, fan_out), &mut nz, act);
         }
         let (a1, dz1) = (&acts[last - 1], &mut dzs[last - 1]);
         for (r, i) in block.clone().enumerate() {
@@ -371,32 +293,26 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
                 let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
                 let (below, above) = dzs.split_at_mut(l);
                 let gl = &mut g.layers[l];
-                for r in 0..block.len() {
-                    let input = &acts[l - 1][r * fan_in..][..fan_in];
-                    let (dz_in, dz) = (&mut below[l - 1][r * fan_in..][..fan_in], &above[0][r * fan_out..][..fan_out]);
-                    let (cols, vals) = nz.gather(input);
-                    sparse_row_backward(&mut gl.w, dz, cols, vals, fan_out);
-                    if bias {
-                        axpy(&mut gl.b, 1.0, dz);
-                    }
-                    let (cols, vals) = nz.gather(dz);
-                    sparse_row_forward(dz_in, None, cols, vals, &job.wt[l - 1], fan_in);
-                    for (d, &av) in dz_in.iter_mut().zip(input) {
-                        *d *= act.derivative_from_output(av);
-                    }
+                let input = &acts[l - 1][..block.len() * fan_in];
+                let (dz_in, dz) = (&mut below[l - 1][..block.len() * fan_in], &above[0][..block.len() * fan_out]);
+                nz.set_dense(input, fan_in);
+                block::backward(&mut gl.w, dz, &nz, fan_out);
+                if bias {
+                    dz.chunks_exact(fan_out).for_each(|dz| axpy(&mut gl.b, 1.0, dz));
+                }
+                nz.set_dense(dz, fan_out);
+                block::forward(dz_in, None, &nz, &job.wt[l - 1], fan_in);
+                for (d, &av) in dz_in.iter_mut().zip(input) {
+                    *d *= act.derivative_from_output(av);
                 }
             }
         }
         lap(&mut t, &mut times.dense);
         if let Some(g) = grads.as_mut() {
-            let g1 = &mut g.layers[0];
-            for (r, i) in block.clone().enumerate() {
-                let (cols, vals) = x.row(job.row(i));
-                let dz = &dzs[0][r * h1..(r + 1) * h1];
-                sparse_row_backward(&mut g1.w, dz, cols, vals, h1);
-                if bias {
-                    axpy(&mut g1.b, 1.0, dz);
-                }
+            let (g1, dz) = (&mut g.layers[0], &dzs[0][..block.len() * h1]);
+            block::backward(&mut g1.w, dz, &pixels, h1);
+            if bias {
+                dz.chunks_exact(h1).for_each(|dz| axpy(&mut g1.b, 1.0, dz));
             }
             lap(&mut t, &mut times.sparse_backward);
         }
@@ -476,20 +392,20 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
     let w2t = transpose(&p.layers[last].w, h, k);
     let b = |l: usize| bias.then_some(&p.layers[l].b[..]);
     let mut out = vec![0.0; x.n() * k];
-    out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, block)| {
-        let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; w]).collect();
-        let mut nz = NonZeros::default();
-        for (r, z) in block.chunks_mut(k).enumerate() {
-            let (cols, vals) = x.row(c * BLOCK + r);
-            let a1 = &mut acts[0];
-            sparse_row_forward(a1, b(0), cols, vals, &p.layers[0].w, hidden[0]);
-            a1.iter_mut().for_each(|v| *v = act.apply(*v));
-            for l in 1..last {
-                let (below, above) = acts.split_at_mut(l);
-                dense_row_forward(&mut above[0], b(l), &below[l - 1], &p.layers[l].w, &mut nz, act);
-            }
+    out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, probs)| {
+        let rows = c * BLOCK..c * BLOCK + probs.len() / k;
+        let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; rows.len() * w]).collect();
+        let (mut pixels, mut nz) = (Columns::default(), Columns::default());
+        pixels.set_sparse(p.shape.d, rows.map(|i| x.row(i)));
+        block::forward(&mut acts[0], b(0), &pixels, &p.layers[0].w, hidden[0]);
+        acts[0].iter_mut().for_each(|v| *v = act.apply(*v));
+        for l in 1..last {
+            let (below, above) = acts.split_at_mut(l);
+            dense_block_forward(&mut above[0], b(l), &below[l - 1], &p.layers[l].w, p.shape.layer(l), &mut nz, act);
+        }
+        for (a, z) in acts[last - 1].chunks_exact(h).zip(probs.chunks_mut(k)) {
             for (j, z) in z.iter_mut().enumerate() {
-                *z = dot(&acts[last - 1], &w2t[j * h..(j + 1) * h]) + if bias { p.layers[last].b[j] } else { 0.0 };
+                *z = dot(a, &w2t[j * h..(j + 1) * h]) + if bias { p.layers[last].b[j] } else { 0.0 };
             }
             softmax_xent_row(z, 0);
         }
