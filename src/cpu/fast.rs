@@ -84,6 +84,7 @@ const SHARDS: usize = 16;
 const MIN_SHARD_ROWS: usize = 64;
 /// Rows per block inside a shard.
 const BLOCK: usize = 64;
+
 /// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU).
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -216,14 +217,14 @@ struct ShardSums {
 /// `job.inv_n` is set. `acts[l]` and `dzs[l]` hold hidden layer l's outputs and their gradients
 /// for the block's rows.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // class c indexes z2, W_out^T, dW_out^T and b_out together
+#[allow(clippy::needless_range_loop)] // class c indexes z, W_out^T, dW_out^T and b_out together
 fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let (p, act) = (job.p, job.act);
     let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
     let last = hidden.len(); // the output layer
-    let h = hidden[last - 1];
-    let (w1, b1, b2) = (&p.layers[0].w, bias.then_some(&p.layers[0].b[..]), &p.layers[last].b);
-    let w2t = &job.wt[last - 1];
+    let h = hidden[last - 1]; // the last hidden layer
+    let (w1, b1, b_out) = (&p.layers[0].w, bias.then_some(&p.layers[0].b[..]), &p.layers[last].b);
+    let wt_out = &job.wt[last - 1];
     let mut grads = job.inv_n.map(|_| GradSums {
         layers: (0..=last)
             .map(|l| {
@@ -235,7 +236,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
     let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
     let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
-    let (mut z2, mut pixels, mut nz) = (vec![0.0; k], Columns::default(), Columns::default());
+    let (mut z, mut pixels, mut nz) = (vec![0.0; k], Columns::default(), Columns::default());
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
             let t1 = Instant::now();
@@ -258,32 +259,33 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             let b = bias.then_some(&p.layers[l].b[..]);
             dense_block_forward(out, b, input, &p.layers[l].w, (fan_in, fan_out), &mut nz, act);
         }
-        let (a1, dz1) = (&acts[last - 1], &mut dzs[last - 1]);
+        let (a_last, dz_last) = (&acts[last - 1], &mut dzs[last - 1]);
         for (r, i) in block.clone().enumerate() {
-            let a = &a1[r * h..(r + 1) * h];
+            let a = &a_last[r * h..(r + 1) * h];
             for c in 0..k {
-                z2[c] = dot(a, &w2t[c * h..(c + 1) * h]) + if bias { b2[c] } else { 0.0 };
+                z[c] = dot(a, &wt_out[c * h..(c + 1) * h]) + if bias { b_out[c] } else { 0.0 };
             }
             let y = job.labels[job.row(i)] as usize;
-            let (l, ok) = softmax_xent_row(&mut z2, y);
+            let (l, ok) = softmax_xent_row(&mut z, y);
             loss += l as f64;
             correct += ok as usize;
             let (Some(inv_n), Some(g)) = (job.inv_n, grads.as_mut()) else { continue };
-            // dz2 = (p - onehot(y)) / N ; dW2^T += dz2 ⊗ a1 ; dz1 = (Σ_c dz2_c W2^T[c]) ⊙ act'(a1)
-            z2[y] -= 1.0;
-            z2.iter_mut().for_each(|v| *v *= inv_n);
-            let dz = &mut dz1[r * h..(r + 1) * h];
+            // dz_out = (p - onehot(y)) / N ; dW_out^T += dz_out ⊗ a ;
+            // dz = (Σ_c dz_out_c W_out^T[c]) ⊙ act'(a)
+            z[y] -= 1.0;
+            z.iter_mut().for_each(|v| *v *= inv_n);
+            let dz = &mut dz_last[r * h..(r + 1) * h];
             dz.fill(0.0);
-            let g2 = &mut g.layers[last];
+            let g_out = &mut g.layers[last];
             for c in 0..k {
-                axpy(&mut g2.w[c * h..(c + 1) * h], z2[c], a);
-                axpy(dz, z2[c], &w2t[c * h..(c + 1) * h]);
+                axpy(&mut g_out.w[c * h..(c + 1) * h], z[c], a);
+                axpy(dz, z[c], &wt_out[c * h..(c + 1) * h]);
             }
             for (d, &av) in dz.iter_mut().zip(a) {
                 *d *= act.derivative_from_output(av);
             }
             if bias {
-                axpy(&mut g2.b, 1.0, &z2);
+                axpy(&mut g_out.b, 1.0, &z);
             }
         }
         if let Some(g) = grads.as_mut() {
@@ -389,7 +391,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
     let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
     let last = hidden.len();
     let h = hidden[last - 1];
-    let w2t = transpose(&p.layers[last].w, h, k);
+    let wt_out = transpose(&p.layers[last].w, h, k);
     let b = |l: usize| bias.then_some(&p.layers[l].b[..]);
     let mut out = vec![0.0; x.n() * k];
     out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, probs)| {
@@ -405,7 +407,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
         }
         for (a, z) in acts[last - 1].chunks_exact(h).zip(probs.chunks_mut(k)) {
             for (j, z) in z.iter_mut().enumerate() {
-                *z = dot(a, &w2t[j * h..(j + 1) * h]) + if bias { p.layers[last].b[j] } else { 0.0 };
+                *z = dot(a, &wt_out[j * h..(j + 1) * h]) + if bias { p.layers[last].b[j] } else { 0.0 };
             }
             softmax_xent_row(z, 0);
         }
@@ -464,7 +466,7 @@ fn run(
     let job = Job::new(p, act, x, labels, rows, inv_n, timed);
     let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
     let mut grads = backward.then(|| Params::zeros(s.clone()));
-    let mut dw2t = vec![0.0; s.k * h];
+    let mut dwt_out = vec![0.0; s.k * h];
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());
     for part in &parts {
         if let (Some(acc), Some(g)) = (grads.as_mut(), part.grads.as_ref()) {
@@ -474,14 +476,14 @@ fn run(
                 }
                 axpy(&mut a.b, 1.0, &g.b);
             }
-            axpy(&mut dw2t, 1.0, &g.layers[last].w);
+            axpy(&mut dwt_out, 1.0, &g.layers[last].w);
         }
         loss += part.loss;
         correct += part.correct;
         times.add(&part.times);
     }
     if let Some(g) = grads.as_mut() {
-        g.layers[last].w = transpose(&dw2t, s.k, h);
+        g.layers[last].w = transpose(&dwt_out, s.k, h);
     }
     (grads, Stats { loss: loss / n.max(1) as f64, correct, n }, times)
 }
