@@ -4,7 +4,9 @@ mod common;
 
 use common::{assert_close, mnist, rng, subset, uniform};
 use gpu_mnist::cpu::{fast, reference};
+use gpu_mnist::data::Dataset;
 use gpu_mnist::model::{Activation, Params, Shape};
+use rand::seq::SliceRandom;
 
 const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Elu];
 
@@ -15,44 +17,51 @@ const EPS: f32 = 1e-3;
 const FD_ATOL: f32 = 1e-3;
 const FD_RTOL: f32 = 1e-2;
 
+/// Hidden widths the finite-difference check runs: one, two and three hidden layers.
+const FD_HIDDEN: [&[usize]; 3] = [&[5], &[5, 4], &[4, 3, 3]];
+
 #[test]
 fn reference_gradients_match_finite_differences() {
-    for act in ACTIVATIONS {
-        for bias in [true, false] {
-            let shape = Shape::new(7, &[5], 4, bias);
-            let mut r = rng(11);
-            let n = 9;
-            let x = uniform(&mut r, n * shape.d, 0.0, 1.0);
-            let labels: Vec<u8> = (0..n).map(|i| (i % shape.k) as u8).collect();
-            let mut params = Params::init(shape.clone(), act, 3);
-            if bias {
-                params.layers[0].b = uniform(&mut r, shape.hidden[0], -0.5, 0.5);
-                params.layers[1].b = uniform(&mut r, shape.k, -0.5, 0.5);
-            }
-            let (grads, _) = reference::forward_backward(&params, act, &x, &labels);
-            let loss_at = |p: &Params| reference::evaluate(p, act, &x, &labels).loss as f32;
-            let mut numeric = Params::zeros(shape.clone());
-            for t in 0..4 {
-                if !bias && (t == 1 || t == 3) {
-                    continue;
+    for hidden in FD_HIDDEN {
+        for act in ACTIVATIONS {
+            for bias in [true, false] {
+                let shape = Shape::new(7, hidden, 4, bias);
+                let mut r = rng(11);
+                let n = 9;
+                let x = uniform(&mut r, n * shape.d, 0.0, 1.0);
+                let labels: Vec<u8> = (0..n).map(|i| (i % shape.k) as u8).collect();
+                let mut params = Params::init(shape.clone(), act, 3);
+                if bias {
+                    for layer in &mut params.layers {
+                        layer.b = uniform(&mut r, layer.b.len(), -0.5, 0.5);
+                    }
                 }
-                let len = numeric.tensors()[t].1.len();
-                for i in 0..len {
-                    let mut plus = params.clone();
-                    plus.tensors_mut()[t].1[i] += EPS;
-                    let mut minus = params.clone();
-                    minus.tensors_mut()[t].1[i] -= EPS;
-                    numeric.tensors_mut()[t].1[i] = (loss_at(&plus) - loss_at(&minus)) / (2.0 * EPS);
+                let (grads, _) = reference::forward_backward(&params, act, &x, &labels);
+                let loss_at = |p: &Params| reference::evaluate(p, act, &x, &labels).loss as f32;
+                let mut numeric = Params::zeros(shape.clone());
+                // Tensors go w1, b1, w2, b2, ...: the odd ones are biases, whose gradients stay 0 without bias.
+                for t in 0..numeric.tensors().len() {
+                    if !bias && t % 2 == 1 {
+                        continue;
+                    }
+                    let len = numeric.tensors()[t].1.len();
+                    for i in 0..len {
+                        let mut plus = params.clone();
+                        plus.tensors_mut()[t].1[i] += EPS;
+                        let mut minus = params.clone();
+                        minus.tensors_mut()[t].1[i] -= EPS;
+                        numeric.tensors_mut()[t].1[i] = (loss_at(&plus) - loss_at(&minus)) / (2.0 * EPS);
+                    }
                 }
-            }
-            for ((name, g), (_, num)) in grads.tensors().into_iter().zip(numeric.tensors()) {
-                assert_close(
-                    &format!("d{name} ({act:?}, bias {bias}) vs finite differences"),
-                    g,
-                    num,
-                    FD_ATOL,
-                    FD_RTOL,
-                );
+                for ((name, g), (_, num)) in grads.tensors().into_iter().zip(numeric.tensors()) {
+                    assert_close(
+                        &format!("d{name} ({}, {act:?}, bias {bias}) vs finite differences", shape.describe()),
+                        g,
+                        num,
+                        FD_ATOL,
+                        FD_RTOL,
+                    );
+                }
             }
         }
     }
@@ -66,33 +75,129 @@ const FAST_RTOL: f32 = 1e-4;
 /// Mean losses over 700 digits: f64 sums of f32 per-sample losses that differ by a few ulps.
 const LOSS_RTOL: f64 = 1e-5;
 
+/// Random biases for every layer when the shape has them (initialisation leaves them 0).
+fn with_random_biases(mut params: Params, seed: u64) -> Params {
+    if params.shape.bias {
+        let mut r = rng(seed);
+        for layer in &mut params.layers {
+            layer.b = uniform(&mut r, layer.b.len(), -0.3, 0.3);
+        }
+    }
+    params
+}
+
+/// Class probabilities from the reference's building blocks (N x K), for `fast::probabilities`.
+fn reference_probabilities(params: &Params, act: Activation, x: &[f32], n: usize) -> Vec<f32> {
+    let s = &params.shape;
+    let mut input = x.to_vec();
+    for (l, layer) in params.layers.iter().enumerate() {
+        let (fan_in, fan_out) = s.layer(l);
+        let mut z = vec![0.0; n * fan_out];
+        reference::linear_forward(&mut z, &input, &layer.w, s.bias.then_some(&layer.b[..]), n, fan_in, fan_out);
+        input = z;
+        if l + 1 < s.layer_count() {
+            let z = input.clone();
+            reference::activation_forward(&mut input, &z, act);
+        }
+    }
+    let (mut probs, mut losses, mut correct) = (vec![0.0; n * s.k], vec![0.0; n], vec![false; n]);
+    reference::softmax_xent_forward(&mut probs, &mut losses, &mut correct, &input, &vec![0; n], n, s.k);
+    probs
+}
+
+/// The fast step, `evaluate` and `probabilities` against the reference on `pixels`/`labels`.
+fn check_fast_against_reference(pixels: &[u8], labels: &[u8], params: &Params, act: Activation) {
+    let (d, n) = (params.shape.d, labels.len());
+    let what = format!("{} {act:?} bias {}, N {n}", params.shape.describe(), params.shape.bias);
+    let x = reference::scale_pixels(pixels);
+    let sparse = fast::SparseRows::from_pixels(pixels, d);
+    let (want, want_stats) = reference::forward_backward(params, act, &x, labels);
+    let (got, got_stats) = fast::forward_backward(params, act, &sparse, labels);
+    for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
+        assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_ATOL, FAST_RTOL);
+    }
+    assert!(
+        (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
+        "{what}: {got_stats:?} vs {want_stats:?}"
+    );
+    assert_eq!(got_stats.correct, want_stats.correct, "{what}");
+    let eval = fast::evaluate(params, act, &sparse, labels);
+    assert_eq!(eval.correct, want_stats.correct, "{what}");
+    assert!((eval.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss, "{what}: {eval:?} vs {want_stats:?}");
+    let probs = fast::probabilities(params, act, &sparse);
+    assert_close(
+        &format!("probabilities ({what}) fast vs reference"),
+        &probs,
+        &reference_probabilities(params, act, &x, n),
+        FAST_ATOL,
+        FAST_RTOL,
+    );
+}
+
 #[test]
 fn fast_step_matches_reference_on_real_digits() {
     let m = mnist();
     let train = subset(&m.train, 700);
-    let x = reference::scale_pixels(&train.pixels);
-    let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
     for (act, h, bias) in [(Activation::Relu, 33, true), (Activation::Sigmoid, 7, false), (Activation::Elu, 129, true)]
     {
-        let shape = Shape::new(train.d(), &[h], 10, bias);
-        let mut params = Params::init(shape.clone(), act, 5);
-        if bias {
-            params.layers[0].b = uniform(&mut rng(2), h, -0.3, 0.3);
-            params.layers[1].b = uniform(&mut rng(3), 10, -0.3, 0.3);
+        let params = with_random_biases(Params::init(Shape::new(train.d(), &[h], 10, bias), act, 5), 2);
+        check_fast_against_reference(&train.pixels, &train.labels, &params, act);
+    }
+}
+
+/// Deeper networks with widths that are not multiples of the 8/16-float lanes or the 64-float
+/// register chunks; 700 rows are 10 blocks of 64 and a partial one, in 11 shards. The one-layer
+/// tolerances hold: the worst element measured used 1.4% of its bound (|diff| ~1e-6 of the
+/// tensor's largest entry).
+const DEEP_HIDDEN: [&[usize]; 4] = [&[37, 13], &[64, 33, 17], &[130, 70], &[20, 9, 11, 5, 7, 6, 12]];
+
+#[test]
+fn fast_step_matches_reference_for_deeper_networks() {
+    let m = mnist();
+    let train = subset(&m.train, 700);
+    for hidden in DEEP_HIDDEN {
+        for act in ACTIVATIONS {
+            for bias in [true, false] {
+                let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, bias), act, 6), 7);
+                check_fast_against_reference(&train.pixels, &train.labels, &params, act);
+            }
         }
-        let (want, want_stats) = reference::forward_backward(&params, act, &x, &train.labels);
-        let (got, got_stats) = fast::forward_backward(&params, act, &sparse, &train.labels);
-        for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
-            assert_close(&format!("d{name} ({act:?}, H {h}) fast vs reference"), g, w, FAST_ATOL, FAST_RTOL);
+    }
+}
+
+/// Rows `rows` of `set`, in that order: the mini-batch as the reference takes it.
+fn gather(set: &Dataset, rows: &[u32]) -> (Vec<u8>, Vec<u8>) {
+    let d = set.d();
+    let pixels = rows.iter().flat_map(|&i| &set.pixels[i as usize * d..(i as usize + 1) * d]).copied().collect();
+    (pixels, rows.iter().map(|&i| set.labels[i as usize]).collect())
+}
+
+#[test]
+fn mini_batch_step_matches_reference_on_the_gathered_rows() {
+    let m = mnist();
+    let train = subset(&m.train, 3000);
+    let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
+    let mut order: Vec<u32> = (0..train.n as u32).collect();
+    order.shuffle(&mut rng(8));
+    // 1 row; a batch of 128 in 2 shards; 300 rows in 5 shards, the last one short.
+    for (hidden, batch) in [(&[40][..], 128), (&[37, 13], 1), (&[37, 13], 128), (&[64, 33, 17], 300)] {
+        for act in ACTIVATIONS {
+            let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 3), 4);
+            let rows = &order[500..500 + batch];
+            let (pixels, labels) = gather(&train, rows);
+            let x = reference::scale_pixels(&pixels);
+            let what = format!("{} {act:?}, batch {batch}", params.shape.describe());
+            let (want, want_stats) = reference::forward_backward(&params, act, &x, &labels);
+            let (got, got_stats) = fast::forward_backward_rows(&params, act, &sparse, &train.labels, rows);
+            for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
+                assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_ATOL, FAST_RTOL);
+            }
+            assert!(
+                (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
+                "{what}: {got_stats:?} vs {want_stats:?}"
+            );
+            assert_eq!((got_stats.correct, got_stats.n), (want_stats.correct, want_stats.n), "{what}");
         }
-        assert!(
-            (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
-            "{got_stats:?} vs {want_stats:?}"
-        );
-        assert_eq!(got_stats.correct, want_stats.correct);
-        let eval = fast::evaluate(&params, act, &sparse, &train.labels);
-        assert_eq!(eval.correct, want_stats.correct);
-        assert!((eval.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss);
     }
 }
 
@@ -101,16 +206,38 @@ fn fast_step_is_bit_identical_on_any_thread_count() {
     let m = mnist();
     let train = subset(&m.train, 3000);
     let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
-    let shape = Shape::new(train.d(), &[64], 10, true);
-    let params = Params::init(shape.clone(), Activation::Relu, 9);
-    let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-        pool.install(|| fast::forward_backward(&params, Activation::Relu, &sparse, &train.labels))
-    };
-    let (g1, s1) = run(1);
-    let (g3, s3) = run(3);
-    assert_eq!(g1, g3, "gradients differ between 1 and 3 threads");
-    assert_eq!(s1, s3);
+    let mut order: Vec<u32> = (0..train.n as u32).collect();
+    order.shuffle(&mut rng(5));
+    for hidden in [&[64][..], &[64, 33, 17]] {
+        let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), Activation::Relu, 9), 1);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+            pool.install(|| {
+                let full = fast::forward_backward(&params, Activation::Relu, &sparse, &train.labels);
+                let batch =
+                    fast::forward_backward_rows(&params, Activation::Relu, &sparse, &train.labels, &order[..300]);
+                (full, batch)
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            let many = run(threads);
+            // Bits, not `==`: a 0.0 where there was a -0.0 would be a difference too.
+            assert_eq!(bits(&one.0.0), bits(&many.0.0), "{hidden:?}: gradients differ between 1 and {threads} threads");
+            assert_eq!(one.0.1, many.0.1);
+            assert_eq!(
+                bits(&one.1.0),
+                bits(&many.1.0),
+                "{hidden:?}: mini-batch gradients differ, 1 vs {threads} threads"
+            );
+            assert_eq!(one.1.1, many.1.1);
+        }
+    }
+}
+
+/// Every parameter's bit pattern, tensor after tensor.
+fn bits(p: &Params) -> Vec<u32> {
+    p.tensors().iter().flat_map(|(_, t)| t.iter().map(|v| v.to_bits())).collect()
 }
 
 #[test]
@@ -122,14 +249,15 @@ fn fast_step_is_bit_identical_on_every_simd_level() {
     let m = mnist();
     let train = subset(&m.train, 1000);
     let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
-    for h in [128, 100] {
-        let shape = Shape::new(train.d(), &[h], 10, true);
-        let params = Params::init(shape.clone(), Activation::Elu, 4);
-        let run = |simd| fast::forward_backward_with(simd, false, &params, Activation::Elu, &sparse, &train.labels);
-        let (g0, s0, _) = run(fast::Simd::Baseline);
-        let (g2, s2, _) = run(fast::Simd::Avx2);
-        assert_eq!(g2, g0, "H {h}: the AVX2 build differs from the baseline build");
-        assert_eq!(s2, s0);
+    for hidden in [&[128][..], &[100], &[130, 70], &[64, 33, 17]] {
+        for act in ACTIVATIONS {
+            let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 4), 2);
+            let run = |simd| fast::forward_backward_with(simd, false, &params, act, &sparse, &train.labels);
+            let (g0, s0, _) = run(fast::Simd::Baseline);
+            let (g2, s2, _) = run(fast::Simd::Avx2);
+            assert_eq!(bits(&g2), bits(&g0), "{hidden:?} {act:?}: the AVX2 build differs from the baseline build");
+            assert_eq!(s2, s0);
+        }
     }
 }
 

@@ -1,13 +1,19 @@
-//! The fast CPU training step: the same math as `reference`, arranged for speed.
+//! The fast CPU training step: the same math as `reference`, arranged for speed, for any number
+//! of hidden layers.
 //!
 //! * Sparse input: MNIST pixels are ~81% zero, so the training set is kept once as compressed
-//!   sparse rows (CSR) and the input-layer products X·W1 and X^T·dZ1 (98% of the dense FLOPs)
-//!   touch only non-zero pixels: `z1_i = b1 + Σ_p x_ip W1[p,:]` and `dW1[p,:] += x_ip dz1_i`.
-//! * Register blocking: both sparse products walk H in chunks of `CH` floats held in registers,
-//!   so a weight row is loaded once per non-zero pixel and the hidden row is never re-stored.
-//! * The small dense layer is vectorised over H with W2 transposed (K rows of length H).
-//! * Rows go in blocks of `BLOCK` through three phases (sparse forward | dense layer, softmax and
-//!   its backward | sparse backward), which keeps each phase's weights hot and lets `bench`
+//!   sparse rows (CSR) and the input-layer products X·W1 and X^T·dZ1 (98% of the dense FLOPs of a
+//!   784-H-10 network) touch only non-zero pixels: `z1_i = b1 + Σ_p x_ip W1[p,:]` and
+//!   `dW1[p,:] += x_ip dz1_i`.
+//! * Blocks by column: a block's non-zeros are regrouped by column (`block::Columns`), and both
+//!   products walk H in chunks of `CH` floats held in registers: forward, a slice of `W1[p,:]` is
+//!   loaded once per block and added into every row that uses it; backward, `dW1[p,:]` is summed
+//!   over the block's rows in registers and stored once per block.
+//! * Hidden-to-hidden layers run the same block products on the non-zero activations (a ReLU row
+//!   is about half zeros) and, backwards, on the non-zero gradients with W^T.
+//! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
+//! * Rows go in blocks of `BLOCK` through three phases (sparse forward | dense layers, softmax and
+//!   their backward | sparse backward), which keeps each phase's weights hot and lets `bench`
 //!   time the phases.
 //! * Threads: rows are cut into a fixed number of shards (independent of the thread count), each
 //!   shard accumulates its own gradients in row order, and the shards are summed in order. The
@@ -21,7 +27,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::model::{Activation, Params, Stats};
+use block::{Columns, axpy};
+
+use crate::model::{Activation, Layer, Params, Stats};
+
+mod block;
 
 /// Rows of u8 pixels with the zeros left out: row i holds entries `start[i]..start[i+1]` of
 /// `col`/`val`, values already scaled to [0, 1].
@@ -74,16 +84,6 @@ const SHARDS: usize = 16;
 const MIN_SHARD_ROWS: usize = 64;
 /// Rows per block inside a shard.
 const BLOCK: usize = 64;
-/// Floats of a hidden row held in registers by the sparse products (8 AVX2 / 4 AVX-512 registers).
-const CH: usize = 64;
-
-/// `acc += v * x`.
-#[inline(always)]
-fn axpy(acc: &mut [f32], v: f32, x: &[f32]) {
-    for (a, &x) in acc.iter_mut().zip(x) {
-        *a += v * x;
-    }
-}
 
 /// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU).
 #[inline(always)]
@@ -99,56 +99,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// `out = init + Σ_nz v · w[c, :]` over one sparse row (w is d x h row-major). Non-zeros are
-/// visited in increasing column order, as the dense reference visits them.
+/// `out = act(b + input · w)` for a block of rows through a hidden-to-hidden layer (w is fan_in x
+/// fan_out row-major), over the input's non-zeros (a ReLU row is about half zeros).
 #[inline(always)]
-fn sparse_row_forward(out: &mut [f32], init: Option<&[f32]>, cols: &[u32], vals: &[f32], w: &[f32], h: usize) {
-    let mut c0 = 0;
-    while c0 < h {
-        let width = (h - c0).min(CH);
-        let mut acc = [0.0f32; CH];
-        if let Some(b) = init {
-            acc[..width].copy_from_slice(&b[c0..c0 + width]);
-        }
-        if width == CH {
-            for (&c, &v) in cols.iter().zip(vals) {
-                let wr = &w[c as usize * h + c0..][..CH];
-                for t in 0..CH {
-                    acc[t] += v * wr[t];
-                }
-            }
-        } else {
-            for (&c, &v) in cols.iter().zip(vals) {
-                axpy(&mut acc[..width], v, &w[c as usize * h + c0..][..width]);
-            }
-        }
-        out[c0..c0 + width].copy_from_slice(&acc[..width]);
-        c0 += width;
-    }
-}
-
-/// `dw[c, :] += v · dz` for every non-zero (c, v) of one sparse row.
-#[inline(always)]
-fn sparse_row_backward(dw: &mut [f32], dz: &[f32], cols: &[u32], vals: &[f32], h: usize) {
-    let mut c0 = 0;
-    while c0 < h {
-        let width = (h - c0).min(CH);
-        if width == CH {
-            let mut d = [0.0f32; CH];
-            d.copy_from_slice(&dz[c0..c0 + CH]);
-            for (&c, &v) in cols.iter().zip(vals) {
-                let wr = &mut dw[c as usize * h + c0..][..CH];
-                for t in 0..CH {
-                    wr[t] += v * d[t];
-                }
-            }
-        } else {
-            for (&c, &v) in cols.iter().zip(vals) {
-                axpy(&mut dw[c as usize * h + c0..][..width], v, &dz[c0..c0 + width]);
-            }
-        }
-        c0 += width;
-    }
+fn dense_block_forward(
+    out: &mut [f32],
+    b: Option<&[f32]>,
+    input: &[f32],
+    w: &[f32],
+    (fan_in, fan_out): (usize, usize),
+    nz: &mut Columns,
+    act: Activation,
+) {
+    nz.set_dense(input, fan_in);
+    block::forward(out, b, nz, w, fan_out);
+    out.iter_mut().for_each(|v| *v = act.apply(*v));
 }
 
 /// Softmax in place over `z` (logits become probabilities); returns (loss, correct).
@@ -178,7 +143,8 @@ fn softmax_xent_row(z: &mut [f32], y: usize) -> (f32, bool) {
 pub struct PhaseTimes {
     /// `A1 = act(X·W1 + b1)` over the non-zero pixels.
     pub sparse_forward: u64,
-    /// `Z2 = A1·W2 + b2`, softmax/cross-entropy, `dW2`, `db2`, `dZ1 = (dZ2·W2^T) ⊙ act'(A1)`.
+    /// The dense layers: hidden-to-hidden forward, `Z_out = A_last·W_out + b_out`, softmax and
+    /// cross-entropy, and the backward pass down to `dZ1` with `dW`, `db` of every layer above the first.
     pub dense: u64,
     /// `dW1 += X^T·dZ1` over the non-zero pixels, `db1`.
     pub sparse_backward: u64,
@@ -192,12 +158,13 @@ impl PhaseTimes {
     }
 }
 
-/// What every shard reads: parameters (with W2 transposed, K rows of length H), data, the rows
-/// of `x` to visit (`None`: all of them in order; a mini-batch otherwise), and whether to run the
-/// backward pass (`inv_n` = 1/(rows visited)) and time the phases.
+/// What every shard reads: parameters, each layer above the first transposed (`wt[l - 1]` is
+/// layer l's W^T, fan_out rows of length fan_in), data, the rows of `x` to visit (`None`: all of
+/// them in order; a mini-batch otherwise), and whether to run the backward pass (`inv_n` =
+/// 1/(rows visited)) and time the phases.
 struct Job<'a> {
     p: &'a Params,
-    w2t: Vec<f32>,
+    wt: Vec<Vec<f32>>,
     act: Activation,
     x: &'a SparseRows,
     labels: &'a [u8],
@@ -206,7 +173,26 @@ struct Job<'a> {
     timed: bool,
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        p: &'a Params,
+        act: Activation,
+        x: &'a SparseRows,
+        labels: &'a [u8],
+        rows: Option<&'a [u32]>,
+        inv_n: Option<f32>,
+        timed: bool,
+    ) -> Self {
+        let wt = (1..p.layers.len())
+            .map(|l| {
+                let (fan_in, fan_out) = p.shape.layer(l);
+                transpose(&p.layers[l].w, fan_in, fan_out)
+            })
+            .collect();
+        Job { p, wt, act, x, labels, rows, inv_n, timed }
+    }
+
     /// The row of `x` at position `i` of the visit order.
     #[inline(always)]
     fn row(&self, i: usize) -> usize {
@@ -214,12 +200,10 @@ impl Job<'_> {
     }
 }
 
-/// A shard's gradient sums; dW2 is held transposed like the `w2t` it comes from.
+/// A shard's gradient sums, layer by layer, the output layer's dW held transposed (K x H_last)
+/// like the `wt` it comes from.
 struct GradSums {
-    w1: Vec<f32>,
-    b1: Vec<f32>,
-    w2t: Vec<f32>,
-    b2: Vec<f32>,
+    layers: Vec<Layer>,
 }
 
 struct ShardSums {
@@ -230,17 +214,29 @@ struct ShardSums {
 }
 
 /// The rows of one shard in blocks of `BLOCK`: the forward pass, and the backward pass too when
-/// `job.inv_n` is set.
+/// `job.inv_n` is set. `acts[l]` and `dzs[l]` hold hidden layer l's outputs and their gradients
+/// for the block's rows.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // class c indexes z2, W2^T, dW2^T and b2 together
+#[allow(clippy::needless_range_loop)] // class c indexes z, W_out^T, dW_out^T and b_out together
 fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
-    let (p, act, x) = (job.p, job.act, job.x);
-    let (d, h, k, bias) = (p.shape.d, p.shape.hidden[0], p.shape.k, p.shape.bias);
-    let (w1, b1, b2) = (&p.layers[0].w, bias.then_some(&p.layers[0].b[..]), &p.layers[1].b);
-    let mut grads =
-        job.inv_n.map(|_| GradSums { w1: vec![0.0; d * h], b1: vec![0.0; h], w2t: vec![0.0; k * h], b2: vec![0.0; k] });
+    let (p, act) = (job.p, job.act);
+    let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
+    let last = hidden.len(); // the output layer
+    let h = hidden[last - 1]; // the last hidden layer
+    let (w1, b1, b_out) = (&p.layers[0].w, bias.then_some(&p.layers[0].b[..]), &p.layers[last].b);
+    let wt_out = &job.wt[last - 1];
+    let mut grads = job.inv_n.map(|_| GradSums {
+        layers: (0..=last)
+            .map(|l| {
+                let (fan_in, fan_out) = p.shape.layer(l);
+                Layer { w: vec![0.0; fan_in * fan_out], b: vec![0.0; fan_out] }
+            })
+            .collect(),
+    });
     let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
-    let (mut a1, mut dz1, mut z2) = (vec![0.0; BLOCK * h], vec![0.0; BLOCK * h], vec![0.0; k]);
+    let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
+    let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
+    let (mut z, mut pixels, mut nz) = (vec![0.0; k], Columns::default(), Columns::default());
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
             let t1 = Instant::now();
@@ -250,48 +246,75 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     };
     for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
         let mut t = job.timed.then(Instant::now);
-        for (r, i) in block.clone().enumerate() {
-            let (cols, vals) = x.row(job.row(i));
-            let a = &mut a1[r * h..(r + 1) * h];
-            sparse_row_forward(a, b1, cols, vals, w1, h);
-            a.iter_mut().for_each(|v| *v = act.apply(*v));
-        }
+        let h1 = hidden[0];
+        pixels.set_sparse(p.shape.d, block.clone().map(|i| job.x.row(job.row(i))));
+        let a = &mut acts[0][..block.len() * h1];
+        block::forward(a, b1, &pixels, w1, h1);
+        a.iter_mut().for_each(|v| *v = act.apply(*v));
         lap(&mut t, &mut times.sparse_forward);
+        for l in 1..last {
+            let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
+            let (below, above) = acts.split_at_mut(l);
+            let (input, out) = (&below[l - 1][..block.len() * fan_in], &mut above[0][..block.len() * fan_out]);
+            let b = bias.then_some(&p.layers[l].b[..]);
+            dense_block_forward(out, b, input, &p.layers[l].w, (fan_in, fan_out), &mut nz, act);
+        }
+        let (a_last, dz_last) = (&acts[last - 1], &mut dzs[last - 1]);
         for (r, i) in block.clone().enumerate() {
-            let a = &a1[r * h..(r + 1) * h];
+            let a = &a_last[r * h..(r + 1) * h];
             for c in 0..k {
-                z2[c] = dot(a, &job.w2t[c * h..(c + 1) * h]) + if bias { b2[c] } else { 0.0 };
+                z[c] = dot(a, &wt_out[c * h..(c + 1) * h]) + if bias { b_out[c] } else { 0.0 };
             }
             let y = job.labels[job.row(i)] as usize;
-            let (l, ok) = softmax_xent_row(&mut z2, y);
+            let (l, ok) = softmax_xent_row(&mut z, y);
             loss += l as f64;
             correct += ok as usize;
             let (Some(inv_n), Some(g)) = (job.inv_n, grads.as_mut()) else { continue };
-            // dz2 = (p - onehot(y)) / N ; dW2^T += dz2 ⊗ a1 ; dz1 = (Σ_c dz2_c W2^T[c]) ⊙ act'(a1)
-            z2[y] -= 1.0;
-            z2.iter_mut().for_each(|v| *v *= inv_n);
-            let dz = &mut dz1[r * h..(r + 1) * h];
+            // dz_out = (p - onehot(y)) / N ; dW_out^T += dz_out ⊗ a ;
+            // dz = (Σ_c dz_out_c W_out^T[c]) ⊙ act'(a)
+            z[y] -= 1.0;
+            z.iter_mut().for_each(|v| *v *= inv_n);
+            let dz = &mut dz_last[r * h..(r + 1) * h];
             dz.fill(0.0);
+            let g_out = &mut g.layers[last];
             for c in 0..k {
-                axpy(&mut g.w2t[c * h..(c + 1) * h], z2[c], a);
-                axpy(dz, z2[c], &job.w2t[c * h..(c + 1) * h]);
+                axpy(&mut g_out.w[c * h..(c + 1) * h], z[c], a);
+                axpy(dz, z[c], &wt_out[c * h..(c + 1) * h]);
             }
             for (d, &av) in dz.iter_mut().zip(a) {
                 *d *= act.derivative_from_output(av);
             }
             if bias {
-                axpy(&mut g.b2, 1.0, &z2);
+                axpy(&mut g_out.b, 1.0, &z);
+            }
+        }
+        if let Some(g) = grads.as_mut() {
+            // Hidden layer l, top down: dW_l += a_{l-1} ⊗ dz_l ; db_l += dz_l ;
+            // dz_{l-1} = (dz_l · W_l^T) ⊙ act'(a_{l-1}), both products over the rows' non-zeros.
+            for l in (1..last).rev() {
+                let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
+                let (below, above) = dzs.split_at_mut(l);
+                let gl = &mut g.layers[l];
+                let input = &acts[l - 1][..block.len() * fan_in];
+                let (dz_in, dz) = (&mut below[l - 1][..block.len() * fan_in], &above[0][..block.len() * fan_out]);
+                nz.set_dense(input, fan_in);
+                block::backward(&mut gl.w, dz, &nz, fan_out);
+                if bias {
+                    dz.chunks_exact(fan_out).for_each(|dz| axpy(&mut gl.b, 1.0, dz));
+                }
+                nz.set_dense(dz, fan_out);
+                block::forward(dz_in, None, &nz, &job.wt[l - 1], fan_in);
+                for (d, &av) in dz_in.iter_mut().zip(input) {
+                    *d *= act.derivative_from_output(av);
+                }
             }
         }
         lap(&mut t, &mut times.dense);
         if let Some(g) = grads.as_mut() {
-            for (r, i) in block.clone().enumerate() {
-                let (cols, vals) = x.row(job.row(i));
-                let dz = &dz1[r * h..(r + 1) * h];
-                sparse_row_backward(&mut g.w1, dz, cols, vals, h);
-                if bias {
-                    axpy(&mut g.b1, 1.0, dz);
-                }
+            let (g1, dz) = (&mut g.layers[0], &dzs[0][..block.len() * h1]);
+            block::backward(&mut g1.w, dz, &pixels, h1);
+            if bias {
+                dz.chunks_exact(h1).for_each(|dz| axpy(&mut g1.b, 1.0, dz));
             }
             lap(&mut t, &mut times.sparse_backward);
         }
@@ -346,7 +369,7 @@ fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
     shard(job, rows)
 }
 
-/// W2 (H x K) as K rows of length H.
+/// An m (rows x cols, row-major) as cols rows of length rows.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; m.len()];
     for r in 0..rows {
@@ -365,18 +388,26 @@ pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8])
 
 /// Class probabilities of every row of `x` (N x K, row-major), threaded: what `eval` reports.
 pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
-    let (h, k) = (p.shape.hidden[0], p.shape.k);
-    let w2t = transpose(&p.layers[1].w, h, k);
-    let b1 = p.shape.bias.then_some(&p.layers[0].b[..]);
+    let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
+    let last = hidden.len();
+    let h = hidden[last - 1];
+    let wt_out = transpose(&p.layers[last].w, h, k);
+    let b = |l: usize| bias.then_some(&p.layers[l].b[..]);
     let mut out = vec![0.0; x.n() * k];
-    out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, block)| {
-        let mut a1 = vec![0.0; h];
-        for (r, z) in block.chunks_mut(k).enumerate() {
-            let (cols, vals) = x.row(c * BLOCK + r);
-            sparse_row_forward(&mut a1, b1, cols, vals, &p.layers[0].w, h);
-            a1.iter_mut().for_each(|v| *v = act.apply(*v));
+    out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, probs)| {
+        let rows = c * BLOCK..c * BLOCK + probs.len() / k;
+        let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; rows.len() * w]).collect();
+        let (mut pixels, mut nz) = (Columns::default(), Columns::default());
+        pixels.set_sparse(p.shape.d, rows.map(|i| x.row(i)));
+        block::forward(&mut acts[0], b(0), &pixels, &p.layers[0].w, hidden[0]);
+        acts[0].iter_mut().for_each(|v| *v = act.apply(*v));
+        for l in 1..last {
+            let (below, above) = acts.split_at_mut(l);
+            dense_block_forward(&mut above[0], b(l), &below[l - 1], &p.layers[l].w, p.shape.layer(l), &mut nz, act);
+        }
+        for (a, z) in acts[last - 1].chunks_exact(h).zip(probs.chunks_mut(k)) {
             for (j, z) in z.iter_mut().enumerate() {
-                *z = dot(&a1, &w2t[j * h..(j + 1) * h]) + if p.shape.bias { p.layers[1].b[j] } else { 0.0 };
+                *z = dot(a, &wt_out[j * h..(j + 1) * h]) + if bias { p.layers[last].b[j] } else { 0.0 };
             }
             softmax_xent_row(z, 0);
         }
@@ -429,26 +460,30 @@ fn run(
     timed: bool,
 ) -> (Option<Params>, Stats, PhaseTimes) {
     let s = &p.shape;
-    let (h, n) = (s.hidden[0], rows.map_or(x.n(), |r| r.len()));
+    let (last, n) = (s.hidden.len(), rows.map_or(x.n(), |r| r.len()));
+    let h = s.hidden[last - 1];
     let inv_n = backward.then(|| 1.0 / n.max(1) as f32);
-    let job = Job { p, w2t: transpose(&p.layers[1].w, h, s.k), act, x, labels, rows, inv_n, timed };
+    let job = Job::new(p, act, x, labels, rows, inv_n, timed);
     let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
     let mut grads = backward.then(|| Params::zeros(s.clone()));
-    let mut dw2t = vec![0.0; s.k * h];
+    let mut dwt_out = vec![0.0; s.k * h];
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());
     for part in &parts {
         if let (Some(acc), Some(g)) = (grads.as_mut(), part.grads.as_ref()) {
-            axpy(&mut acc.layers[0].w, 1.0, &g.w1);
-            axpy(&mut acc.layers[0].b, 1.0, &g.b1);
-            axpy(&mut acc.layers[1].b, 1.0, &g.b2);
-            axpy(&mut dw2t, 1.0, &g.w2t);
+            for (l, (a, g)) in acc.layers.iter_mut().zip(&g.layers).enumerate() {
+                if l < last {
+                    axpy(&mut a.w, 1.0, &g.w);
+                }
+                axpy(&mut a.b, 1.0, &g.b);
+            }
+            axpy(&mut dwt_out, 1.0, &g.layers[last].w);
         }
         loss += part.loss;
         correct += part.correct;
         times.add(&part.times);
     }
     if let Some(g) = grads.as_mut() {
-        g.layers[1].w = transpose(&dw2t, s.k, h);
+        g.layers[last].w = transpose(&dwt_out, s.k, h);
     }
     (grads, Stats { loss: loss / n.max(1) as f64, correct, n }, times)
 }
