@@ -15,6 +15,7 @@
 
 pub mod context;
 pub mod kernels;
+mod layout;
 pub mod matmul;
 mod plan;
 pub mod profile;
@@ -26,8 +27,8 @@ use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 pub use context::GpuContext;
 pub use kernels::Tiling;
 use kernels::{Dispatch, Kernels, OptimizerParams, View};
-use plan::{ChunkBuffers, GpuSet, Plan};
-pub use plan::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
+pub use layout::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
+use plan::{ChunkBuffers, Plan, SetBuffers};
 
 /// The training step on a wgpu device (see the module documentation).
 pub struct GpuBackend {
@@ -43,7 +44,10 @@ pub struct GpuBackend {
     train: GpuSet,
     validation: GpuSet,
     test: GpuSet,
+    /// The step's forward and backward dispatches.
     step: Vec<Dispatch>,
+    /// The optimizer's update that ends every step.
+    update: Dispatch,
     lr: f32,
     optimizer: OptimizerConfig,
     /// The optimizer's moments `m` and `v` in the parameters' layout, where the rule keeps them.
@@ -82,15 +86,10 @@ impl GpuBackend {
         if options.batch_size.is_some_and(|b| b < data.train.n) {
             return Err(BackendError::Unsupported("the GPU backend trains full batches; use --backend cpu".into()));
         }
-        if s.hidden.len() != 1 {
-            return Err(BackendError::Unsupported(format!(
-                "the GPU backend trains one hidden layer, not {}; use --backend cpu",
-                s.describe()
-            )));
-        }
         let lda = packed_row_bytes(s.d);
         let max_binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        let per_row = lda.max(s.hidden[0] * 4).max(s.k * 4).max(8);
+        let widest = s.widths()[1..].iter().max().copied().unwrap_or(1);
+        let per_row = lda.max(widest * 4).max(8);
         let (train, validation, test) = (&data.train, &data.validation, &data.test);
         let most = train.n.max(validation.n).max(test.n);
         let rows = chunk_rows(most, per_row, max_binding, options.max_chunk_rows)?;
@@ -103,14 +102,15 @@ impl GpuBackend {
                 )));
             }
         }
-        let layout = ParamLayout::new(s.clone());
-        // W1 alone is D x H floats in one binding; no chunking splits it, so refuse clearly.
+        let layout = ParamLayout::new(s);
+        // The flat parameters are bound whole by the update (and each weight matrix on its own by
+        // the products); no chunking splits them, so refuse clearly.
         let param_bytes = (layout.total * 4) as u64;
         if param_bytes > max_binding {
             return Err(BackendError::Unsupported(format!(
-                "{} hidden units need {} MiB of parameters in one buffer, more than this device's {} MiB binding limit; \
+                "a {} network needs {} MiB of parameters in one buffer, more than this device's {} MiB binding limit; \
                  use a smaller --hidden or --backend cpu",
-                s.hidden[0],
+                s.describe(),
                 param_bytes >> 20,
                 max_binding >> 20
             )));
@@ -122,35 +122,31 @@ impl GpuBackend {
         let grads = ctx.zeros("grads", layout.total, usage);
         let stats = ctx.zeros("stats", 2, usage);
         let staging = ctx.staging(layout.total.max(2));
-        let cb = ChunkBuffers {
-            a1: ctx.zeros("a1", rows * s.hidden[0], usage),
-            z2: ctx.zeros("z2", rows * s.k, usage),
-            dz2: ctx.zeros("dz2", rows * s.k, usage),
-            dz1: ctx.zeros("dz1", rows * s.hidden[0], usage),
-        };
-        let mut plan = Plan {
+        let cb = ChunkBuffers::new(&ctx, s, rows);
+        let plan = Plan {
             ctx: &ctx,
             k: &kernels,
-            s: s.clone(),
+            s,
             act,
-            layout,
+            layout: &layout,
             lda,
+            rows,
             params: &params_buf,
             grads: &grads,
             stats: &stats,
             cb: &cb,
         };
-        let (train_set, mut step) = plan.set(train, rows, true);
-        let (validation_set, _) = plan.set(validation, rows, false);
-        let (test_set, _) = plan.set(test, rows, false);
+        let [train_set, validation_set, test_set] = [(train, true), (validation, false), (test, false)]
+            .map(|(set, training)| GpuSet::new(&plan, set, training));
+        let step = train_set.buffers.as_ref().map_or_else(Vec::new, |b| plan.step(b, 0..b.n));
         let cfg = options.optimizer;
         let moments = ["m", "v"].map(|name| {
             cfg.kind.moments().contains(&name).then(|| ctx.zeros(&format!("optimizer {name}"), layout.total, usage))
         });
         let (param_view, grad_view) = (View::all(&params_buf), View::all(&grads));
         let [m, v] = moments.each_ref().map(|b| b.as_ref().map_or(kernels.dummy(), View::all));
-        let update = optimizer_params(&cfg, layout, s, 0.0, 1);
-        step.push(kernels.optimizer_update(&ctx.device, cfg.kind, update, param_view, grad_view, m, v));
+        let p = optimizer_params(&cfg, &layout, 0.0, 1);
+        let update = kernels.optimizer_update(&ctx.device, cfg.kind, p, param_view, grad_view, m, v);
         ctx.check()?;
         Ok(GpuBackend {
             tiling: kernels.tiling(),
@@ -166,6 +162,7 @@ impl GpuBackend {
             validation: validation_set,
             test: test_set,
             step,
+            update,
             lr: 0.0,
             optimizer: cfg,
             moments,
@@ -209,19 +206,18 @@ impl GpuBackend {
     /// (entry point and layer) with their seconds. The step's update is applied like `step`'s.
     pub fn profile_step(&mut self, lr: f32) -> Result<(Vec<KernelTime>, profile::TimingSource), BackendError> {
         self.prepare_update(lr);
-        let all: Vec<&Dispatch> = self.step.iter().collect();
+        let all: Vec<&Dispatch> = self.step.iter().chain([&self.update]).collect();
         let (times, source) = profile::time_dispatches(&self.ctx, &all)?;
-        Ok((self.step.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
+        Ok((all.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
     }
 
     /// Writes the coming step's update uniform when it changes: a new lr, or for Adam the bias
     /// corrections of the step count, which advances every step.
     fn prepare_update(&mut self, lr: f32) {
         self.t += 1;
-        let Some(update) = self.step.last() else { return };
         if lr != self.lr || self.optimizer.kind == Optimizer::Adam {
-            let p = optimizer_params(&self.optimizer, self.layout, &self.shape, lr, self.t);
-            self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
+            let p = optimizer_params(&self.optimizer, &self.layout, lr, self.t);
+            self.ctx.queue.write_buffer(&self.update.params, 0, bytemuck::bytes_of(&p));
         }
         self.lr = lr;
     }
@@ -264,7 +260,7 @@ impl Backend for GpuBackend {
 
     fn step(&mut self, _batch: usize, lr: f32) -> Result<(), BackendError> {
         self.prepare_update(lr);
-        let all: Vec<&Dispatch> = self.step.iter().collect();
+        let all: Vec<&Dispatch> = self.step.iter().chain([&self.update]).collect();
         kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
         Ok(())
     }
@@ -311,7 +307,7 @@ impl Backend for GpuBackend {
 }
 
 /// The uniform of step `t` of `cfg`'s rule at rate `lr`.
-fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: &Shape, lr: f32, t: u64) -> OptimizerParams {
+fn optimizer_params(cfg: &OptimizerConfig, layout: &ParamLayout, lr: f32, t: u64) -> OptimizerParams {
     let (c1, c2) = cfg.adam_corrections(t.max(1));
     OptimizerParams {
         count: layout.total as u32,
@@ -323,8 +319,26 @@ fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: &Shape, lr: f
         weight_decay: cfg.weight_decay,
         c1,
         c2,
-        w1_end: (layout.w1 + s.d * s.hidden[0]) as u32,
-        w2_start: layout.w2 as u32,
-        w2_end: (layout.w2 + s.hidden[0] * s.k) as u32,
+        weights_end: layout.weights_end as u32,
+        _pad: [0; 2],
+    }
+}
+
+/// One data split on the device: its buffers (`None` for an empty split) and the dispatches
+/// that evaluate it, with the sum of the per-row statistics into the stats buffer last.
+struct GpuSet {
+    n: usize,
+    buffers: Option<SetBuffers>,
+    evaluate: Vec<Dispatch>,
+    /// The sum of the row statistics the latest step's forward pass wrote (training split).
+    total: Option<Dispatch>,
+}
+
+impl GpuSet {
+    fn new(plan: &Plan, set: &crate::data::Dataset, training: bool) -> Self {
+        let buffers = plan.upload(set, training);
+        let evaluate = buffers.as_ref().map_or_else(Vec::new, |b| plan.evaluate(b));
+        let total = buffers.as_ref().filter(|_| training).map(|b| plan.total(&b.row_stats, b.n));
+        GpuSet { n: set.n, buffers, evaluate, total }
     }
 }
