@@ -93,7 +93,8 @@ pub struct ColumnSumParams {
     pub rows: u32,
     pub cols: u32,
     pub accumulate: u32,
-    pub _pad: u32,
+    /// The first row summed.
+    pub first_row: u32,
 }
 
 /// Mirrors `Params` of `shaders/optimizer_update.wgsl`: the rule's hyper-parameters, this step's

@@ -1,6 +1,7 @@
 //! How the data sit in device memory: the flat parameter layout, pixel packing and chunk sizes.
 
 use crate::backend::BackendError;
+use crate::data::Dataset;
 use crate::model::{Params, Shape};
 
 /// Offsets (in f32) of every tensor inside the flat parameter and gradient buffers: all layers'
@@ -19,6 +20,9 @@ pub struct ParamLayout {
 
 /// 256 bytes: the largest `min_storage_buffer_offset_alignment` wgpu allows.
 pub(super) const ALIGN_FLOATS: usize = 64;
+/// Rows of packed pixels (a multiple of 4 bytes each) that make a multiple of 256 bytes: a
+/// binding of pixel rows starts at a multiple of this many rows.
+pub(super) const ALIGN_ROWS: usize = 64;
 
 impl ParamLayout {
     pub fn new(s: &Shape) -> Self {
@@ -78,7 +82,9 @@ pub fn pack_rows(pixels: &[u8], d: usize) -> Vec<u8> {
 }
 
 /// Rows per chunk: as many as the binding limit allows, a multiple of 64 so every chunk's byte
-/// offset is 256-aligned; all rows at once when they fit.
+/// offset is 256-aligned; all rows at once when they fit. (A mini-batch's chunks start anywhere
+/// and are bound from the aligned row before them: pass a `max_binding` that leaves room for the
+/// 63 rows more.)
 pub fn chunk_rows(
     n: usize,
     per_row_bytes: usize,
@@ -90,7 +96,7 @@ pub fn chunk_rows(
     if want >= n {
         return Ok(n.max(1));
     }
-    let rows = want / 64 * 64;
+    let rows = want / ALIGN_ROWS * ALIGN_ROWS;
     if rows == 0 {
         return Err(BackendError::Unsupported(format!(
             "a chunk of 64 rows needs {} bytes per binding, more than this device allows ({max_binding}); use a smaller --hidden or --backend cpu",
@@ -98,4 +104,38 @@ pub fn chunk_rows(
         )));
     }
     Ok(rows)
+}
+
+/// Refuses data or parameters beyond the device's buffer limits, with what to do instead, and
+/// returns the largest binding (bytes). Each split's packed pixels live in one buffer and its
+/// labels and per-row statistics are bound whole; the flat parameters are bound whole by the
+/// update (each weight matrix on its own by the products): no chunking splits them.
+pub(super) fn check_limits(
+    limits: &wgpu::Limits,
+    sets: [&Dataset; 3],
+    s: &Shape,
+    layout: &ParamLayout,
+) -> Result<u64, BackendError> {
+    let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    let lda = packed_row_bytes(s.d);
+    for set in sets {
+        let bytes = (set.n * lda) as u64;
+        if bytes > limits.max_buffer_size || (set.n * 8) as u64 > max_binding {
+            return Err(BackendError::Unsupported(format!(
+                "{} images ({bytes} bytes) exceed this device's buffer limits; use fewer samples or --backend cpu",
+                set.n
+            )));
+        }
+    }
+    let param_bytes = (layout.total * 4) as u64;
+    if param_bytes > max_binding {
+        return Err(BackendError::Unsupported(format!(
+            "a {} network needs {} MiB of parameters in one buffer, more than this device's {} MiB binding limit; \
+             use a smaller --hidden or --backend cpu",
+            s.describe(),
+            param_bytes >> 20,
+            max_binding >> 20
+        )));
+    }
+    Ok(max_binding)
 }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::GpuContext;
 use super::kernels::{ColumnSumParams, Dispatch, Kernels, MatmulParams, SoftmaxParams, View};
-use super::layout::{ParamLayout, pack_rows};
+use super::layout::{ALIGN_ROWS, ParamLayout, pack_rows};
 use crate::data::Dataset;
 use crate::model::{Activation, Shape};
 
@@ -40,6 +40,25 @@ pub(super) struct SetBuffers {
     pub labels: wgpu::Buffer,
     pub row_stats: wgpu::Buffer,
     pub eval_stats: wgpu::Buffer,
+}
+
+/// One data split on the device: its buffers (`None` for an empty split) and the dispatches
+/// that evaluate it, with the sum of the per-row statistics into the stats buffer last.
+pub(super) struct GpuSet {
+    pub n: usize,
+    pub buffers: Option<SetBuffers>,
+    pub evaluate: Vec<Dispatch>,
+    /// The sum of the row statistics the latest step's forward pass wrote (training split).
+    pub total: Option<Dispatch>,
+}
+
+impl GpuSet {
+    pub fn new(plan: &Plan, set: &Dataset, training: bool) -> Self {
+        let buffers = plan.upload(set, training);
+        let evaluate = buffers.as_ref().map_or_else(Vec::new, |b| plan.evaluate(b));
+        let total = buffers.as_ref().filter(|_| training).map(|b| plan.total(&b.row_stats, b.n));
+        GpuSet { n: set.n, buffers, evaluate, total }
+    }
 }
 
 /// Builds dispatches over the parameter, gradient and chunk buffers.
@@ -104,9 +123,10 @@ impl Plan<'_> {
         out
     }
 
-    /// The sum over the first `rows` rows of per-row statistics, into `stats`.
+    /// The sum over the first `rows` rows of per-row statistics, into `stats` (its uniform, a
+    /// `ColumnSumParams`, may be rewritten to sum other rows).
     pub fn total(&self, row_stats: &wgpu::Buffer, rows: usize) -> Dispatch {
-        let sums = ColumnSumParams { rows: rows as u32, cols: 2, accumulate: 0, _pad: 0 };
+        let sums = ColumnSumParams { rows: rows as u32, cols: 2, accumulate: 0, first_row: 0 };
         self.k.column_sum(&self.ctx.device, sums, View::all(row_stats), View::all(self.stats))
     }
 
@@ -137,8 +157,11 @@ impl Plan<'_> {
         p: MatmulParams,
     ) -> (View<'b>, MatmulParams) {
         if l == 0 {
-            let view = View { buffer: &set.x, offset: (r0 * self.lda) as u64, size: (m * self.lda) as u64 };
-            return (view, MatmulParams { a_u8: 1, lda: self.lda as u32, ..p });
+            // Bound from the 256-byte-aligned row at or before r0 (a mini-batch may start anywhere).
+            let base = r0 / ALIGN_ROWS * ALIGN_ROWS;
+            let size = ((r0 - base + m) * self.lda) as u64;
+            let view = View { buffer: &set.x, offset: (base * self.lda) as u64, size };
+            return (view, MatmulParams { a_u8: 1, lda: self.lda as u32, a_row0: (r0 - base) as u32, ..p });
         }
         let fan_in = self.s.layer(l).0;
         (View::floats(&self.cb.outputs[l - 1], 0, m * fan_in), MatmulParams { a_u8: 0, lda: fan_in as u32, ..p })
@@ -191,7 +214,8 @@ impl Plan<'_> {
             let (a, p) = self.input(set, l, r0, m, p);
             out.push(k.linear_backward_weight(dev, p, a, dz, self.weights(self.grads, l)).on_layer(layer));
             if s.bias {
-                let sums = ColumnSumParams { rows: m as u32, cols: fan_out as u32, accumulate: acc as u32, _pad: 0 };
+                let sums =
+                    ColumnSumParams { rows: m as u32, cols: fan_out as u32, accumulate: acc as u32, first_row: 0 };
                 out.push(k.column_sum(dev, sums, dz, self.bias(self.grads, l)).on_layer(layer));
             }
             if l > 0 {
