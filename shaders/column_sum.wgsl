@@ -1,11 +1,13 @@
 // column_sum.wgsl: sums over the rows of a matrix (bias gradients db = Σ_i dz_i, and the totals of
 // the per-row loss/correct statistics).
 //
-// Math: out[j] (+)= Σ_{i < p.rows} m[i * p.cols + j]   (accumulate when p.accumulate = 1)
+// Math: out[j] (+)= Σ_{i < p.rows} m[(p.first_row + i) * p.cols + j]   (accumulate when
+//       p.accumulate = 1): the sums over p.rows rows from row p.first_row (a mini-batch's rows
+//       of the per-row statistics).
 //
 // Bindings (group 0):
 //   0 uniform p: Params
-//   1 storage m: array<f32>, read. p.rows x p.cols, row-major.
+//   1 storage m: array<f32>, read. At least p.first_row + p.rows rows of p.cols, row-major.
 //   2 storage out: array<f32>, read_write. p.cols values.
 //
 // Invocation: workgroup j (of 256 invocations) owns column j. Invocation t sums rows t, t+256, ...
@@ -17,7 +19,7 @@ struct Params {
     rows: u32,
     cols: u32,
     accumulate: u32,
-    _pad: u32,
+    first_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,7 +32,7 @@ var<workgroup> partial: array<f32, 256>;
 fn column_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let j = wg.x;
     var s = 0.0;
-    for (var i = t; i < p.rows; i += 256u) { s += m[i * p.cols + j]; }
+    for (var i = t; i < p.rows; i += 256u) { s += m[(p.first_row + i) * p.cols + j]; }
     partial[t] = s;
     workgroupBarrier();
     for (var stride = 128u; stride > 0u; stride = stride / 2u) {

@@ -10,9 +10,11 @@
 // Bindings (group 0):
 //   0 uniform p: Params (below)
 //   1 storage a: array<u32>, read. A as stored (M x K, or K x M for linear_backward_weight), row
-//     stride p.lda elements. p.a_u8 = 0: f32 bit patterns. p.a_u8 = 1: bytes packed four per word
-//     (little-endian), value byte/255; p.lda is then in bytes, a multiple of 4, and the padding
-//     bytes of each row are 0.
+//     stride p.lda elements, starting p.a_row0 rows into the binding (a chunk of pixel rows that
+//     starts between two 256-byte-aligned rows is bound from the aligned row before it).
+//     p.a_u8 = 0: f32 bit patterns. p.a_u8 = 1: bytes packed four per word (little-endian),
+//     value byte/255; p.lda is then in bytes, a multiple of 4, and the padding bytes of each row
+//     are 0.
 //   2 storage b: array<f32>, read. B as stored (K x N, or N x K for linear_backward_input), stride p.ldb.
 //   3 storage aux: array<f32>, read. linear_forward: bias[N]; linear_backward_input: act output
 //     (M x N, stride N); otherwise unused (bind anything).
@@ -33,7 +35,8 @@ struct Params {
     bias: u32,        // linear_forward: 1 adds aux[col]
     act: u32,         // activation code (see above)
     accumulate: u32,  // linear_backward_weight: 1 adds to C instead of overwriting it
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    a_row0: u32,      // stored row r of A is row a_row0 + r of binding a
+    _pad1: u32, _pad2: u32,
 }
 
 override WG_X: u32 = 16u;
@@ -48,15 +51,15 @@ override WG_Y: u32 = 2u;
 // Four consecutive elements of stored A, row r, columns col..col+3 (col % 4 == 0 for u8).
 fn a_quad(r: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
     if (r >= rows || col >= cols) { return vec4<f32>(0.0); }
+    let i = (p.a_row0 + r) * p.lda + col;
     // A u8 quad starts inside the row (col % 4 == 0) and ends in it or in its zero padding.
-    if (p.a_u8 == 1u) { return unpack4x8unorm(a[(r * p.lda + col) / 4u]); }
-    let i = r * p.lda + col;
+    if (p.a_u8 == 1u) { return unpack4x8unorm(a[i / 4u]); }
     if (col + 3u < cols) {
         return vec4<f32>(bitcast<f32>(a[i]), bitcast<f32>(a[i + 1u]), bitcast<f32>(a[i + 2u]), bitcast<f32>(a[i + 3u]));
     }
     var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
-        if (col + t < cols) { v[t] = bitcast<f32>(a[r * p.lda + col + t]); }
+        if (col + t < cols) { v[t] = bitcast<f32>(a[i + t]); }
     }
     return v;
 }

@@ -11,13 +11,13 @@
 // Invocation (gx, gy) computes C[gy][gx]; workgroup 16 x 16.
 // Host dispatch: (ceil(N / 16), ceil(M / 16), 1). Bounds: invocations outside C return.
 
-// Element (r, c) of A as stored.
+// Element (r, c) of A as stored (from row p.a_row0 of the binding).
 fn a_at(r: u32, c: u32) -> f32 {
+    let i = (p.a_row0 + r) * p.lda + c;
     if (p.a_u8 == 1u) {
-        let byte = r * p.lda + c;
-        return f32((a[byte / 4u] >> (8u * (byte % 4u))) & 0xffu) / 255.0;
+        return f32((a[i / 4u] >> (8u * (i % 4u))) & 0xffu) / 255.0;
     }
-    return bitcast<f32>(a[r * p.lda + c]);
+    return bitcast<f32>(a[i]);
 }
 
 @compute @workgroup_size(16, 16)

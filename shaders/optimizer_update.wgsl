@@ -1,18 +1,20 @@
 // optimizer_update.wgsl: one optimizer step over all parameters at once (the twins of the CPU
 // functions in src/optim.rs, one entry point per rule).
 //
-// Math, per element i < p.count, with g = grad[i]; first, on weights only (i in [0, p.w1_end) or
-// [p.w2_start, p.w2_end)), the decoupled decay param[i] -= p.lr * p.weight_decay * param[i]
-// (skipped when weight_decay is 0); then
+// Math, per element i < p.count, with g = grad[i]; first, on weights only (i < p.weights_end),
+// the decoupled decay param[i] -= p.lr * p.weight_decay * param[i] (skipped when weight_decay is
+// 0); then
 //   gd_update:       param -= lr * g
 //   momentum_update: m = momentum * m + g;  param -= lr * m
 //   nesterov_update: m = momentum * m + g;  param -= lr * (g + momentum * m)
 //   adam_update:     m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
 //                    param -= lr * (m * c1) / (sqrt(v * c2) + eps)
 // where c1 = 1/(1 - beta1^t), c2 = 1/(1 - beta2^t) are step t's bias corrections, written into
-// the uniform by the host before each step. The parameters (W1, b1, W2, b2, each 256-byte aligned,
-// zero padding between) live in one buffer; gradients and moments share its layout. Padding and
-// the biases of a bias-free model have zero gradients and moments, so every rule leaves them 0.
+// the uniform by the host before each step. The parameters live in one buffer, every layer's
+// weights first (W1, W2, ..., ending at p.weights_end), then every layer's bias (b1, b2, ...),
+// each tensor 256-byte aligned with zero padding between; gradients and moments share its layout.
+// Padding and the biases of a bias-free model have zero gradients and moments, so every rule
+// leaves them 0 (decay included: padding among the weights is 0 and stays 0).
 //
 // Bindings (group 0):
 //   0 uniform p: Params
@@ -37,9 +39,9 @@ struct Params {
     weight_decay: f32,
     c1: f32,
     c2: f32,
-    w1_end: u32,
-    w2_start: u32,
-    w2_end: u32,
+    weights_end: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -55,8 +57,7 @@ fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 // The parameter after the decoupled weight decay (only weights decay).
 fn decayed(i: u32) -> f32 {
     let x = param[i];
-    let weight = i < p.w1_end || (i >= p.w2_start && i < p.w2_end);
-    if (weight && p.weight_decay != 0.0) {
+    if (i < p.weights_end && p.weight_decay != 0.0) {
         return x - p.lr * p.weight_decay * x;
     }
     return x;

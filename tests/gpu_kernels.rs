@@ -287,7 +287,8 @@ fn column_sum_matches_reference() {
             let mv = uniform(&mut r, rows * cols, -1.0, 1.0);
             let prior = uniform(&mut r, cols, -1.0, 1.0);
             let (mb, out) = (floats(&ctx, &mv), floats(&ctx, &prior));
-            let p = ColumnSumParams { rows: rows as u32, cols: cols as u32, accumulate: accumulate as u32, _pad: 0 };
+            let p =
+                ColumnSumParams { rows: rows as u32, cols: cols as u32, accumulate: accumulate as u32, first_row: 0 };
             run(&ctx, &k.column_sum(&ctx.device, p, View::all(&mb), View::all(&out)));
             let mut want = vec![0.0; cols];
             reference::column_sum(&mut want, &mv, rows, cols);
@@ -325,4 +326,65 @@ fn gd_update_matches_reference() {
         // One multiply-add per element: at most 1 ulp apart (fma vs separate rounding).
         assert_close(&format!("gd_update {count}"), &read(&ctx, &pb, count), &want, 1e-7, 1e-7);
     }
+}
+
+/// A mini-batch's chunk may start between two 256-byte-aligned pixel rows: it is bound from the
+/// aligned row before it, and `a_row0` skips the rows in between (forward: rows of the M x K
+/// input; weight gradient: rows of the K x M input), as `first_row` skips rows of a column sum
+/// (a batch's per-row statistics). The skipped rows hold other values, so reading them shows.
+#[test]
+fn row_offsets_skip_the_rows_before_a_chunk() {
+    let Some(ctx) = gpu() else { return };
+    const SKIP: usize = 37;
+    let mut r = rng(7);
+    for tiling in [Tiling::Register, Tiling::Shared] {
+        let k = Kernels::new(&ctx.device, tiling);
+        let naive_k = NaiveKernels::new(&ctx.device);
+        for &(rows, d, n) in &[(70, 784, 33), (33, 129, 10)] {
+            for a_u8 in [true, false] {
+                let (a, lda, av) = matrix_a(&ctx, &mut r, SKIP + rows, d, a_u8);
+                let x = &av[SKIP * d..];
+                let what = format!("{rows}x{d}x{n} u8 {a_u8} from row {SKIP} {tiling:?}");
+                let base =
+                    MatmulParams { lda, ldb: n as u32, a_u8: a_u8 as u32, a_row0: SKIP as u32, ..Default::default() };
+                // Forward: C (rows x n) = A[SKIP..] · W.
+                let wv = uniform(&mut r, d * n, -1.0, 1.0);
+                let p = MatmulParams { m: rows as u32, n: n as u32, k: d as u32, ..base };
+                let (w, none) = (floats(&ctx, &wv), wgpu::BufferUsages::empty());
+                let (c, naive) = (ctx.zeros("c", rows * n, none), ctx.zeros("c naive", rows * n, none));
+                let (av_, wv_) = (View::all(&a), View::all(&w));
+                run(&ctx, &k.linear_forward(&ctx.device, p, av_, wv_, k.dummy(), View::all(&c)));
+                run(&ctx, &naive_k.linear_forward_naive(&ctx.device, p, av_, wv_, k.dummy(), View::all(&naive)));
+                let mut want = vec![0.0; rows * n];
+                reference::linear_forward(&mut want, x, &wv, None, rows, d, n);
+                assert_close(&format!("linear_forward {what}"), &read(&ctx, &c, rows * n), &want, MM_ATOL, MM_RTOL);
+                let got = read(&ctx, &naive, rows * n);
+                assert_close(&format!("linear_forward_naive {what}"), &got, &want, MM_ATOL, MM_RTOL);
+                // Weight gradient: C (d x n) = A[SKIP..]^T · dZ.
+                let dzv = uniform(&mut r, rows * n, -1.0, 1.0);
+                let p = MatmulParams { m: d as u32, n: n as u32, k: rows as u32, ..base };
+                let dz = floats(&ctx, &dzv);
+                let (c, naive) = (ctx.zeros("c", d * n, none), ctx.zeros("c naive", d * n, none));
+                run(&ctx, &k.linear_backward_weight(&ctx.device, p, av_, View::all(&dz), View::all(&c)));
+                let naive_run =
+                    naive_k.linear_backward_weight_naive(&ctx.device, p, av_, View::all(&dz), View::all(&naive));
+                run(&ctx, &naive_run);
+                let mut want = vec![0.0; d * n];
+                reference::linear_backward(None, &mut want, None, &dzv, x, &[], rows, d, n);
+                let got = read(&ctx, &c, d * n);
+                assert_close(&format!("linear_backward_weight {what}"), &got, &want, MM_ATOL, MM_RTOL);
+                let got = read(&ctx, &naive, d * n);
+                assert_close(&format!("linear_backward_weight_naive {what}"), &got, &want, MM_ATOL, MM_RTOL);
+            }
+        }
+    }
+    let k = Kernels::new(&ctx.device, Tiling::Register);
+    let (rows, cols) = (300, 2);
+    let mv = uniform(&mut r, (SKIP + rows) * cols, -1.0, 1.0);
+    let (mb, out) = (floats(&ctx, &mv), ctx.zeros("sums", cols, wgpu::BufferUsages::empty()));
+    let p = ColumnSumParams { rows: rows as u32, cols: cols as u32, accumulate: 0, first_row: SKIP as u32 };
+    run(&ctx, &k.column_sum(&ctx.device, p, View::all(&mb), View::all(&out)));
+    let mut want = vec![0.0; cols];
+    reference::column_sum(&mut want, &mv[SKIP * cols..], rows, cols);
+    assert_close(&format!("column_sum from row {SKIP}"), &read(&ctx, &out, cols), &want, SUM_ATOL, SUM_RTOL);
 }

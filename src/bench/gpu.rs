@@ -15,24 +15,34 @@ use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, pack
 use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::train::{VERIFY_TOLERANCE, relative_difference, worst};
 
-/// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows.
+/// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows; `layer` counts
+/// from 1 (the first layer, which reads the packed pixels) to the output layer.
 fn gpu_cost(label: &str, layer: u8, n: f64, s: &Shape) -> (String, Option<f64>, f64) {
-    let (d, h, k) = (s.d as f64, s.hidden[0] as f64, s.k as f64);
-    let lda = packed_row_bytes(s.d) as f64;
+    let (l, out) = (layer as usize, s.layer_count());
+    let (fan_in, fan_out) = if l > 0 { s.layer(l - 1) } else { (0, 0) };
+    let (fi, fo, k) = (fan_in as f64, fan_out as f64, s.k as f64);
     let p = s.parameter_count() as f64;
-    let (what, flops, bytes) = match (label, layer) {
-        ("linear_forward", 1) => ("act(X·W1 + b1)", Some(2.0 * n * d * h), n * lda + 4.0 * (d * h + h + n * h)),
-        ("linear_forward", _) => ("A1·W2 + b2", Some(2.0 * n * h * k), 4.0 * (n * h + h * k + k + n * k)),
-        ("softmax_xent_forward", _) => ("loss, correct", None, 4.0 * (n * k + n) + 8.0 * n),
-        ("softmax_xent_backward", _) => ("dZ2", None, 4.0 * (2.0 * n * k + n)),
-        ("linear_backward_weight", 2) => ("dW2 = A1^T·dZ2", Some(2.0 * n * h * k), 4.0 * (n * h + n * k + h * k)),
-        ("linear_backward_input", _) => {
-            ("dZ1 = dZ2·W2^T ⊙ act'", Some(2.0 * n * h * k), 4.0 * (n * k + h * k + 2.0 * n * h))
+    // The layer's input: the packed pixels, or the activations of the layer below.
+    let input = if l == 1 { "X".to_string() } else { format!("A{}", l.saturating_sub(1)) };
+    let input_bytes = if l == 1 { n * packed_row_bytes(s.d) as f64 } else { 4.0 * n * fi };
+    let (what, flops, bytes) = match label {
+        "linear_forward" => {
+            let z = format!("{input}·W{l} + b{l}");
+            let what = if l == out { z } else { format!("act({z})") };
+            (what, Some(2.0 * n * fi * fo), input_bytes + 4.0 * (fi * fo + fo + n * fo))
         }
-        ("linear_backward_weight", _) => ("dW1 = X^T·dZ1", Some(2.0 * n * d * h), n * lda + 4.0 * (n * h + d * h)),
-        ("column_sum", 1) => ("db1", None, 4.0 * (n * h + h)),
-        ("column_sum", _) => ("db2", None, 4.0 * (n * k + k)),
-        _ => ("params -= lr·grads", Some(2.0 * p), 12.0 * p),
+        "softmax_xent_forward" => ("loss, correct".into(), None, 4.0 * (n * k + n) + 8.0 * n),
+        "softmax_xent_backward" => (format!("dZ{out}"), None, 4.0 * (2.0 * n * k + n)),
+        "linear_backward_weight" => {
+            (format!("dW{l} = {input}^T·dZ{l}"), Some(2.0 * n * fi * fo), input_bytes + 4.0 * (n * fo + fi * fo))
+        }
+        "linear_backward_input" => (
+            format!("dZ{} = dZ{l}·W{l}^T ⊙ act'", l - 1),
+            Some(2.0 * n * fi * fo),
+            4.0 * (n * fo + fi * fo + 2.0 * n * fi),
+        ),
+        "column_sum" => (format!("db{l}"), None, 4.0 * (n * fo + fo)),
+        _ => ("params -= lr·grads".into(), Some(2.0 * p), 12.0 * p),
     };
     let name = if layer > 0 { format!("{label} L{layer}: {what}") } else { format!("{label}: {what}") };
     (name, flops, bytes)

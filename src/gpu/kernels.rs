@@ -16,7 +16,8 @@ use crate::optim::Optimizer;
 pub struct Dispatch {
     /// The op: its WGSL entry point (without the `_shared` suffix of the workgroup-memory tiling).
     pub label: &'static str,
-    /// Which layer a linear-layer dispatch belongs to (1 or 2); 0 for the others.
+    /// Which layer a layer's dispatch belongs to (1 for the first, up to the output layer); 0 for
+    /// the others.
     pub layer: u8,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
@@ -92,12 +93,13 @@ pub struct ColumnSumParams {
     pub rows: u32,
     pub cols: u32,
     pub accumulate: u32,
-    pub _pad: u32,
+    /// The first row summed.
+    pub first_row: u32,
 }
 
 /// Mirrors `Params` of `shaders/optimizer_update.wgsl`: the rule's hyper-parameters, this step's
-/// lr and Adam bias corrections `c1`, `c2`, and where the weights lie in the flat parameter
-/// buffer (`[0, w1_end)` and `[w2_start, w2_end)`: only they decay).
+/// lr and Adam bias corrections `c1`, `c2`, and where the weights end in the flat parameter
+/// buffer (every weight lies in `[0, weights_end)`, the biases after it: only weights decay).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct OptimizerParams {
@@ -110,9 +112,8 @@ pub struct OptimizerParams {
     pub weight_decay: f32,
     pub c1: f32,
     pub c2: f32,
-    pub w1_end: u32,
-    pub w2_start: u32,
-    pub w2_end: u32,
+    pub weights_end: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Workgroup size of the one-dimensional kernels (softmax_xent, optimizer_update).

@@ -17,7 +17,9 @@ pub struct MatmulParams {
     pub bias: u32,
     pub act: u32,
     pub accumulate: u32,
-    pub _pad: [u32; 3],
+    /// Row of binding `a` where A's first stored row lies.
+    pub a_row0: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Invocations of `matmul.wgsl` compute 8 x 8 outputs. Wide workgroups are 16 x 2 invocations

@@ -6,28 +6,49 @@
 //! into one command buffer and submits it without waiting; the host reads back only at report
 //! points (`step_stats`, `evaluate`, `params`, `gradients`).
 //!
-//! The training set is processed in chunks of rows so that no binding exceeds the device's
+//! A step is the forward pass up the layers (the first reads the packed pixels, each hidden
+//! layer the activations below it, the output layer writes logits) and the backward pass down
+//! them, over a batch of training rows in chunks of rows so that no binding exceeds the device's
 //! `max_storage_buffer_binding_size`; each chunk's gradient products add into the gradient
 //! buffers (the first chunk overwrites them), and one update follows the last chunk: the rule's
 //! entry point of `optimizer_update.wgsl` (`gd_update` for plain descent), whose moments live in
 //! buffers beside the parameters and whose uniform (lr, Adam's bias corrections of the step count
 //! kept here) is rewritten before a step that changes it.
+//!
+//! Mini-batches (`GpuOptions::batch_size` below N): `shuffle(order)` writes the training pixels
+//! and labels, permuted by `order`, into the same device buffers (one host-to-device write per
+//! epoch, nothing read back), so batch `b` is always the contiguous device rows
+//! `[b·B, min((b+1)·B, N))`. Each batch's dispatches are built once in `new` (its chunks, the
+//! output's dZ scaled by 1/rows of the batch) and share the one update dispatch; `step(b, lr)`
+//! records batch `b`'s. The forward pass writes each row's loss and correctness at its row, so
+//! the per-row statistics hold every row's latest forward pass: `step_stats` sums the rows of the
+//! batches stepped on so far (n = those rows, as the CPU backend counts them) and
+//! `batch_stats(b)` batch `b`'s rows, with one column-sum dispatch whose uniform says which rows.
+//! A batch may start at any row: its pixels are bound from the 256-byte-aligned row before it
+//! and the matmuls skip `a_row0` rows. Full batches (None, or N and more) are one batch of every
+//! row: the order never matters, so `shuffle` uploads nothing.
 
+mod batches;
 pub mod context;
 pub mod kernels;
+mod layout;
 pub mod matmul;
 mod plan;
 pub mod profile;
+
+use std::ops::Range;
 
 use crate::backend::{Backend, BackendError, Split};
 use crate::data::Splits;
 use crate::model::{Activation, Params, Shape, Stats};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
+use batches::Batches;
 pub use context::GpuContext;
 pub use kernels::Tiling;
-use kernels::{Dispatch, Kernels, OptimizerParams, View};
+use kernels::{ColumnSumParams, Dispatch, Kernels, OptimizerParams, View};
+use layout::check_limits;
+pub use layout::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
 use plan::{ChunkBuffers, GpuSet, Plan};
-pub use plan::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
 
 /// The training step on a wgpu device (see the module documentation).
 pub struct GpuBackend {
@@ -43,7 +64,11 @@ pub struct GpuBackend {
     train: GpuSet,
     validation: GpuSet,
     test: GpuSet,
-    step: Vec<Dispatch>,
+    /// Each batch's forward and backward dispatches (one batch, every row, for full batches).
+    steps: Vec<Vec<Dispatch>>,
+    /// The optimizer's update that ends every step.
+    update: Dispatch,
+    batches: Batches,
     lr: f32,
     optimizer: OptimizerConfig,
     /// The optimizer's moments `m` and `v` in the parameters' layout, where the rule keeps them.
@@ -64,7 +89,8 @@ pub struct GpuOptions {
     pub tiling: Option<Tiling>,
     /// The update rule (default: plain gradient descent); its state starts at zero.
     pub optimizer: OptimizerConfig,
-    /// Rows per step: mini-batches of this many rows (default: the whole training set).
+    /// Rows per step: mini-batches of this many rows (default, or N and more: the whole training
+    /// set in every step).
     pub batch_size: Option<usize>,
 }
 
@@ -79,42 +105,17 @@ impl GpuBackend {
         options: GpuOptions,
     ) -> Result<Self, BackendError> {
         let s = &params.shape;
-        if options.batch_size.is_some_and(|b| b < data.train.n) {
-            return Err(BackendError::Unsupported("the GPU backend trains full batches; use --backend cpu".into()));
-        }
-        if s.hidden.len() != 1 {
-            return Err(BackendError::Unsupported(format!(
-                "the GPU backend trains one hidden layer, not {}; use --backend cpu",
-                s.describe()
-            )));
-        }
         let lda = packed_row_bytes(s.d);
-        let max_binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        let per_row = lda.max(s.hidden[0] * 4).max(s.k * 4).max(8);
         let (train, validation, test) = (&data.train, &data.validation, &data.test);
+        let layout = ParamLayout::new(s);
+        let max_binding = check_limits(&ctx.limits, [train, validation, test], s, &layout)?;
+        let widest = s.widths()[1..].iter().max().copied().unwrap_or(1);
+        let per_row = lda.max(widest * 4).max(8);
+        let batches = Batches::new(train, options.batch_size);
+        // A mini-batch's chunk is bound from up to 63 pixel rows before it (see `chunk_rows`).
+        let chunk_binding = if batches.full() { max_binding } else { max_binding.saturating_sub(63 * lda as u64) };
         let most = train.n.max(validation.n).max(test.n);
-        let rows = chunk_rows(most, per_row, max_binding, options.max_chunk_rows)?;
-        for set in [train, validation, test] {
-            let bytes = (set.n * lda) as u64;
-            if bytes > ctx.limits.max_buffer_size || (set.n * 8) as u64 > max_binding {
-                return Err(BackendError::Unsupported(format!(
-                    "{} images ({bytes} bytes) exceed this device's buffer limits; use fewer samples or --backend cpu",
-                    set.n
-                )));
-            }
-        }
-        let layout = ParamLayout::new(s.clone());
-        // W1 alone is D x H floats in one binding; no chunking splits it, so refuse clearly.
-        let param_bytes = (layout.total * 4) as u64;
-        if param_bytes > max_binding {
-            return Err(BackendError::Unsupported(format!(
-                "{} hidden units need {} MiB of parameters in one buffer, more than this device's {} MiB binding limit; \
-                 use a smaller --hidden or --backend cpu",
-                s.hidden[0],
-                param_bytes >> 20,
-                max_binding >> 20
-            )));
-        }
+        let rows = chunk_rows(most, per_row, chunk_binding, options.max_chunk_rows)?;
         let kernels = Kernels::new(&ctx.device, options.tiling.unwrap_or_else(|| Tiling::for_adapter(&ctx.info)));
         let usage = wgpu::BufferUsages::empty();
         let params_buf =
@@ -122,35 +123,33 @@ impl GpuBackend {
         let grads = ctx.zeros("grads", layout.total, usage);
         let stats = ctx.zeros("stats", 2, usage);
         let staging = ctx.staging(layout.total.max(2));
-        let cb = ChunkBuffers {
-            a1: ctx.zeros("a1", rows * s.hidden[0], usage),
-            z2: ctx.zeros("z2", rows * s.k, usage),
-            dz2: ctx.zeros("dz2", rows * s.k, usage),
-            dz1: ctx.zeros("dz1", rows * s.hidden[0], usage),
-        };
-        let mut plan = Plan {
+        let cb = ChunkBuffers::new(&ctx, s, rows);
+        let plan = Plan {
             ctx: &ctx,
             k: &kernels,
-            s: s.clone(),
+            s,
             act,
-            layout,
+            layout: &layout,
             lda,
+            rows,
             params: &params_buf,
             grads: &grads,
             stats: &stats,
             cb: &cb,
         };
-        let (train_set, mut step) = plan.set(train, rows, true);
-        let (validation_set, _) = plan.set(validation, rows, false);
-        let (test_set, _) = plan.set(test, rows, false);
+        let [train_set, validation_set, test_set] = [(train, true), (validation, false), (test, false)]
+            .map(|(set, training)| GpuSet::new(&plan, set, training));
+        let steps = (0..batches.count())
+            .map(|b| train_set.buffers.as_ref().map_or_else(Vec::new, |set| plan.step(set, batches.range(b))))
+            .collect();
         let cfg = options.optimizer;
         let moments = ["m", "v"].map(|name| {
             cfg.kind.moments().contains(&name).then(|| ctx.zeros(&format!("optimizer {name}"), layout.total, usage))
         });
         let (param_view, grad_view) = (View::all(&params_buf), View::all(&grads));
         let [m, v] = moments.each_ref().map(|b| b.as_ref().map_or(kernels.dummy(), View::all));
-        let update = optimizer_params(&cfg, layout, s, 0.0, 1);
-        step.push(kernels.optimizer_update(&ctx.device, cfg.kind, update, param_view, grad_view, m, v));
+        let p = optimizer_params(&cfg, &layout, 0.0, 1);
+        let update = kernels.optimizer_update(&ctx.device, cfg.kind, p, param_view, grad_view, m, v);
         ctx.check()?;
         Ok(GpuBackend {
             tiling: kernels.tiling(),
@@ -165,7 +164,9 @@ impl GpuBackend {
             train: train_set,
             validation: validation_set,
             test: test_set,
-            step,
+            steps,
+            update,
+            batches,
             lr: 0.0,
             optimizer: cfg,
             moments,
@@ -209,21 +210,40 @@ impl GpuBackend {
     /// (entry point and layer) with their seconds. The step's update is applied like `step`'s.
     pub fn profile_step(&mut self, lr: f32) -> Result<(Vec<KernelTime>, profile::TimingSource), BackendError> {
         self.prepare_update(lr);
-        let all: Vec<&Dispatch> = self.step.iter().collect();
+        let all: Vec<&Dispatch> = self.steps[0].iter().chain([&self.update]).collect();
         let (times, source) = profile::time_dispatches(&self.ctx, &all)?;
-        Ok((self.step.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
+        Ok((all.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
     }
 
     /// Writes the coming step's update uniform when it changes: a new lr, or for Adam the bias
     /// corrections of the step count, which advances every step.
     fn prepare_update(&mut self, lr: f32) {
         self.t += 1;
-        let Some(update) = self.step.last() else { return };
         if lr != self.lr || self.optimizer.kind == Optimizer::Adam {
-            let p = optimizer_params(&self.optimizer, self.layout, &self.shape, lr, self.t);
-            self.ctx.queue.write_buffer(&update.params, 0, bytemuck::bytes_of(&p));
+            let p = optimizer_params(&self.optimizer, &self.layout, lr, self.t);
+            self.ctx.queue.write_buffer(&self.update.params, 0, bytemuck::bytes_of(&p));
         }
         self.lr = lr;
+    }
+
+    /// Loss and accuracy over runs of training rows, from each row's latest forward pass: one
+    /// column sum per run by the training split's sum dispatch, its uniform rewritten before each
+    /// submit (a queued write lands before the commands of the next submit).
+    fn sum_rows(&self, runs: &[Range<usize>]) -> Result<Stats, BackendError> {
+        let Some(total) = self.train.total.as_ref().filter(|_| !runs.is_empty()) else {
+            return Ok(Stats::default());
+        };
+        for (i, r) in runs.iter().enumerate() {
+            let p = ColumnSumParams {
+                rows: r.len() as u32,
+                cols: 2,
+                accumulate: (i > 0) as u32,
+                first_row: r.start as u32,
+            };
+            self.ctx.queue.write_buffer(&total.params, 0, bytemuck::bytes_of(&p));
+            kernels::submit(&self.ctx.device, &self.ctx.queue, &[total]);
+        }
+        self.read_stats(runs.iter().map(|r| r.len()).sum())
     }
 
     fn read_stats(&self, n: usize) -> Result<Stats, BackendError> {
@@ -250,30 +270,51 @@ impl Backend for GpuBackend {
         self.train.n
     }
 
-    fn batch_stats(&self, _batch: usize) -> Result<Stats, BackendError> {
-        self.step_stats()
-    }
-
     fn batches(&self) -> usize {
-        1
+        self.batches.count()
     }
 
     fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
-        crate::backend::check_order(order, self.train.n)
+        crate::backend::check_order(order, self.train.n)?;
+        if let (Some((pixels, labels)), Some(set)) = (self.batches.permuted(order), &self.train.buffers) {
+            self.ctx.queue.write_buffer(&set.x, 0, &pixels);
+            self.ctx.queue.write_buffer(&set.labels, 0, bytemuck::cast_slice(&labels));
+        }
+        Ok(())
     }
 
-    fn step(&mut self, _batch: usize, lr: f32) -> Result<(), BackendError> {
+    fn step(&mut self, batch: usize, lr: f32) -> Result<(), BackendError> {
+        if batch >= self.batches.count() {
+            return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches.count())));
+        }
         self.prepare_update(lr);
-        let all: Vec<&Dispatch> = self.step.iter().collect();
+        let all: Vec<&Dispatch> = self.steps[batch].iter().chain([&self.update]).collect();
         kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
+        self.batches.visit(batch);
         Ok(())
     }
 
     fn step_stats(&self) -> Result<Stats, BackendError> {
-        if let Some(total) = &self.train.total {
-            kernels::submit(&self.ctx.device, &self.ctx.queue, &[total]);
+        if self.batches.full() {
+            if let Some(total) = &self.train.total {
+                kernels::submit(&self.ctx.device, &self.ctx.queue, &[total]);
+            }
+            return self.read_stats(self.train.n);
         }
-        self.read_stats(self.train.n)
+        self.sum_rows(&self.batches.visited_rows())
+    }
+
+    fn batch_stats(&self, batch: usize) -> Result<Stats, BackendError> {
+        if self.batches.full() {
+            return self.step_stats();
+        }
+        if batch >= self.batches.count() {
+            return Err(BackendError::Unsupported(format!("no batch {batch}")));
+        }
+        match self.batches.visited(batch) {
+            true => self.sum_rows(&[self.batches.range(batch)]),
+            false => Ok(Stats::default()),
+        }
     }
 
     fn evaluate(&self, split: Split) -> Result<Stats, BackendError> {
@@ -311,7 +352,7 @@ impl Backend for GpuBackend {
 }
 
 /// The uniform of step `t` of `cfg`'s rule at rate `lr`.
-fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: &Shape, lr: f32, t: u64) -> OptimizerParams {
+fn optimizer_params(cfg: &OptimizerConfig, layout: &ParamLayout, lr: f32, t: u64) -> OptimizerParams {
     let (c1, c2) = cfg.adam_corrections(t.max(1));
     OptimizerParams {
         count: layout.total as u32,
@@ -323,8 +364,7 @@ fn optimizer_params(cfg: &OptimizerConfig, layout: ParamLayout, s: &Shape, lr: f
         weight_decay: cfg.weight_decay,
         c1,
         c2,
-        w1_end: (layout.w1 + s.d * s.hidden[0]) as u32,
-        w2_start: layout.w2 as u32,
-        w2_end: (layout.w2 + s.hidden[0] * s.k) as u32,
+        weights_end: layout.weights_end as u32,
+        _pad: [0; 2],
     }
 }

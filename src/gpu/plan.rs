@@ -1,205 +1,232 @@
-//! How the training step is laid out on the device: the flat parameter layout, pixel packing,
-//! chunk sizes, and the dispatches of each split (forward chunk by chunk, and for the training
-//! split the backward pass that accumulates gradients over the chunks).
+//! The dispatches of a split: the forward pass chunk by chunk as a loop over the layers (the
+//! first reads the packed pixels, the hidden layers the previous layer's activations, the output
+//! layer writes logits), and for training the backward pass down the layers, whose gradient
+//! products add up over the chunks.
+
+use std::ops::Range;
 
 use super::GpuContext;
 use super::kernels::{ColumnSumParams, Dispatch, Kernels, MatmulParams, SoftmaxParams, View};
-use crate::backend::BackendError;
+use super::layout::{ALIGN_ROWS, ParamLayout, pack_rows};
 use crate::data::Dataset;
-use crate::model::{Activation, Params, Shape};
+use crate::model::{Activation, Shape};
 
-/// Offsets (in f32) of the four tensors inside the flat parameter and gradient buffers; each
-/// starts on a 256-byte boundary so it can be bound on its own on any device.
-#[derive(Clone, Copy, Debug)]
-pub struct ParamLayout {
-    pub w1: usize,
-    pub b1: usize,
-    pub w2: usize,
-    pub b2: usize,
-    pub total: usize,
-}
-
-const ALIGN_FLOATS: usize = 64;
-
-impl ParamLayout {
-    pub fn new(s: Shape) -> Self {
-        let w1 = 0;
-        let b1 = (w1 + s.d * s.hidden[0]).next_multiple_of(ALIGN_FLOATS);
-        let w2 = (b1 + s.hidden[0]).next_multiple_of(ALIGN_FLOATS);
-        let b2 = (w2 + s.hidden[0] * s.k).next_multiple_of(ALIGN_FLOATS);
-        ParamLayout { w1, b1, w2, b2, total: b2 + s.k }
-    }
-
-    pub fn flatten(&self, p: &Params) -> Vec<f32> {
-        let mut flat = vec![0.0; self.total];
-        for ((_, t), at) in p.tensors().into_iter().zip([self.w1, self.b1, self.w2, self.b2]) {
-            flat[at..at + t.len()].copy_from_slice(t);
-        }
-        flat
-    }
-
-    pub fn unflatten(&self, flat: &[f32], shape: Shape) -> Params {
-        let mut p = Params::zeros(shape);
-        for ((_, t), at) in p.tensors_mut().into_iter().zip([self.w1, self.b1, self.w2, self.b2]) {
-            let len = t.len();
-            t.copy_from_slice(&flat[at..at + len]);
-        }
-        p
-    }
-}
-
-/// Pixel rows padded to a multiple of 4 bytes, so four pixels fill one u32 word.
-pub fn packed_row_bytes(d: usize) -> usize {
-    d.next_multiple_of(4)
-}
-
-pub fn pack_rows(pixels: &[u8], d: usize) -> Vec<u8> {
-    let lda = packed_row_bytes(d);
-    if lda == d {
-        return pixels.to_vec();
-    }
-    let mut out = vec![0u8; pixels.len() / d.max(1) * lda];
-    for (dst, src) in out.chunks_exact_mut(lda).zip(pixels.chunks_exact(d)) {
-        dst[..d].copy_from_slice(src);
-    }
-    out
-}
-
-/// Rows per chunk: as many as the binding limit allows, a multiple of 64 so every chunk's byte
-/// offset is 256-aligned; all rows at once when they fit.
-pub fn chunk_rows(
-    n: usize,
-    per_row_bytes: usize,
-    max_binding: u64,
-    requested: Option<usize>,
-) -> Result<usize, BackendError> {
-    let fit = (max_binding / per_row_bytes.max(1) as u64) as usize;
-    let want = requested.unwrap_or(usize::MAX).min(fit);
-    if want >= n {
-        return Ok(n.max(1));
-    }
-    let rows = want / 64 * 64;
-    if rows == 0 {
-        return Err(BackendError::Unsupported(format!(
-            "a chunk of 64 rows needs {} bytes per binding, more than this device allows ({max_binding}); use a smaller --hidden or --backend cpu",
-            64 * per_row_bytes
-        )));
-    }
-    Ok(rows)
-}
-
-/// Device buffers that hold one chunk's activations, shared by every chunk and both splits.
+/// Device buffers that hold one chunk's intermediate values, shared by every chunk and split:
+/// for each layer `l` (0-based) its output (`outputs[l]`: the activations of a hidden layer, the
+/// logits of the output layer) and `dz[l]` = dL/dZ_l, chunk rows x fan_out each.
 pub(super) struct ChunkBuffers {
-    pub a1: wgpu::Buffer,
-    pub z2: wgpu::Buffer,
-    pub dz2: wgpu::Buffer,
-    pub dz1: wgpu::Buffer,
+    pub outputs: Vec<wgpu::Buffer>,
+    pub dz: Vec<wgpu::Buffer>,
 }
 
-/// One data split on the device. Its buffers (packed pixels, labels as u32, and per-row loss and
-/// correctness written by softmax_xent_forward) live as long as the bind groups that use them.
+impl ChunkBuffers {
+    pub fn new(ctx: &GpuContext, s: &Shape, rows: usize) -> Self {
+        let widths = &s.widths()[1..];
+        let make = |what: &str| -> Vec<wgpu::Buffer> {
+            let usage = wgpu::BufferUsages::empty();
+            widths.iter().enumerate().map(|(l, &w)| ctx.zeros(&format!("{what} {}", l + 1), rows * w, usage)).collect()
+        };
+        ChunkBuffers { outputs: make("layer output"), dz: make("dZ") }
+    }
+}
+
+/// One non-empty data split on the device: packed pixels, labels as u32, and per-row loss and
+/// correctness (2 floats per row). Training forward passes write `row_stats`, evaluation writes
+/// `eval_stats` (its own buffer for the training split, so that evaluating never overwrites what
+/// `step_stats` reports; the same buffer for the other splits).
+pub(super) struct SetBuffers {
+    pub n: usize,
+    pub x: wgpu::Buffer,
+    pub labels: wgpu::Buffer,
+    pub row_stats: wgpu::Buffer,
+    pub eval_stats: wgpu::Buffer,
+}
+
+/// One data split on the device: its buffers (`None` for an empty split) and the dispatches
+/// that evaluate it, with the sum of the per-row statistics into the stats buffer last.
 pub(super) struct GpuSet {
     pub n: usize,
-    /// Forward dispatches over all chunks into the evaluation row statistics, then their sum
-    /// into `stats`.
+    pub buffers: Option<SetBuffers>,
     pub evaluate: Vec<Dispatch>,
-    /// The sum of the row statistics the latest step's forward pass wrote (a non-empty split).
+    /// The sum of the row statistics the latest step's forward pass wrote (training split).
     pub total: Option<Dispatch>,
 }
 
-/// Builds the dispatches of one split: its forward pass chunk by chunk and, for the training
-/// split, the backward pass that accumulates gradients over the chunks.
+impl GpuSet {
+    pub fn new(plan: &Plan, set: &Dataset, training: bool) -> Self {
+        let buffers = plan.upload(set, training);
+        let evaluate = buffers.as_ref().map_or_else(Vec::new, |b| plan.evaluate(b));
+        let total = buffers.as_ref().filter(|_| training).map(|b| plan.total(&b.row_stats, b.n));
+        GpuSet { n: set.n, buffers, evaluate, total }
+    }
+}
+
+/// Builds dispatches over the parameter, gradient and chunk buffers.
 pub(super) struct Plan<'a> {
     pub ctx: &'a GpuContext,
     pub k: &'a Kernels,
-    pub s: Shape,
+    pub s: &'a Shape,
     pub act: Activation,
-    pub layout: ParamLayout,
+    pub layout: &'a ParamLayout,
+    /// Bytes per packed pixel row.
     pub lda: usize,
+    /// Rows per chunk (at most what `cb` holds).
+    pub rows: usize,
     pub params: &'a wgpu::Buffer,
     pub grads: &'a wgpu::Buffer,
+    /// Where `total` writes its sums: loss and correct count.
     pub stats: &'a wgpu::Buffer,
     pub cb: &'a ChunkBuffers,
 }
 
+/// An `m x n` product over an inner dimension `k`, with row strides `lda` and `ldb`.
+fn product(m: usize, n: usize, k: usize, lda: usize, ldb: usize) -> MatmulParams {
+    MatmulParams { m: m as u32, n: n as u32, k: k as u32, lda: lda as u32, ldb: ldb as u32, ..Default::default() }
+}
+
 impl Plan<'_> {
-    pub fn set(&mut self, set: &Dataset, rows: usize, training: bool) -> (GpuSet, Vec<Dispatch>) {
-        let (ctx, k, s, dev) = (self.ctx, self.k, &self.s, &self.ctx.device);
+    /// Uploads a split; `None` for an empty one (nothing to dispatch, evaluation reads nothing).
+    pub fn upload(&self, set: &Dataset, training: bool) -> Option<SetBuffers> {
         if set.n == 0 {
-            // Nothing to upload or dispatch: evaluating an empty split reads nothing.
-            return (GpuSet { n: 0, evaluate: Vec::new(), total: None }, Vec::new());
+            return None;
         }
-        let x = ctx.upload("pixels", &pack_rows(&set.pixels, s.d), wgpu::BufferUsages::empty());
+        let (ctx, none) = (self.ctx, wgpu::BufferUsages::empty());
+        let x = ctx.upload("pixels", &pack_rows(&set.pixels, self.s.d), none);
         let labels: Vec<u32> = set.labels.iter().map(|&l| l as u32).collect();
-        let labels = ctx.upload("labels", bytemuck::cast_slice(&labels), wgpu::BufferUsages::empty());
-        // Per-row loss and correctness: the step's forward pass writes `row_stats`, evaluation
-        // writes `eval_stats` (its own buffer for the training split, so that evaluating never
-        // overwrites what `step_stats` reports).
-        let row_stats = ctx.zeros("row stats", set.n * 2, wgpu::BufferUsages::empty());
-        let eval_stats = if training {
-            ctx.zeros("evaluation row stats", set.n * 2, wgpu::BufferUsages::empty())
-        } else {
-            row_stats.clone()
-        };
-        let l = self.layout;
-        let bias = s.bias as u32;
-        let (w1, b1) =
-            (View::floats(self.params, l.w1, s.d * s.hidden[0]), View::floats(self.params, l.b1, s.hidden[0]));
-        let (w2, b2) = (View::floats(self.params, l.w2, s.hidden[0] * s.k), View::floats(self.params, l.b2, s.k));
-        let (dw1, db1) =
-            (View::floats(self.grads, l.w1, s.d * s.hidden[0]), View::floats(self.grads, l.b1, s.hidden[0]));
-        let (dw2, db2) = (View::floats(self.grads, l.w2, s.hidden[0] * s.k), View::floats(self.grads, l.b2, s.k));
-        let (mut forward, mut step) = (Vec::new(), Vec::new());
-        for (c, r0) in (0..set.n).step_by(rows).enumerate() {
-            let m = rows.min(set.n - r0);
-            let xw = View { buffer: &x, offset: (r0 * self.lda) as u64, size: (m * self.lda) as u64 };
-            let a1 = View::floats(&self.cb.a1, 0, m * s.hidden[0]);
-            let z2 = View::floats(&self.cb.z2, 0, m * s.k);
-            let (dz2, dz1) = (View::floats(&self.cb.dz2, 0, m * s.k), View::floats(&self.cb.dz1, 0, m * s.hidden[0]));
-            let (m32, d, h, kk, acc) = (m as u32, s.d as u32, s.hidden[0] as u32, s.k as u32, (c > 0) as u32);
-            let (aux1, aux2) = if s.bias { (b1, b2) } else { (k.dummy(), k.dummy()) };
-            let mm = |m, n, kdim, lda, ldb, a_u8, act| MatmulParams {
-                m,
-                n,
-                k: kdim,
-                lda,
-                ldb,
-                a_u8,
-                bias,
+        let labels = ctx.upload("labels", bytemuck::cast_slice(&labels), none);
+        let row_stats = ctx.zeros("row stats", set.n * 2, none);
+        let eval_stats = if training { ctx.zeros("evaluation row stats", set.n * 2, none) } else { row_stats.clone() };
+        Some(SetBuffers { n: set.n, x, labels, row_stats, eval_stats })
+    }
+
+    /// Every row of `set` forward, chunk by chunk, into its evaluation statistics, then their sum
+    /// into `stats`.
+    pub fn evaluate(&self, set: &SetBuffers) -> Vec<Dispatch> {
+        let mut out = Vec::new();
+        for (c, r0, m) in self.chunks(0..set.n) {
+            out.extend(self.forward(set, &set.eval_stats, r0, m, c > 0));
+        }
+        out.push(self.total(&set.eval_stats, set.n));
+        out
+    }
+
+    /// One step's forward and backward passes over the training rows `rows` (a batch), chunk by
+    /// chunk. The output's dZ is scaled by 1/rows.len(), so the gradients are the batch's mean;
+    /// the first chunk's products overwrite the gradient buffers, later chunks add to them.
+    pub fn step(&self, set: &SetBuffers, rows: Range<usize>) -> Vec<Dispatch> {
+        let scale = 1.0 / rows.len().max(1) as f32;
+        let mut out = Vec::new();
+        for (c, r0, m) in self.chunks(rows) {
+            out.extend(self.forward(set, &set.row_stats, r0, m, c > 0));
+            out.extend(self.backward(set, r0, m, scale, c > 0));
+        }
+        out
+    }
+
+    /// The sum over the first `rows` rows of per-row statistics, into `stats` (its uniform, a
+    /// `ColumnSumParams`, may be rewritten to sum other rows).
+    pub fn total(&self, row_stats: &wgpu::Buffer, rows: usize) -> Dispatch {
+        let sums = ColumnSumParams { rows: rows as u32, cols: 2, accumulate: 0, first_row: 0 };
+        self.k.column_sum(&self.ctx.device, sums, View::all(row_stats), View::all(self.stats))
+    }
+
+    /// `(index, first row, rows)` of the chunks that cover `rows`.
+    fn chunks(&self, rows: Range<usize>) -> impl Iterator<Item = (usize, usize, usize)> {
+        let (chunk, end) = (self.rows, rows.end);
+        rows.step_by(chunk).enumerate().map(move |(c, r0)| (c, r0, chunk.min(end - r0)))
+    }
+
+    fn weights<'b>(&self, buf: &'b wgpu::Buffer, l: usize) -> View<'b> {
+        let (fan_in, fan_out) = self.s.layer(l);
+        View::floats(buf, self.layout.w[l], fan_in * fan_out)
+    }
+
+    fn bias<'b>(&self, buf: &'b wgpu::Buffer, l: usize) -> View<'b> {
+        View::floats(buf, self.layout.b[l], self.s.layer(l).1)
+    }
+
+    /// Layer `l`'s input for the chunk of `m` rows at `r0`, as matmul operand A of a product
+    /// `p`: the packed pixels (u8) for the first layer, the chunk's activations of the layer below
+    /// otherwise.
+    fn input<'b>(
+        &'b self,
+        set: &'b SetBuffers,
+        l: usize,
+        r0: usize,
+        m: usize,
+        p: MatmulParams,
+    ) -> (View<'b>, MatmulParams) {
+        if l == 0 {
+            // Bound from the 256-byte-aligned row at or before r0 (a mini-batch may start anywhere).
+            let base = r0 / ALIGN_ROWS * ALIGN_ROWS;
+            let size = ((r0 - base + m) * self.lda) as u64;
+            let view = View { buffer: &set.x, offset: (base * self.lda) as u64, size };
+            return (view, MatmulParams { a_u8: 1, lda: self.lda as u32, a_row0: (r0 - base) as u32, ..p });
+        }
+        let fan_in = self.s.layer(l).0;
+        (View::floats(&self.cb.outputs[l - 1], 0, m * fan_in), MatmulParams { a_u8: 0, lda: fan_in as u32, ..p })
+    }
+
+    fn softmax(&self, r0: usize, m: usize, scale: f32) -> SoftmaxParams {
+        SoftmaxParams { n: m as u32, k: self.s.k as u32, row_offset: r0 as u32, scale }
+    }
+
+    /// The chunk's forward pass, layer by layer, then its per-row loss and correctness into `stats`.
+    fn forward(&self, set: &SetBuffers, stats: &wgpu::Buffer, r0: usize, m: usize, acc: bool) -> Vec<Dispatch> {
+        let (k, dev, s) = (self.k, &self.ctx.device, self.s);
+        let last = s.layer_count() - 1;
+        let mut out = Vec::new();
+        for l in 0..=last {
+            let (fan_in, fan_out) = s.layer(l);
+            let act = if l == last { 0 } else { self.act.shader_code() };
+            let p = MatmulParams {
+                bias: s.bias as u32,
                 act,
-                accumulate: acc,
-                _pad: [0; 3],
+                accumulate: acc as u32,
+                ..product(m, fan_out, fan_in, 0, fan_out)
             };
-            let sm = SoftmaxParams { n: m32, k: kk, row_offset: r0 as u32, scale: 1.0 / set.n as f32 };
-            let forward_into = |stats: &wgpu::Buffer| {
-                let layer1 = mm(m32, h, d, self.lda as u32, h, 1, self.act.shader_code());
-                [
-                    k.linear_forward(dev, layer1, xw, w1, aux1, a1).on_layer(1),
-                    k.linear_forward(dev, mm(m32, kk, h, h, kk, 0, 0), a1, w2, aux2, z2).on_layer(2),
-                    k.softmax_xent_forward(dev, sm, z2, View::all(&labels), View::all(stats)),
-                ]
-            };
-            forward.extend(forward_into(&eval_stats));
-            if training {
-                step.extend(forward_into(&row_stats));
-                let sums = |cols| ColumnSumParams { rows: m32, cols, accumulate: acc, _pad: 0 };
-                step.push(k.softmax_xent_backward(dev, sm, z2, View::all(&labels), dz2));
-                step.push(k.linear_backward_weight(dev, mm(h, kk, m32, h, kk, 0, 0), a1, dz2, dw2).on_layer(2));
-                if s.bias {
-                    step.push(k.column_sum(dev, sums(kk), dz2, db2).on_layer(2));
-                }
-                let input_grad = mm(m32, h, kk, kk, kk, 0, self.act.shader_code());
-                step.push(k.linear_backward_input(dev, input_grad, dz2, w2, a1, dz1).on_layer(2));
-                let weight_grad = mm(d, h, m32, self.lda as u32, h, 1, 0);
-                step.push(k.linear_backward_weight(dev, weight_grad, xw, dz1, dw1).on_layer(1));
-                if s.bias {
-                    step.push(k.column_sum(dev, sums(h), dz1, db1).on_layer(1));
-                }
+            let (a, p) = self.input(set, l, r0, m, p);
+            let aux = if s.bias { self.bias(self.params, l) } else { k.dummy() };
+            let z = View::floats(&self.cb.outputs[l], 0, m * fan_out);
+            out.push(k.linear_forward(dev, p, a, self.weights(self.params, l), aux, z).on_layer(l as u8 + 1));
+        }
+        let logits = View::floats(&self.cb.outputs[last], 0, m * s.k);
+        let sm = self.softmax(r0, m, 1.0);
+        out.push(k.softmax_xent_forward(dev, sm, logits, View::all(&set.labels), View::all(stats)));
+        out
+    }
+
+    /// The chunk's backward pass after its forward pass: dZ of the output layer, then for each
+    /// layer from the top dW_l (+)= A_{l-1}^T·dZ_l, db_l (+)= column sums of dZ_l, and below the
+    /// top dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'(A_{l-1}); dW_1 reads the pixels.
+    fn backward(&self, set: &SetBuffers, r0: usize, m: usize, scale: f32, acc: bool) -> Vec<Dispatch> {
+        let (k, dev, s) = (self.k, &self.ctx.device, self.s);
+        let last = s.layer_count() - 1;
+        let logits = View::floats(&self.cb.outputs[last], 0, m * s.k);
+        let dz_out = View::floats(&self.cb.dz[last], 0, m * s.k);
+        let sm = self.softmax(r0, m, scale);
+        let mut out = vec![k.softmax_xent_backward(dev, sm, logits, View::all(&set.labels), dz_out)];
+        for l in (0..=last).rev() {
+            let (fan_in, fan_out) = s.layer(l);
+            let layer = l as u8 + 1;
+            let dz = View::floats(&self.cb.dz[l], 0, m * fan_out);
+            let p = MatmulParams { accumulate: acc as u32, ..product(fan_in, fan_out, m, 0, fan_out) };
+            let (a, p) = self.input(set, l, r0, m, p);
+            out.push(k.linear_backward_weight(dev, p, a, dz, self.weights(self.grads, l)).on_layer(layer));
+            if s.bias {
+                let sums =
+                    ColumnSumParams { rows: m as u32, cols: fan_out as u32, accumulate: acc as u32, first_row: 0 };
+                out.push(k.column_sum(dev, sums, dz, self.bias(self.grads, l)).on_layer(layer));
+            }
+            if l > 0 {
+                let p = MatmulParams { act: self.act.shader_code(), ..product(m, fan_in, fan_out, fan_out, fan_out) };
+                let below = View::floats(&self.cb.outputs[l - 1], 0, m * fan_in);
+                let dz_below = View::floats(&self.cb.dz[l - 1], 0, m * fan_in);
+                out.push(
+                    k.linear_backward_input(dev, p, dz, self.weights(self.params, l), below, dz_below).on_layer(layer),
+                );
             }
         }
-        let sums = ColumnSumParams { rows: set.n as u32, cols: 2, accumulate: 0, _pad: 0 };
-        let total = k.column_sum(dev, sums, View::all(&row_stats), View::all(self.stats));
-        forward.push(k.column_sum(dev, sums, View::all(&eval_stats), View::all(self.stats)));
-        (GpuSet { n: set.n, evaluate: forward, total: Some(total) }, step)
+        out
     }
 }
