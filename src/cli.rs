@@ -25,7 +25,7 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train 784 -> H -> 10 by full-batch gradient descent and report test accuracy.
+    /// Train a 784 -> H [-> H2 ...] -> 10 perceptron (full-batch or mini-batch) and report test accuracy.
     Train(TrainArgs),
     /// Accuracy, loss, per-class precision/recall and the confusion matrix of a saved model.
     Eval(EvalArgs),

@@ -421,3 +421,67 @@ fn a_target_accuracy_stops_the_run_and_prints_the_time() {
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("target 99.90% not reached in 20 iterations"), "{out}");
 }
+
+#[test]
+fn a_deeper_network_trains_on_both_backends_and_the_gpu_verifies_against_the_cpu() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_path = dir.path().join("deep.safetensors");
+    let out_path = out_path.to_str().expect("utf-8 path");
+    // Thirty full-batch iterations at lr 0.3 (the two-layer default of 0.8 is too fast for it).
+    let cpu = ["--backend", "cpu", "--hidden", "48,24", "--iterations", "30", "--lr", "0.3", "--out", out_path];
+    let o = gpu_mnist(&[&["train", "--samples", "1000", "--test-samples", "300"][..], &cpu].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("model: 784-48-24-10 (relu), 39106 parameters"), "{out}");
+    assert!(test_accuracy(&out) > 60.0, "{out}");
+    let m = gpu_mnist::checkpoint::load(out_path.as_ref()).expect("loads");
+    assert_eq!(m.params.shape.hidden, vec![48, 24]);
+    // eval and predict read the deeper model.
+    let o = gpu_mnist(&["eval", "--model", out_path, "--json"], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("\"layers\": [\n    784,\n    48,\n    24,\n    10\n  ]"), "{out}");
+    if common::has_gpu() {
+        let gpu = ["--backend", "gpu", "--hidden", "48,24", "--verify-every", "2", "--chunk-rows", "400"];
+        let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}\n{err}");
+        assert!(out.contains("model: 784-48-24-10"), "{out}");
+        let verified: Vec<&str> = out.lines().filter(|l| l.starts_with("verify iter")).collect();
+        assert_eq!(verified.len(), 4, "iterations 1, 2, 4, 6:\n{out}");
+        assert!(verified.iter().all(|l| l.contains("dw3 ") && l.contains("db3 ")), "every layer checked:\n{out}");
+    }
+}
+
+#[test]
+fn gpu_mini_batches_verify_against_the_cpu() {
+    if !common::has_gpu() {
+        return;
+    }
+    let args = [
+        "train",
+        "--samples",
+        "1000",
+        "--test-samples",
+        "300",
+        "--backend",
+        "gpu",
+        "--batch-size",
+        "300",
+        "--epochs",
+        "2",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--verify-every",
+        "3",
+    ];
+    let o = gpu_mnist(&args, &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("8 steps of 300-row mini-batches (2 epochs of 4 steps)"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 3, "iterations 1, 3, 6:\n{out}");
+    assert!(out.lines().any(|l| l.starts_with("epoch   2  step      8")), "{out}");
+    assert!(test_accuracy(&out) > 60.0, "{out}");
+}
