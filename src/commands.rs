@@ -188,7 +188,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 b.set_optimizer_state(state)?;
             }
             println!("GPU: {:?} matmul tiling", b.tiling());
-            if b.chunk_rows() < data.train.n {
+            if b.chunk_rows() < batch_size {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
             let mut verifier =

@@ -86,3 +86,19 @@ fn bench_sweep_on_the_cpu() {
         check_point(p, &["cpu"]);
     }
 }
+
+#[test]
+fn bench_times_each_optimizer_update_and_checks_it() {
+    let has_gpu = common::has_gpu();
+    for rule in ["momentum", "adam"] {
+        let v = bench(&["--optimizer", rule]);
+        let point = &v["points"][0];
+        // check_point requires a passed self-check; the GPU's compares this rule's update with the CPU's.
+        check_point(point, if has_gpu { &["cpu", "gpu"] } else { &["cpu"] });
+        for r in point["results"].as_array().expect("results") {
+            let ops = r["ops"].as_array().expect("ops");
+            let update = ops.iter().filter_map(|o| o["op"].as_str()).find(|o| o.contains("_update"));
+            assert!(update.is_some_and(|o| o.starts_with(&format!("{rule}_update"))), "{rule}: {r}");
+        }
+    }
+}

@@ -10,14 +10,16 @@ use gpu_mnist::backend::Backend;
 use gpu_mnist::cli::BenchArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data::{Dataset, Splits};
+use gpu_mnist::gpu::kernels::OPTIMIZER_ENTRIES;
 use gpu_mnist::gpu::kernels::{Kernels, MatmulParams, NaiveKernels, View};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
 use gpu_mnist::model::{Activation, Params, Shape};
+use gpu_mnist::optim::{self, Optimizer, OptimizerConfig, OptimizerState};
 use gpu_mnist::train::{VERIFY_TOLERANCE, relative_difference, worst};
 
 /// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows; `layer` counts
 /// from 1 (the first layer, which reads the packed pixels) to the output layer.
-fn gpu_cost(label: &str, layer: u8, n: f64, s: &Shape) -> (String, Option<f64>, f64) {
+fn gpu_cost(label: &str, layer: u8, n: f64, s: &Shape, rule: Optimizer) -> (String, Option<f64>, f64) {
     let (l, out) = (layer as usize, s.layer_count());
     let (fan_in, fan_out) = if l > 0 { s.layer(l - 1) } else { (0, 0) };
     let (fi, fo, k) = (fan_in as f64, fan_out as f64, s.k as f64);
@@ -42,7 +44,11 @@ fn gpu_cost(label: &str, layer: u8, n: f64, s: &Shape) -> (String, Option<f64>, 
             4.0 * (n * fo + fi * fo + 2.0 * n * fi),
         ),
         "column_sum" => (format!("db{l}"), None, 4.0 * (n * fo + fo)),
-        _ => ("params -= lr·grads".into(), Some(2.0 * p), 12.0 * p),
+        _ => {
+            // The update: its own name carries the entry point already.
+            let (name, flops, bytes) = super::cpu::update_cost(rule, p);
+            return (name.to_string(), Some(flops), bytes);
+        }
     };
     let name = if layer > 0 { format!("{label} L{layer}: {what}") } else { format!("{label}: {what}") };
     (name, flops, bytes)
@@ -56,12 +62,13 @@ pub fn bench(
     args: &BenchArgs,
 ) -> Result<BackendFigures> {
     let params = Params::init(shape.clone(), act, 0);
+    let rule = OptimizerConfig { kind: args.optimizer, ..OptimizerConfig::default() };
     let mut gpu = GpuBackend::new(
         ctx,
         data,
         &params,
         act,
-        GpuOptions { max_chunk_rows: None, tiling: args.tiling, ..Default::default() },
+        GpuOptions { max_chunk_rows: None, tiling: args.tiling, optimizer: rule, batch_size: None },
     )?;
     let train = &data.train;
     // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
@@ -70,7 +77,9 @@ pub fn bench(
     let x = SparseRows::from_pixels(&train.pixels, shape.d);
     let (want, want_stats) = fast::forward_backward(&params, act, &x, &train.labels);
     let mut expected = params.clone();
-    expected.sgd_update(&grads, LR);
+    let mut state = OptimizerState::new(rule.kind, shape.clone());
+    optim::optimizer_update(&mut expected, &grads, &mut state, &rule, LR);
+    let update_check = format!("params ({})", OPTIMIZER_ENTRIES[rule.kind.shader_code() as usize]);
     let checks = [
         ("loss (linear_forward, softmax_xent_forward)", (stats.loss - want_stats.loss).abs() / want_stats.loss),
         (
@@ -81,7 +90,7 @@ pub fn bench(
         ("dW2 (linear_backward_weight L2)", relative_difference(&grads.layers[1].w, &want.layers[1].w)),
         ("db2 (column_sum L2)", relative_difference(&grads.layers[1].b, &want.layers[1].b)),
         (
-            "params (gd_update)",
+            update_check.as_str(),
             worst(
                 after
                     .tensors()
@@ -134,7 +143,7 @@ pub fn bench(
     let ops = medians
         .iter_mut()
         .map(|((label, layer), t)| {
-            let (name, flops, bytes) = gpu_cost(label, *layer, train.n as f64, &shape);
+            let (name, flops, bytes) = gpu_cost(label, *layer, train.n as f64, &shape, rule.kind);
             figure(name, *t, flops, bytes, total)
         })
         .collect();
