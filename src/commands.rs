@@ -95,6 +95,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
     let shape = params.shape.clone();
     let n = data.train.n;
+    if args.target_accuracy.is_some() && data.test.n == 0 && data.validation.n == 0 {
+        bail!("--target-accuracy needs held-out data to measure: pass --test-data PATH or --val-split F");
+    }
     // A resumed mini-batch model keeps its batch size unless told otherwise.
     let batch_size = args.batch_size.or(saved_batch).unwrap_or(n).clamp(1, n.max(1));
     let batches = batch_count(n, batch_size);

@@ -420,6 +420,15 @@ fn a_target_accuracy_stops_the_run_and_prints_the_time() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("target 99.90% not reached in 20 iterations"), "{out}");
+    // Data without a test set and no --val-split: nothing to measure, said before training.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("train.csv");
+    let row = |i: usize| format!("{},{}\n", i % 10, vec![(i * 7 % 256).to_string(); 784].join(","));
+    std::fs::write(&csv, (0..20).map(row).collect::<String>()).expect("write");
+    let o = gpu_mnist(&["train", "--data", csv.to_str().expect("utf-8"), "--target-accuracy", "0.9"], &[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("--target-accuracy needs held-out data") && err.contains("--val-split"), "{err}");
 }
 
 #[test]
