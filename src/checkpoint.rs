@@ -1,16 +1,18 @@
 //! Trained models as safetensors files, readable by PyTorch, NumPy and other tools.
 //!
-//! Tensors (f32, little-endian, row-major): `w1` [D, H], `b1` [H], `w2` [H, K], `b2` [K]; a model
-//! trained with `--no-bias` has no `b1`/`b2`. The forward pass is
-//! `softmax(act(x·w1 + b1)·w2 + b2)` with `x` the 784 grey levels of a 28x28 image scaled to
-//! [0, 1] (byte / 255, 0 = background). The header's `__metadata__` holds, as strings, what is
+//! Tensors (f32, little-endian, row-major), layer by layer: `w1` [D, H1], `b1` [H1], ..., the
+//! output layer's `wL` [H_last, K], `bL` [K] (L = hidden layers + 1; metadata `hidden` lists the
+//! widths, "128" or "256,128"); a model trained with `--no-bias` has no `b` tensors. The forward
+//! pass is `softmax(act(act(x·w1 + b1)·w2 + b2)···wL + bL)` with `x` the 784 grey levels of a
+//! 28x28 image scaled to [0, 1] (byte / 255, 0 = background). The header's `__metadata__` holds, as strings, what is
 //! needed to rebuild and trust the model: see `METADATA_KEYS`.
 //!
 //! A model trained with momentum, Nesterov or Adam also carries the optimizer's state, so that
 //! `--init-from` continues where training stopped: the tensors `opt.m.<name>` (momentum's
 //! velocity, Adam's first moment) and for Adam `opt.v.<name>`, shaped like the parameters, and
 //! the metadata keys of `OPTIMIZER_KEYS` (`optimizer`, its hyper-parameters, Adam's step count
-//! `adam_t`). Plain descent keeps no state and writes none of them.
+//! `adam_t`). Plain descent keeps no state and writes none of them. A mini-batch run also
+//! records its `batch_size`, which a resumed run keeps.
 //!
 //! Saving is atomic: the bytes go to a temporary file beside the target, which is flushed to disk
 //! and then renamed over it, so a crash or Ctrl-C never leaves a half-written model where a good
@@ -53,8 +55,9 @@ pub const METADATA_KEYS: [&str; 14] = [
 /// Metadata keys of a model with optimizer state (see the module documentation).
 pub const OPTIMIZER_KEYS: [&str; 7] = ["optimizer", "momentum", "beta1", "beta2", "eps", "weight_decay", "adam_t"];
 
-/// Refuse files larger than this before reading them (the largest model, H = 65535, is ~206 MB).
-const MAX_MODEL_BYTES: u64 = 1 << 30;
+/// Refuse files larger than this before reading them (a one-hidden-layer model at H = 65535 is
+/// ~206 MB); `train` refuses to start a network whose file would be larger.
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
 
 /// How a model was made.
 #[derive(Clone, Debug, PartialEq)]

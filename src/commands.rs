@@ -41,6 +41,22 @@ pub fn format_epochs(e: f64) -> String {
     if e.fract() == 0.0 { format!("{e:.0}") } else { format!("{e:.2}") }
 }
 
+/// Refuses a network whose model file (parameters and the optimizer's moments) would be larger
+/// than a model file may be, before anything of its size is allocated.
+fn check_model_size(shape: &Shape, optimizer: &OptimizerConfig) -> Result<()> {
+    let file_bytes = (shape.parameter_count() as u64) * 4 * (1 + optimizer.kind.moments().len() as u64);
+    if file_bytes > checkpoint::MAX_MODEL_BYTES {
+        bail!(
+            "{} with {} would save a {} MiB model file, more than the {} MiB a model may have; use narrower layers",
+            shape.describe(),
+            optimizer.kind.name(),
+            file_bytes >> 20,
+            checkpoint::MAX_MODEL_BYTES >> 20
+        );
+    }
+    Ok(())
+}
+
 pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
@@ -90,10 +106,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 bail!("--hidden lists {} layers; at most {MAX_HIDDEN_LAYERS} are supported", args.hidden.len());
             }
             let shape = Shape::new(data.train.d(), &args.hidden, K, !args.no_bias);
+            check_model_size(&shape, &optimizer)?;
             (Params::init(shape, args.activation, args.seed), args.activation, 0, None, None)
         }
     };
     let shape = params.shape.clone();
+    check_model_size(&shape, &optimizer)?;
     let n = data.train.n;
     if args.target_accuracy.is_some() && data.test.n == 0 && data.validation.n == 0 {
         bail!("--target-accuracy needs held-out data to measure: pass --test-data PATH or --val-split F");

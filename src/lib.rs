@@ -1,8 +1,10 @@
-//! gpu-mnist: train a 784 -> H -> 10 perceptron on MNIST with WGSL compute shaders (wgpu),
-//! with a readable CPU reference backend that the GPU path is tested against.
+//! gpu-mnist: train a 784 -> H -> 10 perceptron (or a deeper one, 784 -> H1 -> H2 -> ... -> 10)
+//! on MNIST with WGSL compute shaders (wgpu), full-batch or on mini-batches, with a readable CPU
+//! reference backend that the GPU path is tested against.
 //!
-//! Shape letters used throughout: N samples, D inputs (784 = 28x28 pixels), H hidden units,
-//! K classes (10). Matrices are row-major: X is N x D, W1 is D x H, W2 is H x K.
+//! Shape letters used throughout: N samples (B in a mini-batch), D inputs (784 = 28x28 pixels),
+//! H hidden units (H1, H2, ... layer by layer), K classes (10). Matrices are row-major: X is
+//! N x D, W1 is D x H1, ..., the output layer's W is H_last x K.
 
 // Checks are written `!(diff <= tolerance)` on purpose: a NaN difference must fail them.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]

@@ -1,5 +1,5 @@
 //! Optimizers for the full-batch step: plain descent, heavy-ball momentum, Nesterov momentum and
-//! Adam, each with AdamW-style decoupled weight decay on the weights (w1, w2), never the biases.
+//! Adam, each with AdamW-style decoupled weight decay on the weights (w1, w2, ...), never the biases.
 //!
 //! The functions here are the readable CPU reference; `shaders/optimizer_update.wgsl` has one entry
 //! point of the same name per update rule. Per element, with `g` the gradient and `p` the
@@ -75,7 +75,7 @@ pub struct OptimizerConfig {
     pub beta2: f32,
     /// Adam: added to the root of the second moment, > 0.
     pub eps: f32,
-    /// Decoupled weight decay on w1 and w2, >= 0.
+    /// Decoupled weight decay on the weights (w1, w2, ...), >= 0.
     pub weight_decay: f32,
 }
 

@@ -445,7 +445,13 @@ fn a_deeper_network_trains_on_both_backends_and_the_gpu_verifies_against_the_cpu
     assert!(test_accuracy(&out) > 60.0, "{out}");
     let m = gpu_mnist::checkpoint::load(out_path.as_ref()).expect("loads");
     assert_eq!(m.params.shape.hidden, vec![48, 24]);
-    // eval and predict read the deeper model.
+    // A network too large to save is refused before its parameters are allocated.
+    let huge = ["--backend", "cpu", "--hidden", "20000,20000", "--optimizer", "adam"];
+    let o = gpu_mnist(&[&SHORT[..], &huge].concat(), &[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("784-20000-20000-10 with adam would save a 4759 MiB model file"), "{err}");
+    // eval reads the deeper model.
     let o = gpu_mnist(&["eval", "--model", out_path, "--json"], &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
