@@ -43,9 +43,10 @@ pub trait Backend {
     /// current parameters, then the optimizer's update (`params -= lr * grads` for plain descent,
     /// see `optim`). Full-batch training passes batch 0, the whole set. Does not wait for a GPU.
     fn step(&mut self, batch: usize, lr: f32) -> Result<(), BackendError>;
-    /// Training loss/accuracy of every training row at its latest forward pass (before that
-    /// step's update), over the rows visited so far: the latest step's for full-batch training,
-    /// the epoch's running mean at the end of a mini-batch epoch.
+    /// Training loss/accuracy of each batch position's latest forward pass (before that step's
+    /// update), combined over the positions stepped on so far: the latest step's for full-batch
+    /// training, the epoch's running mean at the end of a mini-batch epoch (mid-epoch, the later
+    /// positions still hold the previous epoch's batches).
     fn step_stats(&self) -> Result<Stats, BackendError>;
     /// Loss/accuracy of batch `batch` at its latest forward pass (`step_stats` for full batches).
     fn batch_stats(&self, batch: usize) -> Result<Stats, BackendError>;

@@ -333,7 +333,13 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         backend: text("backend"),
         test_accuracy: text("test_accuracy").parse().unwrap_or(f64::NAN),
         version: text("version"),
-        batch_size: text("batch_size").parse().ok(),
+        batch_size: match meta.get("batch_size") {
+            None => None,
+            Some(b) => match b.parse() {
+                Ok(b) if b > 0 => Some(b),
+                _ => return Err(invalid(format!("metadata \"batch_size\" is \"{b}\", not a whole number above 0"))),
+            },
+        },
     };
     Ok(Model { params, activation, provenance, optimizer })
 }

@@ -120,12 +120,25 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let batch_size = args.batch_size.or(saved_batch).unwrap_or(n).clamp(1, n.max(1));
     let batches = batch_count(n, batch_size);
     let iterations = match (args.iterations, args.epochs) {
-        (Some(i), _) => i,
-        (None, Some(e)) => e * batches,
-        (None, None) if batches == 1 => DEFAULT_ITERATIONS,
-        (None, None) => DEFAULT_EPOCHS * batches,
+        (Some(i), _) => Some(i),
+        (None, Some(e)) => e.checked_mul(batches),
+        (None, None) if batches == 1 => Some(DEFAULT_ITERATIONS),
+        (None, None) => Some(DEFAULT_EPOCHS * batches),
     };
-    let total = done + iterations;
+    let (Some(iterations), Some(total)) = (iterations, iterations.and_then(|i| i.checked_add(done))) else {
+        bail!("that many steps cannot be counted; give fewer --epochs or --iterations");
+    };
+    // Epochs and their orders count from the step where the current batching began: from the
+    // start, or from here when a resumed model was trained on other batches (or full batches).
+    let mini_batch = (batches > 1).then_some(batch_size);
+    let batch_origin = if args.init_from.is_some() && saved_batch != mini_batch {
+        if mini_batch.is_some() {
+            println!("note: the model was trained on other batches; epochs of {batch_size}-row batches start here");
+        }
+        done
+    } else {
+        0
+    };
     let schedule = Schedule {
         kind: args.lr_schedule,
         base: args.lr,
@@ -146,6 +159,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         iterations,
         schedule,
         first_iteration: done,
+        batch_origin,
         seed: args.seed,
         target_accuracy: args.target_accuracy,
         report_every,
@@ -194,8 +208,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             }
         },
     };
-    let info =
-        RunInfo { args, activation: act, kind, done_before: done, batch_size: (batches > 1).then_some(batch_size) };
+    let info = RunInfo { args, activation: act, kind, done_before: done, batch_size: mini_batch };
     match gpu {
         Some(ctx) => {
             let options = GpuOptions {

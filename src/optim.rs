@@ -1,4 +1,4 @@
-//! Optimizers for the full-batch step: plain descent, heavy-ball momentum, Nesterov momentum and
+//! Optimizers for the training step (full batch or mini-batch): plain descent, heavy-ball momentum, Nesterov momentum and
 //! Adam, each with AdamW-style decoupled weight decay on the weights (w1, w2, ...), never the biases.
 //!
 //! The functions here are the readable CPU reference; `shaders/optimizer_update.wgsl` has one entry

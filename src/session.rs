@@ -89,7 +89,11 @@ fn resume_command(info: &RunInfo, remaining: usize) -> String {
     let args = info.args;
     let mut cmd = format!("gpu-mnist train --init-from {} --iterations {remaining}", args.out.display());
     if let Some(b) = info.batch_size {
-        cmd += &format!(" --batch-size {b}");
+        // The seed and the training rows decide each epoch's order: the same ones continue it.
+        cmd += &format!(" --batch-size {b} --seed {}", args.seed);
+        if let Some(n) = args.samples {
+            cmd += &format!(" --samples {n}");
+        }
     }
     cmd += &format!(" --lr {}", args.lr);
     // Schedules count the model's iterations, so the same options continue the same schedule.
@@ -129,7 +133,10 @@ fn resume_command(info: &RunInfo, remaining: usize) -> String {
     }
     if let Some(f) = args.val_split {
         // The seed picks the held-out images: the same seed holds out the same ones.
-        cmd += &format!(" --val-split {f} --seed {}", args.seed);
+        cmd += &format!(" --val-split {f}");
+        if info.batch_size.is_none() {
+            cmd += &format!(" --seed {}", args.seed);
+        }
     }
     if args.out.as_os_str() != "model.safetensors" {
         cmd += &format!(" --out {}", args.out.display());
@@ -256,7 +263,9 @@ fn progress<B: Backend>(
                 1 => format!("iter {iteration:>5}"),
                 n => format!(
                     "epoch {:>3}  step {iteration:>6}",
-                    crate::commands::format_epochs((info.done_before + iteration) as f64 / n as f64)
+                    crate::commands::format_epochs(
+                        (cfg.first_iteration + iteration - cfg.batch_origin) as f64 / n as f64,
+                    )
                 ),
             };
             let line = format!("{position}  loss {:.4}  train acc {}{held_out}", train.loss, percent(train.accuracy()));

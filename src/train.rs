@@ -17,8 +17,9 @@ use crate::model::{Params, Stats};
 use crate::schedule::Schedule;
 
 /// Largest relative difference `--verify-every` accepts between a GPU step and the CPU's. Both
-/// sum 60,000 f32 terms per gradient element in different orders; measured differences are
-/// ~1e-6..1e-5 of each tensor's largest magnitude, so 1e-3 flags real errors without noise.
+/// sum a batch's rows (60,000 f32 terms per gradient element for a full batch) in different
+/// orders; measured differences are ~1e-7..1e-5 of each tensor's largest magnitude, so 1e-3
+/// flags real errors without noise.
 pub const VERIFY_TOLERANCE: f64 = 1e-3;
 
 #[derive(Clone, Debug)]
@@ -29,6 +30,9 @@ pub struct TrainConfig {
     /// `first_iteration + it`.
     pub schedule: Schedule,
     pub first_iteration: usize,
+    /// The model's step at which the current batching began (0, or where a resumed model changed
+    /// its batch size): epochs, their orders and the batch of each step count from it.
+    pub batch_origin: usize,
     /// Seeds the order of each mini-batch epoch (`epoch_order`).
     pub seed: u64,
     /// Stop at the first report point whose held-out accuracy (validation if the run has a
@@ -144,7 +148,8 @@ pub fn train<B: Backend>(
         // The model's step count so far decides the epoch and batch, so a resumed run goes on
         // with the epoch it stopped in.
         let step = cfg.first_iteration + it - 1;
-        let (epoch, batch) = (step / batches, step % batches);
+        let position = step - cfg.batch_origin.min(step);
+        let (epoch, batch) = (position / batches, position % batches);
         if batches > 1 && (batch == 0 || it == 1) {
             let order = epoch_order(backend.train_rows(), cfg.seed, epoch);
             backend.shuffle(&order)?;
@@ -169,38 +174,44 @@ pub fn train<B: Backend>(
         }
         on_event(Event::Step { iteration: it });
         let stop = cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
-        let report = it % cfg.report_every == 0 || it == cfg.iterations || stop;
+        // Report points fall on multiples of `report_every` of the batching's steps, so a resumed
+        // mini-batch run still reports at the ends of epochs.
+        let report = (position + 1) % cfg.report_every == 0 || it == cfg.iterations || stop;
         // Reading a GPU's statistics waits for it, so it diverges unnoticed until a report point;
-        // the CPU's are free and are checked every iteration.
-        if report || backend.free_stats() {
+        // the CPU's are free and its latest batch is checked every iteration.
+        if !report && backend.free_stats() {
+            let latest = backend.batch_stats(batch)?;
+            if !latest.loss.is_finite() {
+                return Err(TrainError::Diverged { iteration: it, loss: latest.loss, lr: cfg.schedule.base });
+            }
+        }
+        if report {
             let train = backend.step_stats()?;
             if !train.loss.is_finite() {
                 return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr: cfg.schedule.base });
             }
-            if report {
-                let t = Instant::now();
-                let held_out = |split| match cfg.eval_test {
-                    true => backend.evaluate(split).map(|s| (s.n > 0).then_some(s)),
-                    false => Ok(None),
-                };
-                let (validation, test) = (held_out(Split::Validation)?, held_out(Split::Test)?);
-                let params = backend.params()?;
-                checking += t.elapsed().as_secs_f64();
-                let seconds = start.elapsed().as_secs_f64() - checking;
-                on_event(Event::Report { iteration: it, train, validation, test, seconds });
-                if params.is_finite() {
-                    on_event(Event::Snapshot { iteration: it, params });
-                }
-                let judged = validation.map(|s| (s, Split::Validation)).or(test.map(|s| (s, Split::Test)));
-                if let (Some(target), Some((stats, split))) = (cfg.target_accuracy, judged)
-                    && stats.accuracy() >= target
-                {
-                    let epochs = (step + 1) as f64 / batches as f64;
-                    let wall_seconds = start.elapsed().as_secs_f64();
-                    let accuracy = stats.accuracy();
-                    reached = Some(Reached { iteration: it, epochs, accuracy, split, seconds, wall_seconds });
-                    break;
-                }
+            let t = Instant::now();
+            let held_out = |split| match cfg.eval_test {
+                true => backend.evaluate(split).map(|s| (s.n > 0).then_some(s)),
+                false => Ok(None),
+            };
+            let (validation, test) = (held_out(Split::Validation)?, held_out(Split::Test)?);
+            let params = backend.params()?;
+            checking += t.elapsed().as_secs_f64();
+            let seconds = start.elapsed().as_secs_f64() - checking;
+            on_event(Event::Report { iteration: it, train, validation, test, seconds });
+            if params.is_finite() {
+                on_event(Event::Snapshot { iteration: it, params });
+            }
+            let judged = validation.map(|s| (s, Split::Validation)).or(test.map(|s| (s, Split::Test)));
+            if let (Some(target), Some((stats, split))) = (cfg.target_accuracy, judged)
+                && stats.accuracy() >= target
+            {
+                let epochs = (position + 1) as f64 / batches as f64;
+                let wall_seconds = start.elapsed().as_secs_f64();
+                let accuracy = stats.accuracy();
+                reached = Some(Reached { iteration: it, epochs, accuracy, split, seconds, wall_seconds });
+                break;
             }
         }
         if stop {
@@ -239,8 +250,12 @@ fn verify_step<B: Backend>(
     // layer below the output.
     let out = before.layers.len() - 1;
     let max_w = before.layers[out].w.iter().fold(0.0f64, |m, &w| m.max(w.abs() as f64));
+    // The samples near the kink are a fraction of the batch: KINK_SAMPLES of a 60,000-row full
+    // batch, proportionally fewer (at least one) in a mini-batch, whose 1/B weighs each more.
+    let n = ref_stats.n.max(1) as f64;
+    let samples = (KINK_SAMPLES * n / KINK_ROWS).max(1.0);
     let kink = match cpu.activation() {
-        crate::model::Activation::Relu => KINK_SAMPLES * 2.0 * max_w / ref_stats.n.max(1) as f64,
+        crate::model::Activation::Relu => samples * 2.0 * max_w / n,
         _ => 0.0,
     };
     let (mut diffs, mut checked) = (Vec::new(), Vec::new());
@@ -261,8 +276,10 @@ fn verify_step<B: Backend>(
     Ok(Event::Verified { iteration: it, loss, grads: diffs })
 }
 
-/// How many samples on ReLU's kink a verified step may differ by (see `verify_step`).
+/// How many samples on ReLU's kink a verified step of `KINK_ROWS` rows may differ by (see
+/// `verify_step`); a batch of n rows is allowed `max(1, KINK_SAMPLES · n / KINK_ROWS)`.
 pub const KINK_SAMPLES: f64 = 8.0;
+pub const KINK_ROWS: f64 = 60_000.0;
 
 #[cfg(test)]
 mod tests {
@@ -354,6 +371,7 @@ mod tests {
             iterations: 3,
             schedule: crate::schedule::Schedule::constant(0.1),
             first_iteration: 0,
+            batch_origin: 0,
             seed: 0,
             target_accuracy: None,
             report_every: 1,

@@ -376,6 +376,17 @@ fn mini_batches_count_epochs_and_a_resumed_run_continues_the_same_shuffle() {
     let o = gpu_mnist(&[&base[..], &adam, &["--epochs", "3", "--seed", "1", "--out", &other]].concat(), &[]);
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(load(&other).params != a.params, "another seed gives another model");
+    // A full-batch model continued on mini-batches: its epochs count from where it was.
+    let full = path("full.safetensors");
+    let o = gpu_mnist(&[&base[..7], &["--iterations", "3", "--out", &full]].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let more = ["--init-from", &full, "--batch-size", "300", "--epochs", "1", "--out", &full];
+    let o = gpu_mnist(&[&resumed[..7], &more[..]].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("epochs of 300-row batches start here"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("epoch   1  step      4")), "{out}");
+    assert_eq!(load(&full).provenance.iterations, 7);
 }
 
 #[test]

@@ -8,8 +8,8 @@
 //!   (anchored, tightly);
 //! * `step_stats` covers the rows of the batches visited so far: n counts them, and loss and
 //!   accuracy combine those batches' latest forward passes (`cpu::combine`, as the CPU backend);
-//! * for plain descent, an independent CPU run (the CPU backend itself for one hidden layer,
-//!   whose fast path trains one; the reference otherwise) stays with the GPU.
+//! * for plain descent, independent CPU runs (the CPU backend itself, and the reference with the
+//!   CPU backend's bookkeeping) stay with the GPU.
 //!
 //! Adam is checked anchored only: it divides by the root of the second moment, so an element
 //! whose gradient is at rounding level moves by up to lr whichever sign the rounding gives it
@@ -138,8 +138,7 @@ fn parity(c: Config) {
     let mut own = Reference::new(&data.train, start.clone(), c.act, c.cfg);
     // At the GPU's parameters: each batch's statistics at its latest step.
     let mut anchored = Reference::new(&data.train, start.clone(), c.act, c.cfg);
-    let mut cpu = (c.hidden.len() == 1)
-        .then(|| CpuBackend::new(&data, start.clone(), c.act).with_optimizer(c.cfg).with_batch_size(BATCH));
+    let mut cpu = Some(CpuBackend::new(&data, start.clone(), c.act).with_optimizer(c.cfg).with_batch_size(BATCH));
     for it in 0..STEPS {
         let step = c.first_step + it;
         let (epoch, b) = (step / batches, step % batches);

@@ -7,8 +7,8 @@
 //!   `optim::optimizer_update`) gives the GPU's new parameters, tightly;
 //! * independent: a CPU run from the same start stays with the GPU for all 20 steps.
 //!
-//! The CPU backend's fast path trains one hidden layer, so the CPU side here is the readable
-//! reference. Sigmoid and ELU have continuous derivatives: a pre-activation within rounding of 0
+//! The CPU side here is the readable reference (the CPU backend's fast path is held to it in
+//! tests/cpu_reference.rs). Sigmoid and ELU have continuous derivatives: a pre-activation within rounding of 0
 //! cannot send the two runs apart the way ReLU's kink can (see tests/gpu_training.rs).
 
 mod common;

@@ -142,6 +142,8 @@ fn malformed_models_are_refused_with_the_reason() {
             "",
         ),
         ("classes", vec![("classes", "1")], vec![w1(), w2()], "cannot make a classifier"),
+        ("batch", vec![("batch_size", "0")], vec![w1(), w2()], "\"batch_size\" is \"0\", not a whole number above 0"),
+        ("batch-word", vec![("batch_size", "all")], vec![w1(), w2()], "\"batch_size\" is \"all\""),
     ];
     for (name, meta, tensors, reason) in cases {
         let path = dir.path().join(format!("{name}.safetensors"));

@@ -119,18 +119,15 @@ fn activation() -> impl Strategy<Value = Activation> {
     prop_oneof![Just(Activation::Sigmoid), Just(Activation::Relu), Just(Activation::Elu)]
 }
 
-/// A small model with random weights (biases zero when it has none, as `parse` returns them) and
-/// random provenance; the accuracy has the 4 decimals a file stores.
+/// A small model of one to three hidden layers with random weights (biases zero when it has
+/// none, as `parse` returns them) and random provenance; the accuracy has the 4 decimals a file
+/// stores.
 fn any_model() -> impl Strategy<Value = Model> {
-    (1..=20usize, 1..=10usize, 2..=11usize, any::<bool>()).prop_flat_map(|(d, h, k, bias)| {
-        let shape = Shape::new(d, &[h], k, bias);
-        let nb = |len: usize| if bias { len } else { 0 };
-        let tensors = (
-            prop::collection::vec(finite_f32(), d * h),
-            prop::collection::vec(finite_f32(), nb(h)),
-            prop::collection::vec(finite_f32(), h * k),
-            prop::collection::vec(finite_f32(), nb(k)),
-        );
+    let hidden = prop::collection::vec(1..=10usize, 1..=3);
+    (1..=20usize, hidden, 2..=11usize, any::<bool>()).prop_flat_map(|(d, hidden, k, bias)| {
+        let shape = Shape::new(d, &hidden, k, bias);
+        // Every tensor's values in one list, dealt out layer by layer below.
+        let values = prop::collection::vec(finite_f32(), shape.parameter_count());
         let provenance = (
             "(?s).{0,16}",
             any::<usize>(),
@@ -139,8 +136,9 @@ fn any_model() -> impl Strategy<Value = Model> {
             "(?s).{0,16}",
             0..=10_000u32,
             "[0-9a-z.+-]{0,12}",
+            prop::option::of(1..=100_000usize),
         )
-            .prop_map(|(dataset, iterations, lr, seed, backend, acc, version)| Provenance {
+            .prop_map(|(dataset, iterations, lr, seed, backend, acc, version, batch_size)| Provenance {
                 dataset,
                 iterations,
                 lr,
@@ -148,15 +146,16 @@ fn any_model() -> impl Strategy<Value = Model> {
                 backend,
                 test_accuracy: f64::from(acc) / 10_000.0,
                 version,
-                batch_size: None,
+                batch_size,
             });
-        (tensors, activation(), provenance).prop_map(move |((w1, b1, w2, b2), activation, provenance)| {
+        (values, activation(), provenance).prop_map(move |(values, activation, provenance)| {
             let mut params = Params::zeros(shape.clone());
-            params.layers[0].w = w1;
-            params.layers[1].w = w2;
-            if bias {
-                params.layers[0].b = b1;
-                params.layers[1].b = b2;
+            let mut next = values.into_iter();
+            for layer in &mut params.layers {
+                layer.w.iter_mut().for_each(|v| *v = next.next().unwrap_or(0.0));
+                if bias {
+                    layer.b.iter_mut().for_each(|v| *v = next.next().unwrap_or(0.0));
+                }
             }
             Model { params, activation, provenance, optimizer: None }
         })
@@ -286,9 +285,13 @@ fn check_model(bytes: &[u8]) -> Result<(), TestCaseError> {
     one_line(&r)?;
     if let Ok(m) = &r {
         let s = &m.params.shape;
-        prop_assert!(s.d > 0 && s.hidden[0] > 0 && s.k >= 2);
-        prop_assert_eq!(m.params.layers[0].w.len(), s.d * s.hidden[0]);
-        prop_assert_eq!(m.params.layers[1].w.len(), s.hidden[0] * s.k);
+        let widths = s.widths();
+        prop_assert!(widths.iter().all(|&w| w > 0) && s.k >= 2);
+        prop_assert_eq!(m.params.layers.len(), widths.len() - 1);
+        for (layer, pair) in m.params.layers.iter().zip(widths.windows(2)) {
+            prop_assert_eq!(layer.w.len(), pair[0] * pair[1]);
+            prop_assert_eq!(layer.b.len(), pair[1]);
+        }
         prop_assert!(m.params.tensors().iter().all(|(_, t)| t.iter().all(|v| v.is_finite())));
         prop_assert!(s.parameter_count() * 4 <= bytes.len());
     }
