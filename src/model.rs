@@ -204,7 +204,8 @@ impl Params {
         self.layers.iter_mut().zip(names).flat_map(|(l, (w, b))| [(*w, &mut l.w), (b, &mut l.b)]).collect()
     }
 
-    /// `self -= lr * grads`, tensor by tensor (the CPU twin of the `gd_update` kernel).
+    /// `self -= lr * grads`, tensor by tensor: plain descent without weight decay, through the
+    /// reference's `sgd_update` (tests compare `optim::gd_update` and the GPU with it).
     pub fn sgd_update(&mut self, grads: &Params, lr: f32) {
         for ((_, p), (_, g)) in self.tensors_mut().into_iter().zip(grads.tensors()) {
             crate::cpu::reference::sgd_update(p, g, lr);

@@ -132,6 +132,12 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<u32> {
     order
 }
 
+/// The epoch and the batch of the `position`-th step (0-based) of training on `batches` batches
+/// an epoch.
+pub fn batch_position(position: usize, batches: usize) -> (usize, usize) {
+    (position / batches.max(1), position % batches.max(1))
+}
+
 pub fn train<B: Backend>(
     backend: &mut B,
     cfg: &TrainConfig,
@@ -149,7 +155,7 @@ pub fn train<B: Backend>(
         // with the epoch it stopped in.
         let step = cfg.first_iteration + it - 1;
         let position = step - cfg.batch_origin.min(step);
-        let (epoch, batch) = (position / batches, position % batches);
+        let (epoch, batch) = batch_position(position, batches);
         if batches > 1 && (batch == 0 || it == 1) {
             let order = epoch_order(backend.train_rows(), cfg.seed, epoch);
             backend.shuffle(&order)?;

@@ -173,26 +173,7 @@ struct Job<'a> {
     timed: bool,
 }
 
-impl<'a> Job<'a> {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        p: &'a Params,
-        act: Activation,
-        x: &'a SparseRows,
-        labels: &'a [u8],
-        rows: Option<&'a [u32]>,
-        inv_n: Option<f32>,
-        timed: bool,
-    ) -> Self {
-        let wt = (1..p.layers.len())
-            .map(|l| {
-                let (fan_in, fan_out) = p.shape.layer(l);
-                transpose(&p.layers[l].w, fan_in, fan_out)
-            })
-            .collect();
-        Job { p, wt, act, x, labels, rows, inv_n, timed }
-    }
-
+impl Job<'_> {
     /// The row of `x` at position `i` of the visit order.
     #[inline(always)]
     fn row(&self, i: usize) -> usize {
@@ -463,7 +444,13 @@ fn run(
     let (last, n) = (s.hidden.len(), rows.map_or(x.n(), |r| r.len()));
     let h = s.hidden[last - 1];
     let inv_n = backward.then(|| 1.0 / n.max(1) as f32);
-    let job = Job::new(p, act, x, labels, rows, inv_n, timed);
+    let wt = (1..p.layers.len())
+        .map(|l| {
+            let (fan_in, fan_out) = s.layer(l);
+            transpose(&p.layers[l].w, fan_in, fan_out)
+        })
+        .collect();
+    let job = Job { p, wt, act, x, labels, rows, inv_n, timed };
     let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
     let mut grads = backward.then(|| Params::zeros(s.clone()));
     let mut dwt_out = vec![0.0; s.k * h];
