@@ -5,7 +5,8 @@
 //   linear_backward_weight  C (+)= A^T · B                 A stored K x M (the layer input), B = dZ (K x N)
 //   linear_backward_input   C = (A · B^T) ⊙ act'(aux)      A = dZ (M x K), B stored N x K (the weights),
 //                                                          aux = the layer's input activations (M x N)
-// act/act' use the codes 0 identity, 1 sigmoid, 2 relu, 3 elu; act' is written via a = act(z).
+// act/act' use the codes ACT_IDENTITY, ACT_SIGMOID, ACT_RELU, ACT_ELU (the host's
+// shaders::activation_code); act' is written via a = act(z).
 //
 // Bindings (group 0):
 //   0 uniform p: Params (below)
@@ -20,10 +21,11 @@
 //     (M x N, stride N); otherwise unused (bind anything).
 //   4 storage c: array<f32>, read_write. C, M x N, stride N.
 //
-// Invocation (gx, gy) of the global grid computes the 8 x 8 block of C at rows 8*gy.., cols 8*gx..
-// A workgroup is WG_X x WG_Y invocations (pipeline-overridable): 16 x 2 (16 rows x 128 columns
-// of C) for wide outputs, 2 x 16 (128 rows x 16 columns) when N <= 16 such as the 10 classes.
-// Host dispatch: (ceil(N / (8 WG_X)), ceil(M / (8 WG_Y)), 1).
+// Invocation (gx, gy) of the global grid computes the BLOCK x BLOCK = 8 x 8 block of C at rows
+// 8*gy.., cols 8*gx.. A workgroup is WG_X x WG_Y invocations, pipeline-overridable constants the
+// host sets (shaders::RegisterTile): 16 x 2 (16 rows x 128 columns of C) for wide outputs, 2 x 16
+// (128 rows x 16 columns) when N <= 16 such as the 10 classes.
+// Host dispatch: (ceil(N / (BLOCK WG_X)), ceil(M / (BLOCK WG_Y)), 1).
 // Bounds: loads outside A or B read 0 (a u8 quad that starts inside a row may end in the row's
 // zero padding, which also reads 0); stores outside C are skipped. No workgroup memory and no barriers: neighbouring invocations
 // share loads through the cache (barriers are slow on software adapters such as lavapipe).
@@ -36,11 +38,19 @@ struct Params {
     act: u32,         // activation code (see above)
     accumulate: u32,  // linear_backward_weight: 1 adds to C instead of overwriting it
     a_row0: u32,      // stored row r of A is row a_row0 + r of binding a
-    _pad1: u32, _pad2: u32,
+    _pad0: u32, _pad1: u32,
 }
 
-override WG_X: u32 = 16u;
-override WG_Y: u32 = 2u;
+override WG_X: u32;
+override WG_Y: u32;
+
+// Outputs per invocation, a side: the four 4 x 4 quadrants of a Tile.
+const BLOCK: u32 = 8u;
+
+const ACT_IDENTITY: u32 = 0u;
+const ACT_SIGMOID: u32 = 1u;
+const ACT_RELU: u32 = 2u;
+const ACT_ELU: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<u32>;
@@ -98,7 +108,7 @@ fn b_block(k0: u32, n0: u32, trans_b: bool) -> mat4x4<f32> {
                        b_quad(k0 + 2u, n0, p.k, p.n), b_quad(k0 + 3u, n0, p.k, p.n));
 }
 
-// The TM x TN = 8 x 8 block of op(A)·op(B) at (m0, n0), as four 4 x 4 quadrants. Quadrant
+// The BLOCK x BLOCK = 8 x 8 block of op(A)·op(B) at (m0, n0), as four 4 x 4 quadrants. Quadrant
 // c[2X + Y] covers rows m0 + 4X.., columns n0 + 4Y..; element (row i, column t) is c[..][t][i].
 // With a = a_block (a[j][i] = A[i][k0+j]) and b = b_block (b[j][t] = B[k0+j][t]), one k-step of
 // a quadrant is the matrix product a * transpose(b): 64 fmas, no indexing into private arrays.
@@ -123,9 +133,9 @@ fn tile(m0: u32, n0: u32, trans_a: bool, trans_b: bool) -> Tile {
 
 fn activate(z: f32, code: u32) -> f32 {
     switch code {
-        case 1u: { return 1.0 / (1.0 + exp(-z)); }
-        case 2u: { return max(z, 0.0); }
-        case 3u: { return select(exp(z) - 1.0, z, z > 0.0); }
+        case ACT_SIGMOID: { return 1.0 / (1.0 + exp(-z)); }
+        case ACT_RELU: { return max(z, 0.0); }
+        case ACT_ELU: { return select(exp(z) - 1.0, z, z > 0.0); }
         default: { return z; }
     }
 }
@@ -133,9 +143,9 @@ fn activate(z: f32, code: u32) -> f32 {
 // d act / dz written through the output a = act(z).
 fn activate_derivative(a: f32, code: u32) -> f32 {
     switch code {
-        case 1u: { return a * (1.0 - a); }
-        case 2u: { return select(0.0, 1.0, a > 0.0); }
-        case 3u: { return select(a + 1.0, 1.0, a > 0.0); }
+        case ACT_SIGMOID: { return a * (1.0 - a); }
+        case ACT_RELU: { return select(0.0, 1.0, a > 0.0); }
+        case ACT_ELU: { return select(a + 1.0, 1.0, a > 0.0); }
         default: { return 1.0; }
     }
 }
@@ -148,13 +158,13 @@ const EPILOGUE_INPUT: u32 = 2u;     // acc * act'(aux)
 
 fn epilogue(kind: u32, idx: u32, col: u32, acc: f32) -> f32 {
     switch kind {
-        case 0u: {
+        case EPILOGUE_FORWARD: {
             var z = acc;
             if (p.bias == 1u) { z += aux[col]; }   // aux is the bias only when there is one
             return activate(z, p.act);
         }
-        case 1u: { return select(acc, c[idx] + acc, p.accumulate == 1u); }
-        default: { return acc * activate_derivative(aux[idx], p.act); }
+        case EPILOGUE_WEIGHT: { return select(acc, c[idx] + acc, p.accumulate == 1u); }
+        default: { return acc * activate_derivative(aux[idx], p.act); }   // EPILOGUE_INPUT
     }
 }
 
@@ -178,15 +188,18 @@ fn store_tile(kind: u32, m0: u32, n0: u32, t: Tile) {
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    store_tile(EPILOGUE_FORWARD, gid.y * 8u, gid.x * 8u, tile(gid.y * 8u, gid.x * 8u, false, false));
+    let m0 = gid.y * BLOCK; let n0 = gid.x * BLOCK;
+    store_tile(EPILOGUE_FORWARD, m0, n0, tile(m0, n0, false, false));
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
-    store_tile(EPILOGUE_WEIGHT, gid.y * 8u, gid.x * 8u, tile(gid.y * 8u, gid.x * 8u, true, false));
+    let m0 = gid.y * BLOCK; let n0 = gid.x * BLOCK;
+    store_tile(EPILOGUE_WEIGHT, m0, n0, tile(m0, n0, true, false));
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
-    store_tile(EPILOGUE_INPUT, gid.y * 8u, gid.x * 8u, tile(gid.y * 8u, gid.x * 8u, false, true));
+    let m0 = gid.y * BLOCK; let n0 = gid.x * BLOCK;
+    store_tile(EPILOGUE_INPUT, m0, n0, tile(m0, n0, false, true));
 }

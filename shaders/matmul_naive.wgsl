@@ -8,8 +8,9 @@
 //
 // Math: linear_forward_naive          C = act(A·B + bias)   (A as stored M x K, u8 or f32)
 //       linear_backward_weight_naive  C (+)= A^T·B           (A stored K x M)
-// Invocation (gx, gy) computes C[gy][gx]; workgroup 16 x 16.
-// Host dispatch: (ceil(N / 16), ceil(M / 16), 1). Bounds: invocations outside C return.
+// Invocation (gx, gy) computes C[gy][gx]; a workgroup is matmul.wgsl's WG_X x WG_Y, set by the
+// host to 16 x 16 (shaders::NAIVE_SIDE).
+// Host dispatch: (ceil(N / WG_X), ceil(M / WG_Y), 1). Bounds: invocations outside C return.
 
 // Element (r, c) of A as stored (from row p.a_row0 of the binding).
 fn a_at(r: u32, c: u32) -> f32 {
@@ -20,7 +21,7 @@ fn a_at(r: u32, c: u32) -> f32 {
     return bitcast<f32>(a[i]);
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WG_X, WG_Y)
 fn linear_forward_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y; let col = gid.x;
     if (row >= p.m || col >= p.n) { return; }
@@ -30,7 +31,7 @@ fn linear_forward_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     c[row * p.n + col] = activate(z, p.act);
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_weight_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y; let col = gid.x;
     if (row >= p.m || col >= p.n) { return; }

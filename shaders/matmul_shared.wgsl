@@ -1,59 +1,77 @@
 // matmul_shared.wgsl: the three products of matmul.wgsl tiled through workgroup memory, the
-// usual layout for hardware GPUs (coalesced loads, each staged value reused 64 times). The host
-// uses these entry points on hardware adapters and the register-tiled ones on software adapters
-// such as lavapipe, where barriers are slow; tests hold both to the CPU reference.
+// usual layout for hardware GPUs (coalesced loads, each staged value reused by a row or column
+// of invocations). Tests hold these entry points to the CPU reference like the register-tiled
+// ones.
 //
 // This file is compiled appended to matmul.wgsl: same math, same Params and bindings (shapes,
 // layouts, access), and it uses that file's a_quad/b_quad loads (0 outside A and B) and its
 // store() epilogues.
 //
-// Tiles: a 16 x 16 workgroup computes the 64 x 64 block of C at rows 64 wg.y.., cols 64 wg.x..;
-// invocation (tx, ty) owns the 4 x 4 block at rows 4ty.., cols 4tx.. inside it. K is walked in
-// slices of SK = 16: the workgroup stages op(A)[64 x 16] in sa and op(B)[16 x 64] in sb (8 KiB
-// in all), each invocation loading one quad of each, then barrier, multiply out, barrier.
-// Host dispatch: (ceil(N / 64), ceil(M / 64), 1). Bounds: staged values outside A/B are 0 and
-// the epilogues skip stores outside C; every invocation reaches every barrier.
+// Tiles (pipeline-overridable constants the host sets, shaders::SharedTile; each a multiple of
+// 4): a workgroup of (TILE_N / 4) x (TILE_M / 4) invocations computes the TILE_M x TILE_N block
+// of C at rows TILE_M wg.y.., cols TILE_N wg.x..; invocation (tx, ty) owns the 4 x 4 block at
+// rows 4ty.., cols 4tx.. inside it. K is walked in slices of TILE_K: the workgroup stages
+// op(A)[TILE_M x TILE_K] in sa and op(B)[TILE_K x TILE_N] in sb, its invocations loading quads
+// in turn, then barrier, multiply out, barrier. 64 x 64 x 16: 256 invocations, one quad of each
+// slice apiece, 8 KiB of workgroup memory.
+// Host dispatch: (ceil(N / TILE_N), ceil(M / TILE_M), 1). Bounds: staged values outside A/B are
+// 0 and the epilogues skip stores outside C; every invocation reaches every barrier (the loops
+// around them have the same trip count in every invocation).
 
-const SK: u32 = 16u;
-var<workgroup> sa: array<f32, 1024>;   // sa[k * 64 + m] = op(A)[m0 + m][k0 + k]
-var<workgroup> sb: array<f32, 1024>;   // sb[k * 64 + n] = op(B)[k0 + k][n0 + n]
+override TILE_M: u32;
+override TILE_N: u32;
+override TILE_K: u32;
+override SA_LEN: u32 = TILE_M * TILE_K;
+override SB_LEN: u32 = TILE_K * TILE_N;
+var<workgroup> sa: array<f32, SA_LEN>;   // sa[k * TILE_M + m] = op(A)[m0 + m][k0 + k]
+var<workgroup> sb: array<f32, SB_LEN>;   // sb[k * TILE_N + n] = op(B)[k0 + k][n0 + n]
 
-// Invocation t (0..256) stages one quad of each slice, reading memory along its rows.
+// Invocation t of the workgroup stages its share of one K slice, reading memory along the
+// stored rows.
 fn stage(m0: u32, n0: u32, k0: u32, t: u32, trans_a: bool, trans_b: bool) {
+    let invocations = (TILE_M / 4u) * (TILE_N / 4u);
     if (trans_a) {
         // A stored K x M: row k0 + k, columns m0 + 4i .. +4 (one u32 word for pixels).
-        let k = t / 16u; let i = t % 16u;
-        let v = a_quad(k0 + k, m0 + 4u * i, p.k, p.m);
-        for (var e = 0u; e < 4u; e++) { sa[k * 64u + 4u * i + e] = v[e]; }
+        for (var q = t; q < TILE_K * (TILE_M / 4u); q += invocations) {
+            let k = q / (TILE_M / 4u); let i = q % (TILE_M / 4u);
+            let v = a_quad(k0 + k, m0 + 4u * i, p.k, p.m);
+            for (var e = 0u; e < 4u; e++) { sa[k * TILE_M + 4u * i + e] = v[e]; }
+        }
     } else {
         // A stored M x K: row m0 + r, columns k0 + 4c .. +4.
-        let r = t / 4u; let c = t % 4u;
-        let v = a_quad(m0 + r, k0 + 4u * c, p.m, p.k);
-        for (var e = 0u; e < 4u; e++) { sa[(4u * c + e) * 64u + r] = v[e]; }
+        for (var q = t; q < TILE_M * (TILE_K / 4u); q += invocations) {
+            let r = q / (TILE_K / 4u); let c = q % (TILE_K / 4u);
+            let v = a_quad(m0 + r, k0 + 4u * c, p.m, p.k);
+            for (var e = 0u; e < 4u; e++) { sa[(4u * c + e) * TILE_M + r] = v[e]; }
+        }
     }
     if (trans_b) {
         // B stored N x K: row n0 + r, columns k0 + 4c .. +4.
-        let r = t / 4u; let c = t % 4u;
-        let v = b_quad(n0 + r, k0 + 4u * c, p.n, p.k);
-        for (var e = 0u; e < 4u; e++) { sb[(4u * c + e) * 64u + r] = v[e]; }
+        for (var q = t; q < TILE_N * (TILE_K / 4u); q += invocations) {
+            let r = q / (TILE_K / 4u); let c = q % (TILE_K / 4u);
+            let v = b_quad(n0 + r, k0 + 4u * c, p.n, p.k);
+            for (var e = 0u; e < 4u; e++) { sb[(4u * c + e) * TILE_N + r] = v[e]; }
+        }
     } else {
         // B stored K x N: row k0 + k, columns n0 + 4j .. +4.
-        let k = t / 16u; let j = t % 16u;
-        let v = b_quad(k0 + k, n0 + 4u * j, p.k, p.n);
-        for (var e = 0u; e < 4u; e++) { sb[k * 64u + 4u * j + e] = v[e]; }
+        for (var q = t; q < TILE_K * (TILE_N / 4u); q += invocations) {
+            let k = q / (TILE_N / 4u); let j = q % (TILE_N / 4u);
+            let v = b_quad(k0 + k, n0 + 4u * j, p.k, p.n);
+            for (var e = 0u; e < 4u; e++) { sb[k * TILE_N + 4u * j + e] = v[e]; }
+        }
     }
 }
 
 // The 4 x 4 block of invocation (tx, ty): q[t][i] = C[m0 + 4ty + i][n0 + 4tx + t].
 fn tile_shared(wg: vec3<u32>, lid: vec3<u32>, trans_a: bool, trans_b: bool) -> mat4x4<f32> {
-    let m0 = wg.y * 64u; let n0 = wg.x * 64u;
-    let t = lid.y * 16u + lid.x;
+    let m0 = wg.y * TILE_M; let n0 = wg.x * TILE_N;
+    let t = lid.y * (TILE_N / 4u) + lid.x;
     var q = mat4x4<f32>();
-    for (var k0 = 0u; k0 < p.k; k0 += SK) {
+    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
         stage(m0, n0, k0, t, trans_a, trans_b);
         workgroupBarrier();
-        for (var k = 0u; k < SK; k++) {
-            let ra = k * 64u + 4u * lid.y; let rb = k * 64u + 4u * lid.x;
+        for (var k = 0u; k < TILE_K; k++) {
+            let ra = k * TILE_M + 4u * lid.y; let rb = k * TILE_N + 4u * lid.x;
             let av = vec4<f32>(sa[ra], sa[ra + 1u], sa[ra + 2u], sa[ra + 3u]);
             q[0] = fma(av, vec4<f32>(sb[rb]), q[0]);
             q[1] = fma(av, vec4<f32>(sb[rb + 1u]), q[1]);
@@ -65,17 +83,20 @@ fn tile_shared(wg: vec3<u32>, lid: vec3<u32>, trans_a: bool, trans_b: bool) -> m
     return q;
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE_N / 4u, TILE_M / 4u)
 fn linear_forward_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    store(EPILOGUE_FORWARD, wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, false, false));
+    let q = tile_shared(wg, lid, false, false);
+    store(EPILOGUE_FORWARD, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE_N / 4u, TILE_M / 4u)
 fn linear_backward_weight_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    store(EPILOGUE_WEIGHT, wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, true, false));
+    let q = tile_shared(wg, lid, true, false);
+    store(EPILOGUE_WEIGHT, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE_N / 4u, TILE_M / 4u)
 fn linear_backward_input_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    store(EPILOGUE_INPUT, wg.y * 64u + 4u * lid.y, wg.x * 64u + 4u * lid.x, tile_shared(wg, lid, false, true));
+    let q = tile_shared(wg, lid, false, true);
+    store(EPILOGUE_INPUT, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
 }

@@ -21,12 +21,14 @@
 //   1 storage param: array<f32>, read_write. p.count values.
 //   2 storage grad: array<f32>, read. p.count values.
 //   3 storage m: array<f32>, read_write. p.count values (momentum's velocity, Adam's first
-//     moment); unused by gd_update (a dummy is bound).
+//     moment); used by momentum_update, nesterov_update and adam_update only.
 //   4 storage v: array<f32>, read_write. p.count values (Adam's second moment); used by
 //     adam_update only.
+// Each entry point's bind group holds only the bindings it uses, so no buffer is bound twice.
 //
-// Invocation: element i = gid.x + gid.y * (256 * num_workgroups.x). Workgroup 256.
-// Host dispatch: x = min(ceil(count / 256), 65535), y = ceil(ceil(count / 256) / x).
+// Invocation: element i = gid.x + gid.y * (WG * num_workgroups.x); a workgroup is WG invocations
+// (a pipeline-overridable constant the host sets, shaders::WORKGROUP_1D = 256).
+// Host dispatch: x = min(ceil(count / WG), 65535), y = ceil(ceil(count / WG) / x).
 // Bounds: i >= p.count returns.
 
 struct Params {
@@ -44,6 +46,8 @@ struct Params {
     _pad1: u32,
 }
 
+override WG: u32;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
@@ -51,7 +55,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
 fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * (256u * nwg.x);
+    return gid.x + gid.y * (WG * nwg.x);
 }
 
 // The parameter after the decoupled weight decay (only weights decay).
@@ -63,14 +67,14 @@ fn decayed(i: u32) -> f32 {
     return x;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gd_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.count) { return; }
     param[i] = decayed(i) - p.lr * grad[i];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn momentum_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.count) { return; }
@@ -79,7 +83,7 @@ fn momentum_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     param[i] = decayed(i) - p.lr * mi;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn nesterov_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.count) { return; }
@@ -89,7 +93,7 @@ fn nesterov_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     param[i] = decayed(i) - p.lr * (g + p.momentum * mi);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.count) { return; }

@@ -14,7 +14,8 @@
 //       forward : row statistics of the whole split, 2 per row: out[2g] = loss, out[2g+1] = correct.
 //       backward: dz for this chunk, p.n x p.k, row-major.
 //
-// Invocation i (global x) handles row i; workgroup 256. Host dispatch: (ceil(p.n / 256), 1, 1).
+// Invocation i (global x) handles row i; a workgroup is WG invocations (a pipeline-overridable
+// constant the host sets, shaders::WORKGROUP_1D = 256). Host dispatch: (ceil(p.n / WG), 1, 1).
 // Bounds: invocations with i >= p.n return at once.
 
 struct Params {
@@ -23,6 +24,8 @@ struct Params {
     row_offset: u32,
     scale: f32,
 }
+
+override WG: u32;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -45,7 +48,7 @@ fn row_softmax(i: u32) -> RowSoftmax {
     return r;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn softmax_xent_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     if (i >= p.n) { return; }
@@ -56,7 +59,7 @@ fn softmax_xent_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     out[2u * g + 1u] = select(0.0, 1.0, r.arg == y);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn softmax_xent_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     if (i >= p.n) { return; }

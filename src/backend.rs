@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::model::{Params, Stats};
-use crate::optim::OptimizerState;
+use crate::optim::{OptimizerState, StateMismatch};
 
 /// Which data split to evaluate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,12 @@ pub enum BackendError {
     NoAdapterNamed { name: String, seen: String },
     #[error("{0}")]
     Unsupported(String),
+}
+
+impl From<StateMismatch> for BackendError {
+    fn from(e: StateMismatch) -> Self {
+        BackendError::Unsupported(e.0)
+    }
 }
 
 pub trait Backend {
@@ -61,6 +67,18 @@ pub trait Backend {
     fn gradients(&self) -> Result<Params, BackendError>;
     /// The optimizer's state after the latest step (what a model file saves to continue from).
     fn optimizer_state(&self) -> Result<OptimizerState, BackendError>;
+}
+
+/// A second backend that recomputes steps, for `--verify-every`: it visits the rows in the same
+/// order as the trained backend and computes a batch's gradients at given parameters, leaving
+/// itself unchanged.
+pub trait Verifier {
+    /// "cpu", or another backend's name.
+    fn name(&self) -> &'static str;
+    /// As `Backend::shuffle`.
+    fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError>;
+    /// The mean gradient over batch `batch`'s rows at `params`, and that forward pass's statistics.
+    fn recompute(&self, params: &Params, batch: usize) -> Result<(Params, Stats), BackendError>;
 }
 
 /// Mini-batches of `batch_size` rows (the last one may be smaller) that cover `n` rows.

@@ -1,16 +1,11 @@
-//! The `gpu-mnist` command: parses the CLI and runs a command; the library does the work.
+//! The `gpu-mnist` command: parses the command line and runs it (`app`); the library does the work.
 
 // Checks are written `!(diff <= tolerance)` on purpose: a NaN difference must fail them.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-mod bench;
-mod commands;
-mod eval;
-mod predict;
-mod session;
+mod app;
 
 use clap::Parser;
-use gpu_mnist::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`) instead
@@ -20,9 +15,14 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    match run() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Mesa's Vulkan drivers warn on stderr without it; nothing here needs a runtime dir.
+        // SAFETY: the program has one thread here, before anything reads the environment.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+    match app::run(app::cli::Cli::parse().command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) if e.is::<session::Interrupted>() => {
+        Err(e) if e.is::<app::session::Interrupted>() => {
             eprintln!("{e}");
             std::process::ExitCode::from(130)
         }
@@ -31,20 +31,5 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-fn run() -> anyhow::Result<()> {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        // Mesa's Vulkan drivers warn on stderr without it; nothing here needs a runtime dir.
-        // SAFETY: the program has one thread here, before anything reads the environment.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
-    }
-    match Cli::parse().command {
-        Command::Train(args) => commands::train(&args),
-        Command::Eval(args) => eval::run(&args),
-        Command::Predict(args) => predict::run(&args),
-        Command::Bench(args) => bench::run(&args),
-        Command::Devices => commands::devices(),
     }
 }

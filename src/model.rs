@@ -14,7 +14,7 @@ pub const K: usize = 10;
 
 /// Hidden-layer activation. Every derivative is written in terms of the activation's
 /// output `a`, so the backward pass never needs the pre-activation `z`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     Sigmoid,
     Relu,
@@ -22,6 +22,9 @@ pub enum Activation {
 }
 
 impl Activation {
+    pub const ALL: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Elu];
+
+    /// The name model files and the command line use.
     pub fn name(self) -> &'static str {
         match self {
             Activation::Sigmoid => "sigmoid",
@@ -30,13 +33,8 @@ impl Activation {
         }
     }
 
-    /// The number the shaders use for this activation (see `shaders/matmul.wgsl`).
-    pub fn shader_code(self) -> u32 {
-        match self {
-            Activation::Sigmoid => 1,
-            Activation::Relu => 2,
-            Activation::Elu => 3,
-        }
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
     #[inline]
@@ -202,14 +200,6 @@ impl Params {
     pub fn tensors_mut(&mut self) -> Vec<(&'static str, &mut Vec<f32>)> {
         let names = WEIGHT_NAMES.iter().zip(BIAS_NAMES);
         self.layers.iter_mut().zip(names).flat_map(|(l, (w, b))| [(*w, &mut l.w), (b, &mut l.b)]).collect()
-    }
-
-    /// `self -= lr * grads`, tensor by tensor: plain descent without weight decay, through the
-    /// reference's `sgd_update` (tests compare `optim::gd_update` and the GPU with it).
-    pub fn sgd_update(&mut self, grads: &Params, lr: f32) {
-        for ((_, p), (_, g)) in self.tensors_mut().into_iter().zip(grads.tensors()) {
-            crate::cpu::reference::sgd_update(p, g, lr);
-        }
     }
 
     /// Whether every parameter is finite.

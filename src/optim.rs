@@ -14,12 +14,11 @@
 //!   `c2 = 1/(1-β2^t)` of step `t` (1 on the first step), computed once per step on the host
 //!   (`adam_corrections`) so that both backends use the same f32 values.
 
-use crate::backend::BackendError;
 use rayon::prelude::*;
 
 use crate::model::{Params, Shape};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Optimizer {
     /// Plain gradient descent.
     #[default]
@@ -33,6 +32,9 @@ pub enum Optimizer {
 }
 
 impl Optimizer {
+    pub const ALL: [Optimizer; 4] = [Optimizer::Gd, Optimizer::Momentum, Optimizer::Nesterov, Optimizer::Adam];
+
+    /// The name model files and the command line use.
     pub fn name(self) -> &'static str {
         match self {
             Optimizer::Gd => "gd",
@@ -43,9 +45,7 @@ impl Optimizer {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Optimizer::Gd, Optimizer::Momentum, Optimizer::Nesterov, Optimizer::Adam]
-            .into_iter()
-            .find(|o| o.name() == name)
+        Self::ALL.into_iter().find(|o| o.name() == name)
     }
 
     /// The state tensors this rule keeps, by their prefix in a model file: momentum's velocity
@@ -56,11 +56,6 @@ impl Optimizer {
             Optimizer::Momentum | Optimizer::Nesterov => &["m"],
             Optimizer::Adam => &["m", "v"],
         }
-    }
-
-    /// The number the shader's uniform carries (see `shaders/optimizer_update.wgsl`).
-    pub fn shader_code(self) -> u32 {
-        self as u32
     }
 }
 
@@ -94,6 +89,11 @@ impl OptimizerConfig {
     }
 }
 
+/// Saved optimizer state that cannot continue this run (another rule, other shapes).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateMismatch(pub String);
+
 /// What an optimizer carries from step to step: `m` (momentum's velocity, Adam's first moment),
 /// `v` (Adam's second moment), shaped like the parameters, and the number of steps taken `t`.
 /// Rules that do not use a tensor leave it zero.
@@ -111,16 +111,16 @@ impl OptimizerState {
     }
 
     /// Refuses state of another rule than `cfg`'s or of other shapes than `shape`.
-    pub fn fits(&self, cfg: &OptimizerConfig, shape: &Shape) -> Result<(), BackendError> {
+    pub fn fits(&self, cfg: &OptimizerConfig, shape: &Shape) -> Result<(), StateMismatch> {
         if self.kind != cfg.kind {
-            return Err(BackendError::Unsupported(format!(
+            return Err(StateMismatch(format!(
                 "optimizer state of {} cannot continue as {}",
                 self.kind.name(),
                 cfg.kind.name()
             )));
         }
         if self.m.shape != *shape || self.v.shape != *shape {
-            return Err(BackendError::Unsupported("optimizer state shaped unlike the parameters".into()));
+            return Err(StateMismatch("optimizer state shaped unlike the parameters".into()));
         }
         Ok(())
     }
@@ -321,15 +321,5 @@ mod tests {
                 "{kind:?} biases"
             );
         }
-    }
-
-    #[test]
-    fn plain_descent_is_bit_identical_to_sgd_update() {
-        let start = tiny(0.3, -0.7, [1.1, 0.123], [-2.5, 1e-3]);
-        let grads = tiny(0.017, -3.3, [0.25, 7.0], [1e-5, -0.4]);
-        let mut want = start.clone();
-        want.sgd_update(&grads, 0.8);
-        let (got, _) = run(OptimizerConfig::default(), 0.8, std::slice::from_ref(&grads), start);
-        assert_eq!(got, want);
     }
 }

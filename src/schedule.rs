@@ -6,7 +6,7 @@
 //! the interrupted run left it, rather than starting it again.
 
 /// The shape of the schedule after the warm-up.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LrSchedule {
     /// `--lr` throughout.
     #[default]
@@ -18,12 +18,19 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    pub const ALL: [LrSchedule; 3] = [LrSchedule::Constant, LrSchedule::Step, LrSchedule::Cosine];
+
+    /// The name model files and the command line use.
     pub fn name(self) -> &'static str {
         match self {
             LrSchedule::Constant => "constant",
             LrSchedule::Step => "step",
             LrSchedule::Cosine => "cosine",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 

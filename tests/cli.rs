@@ -202,12 +202,12 @@ fn every_optimizer_trains_and_adam_continues_from_its_saved_state() {
     let o = gpu_mnist(&[&SHORT[..], &adam].concat(), &[]);
     assert!(o.status.success(), "{:?}", text(&o));
     let m = gpu_mnist::checkpoint::load(&out).expect("loads");
-    assert_eq!(m.optimizer.expect("Adam's state is saved").state.t, 6);
+    assert_eq!(m.optimizer.expect("Adam's state is saved").t, 6);
     let o = gpu_mnist(&[&SHORT[..], &adam, &["--init-from", out_s]].concat(), &[]);
     let (stdout, err) = text(&o);
     assert!(o.status.success(), "{stdout}\n{err}");
     assert!(stdout.contains("optimizer: adam state restored (6 steps)"), "{stdout}");
-    assert_eq!(gpu_mnist::checkpoint::load(&out).expect("loads").optimizer.expect("state").state.t, 12);
+    assert_eq!(gpu_mnist::checkpoint::load(&out).expect("loads").optimizer.expect("state").t, 12);
     // Another rule starts from fresh state, and says so.
     let o =
         gpu_mnist(&[&SHORT[..], &["--backend", "cpu", "--optimizer", "momentum", "--init-from", out_s]].concat(), &[]);
@@ -366,7 +366,7 @@ fn mini_batches_count_epochs_and_a_resumed_run_continues_the_same_shuffle() {
     let load = |p: &str| gpu_mnist::checkpoint::load(p.as_ref()).expect("loads");
     let (a, b) = (load(&straight), load(&half));
     assert!(a.params == b.params, "a resumed mini-batch run must give the same model");
-    assert_eq!(b.provenance.batch_size, Some(300));
+    assert_eq!(b.run.batch_size, Some(300));
     assert_eq!(b.provenance.iterations, 12);
     // Another seed shuffles differently, so the model differs.
     let other = path("other.safetensors");

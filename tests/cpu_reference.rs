@@ -267,3 +267,23 @@ fn same_seed_same_parameters() {
     assert_eq!(Params::init(shape.clone(), Activation::Relu, 42), Params::init(shape.clone(), Activation::Relu, 42));
     assert_ne!(Params::init(shape.clone(), Activation::Relu, 42), Params::init(shape.clone(), Activation::Relu, 43));
 }
+
+#[test]
+fn plain_descent_is_bit_identical_to_sgd_update() {
+    use gpu_mnist::model::Layer;
+    use gpu_mnist::optim::{self, OptimizerConfig, OptimizerState};
+    // A 1 -> 1 -> 2 network: w1 [1], b1 [1], w2 [2], b2 [2].
+    let tiny = |w1: f32, b1: f32, w2: [f32; 2], b2: [f32; 2]| Params {
+        shape: Shape::new(1, &[1], 2, true),
+        layers: vec![Layer { w: vec![w1], b: vec![b1] }, Layer { w: w2.to_vec(), b: b2.to_vec() }],
+    };
+    let start = tiny(0.3, -0.7, [1.1, 0.123], [-2.5, 1e-3]);
+    let grads = tiny(0.017, -3.3, [0.25, 7.0], [1e-5, -0.4]);
+    let mut want = start.clone();
+    common::sgd_step(&mut want, &grads, 0.8);
+    let cfg = OptimizerConfig::default();
+    let mut got = start;
+    let mut state = OptimizerState::new(cfg.kind, got.shape.clone());
+    optim::optimizer_update(&mut got, &grads, &mut state, &cfg, 0.8);
+    assert_eq!(got, want);
+}

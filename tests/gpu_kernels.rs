@@ -6,10 +6,11 @@ mod common;
 
 use common::{assert_close, gpu, pixels, rng, uniform};
 use gpu_mnist::cpu::reference;
-use gpu_mnist::gpu::kernels::{
-    self, ColumnSumParams, Kernels, MatmulParams, NaiveKernels, OptimizerParams, SoftmaxParams, Tiling, View,
-};
-use gpu_mnist::gpu::{GpuContext, pack_rows, packed_row_bytes};
+use gpu_mnist::gpu::dispatch::{Dispatch, View, submit};
+use gpu_mnist::gpu::kernels::Kernels;
+use gpu_mnist::gpu::matmul::NaiveKernels;
+use gpu_mnist::gpu::shaders::{ColumnSumParams, MatmulParams, OptimizerParams, SoftmaxParams, activation_code};
+use gpu_mnist::gpu::{GpuContext, Tiling, pack_rows, packed_row_bytes};
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
 
@@ -48,8 +49,8 @@ fn read(ctx: &GpuContext, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
     ctx.read_f32(buf, 0, n, &ctx.staging(n)).expect("readback")
 }
 
-fn run(ctx: &GpuContext, d: &kernels::Dispatch) {
-    kernels::submit(&ctx.device, &ctx.queue, &[d]);
+fn run(ctx: &GpuContext, d: &Dispatch) {
+    submit(&ctx.device, &ctx.queue, &[d]);
     ctx.wait().expect("dispatch ran without GPU errors");
 }
 
@@ -96,7 +97,7 @@ fn linear_forward_matches_reference() {
                     ldb: n as u32,
                     a_u8: a_u8 as u32,
                     bias: bias as u32,
-                    act: act.map_or(0, |a| a.shader_code()),
+                    act: activation_code(act),
                     ..Default::default()
                 };
                 let naive = ctx.zeros("c naive", m * n, wgpu::BufferUsages::empty());
@@ -213,7 +214,7 @@ fn linear_backward_input_matches_reference() {
                 k: kd as u32,
                 lda: kd as u32,
                 ldb: kd as u32,
-                act: act.shader_code(),
+                act: activation_code(Some(act)),
                 ..Default::default()
             };
             run(
@@ -254,7 +255,7 @@ fn softmax_xent_matches_reference() {
             ctx.zeros("dz", n * kk, wgpu::BufferUsages::empty()),
         );
         let scale = 1.0 / 60000.0;
-        let p = SoftmaxParams { n: n as u32, k: kk as u32, row_offset: offset as u32, scale };
+        let p = SoftmaxParams { n: n as u32, k: kk as u32, row_offset: offset as u32, scale, ..Default::default() };
         run(&ctx, &k.softmax_xent_forward(&ctx.device, p, View::all(&zb), View::all(&lb), View::all(&stats)));
         run(&ctx, &k.softmax_xent_backward(&ctx.device, p, View::all(&zb), View::all(&lb), View::all(&dz)));
         let (mut probs, mut losses, mut correct) = (vec![0.0; n * kk], vec![0.0; n], vec![false; n]);
@@ -287,8 +288,12 @@ fn column_sum_matches_reference() {
             let mv = uniform(&mut r, rows * cols, -1.0, 1.0);
             let prior = uniform(&mut r, cols, -1.0, 1.0);
             let (mb, out) = (floats(&ctx, &mv), floats(&ctx, &prior));
-            let p =
-                ColumnSumParams { rows: rows as u32, cols: cols as u32, accumulate: accumulate as u32, first_row: 0 };
+            let p = ColumnSumParams {
+                rows: rows as u32,
+                cols: cols as u32,
+                accumulate: accumulate as u32,
+                ..Default::default()
+            };
             run(&ctx, &k.column_sum(&ctx.device, p, View::all(&mb), View::all(&out)));
             let mut want = vec![0.0; cols];
             reference::column_sum(&mut want, &mv, rows, cols);
@@ -320,7 +325,7 @@ fn gd_update_matches_reference() {
         // Plain descent: no weight decay, no moments (the other rules: tests/gpu_optimizers.rs).
         let p = OptimizerParams { count: count as u32, lr, ..Default::default() };
         let (param, grad) = (View::all(&pb), View::all(&gb));
-        run(&ctx, &k.optimizer_update(&ctx.device, Optimizer::Gd, p, param, grad, k.dummy(), k.dummy()));
+        run(&ctx, &k.optimizer_update(&ctx.device, Optimizer::Gd, p, param, grad, &[]));
         let mut want = pv.clone();
         reference::sgd_update(&mut want, &gv, lr);
         // One multiply-add per element: at most 1 ulp apart (fma vs separate rounding).
@@ -382,7 +387,7 @@ fn row_offsets_skip_the_rows_before_a_chunk() {
     let (rows, cols) = (300, 2);
     let mv = uniform(&mut r, (SKIP + rows) * cols, -1.0, 1.0);
     let (mb, out) = (floats(&ctx, &mv), ctx.zeros("sums", cols, wgpu::BufferUsages::empty()));
-    let p = ColumnSumParams { rows: rows as u32, cols: cols as u32, accumulate: 0, first_row: SKIP as u32 };
+    let p = ColumnSumParams { rows: rows as u32, cols: cols as u32, first_row: SKIP as u32, ..Default::default() };
     run(&ctx, &k.column_sum(&ctx.device, p, View::all(&mb), View::all(&out)));
     let mut want = vec![0.0; cols];
     reference::column_sum(&mut want, &mv[SKIP * cols..], rows, cols);

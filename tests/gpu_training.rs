@@ -70,7 +70,7 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
         // Anchored: the CPU's step from the GPU's parameters.
         let (grads, want) = cpu.gradients_at(&before, 0);
         let mut expected = before.clone();
-        expected.sgd_update(&grads, lr);
+        common::sgd_step(&mut expected, &grads, lr);
         assert!(
             (g.loss - want.loss).abs() <= LOSS_RTOL * want.loss,
             "step {step}: loss GPU {} vs CPU {}",

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use gpu_mnist::checkpoint::{self, Model, Provenance};
+use gpu_mnist::checkpoint::{self, Model, Provenance, RunRecord};
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::model::{Activation, Params, Shape};
 
@@ -81,14 +81,12 @@ fn numpy_reads_a_deeper_model() {
     let provenance = Provenance {
         dataset: "mnist".into(),
         iterations: 0,
-        lr: 0.8,
-        seed: 3,
         backend: "none".into(),
         test_accuracy: 0.1,
         version: "test".into(),
-        batch_size: Some(128),
     };
-    checkpoint::save(&path, &Model { params, activation: Activation::Sigmoid, provenance, optimizer: None })
+    let run = RunRecord { lr: Some(0.8), seed: Some(3), batch_size: Some(128), ..Default::default() };
+    checkpoint::save(&path, &Model { params, activation: Activation::Sigmoid, provenance, run, optimizer: None })
         .expect("saves");
     agree(&py, &path);
 }
@@ -102,14 +100,12 @@ fn numpy_reads_a_model_without_bias() {
     let provenance = Provenance {
         dataset: "mnist".into(),
         iterations: 0,
-        lr: 0.8,
-        seed: 5,
         backend: "none".into(),
         test_accuracy: 0.1,
         version: "test".into(),
-        batch_size: None,
     };
-    checkpoint::save(&path, &Model { params, activation: Activation::Elu, provenance, optimizer: None })
+    let run = RunRecord { lr: Some(0.8), seed: Some(5), ..Default::default() };
+    checkpoint::save(&path, &Model { params, activation: Activation::Elu, provenance, run, optimizer: None })
         .expect("saves");
     agree(&py, &path);
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::f32s;
 use gpu_mnist::backend::Backend;
-use gpu_mnist::checkpoint::{self, METADATA_KEYS, Model, Provenance, SavedOptimizer};
+use gpu_mnist::checkpoint::{self, METADATA_KEYS, Model, Provenance, RunRecord};
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::optim::{Optimizer, OptimizerConfig, OptimizerState};
@@ -23,14 +23,12 @@ fn model(bias: bool) -> Model {
     let provenance = Provenance {
         dataset: "mnist".into(),
         iterations: 12,
-        lr: 0.8,
-        seed: 3,
         backend: "cpu (2 threads)".into(),
         test_accuracy: 0.9123,
         version: "test".into(),
-        batch_size: None,
     };
-    Model { params, activation: Activation::Elu, provenance, optimizer: None }
+    let run = RunRecord { lr: Some(0.8), seed: Some(3), ..Default::default() };
+    Model { params, activation: Activation::Elu, provenance, run, optimizer: None }
 }
 
 #[test]
@@ -64,14 +62,14 @@ fn a_deeper_model_round_trips_with_its_optimizer_state() {
     let path = dir.path().join("deep.safetensors");
     let mut m = model(true);
     m.params = Params::init(Shape::new(784, &[37, 19, 11], 10, true), Activation::Relu, 9);
-    m.provenance.batch_size = Some(128);
+    m.run.batch_size = Some(128);
     let mut state = OptimizerState::new(Optimizer::Adam, m.params.shape.clone());
     state.t = 41;
     for (l, layer) in state.v.layers.iter_mut().enumerate() {
         layer.w.iter_mut().enumerate().for_each(|(i, v)| *v = (i + l) as f32 * 1e-3);
     }
-    m.optimizer =
-        Some(SavedOptimizer { config: OptimizerConfig { kind: Optimizer::Adam, ..Default::default() }, state });
+    m.run.optimizer = Some(OptimizerConfig { kind: Optimizer::Adam, ..Default::default() });
+    m.optimizer = Some(state);
     checkpoint::save(&path, &m).expect("saves");
     assert_eq!(checkpoint::load(&path).expect("loads"), m);
     let bytes = std::fs::read(&path).expect("read");
@@ -191,7 +189,8 @@ fn with_optimizer(bias: bool, kind: Optimizer) -> Model {
         state.v = Params::zeros(m.params.shape.clone());
     }
     state.t = if kind == Optimizer::Adam { 7 } else { 0 };
-    m.optimizer = Some(SavedOptimizer { config, state });
+    m.run.optimizer = Some(config);
+    m.optimizer = (kind != Optimizer::Gd).then_some(state);
     m
 }
 
@@ -208,7 +207,7 @@ fn optimizer_state_round_trips() {
             let loaded = checkpoint::load(&path).expect("loads");
             // Hyper-parameters the rule does not use are not written; they load as the defaults.
             if kind != Optimizer::Adam {
-                m.optimizer.as_mut().unwrap().config.beta1 = OptimizerConfig::default().beta1;
+                m.run.optimizer.as_mut().unwrap().beta1 = OptimizerConfig::default().beta1;
             }
             assert_eq!(loaded, m, "{kind:?} bias {bias}");
             let bytes = std::fs::read(&path).expect("reads");
@@ -222,14 +221,22 @@ fn optimizer_state_round_trips() {
             assert_eq!(meta.contains_key("adam_t"), kind == Optimizer::Adam);
         }
     }
-    // Plain descent keeps no state: the file is the one written before optimizers existed.
-    let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    // Plain descent keeps no state: its file holds the rule and its weight decay, no state
+    // tensors and no step count, and it loads without state.
+    let a = dir.path().join("a.safetensors");
     let mut gd = with_optimizer(true, Optimizer::Gd);
+    gd.run.optimizer.as_mut().unwrap().beta1 = OptimizerConfig::default().beta1;
     checkpoint::save(&a, &gd).expect("saves");
-    gd.optimizer = None;
-    checkpoint::save(&b, &gd).expect("saves");
-    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-    assert_eq!(checkpoint::load(&a).expect("loads").optimizer, None);
+    let loaded = checkpoint::load(&a).expect("loads");
+    assert_eq!(loaded.optimizer, None);
+    assert_eq!(loaded, gd);
+    let bytes = std::fs::read(&a).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    assert!(st.names().iter().all(|n| !n.starts_with("opt.")), "{:?}", st.names());
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("header");
+    let meta = header.metadata().clone().expect("metadata");
+    assert_eq!((meta["optimizer"].as_str(), meta["weight_decay"].as_str()), ("gd", "0.01"));
+    assert!(!meta.contains_key("adam_t"));
 }
 
 #[test]
@@ -237,7 +244,7 @@ fn bad_optimizer_state_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("m.safetensors");
     let mut m = with_optimizer(true, Optimizer::Adam);
-    m.optimizer.as_mut().unwrap().state.v.layers[1].w[3] = f32::NAN;
+    m.optimizer.as_mut().unwrap().v.layers[1].w[3] = f32::NAN;
     checkpoint::save(&path, &m).expect("saves");
     let e = checkpoint::load(&path).expect_err("NaN state").to_string();
     assert!(e.contains("\"opt.v\" holds NaN"), "{e}");
@@ -277,11 +284,12 @@ fn a_resumed_cpu_run_continues_exactly() {
     let mut m = model(true);
     m.params = first.params().unwrap();
     m.activation = Activation::Relu;
-    m.optimizer = Some(SavedOptimizer { config: cfg, state: first.optimizer_state().unwrap() });
+    m.run.optimizer = Some(cfg);
+    m.optimizer = Some(first.optimizer_state().unwrap());
     checkpoint::save(&path, &m).expect("saves");
     let loaded = checkpoint::load(&path).expect("loads");
     let mut second = new(loaded.params);
-    second.set_optimizer_state(loaded.optimizer.expect("state").state).expect("state fits");
+    second.set_optimizer_state(loaded.optimizer.expect("state")).expect("state fits");
     for _ in 0..5 {
         second.step(0, 2e-3).unwrap();
     }

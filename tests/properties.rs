@@ -8,7 +8,7 @@ use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use gpu_mnist::checkpoint::{self, Model, Provenance};
+use gpu_mnist::checkpoint::{self, Model, Provenance, RunRecord};
 use gpu_mnist::data::csv::parse_csv;
 use gpu_mnist::data::{Dataset, parse_idx_images, parse_idx_labels};
 use gpu_mnist::model::{Activation, Params, Shape};
@@ -128,27 +128,16 @@ fn any_model() -> impl Strategy<Value = Model> {
         let shape = Shape::new(d, &hidden, k, bias);
         // Every tensor's values in one list, dealt out layer by layer below.
         let values = prop::collection::vec(finite_f32(), shape.parameter_count());
-        let provenance = (
-            "(?s).{0,16}",
-            any::<usize>(),
-            finite_f32(),
-            any::<u64>(),
-            "(?s).{0,16}",
-            0..=10_000u32,
-            "[0-9a-z.+-]{0,12}",
-            prop::option::of(1..=100_000usize),
-        )
-            .prop_map(|(dataset, iterations, lr, seed, backend, acc, version, batch_size)| Provenance {
+        let provenance = ("(?s).{0,16}", any::<usize>(), "(?s).{0,16}", 0..=10_000u32, "[0-9a-z.+-]{0,12}").prop_map(
+            |(dataset, iterations, backend, acc, version)| Provenance {
                 dataset,
                 iterations,
-                lr,
-                seed,
                 backend,
                 test_accuracy: f64::from(acc) / 10_000.0,
                 version,
-                batch_size,
-            });
-        (values, activation(), provenance).prop_map(move |(values, activation, provenance)| {
+            },
+        );
+        (values, activation(), provenance, any_run()).prop_map(move |(values, activation, provenance, run)| {
             let mut params = Params::zeros(shape.clone());
             let mut next = values.into_iter();
             for layer in &mut params.layers {
@@ -157,9 +146,79 @@ fn any_model() -> impl Strategy<Value = Model> {
                     layer.b.iter_mut().for_each(|v| *v = next.next().unwrap_or(0.0));
                 }
             }
-            Model { params, activation, provenance, optimizer: None }
+            Model { params, activation, provenance, run, optimizer: None }
         })
     })
+}
+
+/// A run's plan with every field present or absent, each value one a file may hold.
+fn any_run() -> impl Strategy<Value = RunRecord> {
+    use gpu_mnist::data::Format;
+    use gpu_mnist::optim::{Optimizer, OptimizerConfig};
+    use gpu_mnist::schedule::LrSchedule;
+    let some = |p: f64| prop::option::weighted(p, 1..=100_000usize);
+    let rule = prop::sample::select(Optimizer::ALL.to_vec());
+    let optimizer = prop::option::of((rule, 0.0f32..1.0, 0.0f32..1.0, 1e-9f32..1.0, 0.0f32..1.0)).prop_map(|o| {
+        o.map(|(kind, momentum, beta, eps, weight_decay)| {
+            let d = OptimizerConfig::default();
+            // A file holds only the rule's own hyper-parameters; the others load as defaults.
+            let (momentum, beta1) = match kind {
+                Optimizer::Momentum | Optimizer::Nesterov => (momentum, d.beta1),
+                Optimizer::Adam => (d.momentum, beta),
+                Optimizer::Gd => (d.momentum, d.beta1),
+            };
+            let (beta2, eps) = if kind == Optimizer::Adam { (beta, eps) } else { (d.beta2, d.eps) };
+            OptimizerConfig { kind, momentum, beta1, beta2, eps, weight_decay }
+        })
+    });
+    let data = (
+        prop::option::of("[a-z/._-]{1,12}"),
+        prop::option::of("[a-z/._-]{1,12}"),
+        prop::option::of(prop::sample::select(Format::ALL.to_vec())),
+    );
+    let schedule = (
+        prop::option::of(1e-6f32..10.0),
+        prop::option::of(prop::sample::select(LrSchedule::ALL.to_vec())),
+        prop::option::of(0..1000usize),
+        some(0.5),
+        prop::option::of(0.01f32..=1.0),
+        prop::option::of(any::<usize>()),
+    );
+    let rows = (some(0.5), some(0.5), prop::option::of(0.01f64..0.99), some(0.5), prop::option::of(any::<usize>()));
+    (prop::option::of(any::<u64>()), data, schedule, optimizer, rows, some(0.5), prop::option::of(0.01f64..0.99))
+        .prop_map(
+            |(
+                seed,
+                (data, test_data, format),
+                (lr, kind, warmup, step_every, gamma, planned),
+                optimizer,
+                rows,
+                eval_every,
+                target,
+            )| {
+                let (samples, test_samples, val_split, batch_size, batch_origin) = rows;
+                RunRecord {
+                    seed,
+                    data: data.map(Into::into),
+                    test_data: test_data.map(Into::into),
+                    format,
+                    samples,
+                    test_samples,
+                    val_split,
+                    lr,
+                    lr_schedule: kind,
+                    warmup,
+                    lr_step_every: step_every,
+                    lr_gamma: gamma,
+                    planned_iterations: planned,
+                    optimizer,
+                    batch_size,
+                    batch_origin,
+                    eval_every,
+                    target_accuracy: target,
+                }
+            },
+        )
 }
 
 /// The bytes of `model` as `checkpoint::save` writes them (through a temporary file).
@@ -631,19 +690,17 @@ fn write_fuzz_seeds(root: &Path) {
     let provenance = Provenance {
         dataset: "mnist".into(),
         iterations: 100,
-        lr: 0.5,
-        seed: 7,
         backend: "cpu (2 threads)".into(),
         test_accuracy: 0.9,
         version: "0.1.0".into(),
-        batch_size: None,
     };
+    let run = RunRecord { lr: Some(0.5), seed: Some(7), planned_iterations: Some(100), ..Default::default() };
     for (d, h, k, bias, activation) in [(4, 3, 2, true, Activation::Relu), (16, 5, 10, false, Activation::Sigmoid)] {
         let mut params = Params::init(Shape::new(d, &[h], k, bias), activation, 1);
         if bias {
             params.layers[0].b.iter_mut().for_each(|b| *b = 0.25);
         }
-        let model = Model { params, activation, provenance: provenance.clone(), optimizer: None };
+        let model = Model { params, activation, provenance: provenance.clone(), run: run.clone(), optimizer: None };
         write("model", &format!("d{d}-h{h}-k{k}-bias-{bias}.safetensors"), &model_bytes(&model));
     }
 }

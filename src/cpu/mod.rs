@@ -4,7 +4,7 @@
 pub mod fast;
 pub mod reference;
 
-use crate::backend::{Backend, BackendError, Split, batch_count, batch_range, check_order};
+use crate::backend::{Backend, BackendError, Split, Verifier, batch_count, batch_range, check_order};
 use crate::data::{Dataset, Splits};
 use crate::model::{Activation, Params, Stats};
 use crate::optim::{self, OptimizerConfig, OptimizerState};
@@ -83,8 +83,8 @@ impl CpuBackend {
         self
     }
 
-    /// Gradients and loss of batch `batch` at `params`, leaving this backend unchanged (what
-    /// `--verify-every` compares a GPU step with).
+    /// Gradients and loss of batch `batch` (`< batches()`) at `params`, leaving this backend
+    /// unchanged (what `--verify-every` compares a GPU step with).
     pub fn gradients_at(&self, params: &Params, batch: usize) -> (Params, Stats) {
         let (x, labels) = (&self.train.x, &self.train.labels);
         if self.batch_stats.len() == 1 {
@@ -172,6 +172,23 @@ impl Backend for CpuBackend {
 
     fn optimizer_state(&self) -> Result<OptimizerState, BackendError> {
         Ok(self.state.clone())
+    }
+}
+
+impl Verifier for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
+        Backend::shuffle(self, order)
+    }
+
+    fn recompute(&self, params: &Params, batch: usize) -> Result<(Params, Stats), BackendError> {
+        if batch >= self.batches() {
+            return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches())));
+        }
+        Ok(self.gradients_at(params, batch))
     }
 }
 

@@ -17,7 +17,7 @@ pub mod source;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use source::{DatasetKind, Format, Loaded, Splits};
+pub use source::{DataSource, DatasetKind, Format, Loaded, Selection, Splits};
 
 pub use idx::{
     MAX_PAYLOAD, load_mnist, load_split, parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels,
@@ -52,6 +52,9 @@ pub enum DataError {
     /// A label is not a digit.
     #[error("{}: label at index {index} is {value}, expected a digit 0..=9", path.display())]
     BadLabel { path: PathBuf, index: usize, value: u8 },
+    /// The rows asked for cannot be chosen from the data.
+    #[error("{0}")]
+    Selection(String),
 }
 
 /// One split: `n` images of `rows x cols` grey bytes (0 = background, 255 = ink), row-major,

@@ -11,7 +11,6 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::{DataError, Dataset, csv, folder, idx, malformed, not_found};
-use crate::cli::DataArgs;
 
 /// Where Debian's `dataset-fashion-mnist` package puts Fashion-MNIST's IDX files.
 pub const FASHION_SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -25,7 +24,7 @@ const FASHION: [&str; 10] =
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// Which data set the images are: it names the classes in every report.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DatasetKind {
     /// Handwritten digits 0..9 (LeCun, Cortes, Burges).
     #[default]
@@ -35,6 +34,8 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
+    pub const ALL: [DatasetKind; 2] = [DatasetKind::Mnist, DatasetKind::Fashion];
+
     /// The name saved in model files (`dataset` metadata).
     pub fn name(self) -> &'static str {
         match self {
@@ -75,7 +76,7 @@ impl DatasetKind {
 }
 
 /// A data format `--format` can force; otherwise it is detected from the content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// IDX files (train-images-idx3-ubyte ...), raw or gzipped.
     Idx,
@@ -86,6 +87,9 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 3] = [Format::Idx, Format::Csv, Format::Images];
+
+    /// The format in reports: "IDX", "CSV", "image folders".
     pub fn name(self) -> &'static str {
         match self {
             Format::Idx => "IDX",
@@ -103,11 +107,42 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+/// Which rows of the loaded data a run uses: the first `samples` training images, a fraction
+/// `val_split` of those held out as the validation set (chosen by `seed`), the first
+/// `test_samples` test images.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Selection {
+    pub samples: Option<usize>,
+    pub test_samples: Option<usize>,
+    pub val_split: Option<f64>,
+    pub seed: u64,
+}
+
 impl Splits {
     /// Training and test sets, no validation set.
     pub fn new(train: Dataset, test: Dataset) -> Self {
         let validation = Dataset::empty(train.rows, train.cols);
         Splits { train, validation, test }
+    }
+
+    /// The splits `selection` chooses from a training set and a test set (empty for none) of the
+    /// same image size.
+    pub fn select(mut train: Dataset, mut test: Dataset, selection: &Selection) -> Result<Self, DataError> {
+        if let Some(n) = selection.samples {
+            train.truncate(n);
+        }
+        if let Some(n) = selection.test_samples {
+            test.truncate(n);
+        }
+        let mut splits = Splits::new(train, test);
+        if let Some(f) = selection.val_split {
+            if splits.train.n < 2 {
+                let m = format!("--val-split needs at least 2 training images, there are {}", splits.train.n);
+                return Err(DataError::Selection(m));
+            }
+            splits.hold_out(f, selection.seed);
+        }
+        Ok(splits)
     }
 
     /// Moves `fraction` of the training set (at least one image, and leaving at least one), chosen
@@ -301,15 +336,25 @@ pub fn default_dir(kind: DatasetKind) -> Result<PathBuf, DataError> {
     }
 }
 
-/// The data a command asked for: `--data` (or the data set's default folder), with the test set
-/// it holds or the one `--test-data` names, checked to have the same image size.
-pub fn open(args: &DataArgs, kind: DatasetKind) -> Result<Loaded, DataError> {
-    let path = match &args.data {
+/// Where a command's images come from: `--data` (default: the data set's own folder), an extra
+/// labelled test set (`--test-data`), a forced format, and which data set they are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataSource {
+    pub path: Option<PathBuf>,
+    pub test_path: Option<PathBuf>,
+    pub format: Option<Format>,
+    pub kind: DatasetKind,
+}
+
+/// The data a command asked for: `source.path` (or the data set's default folder), with the test
+/// set it holds or the one `source.test_path` names, checked to have the same image size.
+pub fn open(source: &DataSource) -> Result<Loaded, DataError> {
+    let path = match &source.path {
         Some(p) => p.clone(),
-        None => default_dir(kind)?,
+        None => default_dir(source.kind)?,
     };
-    let mut loaded = load(&path, args.format)?;
-    if let Some(test_path) = &args.test_data {
+    let mut loaded = load(&path, source.format)?;
+    if let Some(test_path) = &source.test_path {
         let t = load(test_path, None)?;
         if t.test.is_none() && !t.train.labelled() {
             return Err(malformed(test_path, "has no labels, so it cannot be a test set".into()));
@@ -318,7 +363,7 @@ pub fn open(args: &DataArgs, kind: DatasetKind) -> Result<Loaded, DataError> {
         loaded.test = Some(t.test.unwrap_or(t.train));
     }
     if let Some(test) = &loaded.test {
-        let (train, what) = (&loaded.train, args.test_data.as_ref().unwrap_or(&path));
+        let (train, what) = (&loaded.train, source.test_path.as_ref().unwrap_or(&path));
         if (test.rows, test.cols) != (train.rows, train.cols) {
             let m = format!(
                 "test images are {}x{} but training images are {}x{}",

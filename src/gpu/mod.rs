@@ -29,12 +29,15 @@
 //! row: the order never matters, so `shuffle` uploads nothing.
 
 mod batches;
+mod buffers;
 pub mod context;
+pub mod dispatch;
 pub mod kernels;
 mod layout;
 pub mod matmul;
-mod plan;
 pub mod profile;
+pub mod shaders;
+mod step;
 
 use std::ops::Range;
 
@@ -43,12 +46,15 @@ use crate::data::Splits;
 use crate::model::{Activation, Params, Shape, Stats};
 use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
 use batches::Batches;
+use buffers::ChunkBuffers;
 pub use context::GpuContext;
-pub use kernels::Tiling;
-use kernels::{ColumnSumParams, Dispatch, Kernels, OptimizerParams, View};
+use dispatch::{Dispatch, View, submit};
+use kernels::Kernels;
 use layout::check_limits;
 pub use layout::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
-use plan::{ChunkBuffers, GpuSet, Plan};
+pub use matmul::Tiling;
+use shaders::{ColumnSumParams, OptimizerParams};
+use step::{GpuSet, Steps};
 
 /// The training step on a wgpu device (see the module documentation).
 pub struct GpuBackend {
@@ -124,7 +130,7 @@ impl GpuBackend {
         let stats = ctx.zeros("stats", 2, usage);
         let staging = ctx.staging(layout.total.max(2));
         let cb = ChunkBuffers::new(&ctx, s, rows);
-        let plan = Plan {
+        let builder = Steps {
             ctx: &ctx,
             k: &kernels,
             s,
@@ -138,18 +144,18 @@ impl GpuBackend {
             cb: &cb,
         };
         let [train_set, validation_set, test_set] = [(train, true), (validation, false), (test, false)]
-            .map(|(set, training)| GpuSet::new(&plan, set, training));
+            .map(|(set, training)| GpuSet::new(&builder, set, training));
         let steps = (0..batches.count())
-            .map(|b| train_set.buffers.as_ref().map_or_else(Vec::new, |set| plan.step(set, batches.range(b))))
+            .map(|b| train_set.buffers.as_ref().map_or_else(Vec::new, |set| builder.step(set, batches.range(b))))
             .collect();
         let cfg = options.optimizer;
         let moments = ["m", "v"].map(|name| {
             cfg.kind.moments().contains(&name).then(|| ctx.zeros(&format!("optimizer {name}"), layout.total, usage))
         });
         let (param_view, grad_view) = (View::all(&params_buf), View::all(&grads));
-        let [m, v] = moments.each_ref().map(|b| b.as_ref().map_or(kernels.dummy(), View::all));
+        let state: Vec<View> = moments.iter().flatten().map(View::all).collect();
         let p = optimizer_params(&cfg, &layout, 0.0, 1);
-        let update = kernels.optimizer_update(&ctx.device, cfg.kind, p, param_view, grad_view, m, v);
+        let update = kernels.optimizer_update(&ctx.device, cfg.kind, p, param_view, grad_view, &state);
         ctx.check()?;
         Ok(GpuBackend {
             tiling: kernels.tiling(),
@@ -239,9 +245,10 @@ impl GpuBackend {
                 cols: 2,
                 accumulate: (i > 0) as u32,
                 first_row: r.start as u32,
+                ..Default::default()
             };
             self.ctx.queue.write_buffer(&total.params, 0, bytemuck::bytes_of(&p));
-            kernels::submit(&self.ctx.device, &self.ctx.queue, &[total]);
+            submit(&self.ctx.device, &self.ctx.queue, &[total]);
         }
         self.read_stats(runs.iter().map(|r| r.len()).sum())
     }
@@ -289,7 +296,7 @@ impl Backend for GpuBackend {
         }
         self.prepare_update(lr);
         let all: Vec<&Dispatch> = self.steps[batch].iter().chain([&self.update]).collect();
-        kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
+        submit(&self.ctx.device, &self.ctx.queue, &all);
         self.batches.visit(batch);
         Ok(())
     }
@@ -297,7 +304,7 @@ impl Backend for GpuBackend {
     fn step_stats(&self) -> Result<Stats, BackendError> {
         if self.batches.full() {
             if let Some(total) = &self.train.total {
-                kernels::submit(&self.ctx.device, &self.ctx.queue, &[total]);
+                submit(&self.ctx.device, &self.ctx.queue, &[total]);
             }
             return self.read_stats(self.train.n);
         }
@@ -327,7 +334,7 @@ impl Backend for GpuBackend {
             return Ok(Stats::default());
         }
         let all: Vec<&Dispatch> = set.evaluate.iter().collect();
-        kernels::submit(&self.ctx.device, &self.ctx.queue, &all);
+        submit(&self.ctx.device, &self.ctx.queue, &all);
         self.read_stats(set.n)
     }
 
@@ -365,6 +372,6 @@ fn optimizer_params(cfg: &OptimizerConfig, layout: &ParamLayout, lr: f32, t: u64
         c1,
         c2,
         weights_end: layout.weights_end as u32,
-        _pad: [0; 2],
+        ..Default::default()
     }
 }

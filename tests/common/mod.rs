@@ -130,3 +130,11 @@ pub fn write_model_file(
 pub fn f32s(n: usize, v: f32) -> Vec<u8> {
     (0..n).flat_map(|_| v.to_le_bytes()).collect()
 }
+
+/// `params -= lr * grads`, tensor by tensor, through the reference's `sgd_update`: plain
+/// descent without weight decay.
+pub fn sgd_step(params: &mut gpu_mnist::model::Params, grads: &gpu_mnist::model::Params, lr: f32) {
+    for ((_, p), (_, g)) in params.tensors_mut().into_iter().zip(grads.tensors()) {
+        gpu_mnist::cpu::reference::sgd_update(p, g, lr);
+    }
+}

@@ -6,12 +6,14 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use super::{BackendFigures, LR, NaiveFigure, figure, flops_per_iteration, median};
+use crate::app::cli::BenchArgs;
 use gpu_mnist::backend::Backend;
-use gpu_mnist::cli::BenchArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data::{Dataset, Splits};
-use gpu_mnist::gpu::kernels::OPTIMIZER_ENTRIES;
-use gpu_mnist::gpu::kernels::{Kernels, MatmulParams, NaiveKernels, View};
+use gpu_mnist::gpu::dispatch::View;
+use gpu_mnist::gpu::kernels::Kernels;
+use gpu_mnist::gpu::matmul::NaiveKernels;
+use gpu_mnist::gpu::shaders::{MatmulParams, optimizer_entry};
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
 use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::optim::{self, Optimizer, OptimizerConfig, OptimizerState};
@@ -79,7 +81,7 @@ pub fn bench(
     let mut expected = params.clone();
     let mut state = OptimizerState::new(rule.kind, shape.clone());
     optim::optimizer_update(&mut expected, &grads, &mut state, &rule, LR);
-    let update_check = format!("params ({})", OPTIMIZER_ENTRIES[rule.kind.shader_code() as usize]);
+    let update_check = format!("params ({})", optimizer_entry(rule.kind));
     let checks = [
         ("loss (linear_forward, softmax_xent_forward)", (stats.loss - want_stats.loss).abs() / want_stats.loss),
         (

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use super::{BackendFigures, LR, OpFigure, figure, flops_per_iteration, median};
-use gpu_mnist::cli::BenchArgs;
+use crate::app::cli::BenchArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::cpu::reference;
 use gpu_mnist::data::Dataset;

@@ -6,8 +6,8 @@
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use super::cli::PredictArgs;
 use gpu_mnist::checkpoint;
-use gpu_mnist::cli::PredictArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data::{DatasetKind, csv};
 use gpu_mnist::digit;
@@ -69,7 +69,7 @@ struct Entry {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let model_path = crate::commands::bundled(&args.model, "data/model.safetensors");
+    let model_path = super::bundled(&args.model, "data/model.safetensors");
     let model = checkpoint::load(&model_path)?;
     let side = digit::SIDE as usize;
     if model.params.shape.d != side * side {

@@ -1,51 +1,21 @@
-//! The training loop, generic over the backend: full-batch or mini-batch steps (each epoch visits
-//! the training rows in a fresh seeded order), report points, optional evaluation on the held-out
-//! splits with an optional target accuracy that ends the run, and optional step-by-step
-//! verification against the CPU.
+//! The training loop, generic over the backend: it carries out a `TrainPlan`. Full-batch or
+//! mini-batch steps (each epoch visits the training rows in a fresh seeded order), report points,
+//! optional evaluation on the held-out splits with an optional target accuracy that ends the run,
+//! and optional step-by-step verification against a second backend.
 
-use std::sync::Arc;
+mod verify;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backend::{Backend, BackendError, Split};
-use crate::cpu::CpuBackend;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::backend::{Backend, BackendError, Split, Verifier};
 use crate::model::{Params, Stats};
-use crate::schedule::Schedule;
-
-/// Largest relative difference `--verify-every` accepts between a GPU step and the CPU's. Both
-/// sum a batch's rows (60,000 f32 terms per gradient element for a full batch) in different
-/// orders; measured differences are ~1e-7..1e-5 of each tensor's largest magnitude, so 1e-3
-/// flags real errors without noise.
-pub const VERIFY_TOLERANCE: f64 = 1e-3;
-
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    /// Steps to take: full-batch iterations, or mini-batch steps (`batches()` per epoch).
-    pub iterations: usize,
-    /// The learning rate of each iteration; iteration `it` of this run is the model's
-    /// `first_iteration + it`.
-    pub schedule: Schedule,
-    pub first_iteration: usize,
-    /// The model's step at which the current batching began (0, or where a resumed model changed
-    /// its batch size): epochs, their orders and the batch of each step count from it.
-    pub batch_origin: usize,
-    /// Seeds the order of each mini-batch epoch (`epoch_order`).
-    pub seed: u64,
-    /// Stop at the first report point whose held-out accuracy (validation if the run has a
-    /// validation split, else test) reaches this fraction; needs `eval_test`.
-    pub target_accuracy: Option<f64>,
-    /// Report (train loss/accuracy) every this many iterations.
-    pub report_every: usize,
-    /// Also measure validation and test accuracy at report points.
-    pub eval_test: bool,
-    pub verify_every: Option<usize>,
-    /// Set (by Ctrl-C) to stop after the current iteration; the summary then says so.
-    pub stop: Option<Arc<AtomicBool>>,
-}
+use crate::plan::TrainPlan;
+pub use verify::{KINK_ROWS, KINK_SAMPLES, VERIFY_TOLERANCE, relative_difference, worst};
 
 /// What the loop tells its caller as it goes.
 pub enum Event {
@@ -54,8 +24,9 @@ pub enum Event {
     /// A report point: training statistics of the latest step; validation and test statistics
     /// if asked for and the split is not empty.
     Report { iteration: usize, train: Stats, validation: Option<Stats>, test: Option<Stats>, seconds: f64 },
-    /// A verified step: largest relative differences of loss and of each gradient tensor.
-    Verified { iteration: usize, loss: f64, grads: Vec<(&'static str, f64)> },
+    /// A verified step: largest relative differences of loss and of each gradient tensor to the
+    /// verifier's.
+    Verified { iteration: usize, verifier: &'static str, loss: f64, grads: Vec<(&'static str, f64)> },
     /// Finite parameters after `iteration` (taken at report points): what to save if a later
     /// iteration diverges or the device fails.
     Snapshot { iteration: usize, params: Params },
@@ -78,7 +49,7 @@ pub struct Reached {
 #[derive(Clone, Copy, Debug)]
 pub struct Summary {
     pub iterations: usize,
-    /// Set when the run stopped on reaching `TrainConfig::target_accuracy`.
+    /// Set when the run stopped on reaching the plan's target accuracy.
     pub reached: Option<Reached>,
     pub train: Stats,
     /// Statistics of the held-out splits; `n == 0` for a split the run does not have.
@@ -87,7 +58,7 @@ pub struct Summary {
     /// Wall time of the iterations up to the last one's statistics (which waits for the device),
     /// without verification, test evaluations and the final evaluation.
     pub seconds: f64,
-    /// Stopped early by `TrainConfig::stop` after `iterations` of the planned iterations.
+    /// Stopped early by the stop flag after `iterations` of the planned iterations.
     pub interrupted: bool,
 }
 
@@ -98,29 +69,9 @@ pub enum TrainError {
     #[error("the training loss became {loss} at iteration {iteration}; try a smaller --lr (now {lr})")]
     Diverged { iteration: usize, loss: f64, lr: f32 },
     #[error(
-        "verification failed at iteration {iteration}: {what} differs from the CPU by {diff:.3e} (relative), more than {VERIFY_TOLERANCE:.0e}"
+        "verification failed at iteration {iteration}: {what} differs from the {verifier} backend's by {diff:.3e} (relative), more than {VERIFY_TOLERANCE:.0e}"
     )]
-    Verify { iteration: usize, what: String, diff: f64 },
-}
-
-/// The larger of two differences, where NaN counts as larger than anything.
-fn nan_max(a: f64, b: f64) -> f64 {
-    if b.is_nan() || b > a { b } else { a }
-}
-
-/// `max |a - b| / max |b|` over a tensor: the difference relative to the reference's scale.
-/// NaN anywhere in either tensor makes the result NaN, so checks written `!(d <= tol)` fail.
-pub fn relative_difference(a: &[f32], b: &[f32]) -> f64 {
-    let scale = b.iter().fold(0.0f64, |m, &v| nan_max(m, v.abs() as f64));
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| nan_max(m, (x as f64 - y as f64).abs()));
-    if scale == 0.0 { diff } else { diff / scale }
-}
-
-/// The named difference that is largest (NaN first): what a failed check reports.
-pub fn worst<'a>(diffs: impl IntoIterator<Item = (&'a str, f64)>) -> (&'a str, f64) {
-    diffs
-        .into_iter()
-        .fold(("", 0.0), |w, (name, d)| if (d.is_nan() && !w.1.is_nan()) || d > w.1 { (name, d) } else { w })
+    Verify { iteration: usize, what: String, verifier: &'static str, diff: f64 },
 }
 
 /// The order in which mini-batch epoch `epoch` visits `n` training rows: a permutation seeded by
@@ -138,66 +89,71 @@ pub fn batch_position(position: usize, batches: usize) -> (usize, usize) {
     (position / batches.max(1), position % batches.max(1))
 }
 
-pub fn train<B: Backend>(
+/// Takes `plan`'s steps on `backend`, verifying every `plan.verify_every`-th on `verifier`, until
+/// the plan is done, its target accuracy is reached or `stop` is set (by Ctrl-C).
+pub fn train<B: Backend + ?Sized>(
     backend: &mut B,
-    cfg: &TrainConfig,
-    mut verifier: Option<&mut CpuBackend>,
+    plan: &TrainPlan,
+    mut verifier: Option<&mut dyn Verifier>,
+    stop: Option<&AtomicBool>,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Summary, TrainError> {
+    let (steps, reports, origin) = (plan.steps, plan.reports, plan.batching.origin);
+    let lr = plan.schedule.base;
     let start = Instant::now();
     // Time spent checking rather than training (verification, test evaluation) is left out.
     let mut checking = 0.0;
     let mut done = 0;
     let mut reached = None;
     let batches = backend.batches();
-    for it in 1..=cfg.iterations {
+    for it in 1..=steps.count {
         // The model's step count so far decides the epoch and batch, so a resumed run goes on
         // with the epoch it stopped in.
-        let step = cfg.first_iteration + it - 1;
-        let position = step - cfg.batch_origin.min(step);
+        let step = steps.done + it - 1;
+        let position = step - origin.min(step);
         let (epoch, batch) = batch_position(position, batches);
         if batches > 1 && (batch == 0 || it == 1) {
-            let order = epoch_order(backend.train_rows(), cfg.seed, epoch);
+            let order = epoch_order(backend.train_rows(), plan.seed, epoch);
             backend.shuffle(&order)?;
-            if let Some(cpu) = verifier.as_deref_mut() {
-                cpu.shuffle(&order)?;
+            if let Some(v) = verifier.as_deref_mut() {
+                v.shuffle(&order)?;
             }
         }
-        let verify = verifier.as_deref().filter(|_| cfg.verify_every.is_some_and(|k| it % k == 0 || it == 1));
+        let verify = verifier.as_deref().filter(|_| plan.verify_every.is_some_and(|k| it % k == 0 || it == 1));
         let t = Instant::now();
         let before = match verify {
             Some(_) => Some(backend.params()?),
             None => None,
         };
         checking += t.elapsed().as_secs_f64();
-        backend.step(batch, cfg.schedule.lr(step + 1))?;
+        backend.step(batch, plan.schedule.lr(step + 1))?;
         done = it;
-        if let (Some(cpu), Some(before)) = (verify, before) {
+        if let (Some(v), Some(before)) = (verify, before) {
             let t = Instant::now();
-            let event = verify_step(backend, cpu, &before, batch, it)?;
+            let event = verify::verify_step(backend, v, plan.activation, &before, batch, it)?;
             checking += t.elapsed().as_secs_f64();
             on_event(event);
         }
         on_event(Event::Step { iteration: it });
-        let stop = cfg.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed));
-        // Report points fall on multiples of `report_every` of the batching's steps, so a resumed
+        let stop = stop.is_some_and(|s| s.load(Ordering::Relaxed));
+        // Report points fall on multiples of `reports.every` of the batching's steps, so a resumed
         // mini-batch run still reports at the ends of epochs.
-        let report = (position + 1) % cfg.report_every == 0 || it == cfg.iterations || stop;
+        let report = (position + 1) % reports.every == 0 || it == steps.count || stop;
         // Reading a GPU's statistics waits for it, so it diverges unnoticed until a report point;
         // the CPU's are free and its latest batch is checked every iteration.
         if !report && backend.free_stats() {
             let latest = backend.batch_stats(batch)?;
             if !latest.loss.is_finite() {
-                return Err(TrainError::Diverged { iteration: it, loss: latest.loss, lr: cfg.schedule.base });
+                return Err(TrainError::Diverged { iteration: it, loss: latest.loss, lr });
             }
         }
         if report {
             let train = backend.step_stats()?;
             if !train.loss.is_finite() {
-                return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr: cfg.schedule.base });
+                return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr });
             }
             let t = Instant::now();
-            let held_out = |split| match cfg.eval_test {
+            let held_out = |split| match reports.held_out {
                 true => backend.evaluate(split).map(|s| (s.n > 0).then_some(s)),
                 false => Ok(None),
             };
@@ -210,7 +166,7 @@ pub fn train<B: Backend>(
                 on_event(Event::Snapshot { iteration: it, params });
             }
             let judged = validation.map(|s| (s, Split::Validation)).or(test.map(|s| (s, Split::Test)));
-            if let (Some(target), Some((stats, split))) = (cfg.target_accuracy, judged)
+            if let (Some(target), Some((stats, split))) = (reports.target_accuracy, judged)
                 && stats.accuracy() >= target
             {
                 let epochs = (position + 1) as f64 / batches as f64;
@@ -227,70 +183,20 @@ pub fn train<B: Backend>(
     let seconds = reached.map_or_else(|| start.elapsed().as_secs_f64() - checking, |r| r.seconds);
     let train = backend.evaluate(Split::Train)?;
     if !train.loss.is_finite() {
-        return Err(TrainError::Diverged { iteration: done, loss: train.loss, lr: cfg.schedule.base });
+        return Err(TrainError::Diverged { iteration: done, loss: train.loss, lr });
     }
     let validation = backend.evaluate(Split::Validation)?;
     let test = backend.evaluate(Split::Test)?;
-    let interrupted = done < cfg.iterations && reached.is_none();
+    let interrupted = done < steps.count && reached.is_none();
     Ok(Summary { iterations: done, reached, train, validation, test, seconds, interrupted })
 }
-
-/// Recomputes the step just taken on `batch` from `before` on the CPU and compares loss and
-/// gradients.
-fn verify_step<B: Backend>(
-    backend: &B,
-    cpu: &CpuBackend,
-    before: &Params,
-    batch: usize,
-    it: usize,
-) -> Result<Event, TrainError> {
-    let grads = backend.gradients()?;
-    let stats = backend.batch_stats(batch)?;
-    let (ref_grads, ref_stats) = cpu.gradients_at(before, batch);
-    let loss = (stats.loss - ref_stats.loss).abs() / ref_stats.loss.abs().max(1e-12);
-    // Under ReLU a pre-activation within rounding of 0 can fall on different sides of the kink on
-    // the two devices. In a one-hidden-layer network each such sample moves dW1[:, j] and db1[j]
-    // by at most 2·max|W2| / N (|p - onehot(y)| sums to at most 2, x <= 1); late in training db1
-    // is small enough for one sample to be 1e-3 of its scale (seen at iteration 500 of the default
-    // run). Deeper networks get the same allowance, from the output layer's weights, on every
-    // layer below the output.
-    let out = before.layers.len() - 1;
-    let max_w = before.layers[out].w.iter().fold(0.0f64, |m, &w| m.max(w.abs() as f64));
-    // The samples near the kink are a fraction of the batch: KINK_SAMPLES of a 60,000-row full
-    // batch, proportionally fewer (at least one) in a mini-batch, whose 1/B weighs each more.
-    let n = ref_stats.n.max(1) as f64;
-    let samples = (KINK_SAMPLES * n / KINK_ROWS).max(1.0);
-    let kink = match cpu.activation() {
-        crate::model::Activation::Relu => samples * 2.0 * max_w / n,
-        _ => 0.0,
-    };
-    let (mut diffs, mut checked) = (Vec::new(), Vec::new());
-    let pairs = grads.tensors().into_iter().zip(ref_grads.tensors());
-    for (i, ((name, g), (_, r))) in pairs.enumerate() {
-        let rel = relative_difference(g, r);
-        let scale = r.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
-        let below_output = i / 2 < out;
-        let allowance = if below_output && scale > 0.0 { kink / scale } else { 0.0 };
-        diffs.push((name, rel));
-        checked.push((name, if rel.is_nan() { rel } else { (rel - allowance).max(0.0) }));
-    }
-    let worst = worst(std::iter::once(("loss", loss)).chain(checked));
-    if !(worst.1 <= VERIFY_TOLERANCE) {
-        let what = if worst.0 == "loss" { "the loss".to_string() } else { format!("gradient d{}", worst.0) };
-        return Err(TrainError::Verify { iteration: it, what, diff: worst.1 });
-    }
-    Ok(Event::Verified { iteration: it, loss, grads: diffs })
-}
-
-/// How many samples on ReLU's kink a verified step of `KINK_ROWS` rows may differ by (see
-/// `verify_step`); a batch of n rows is allowed `max(1, KINK_SAMPLES · n / KINK_ROWS)`.
-pub const KINK_SAMPLES: f64 = 8.0;
-pub const KINK_ROWS: f64 = 60_000.0;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Shape, Stats};
+    use crate::cpu::CpuBackend;
+    use crate::model::{Activation, Shape, Stats};
+    use crate::plan::{DataFacts, TrainRequest};
 
     #[test]
     fn relative_difference_propagates_nan() {
@@ -323,7 +229,7 @@ mod tests {
             self.cpu.batches()
         }
         fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
-            self.cpu.shuffle(order)
+            Backend::shuffle(&mut self.cpu, order)
         }
         fn step(&mut self, batch: usize, lr: f32) -> Result<(), BackendError> {
             self.cpu.step(batch, lr)
@@ -350,7 +256,7 @@ mod tests {
         }
     }
 
-    fn fake(gradient_scale: f32, loss: Option<f64>, act: crate::model::Activation, n: usize) -> (Fake, CpuBackend) {
+    fn fake(gradient_scale: f32, loss: Option<f64>, act: Activation, n: usize) -> (Fake, CpuBackend) {
         let mut r = 1u32;
         let mut px = || {
             r = r.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -372,29 +278,30 @@ mod tests {
         (fake, verifier)
     }
 
-    fn cfg(verify: bool) -> TrainConfig {
-        TrainConfig {
-            iterations: 3,
-            schedule: crate::schedule::Schedule::constant(0.1),
-            first_iteration: 0,
-            batch_origin: 0,
-            seed: 0,
-            target_accuracy: None,
-            report_every: 1,
-            eval_test: false,
+    /// `iterations` steps at lr 0.1 on the fake's data, reporting every step, each verified if
+    /// `verify`.
+    fn plan(iterations: usize, verify: bool, act: Activation, n: usize) -> TrainPlan {
+        let request = TrainRequest {
+            iterations: Some(iterations),
+            lr: Some(0.1),
+            hidden: Some(vec![5]),
+            activation: Some(act),
+            eval_every: Some(1),
             verify_every: verify.then_some(1),
-            stop: None,
-        }
+            ..Default::default()
+        };
+        let facts = DataFacts { d: 8, train: n, validation: 0, test: n };
+        TrainPlan::resolve(&request, None, &facts).expect("a valid plan")
     }
 
     #[test]
     fn verification_catches_a_wrong_gradient() {
         // Sigmoid: no kink allowance, a 1% error fails.
-        let (mut b, mut v) = fake(1.01, Some(2.3), crate::model::Activation::Sigmoid, 40);
+        let (mut b, mut v) = fake(1.01, Some(2.3), Activation::Sigmoid, 40);
         // The fake's loss is made up, so only compare gradients: make the loss match the CPU's.
         b.loss = v.gradients_at(&b.cpu.params().unwrap(), 0).1.loss;
-        match train(&mut b, &cfg(true), Some(&mut v), &mut |_| {}) {
-            Err(TrainError::Verify { iteration: 1, what, diff }) => {
+        match train(&mut b, &plan(3, true, Activation::Sigmoid, 40), Some(&mut v), None, &mut |_| {}) {
+            Err(TrainError::Verify { iteration: 1, what, diff, .. }) => {
                 assert_eq!(what, "gradient dw1");
                 assert!((diff - 0.01).abs() < 1e-4, "{diff}");
             }
@@ -407,11 +314,11 @@ mod tests {
         // 4,000 samples: one on the kink (8 per 60,000 rows, at least one) may move dW1 by
         // 2·max|W2|/4000, so exact gradients pass and gradients off by half do not.
         for (scale, fails) in [(1.0, false), (1.5, true)] {
-            let (mut b, mut v) = fake(scale, Some(2.3), crate::model::Activation::Relu, 4000);
+            let (mut b, mut v) = fake(scale, Some(2.3), Activation::Relu, 4000);
             b.loss = v.gradients_at(&b.cpu.params().unwrap(), 0).1.loss;
             // One step: the fake's loss is the CPU's only before the first update.
-            let one = TrainConfig { iterations: 1, ..cfg(true) };
-            let r = train(&mut b, &one, Some(&mut v), &mut |_| {});
+            let one = plan(1, true, Activation::Relu, 4000);
+            let r = train(&mut b, &one, Some(&mut v), None, &mut |_| {});
             assert_eq!(matches!(r, Err(TrainError::Verify { .. })), fails, "gradient x{scale}: {r:?}");
         }
     }
@@ -432,8 +339,8 @@ mod tests {
 
     #[test]
     fn a_nan_loss_stops_training_with_advice() {
-        let (mut b, _) = fake(1.0, None, crate::model::Activation::Relu, 40);
-        match train(&mut b, &cfg(false), None, &mut |_| {}) {
+        let (mut b, _) = fake(1.0, None, Activation::Relu, 40);
+        match train(&mut b, &plan(3, false, Activation::Relu, 40), None, None, &mut |_| {}) {
             Err(e @ TrainError::Diverged { iteration: 1, .. }) => assert!(e.to_string().contains("smaller --lr")),
             other => panic!("expected divergence, got {other:?}"),
         }

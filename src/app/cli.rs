@@ -1,14 +1,19 @@
-//! Command-line interface: clap derive types, validated as they are parsed.
+//! Command-line interface: clap types, validated as they are parsed, and their mapping onto the
+//! library's requests. Training options are `None` when not given: their defaults live in
+//! `gpu_mnist::plan` (a continued model's saved plan comes before them), and the help text shows
+//! them (a test holds the two together).
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::data::{DatasetKind, Format};
-use crate::gpu::Tiling;
-use crate::model::Activation;
-use crate::optim::{Optimizer, OptimizerConfig};
-use crate::schedule::LrSchedule;
+use gpu_mnist::data::{DatasetKind, Format};
+use gpu_mnist::gpu::Tiling;
+use gpu_mnist::model::Activation;
+use gpu_mnist::optim::Optimizer;
+use gpu_mnist::plan::{DataRequest, TrainRequest};
+use gpu_mnist::schedule::LrSchedule;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +42,47 @@ pub enum Command {
     Devices,
 }
 
+/// A parser for one of the domain's enums: each value's command-line name and help.
+fn choice<T: Copy + Send + Sync + 'static>(
+    values: &'static [(T, &'static str, &'static str)],
+) -> impl TypedValueParser<Value = T> {
+    let names = values.iter().map(|&(_, name, help)| PossibleValue::new(name).help(help));
+    PossibleValuesParser::new(names).map(move |s| {
+        // The possible values parser has accepted only names of `values`.
+        values.iter().find(|(_, name, _)| *name == s).map_or(values[0].0, |v| v.0)
+    })
+}
+
+pub const ACTIVATIONS: &[(Activation, &str, &str)] = &[
+    (Activation::Sigmoid, "sigmoid", "1 / (1 + e^-z)"),
+    (Activation::Relu, "relu", "max(z, 0)"),
+    (Activation::Elu, "elu", "z above 0, e^z - 1 below"),
+];
+pub const OPTIMIZERS: &[(Optimizer, &str, &str)] = &[
+    (Optimizer::Gd, "gd", "Plain gradient descent"),
+    (Optimizer::Momentum, "momentum", "Heavy-ball momentum"),
+    (Optimizer::Nesterov, "nesterov", "Nesterov momentum"),
+    (Optimizer::Adam, "adam", "Adam with bias correction"),
+];
+pub const SCHEDULES: &[(LrSchedule, &str, &str)] = &[
+    (LrSchedule::Constant, "constant", "--lr throughout"),
+    (LrSchedule::Step, "step", "--lr times --lr-gamma after every --lr-step-every iterations"),
+    (LrSchedule::Cosine, "cosine", "From --lr down to 0 along half a cosine, over the iterations after the warm-up"),
+];
+pub const TILINGS: &[(Tiling, &str, &str)] = &[
+    (Tiling::Register, "register", "8 x 8 outputs per invocation in registers, no barriers (software adapters)"),
+    (Tiling::Shared, "shared", "64 x 64 tiles staged through workgroup memory (hardware GPUs)"),
+];
+pub const DATASETS: &[(DatasetKind, &str, &str)] = &[
+    (DatasetKind::Mnist, "mnist", "Handwritten digits 0..9 (LeCun, Cortes, Burges)"),
+    (DatasetKind::Fashion, "fashion", "Zalando's Fashion-MNIST: ten kinds of clothing in MNIST's format"),
+];
+pub const FORMATS: &[(Format, &str, &str)] = &[
+    (Format::Idx, "idx", "IDX files (train-images-idx3-ubyte ...), raw or gzipped"),
+    (Format::Csv, "csv", "CSV rows label,pixel0..pixel783 (Kaggle, mnist_train.csv), with or without a header"),
+    (Format::Images, "images", "Folders of images, one per class: 0/..9/ (or train/0/.., test/0/..)"),
+];
+
 /// Where the images come from (train and eval).
 #[derive(Args, Debug, Clone, Default)]
 pub struct DataArgs {
@@ -50,10 +96,11 @@ pub struct DataArgs {
     #[arg(long)]
     pub test_data: Option<PathBuf>,
     /// Read --data as this format instead of detecting it from the content.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice(FORMATS))]
     pub format: Option<Format>,
-    /// Which data set the images are: it names the classes in reports and in the saved model.
-    #[arg(long, value_enum)]
+    /// Which data set the images are: it names the classes in reports and in the saved model
+    /// [default: mnist].
+    #[arg(long, value_parser = choice(DATASETS))]
     pub dataset: Option<DatasetKind>,
 }
 
@@ -113,7 +160,7 @@ pub struct BenchArgs {
     /// Training images N per iteration (at most the data set's size).
     #[arg(long, default_value_t = 60000, value_parser = positive)]
     pub samples: usize,
-    #[arg(long, value_enum, default_value_t = Activation::Relu)]
+    #[arg(long, value_parser = choice(ACTIVATIONS), default_value = "relu")]
     pub activation: Activation,
     /// Timed iterations per measurement; the median is reported.
     #[arg(long, default_value_t = 5, value_parser = positive)]
@@ -122,7 +169,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// The update rule timed after each gradient pass (default hyper-parameters).
-    #[arg(long, value_enum, default_value_t = Optimizer::Gd)]
+    #[arg(long, value_parser = choice(OPTIMIZERS), default_value = "gd")]
     pub optimizer: Optimizer,
     /// Also time H in 32..1024 at N = --samples and N in 1k..--samples at H = --hidden.
     #[arg(long)]
@@ -136,7 +183,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub adapter: Option<String>,
     /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice(TILINGS))]
     pub tiling: Option<Tiling>,
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
@@ -152,10 +199,12 @@ pub enum BackendChoice {
     Cpu,
 }
 
+/// `train`'s options. Those that shape the run are `None` when not given: `--init-from` then
+/// continues with the model's saved plan, and a new run takes the defaults the help shows.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Steps to take: full-batch iterations, or mini-batch steps with --batch-size
-    /// [default: 500 full-batch iterations, or 10 epochs of mini-batches].
+    /// [default: the rest of a continued run; else 500 full-batch iterations, or 10 epochs of mini-batches].
     #[arg(long, value_parser = positive, conflicts_with = "epochs")]
     pub iterations: Option<usize>,
     /// Passes over the training set: with --batch-size, N/B steps each (rounded up).
@@ -166,50 +215,52 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive)]
     pub batch_size: Option<usize>,
     /// Hidden layer widths, input side first: `800` for 784-800-10, `256,128` for
-    /// 784-256-128-10 (each 1..=65535, at most 7 layers).
-    #[arg(long, default_value = "128", value_delimiter = ',', value_parser = hidden_units)]
-    pub hidden: Vec<usize>,
-    /// Hidden-layer activation (relu trains best here; sigmoid and elu are the classic seeds).
-    #[arg(long, value_enum, default_value_t = Activation::Relu)]
-    pub activation: Activation,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.8, value_parser = learning_rate)]
-    pub lr: f32,
-    /// How the learning rate moves over the run (after any --warmup).
-    #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
-    pub lr_schedule: LrSchedule,
-    /// Iterations of linear warm-up from lr/N up to --lr.
-    #[arg(long, default_value_t = 0)]
-    pub warmup: usize,
+    /// 784-256-128-10 (each 1..=65535, at most 7 layers) [default: 128].
+    #[arg(long, value_delimiter = ',', value_parser = hidden_units)]
+    pub hidden: Option<Vec<usize>>,
+    /// Hidden-layer activation (relu trains best here; sigmoid and elu are the classic seeds)
+    /// [default: relu].
+    #[arg(long, value_parser = choice(ACTIVATIONS))]
+    pub activation: Option<Activation>,
+    /// Learning rate [default: 0.8].
+    #[arg(long, value_parser = learning_rate)]
+    pub lr: Option<f32>,
+    /// How the learning rate moves over the run, after any --warmup [default: constant].
+    #[arg(long, value_parser = choice(SCHEDULES))]
+    pub lr_schedule: Option<LrSchedule>,
+    /// Iterations of linear warm-up from lr/W up to --lr, for W warm-up iterations [default: 0].
+    #[arg(long)]
+    pub warmup: Option<usize>,
     /// Step schedule: iterations between decays [default: a third of the iterations after warm-up].
     #[arg(long, value_parser = positive)]
     pub lr_step_every: Option<usize>,
-    /// Step schedule: the factor of each decay (0 < G <= 1).
-    #[arg(long, default_value_t = 0.1, value_parser = decay_factor)]
-    pub lr_gamma: f32,
-    /// Seed of the weight initialisation.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Step schedule: the factor of each decay (0 < G <= 1) [default: 0.1].
+    #[arg(long, value_parser = decay_factor)]
+    pub lr_gamma: Option<f32>,
+    /// Seed of the weight initialisation, the --val-split rows and every epoch's order
+    /// [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Update rule: plain gradient descent, heavy-ball momentum, Nesterov momentum or Adam. The
-    /// rule's state is saved with the model and restored by --init-from.
-    #[arg(long, value_enum, default_value_t = Optimizer::Gd)]
-    pub optimizer: Optimizer,
-    /// Momentum and Nesterov: the velocity's decay (0 <= M < 1).
-    #[arg(long, default_value_t = 0.9, value_parser = decay_rate)]
-    pub momentum: f32,
-    /// Adam: decay of the first moment (0 <= B < 1).
-    #[arg(long, default_value_t = 0.9, value_parser = decay_rate)]
-    pub beta1: f32,
-    /// Adam: decay of the second moment (0 <= B < 1).
-    #[arg(long, default_value_t = 0.999, value_parser = decay_rate)]
-    pub beta2: f32,
-    /// Adam: added to the root of the second moment (finite, above 0).
-    #[arg(long, default_value_t = 1e-8, value_parser = epsilon)]
-    pub eps: f32,
-    /// Decoupled (AdamW-style) weight decay of the weights (w1, w2, ...), not the biases: each step first does
-    /// w -= lr * D * w (finite, 0 <= D, lr * D < 1).
-    #[arg(long, default_value_t = 0.0, value_parser = weight_decay)]
-    pub weight_decay: f32,
+    /// rule's state is saved with the model and restored by --init-from [default: gd].
+    #[arg(long, value_parser = choice(OPTIMIZERS))]
+    pub optimizer: Option<Optimizer>,
+    /// Momentum and Nesterov: the velocity's decay (0 <= M < 1) [default: 0.9].
+    #[arg(long, value_parser = decay_rate)]
+    pub momentum: Option<f32>,
+    /// Adam: decay of the first moment (0 <= B < 1) [default: 0.9].
+    #[arg(long, value_parser = decay_rate)]
+    pub beta1: Option<f32>,
+    /// Adam: decay of the second moment (0 <= B < 1) [default: 0.999].
+    #[arg(long, value_parser = decay_rate)]
+    pub beta2: Option<f32>,
+    /// Adam: added to the root of the second moment (finite, above 0) [default: 1e-8].
+    #[arg(long, value_parser = epsilon)]
+    pub eps: Option<f32>,
+    /// Decoupled (AdamW-style) weight decay of the weights (w1, w2, ...), not the biases: each
+    /// step first does w -= lr * D * w (finite, 0 <= D, lr * D < 1) [default: 0].
+    #[arg(long, value_parser = weight_decay)]
+    pub weight_decay: Option<f32>,
     /// Train without the bias vectors (b1, b2, ...).
     #[arg(long)]
     pub no_bias: bool,
@@ -224,17 +275,18 @@ pub struct TrainArgs {
     /// set, reported separately from the test set.
     #[arg(long, value_parser = fraction)]
     pub val_split: Option<f64>,
-    /// Where to save the trained model (safetensors); written atomically at the end.
-    #[arg(long, default_value = "model.safetensors")]
-    pub out: PathBuf,
+    /// Where to save the trained model (safetensors); written atomically at the end
+    /// [default: model.safetensors, or the --init-from file, which a continued run updates].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Draw loss and train/test accuracy against the iteration into this PNG at the end.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Append one JSON object per report point to this file as training goes.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Continue training a saved model (its layer widths, activation and bias replace --hidden,
-    /// --activation and --no-bias).
+    /// Continue training a saved model: its layers and its run's plan (data, seed, schedule,
+    /// optimizer and its state, batching, the steps still planned) unless options say otherwise.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Train on the first N training images only.
@@ -244,7 +296,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive)]
     pub test_samples: Option<usize>,
     /// Print train loss, train accuracy and test accuracy every K iterations
-    /// [default with mini-batches and --target-accuracy: every epoch].
+    /// [default: every epoch of mini-batches; 20 times a full-batch run].
     #[arg(long, value_parser = positive)]
     pub eval_every: Option<usize>,
     /// Stop when the held-out accuracy (validation with --val-split, else test) reaches this
@@ -261,20 +313,54 @@ pub struct TrainArgs {
     #[arg(long, value_parser = chunk_rows)]
     pub chunk_rows: Option<usize>,
     /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice(TILINGS))]
     pub tiling: Option<Tiling>,
 }
 
+impl DataArgs {
+    pub fn request(&self) -> DataRequest {
+        DataRequest {
+            path: self.data.clone(),
+            test_path: self.test_data.clone(),
+            format: self.format,
+            kind: self.dataset,
+            ..Default::default()
+        }
+    }
+}
+
 impl TrainArgs {
-    /// The update rule and its hyper-parameters as given.
-    pub fn optimizer_config(&self) -> OptimizerConfig {
-        OptimizerConfig {
-            kind: self.optimizer,
+    /// The run as asked for, for `TrainPlan::resolve`.
+    pub fn request(&self) -> TrainRequest {
+        TrainRequest {
+            data: DataRequest {
+                samples: self.samples,
+                test_samples: self.test_samples,
+                val_split: self.val_split,
+                ..self.data.request()
+            },
+            seed: self.seed,
+            hidden: self.hidden.clone(),
+            activation: self.activation,
+            no_bias: self.no_bias,
+            iterations: self.iterations,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            lr_schedule: self.lr_schedule,
+            warmup: self.warmup,
+            lr_step_every: self.lr_step_every,
+            lr_gamma: self.lr_gamma,
+            optimizer: self.optimizer,
             momentum: self.momentum,
             beta1: self.beta1,
             beta2: self.beta2,
             eps: self.eps,
             weight_decay: self.weight_decay,
+            eval_every: self.eval_every,
+            target_accuracy: self.target_accuracy,
+            verify_every: self.verify_every,
+            curves: self.plot.is_some() || self.metrics.is_some(),
         }
     }
 }
@@ -350,5 +436,69 @@ fn weight_decay(s: &str) -> Result<f32, String> {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         Ok(v) => Err(format!("must be a finite number, 0 or above, got {v}")),
         Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use gpu_mnist::optim::OptimizerConfig;
+    use gpu_mnist::plan;
+
+    /// The help text of `train`'s option `--name`.
+    fn help(name: &str) -> String {
+        let cmd = Cli::command();
+        let train = cmd.find_subcommand("train").expect("train");
+        let arg = train.get_arguments().find(|a| a.get_long() == Some(name)).expect(name);
+        arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_help_shows_the_plans_defaults() {
+        let o = OptimizerConfig::default();
+        let d = |v: String| format!("[default: {v}");
+        for (option, default) in [
+            ("lr", d(plan::DEFAULT_LR.to_string())),
+            ("lr-gamma", d(plan::DEFAULT_LR_GAMMA.to_string())),
+            ("seed", d(plan::DEFAULT_SEED.to_string())),
+            ("hidden", d(plan::DEFAULT_HIDDEN.map(|h| h.to_string()).join(","))),
+            ("activation", d(plan::DEFAULT_ACTIVATION.name().to_string())),
+            ("optimizer", d(o.kind.name().to_string())),
+            ("momentum", d(o.momentum.to_string())),
+            ("beta1", d(o.beta1.to_string())),
+            ("beta2", d(o.beta2.to_string())),
+            ("eps", d(format!("{:e}", o.eps))),
+            ("weight-decay", d(o.weight_decay.to_string())),
+            ("lr-schedule", d(LrSchedule::default().name().to_string())),
+            ("warmup", d("0".into())),
+            ("iterations", format!("{} full-batch iterations", plan::DEFAULT_ITERATIONS)),
+            ("iterations", format!("{} epochs of mini-batches", plan::DEFAULT_EPOCHS)),
+            ("eval-every", format!("{} times a full-batch run", plan::REPORTS_PER_RUN)),
+        ] {
+            let text = help(option).split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(text.contains(&default), "--{option}: {text:?} should show {default:?}");
+        }
+    }
+
+    #[test]
+    fn every_value_of_the_domains_enums_has_a_command_line_name() {
+        assert_eq!(ACTIVATIONS.len(), Activation::ALL.len());
+        assert!(ACTIVATIONS.iter().all(|&(a, name, _)| a.name() == name));
+        assert_eq!(OPTIMIZERS.len(), Optimizer::ALL.len());
+        assert!(OPTIMIZERS.iter().all(|&(o, name, _)| o.name() == name));
+        assert_eq!(SCHEDULES.len(), LrSchedule::ALL.len());
+        assert!(SCHEDULES.iter().all(|&(s, name, _)| s.name() == name));
+        assert_eq!(TILINGS.len(), Tiling::ALL.len());
+        assert!(TILINGS.iter().all(|&(t, name, _)| t.name() == name));
+        assert_eq!(DATASETS.len(), DatasetKind::ALL.len());
+        assert_eq!(FORMATS.len(), Format::ALL.len());
+        let parsed = Cli::try_parse_from(["gpu-mnist", "train", "--activation", "elu", "--dataset", "fashion"]);
+        match parsed.map(|c| c.command) {
+            Ok(Command::Train(t)) => {
+                assert_eq!((t.activation, t.data.dataset), (Some(Activation::Elu), Some(DatasetKind::Fashion)))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -3,11 +3,11 @@
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use super::cli::EvalArgs;
 use gpu_mnist::checkpoint::{self, Model};
-use gpu_mnist::cli::EvalArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data;
-use gpu_mnist::data::{Dataset, DatasetKind};
+use gpu_mnist::data::{DataSource, Dataset, DatasetKind};
 use gpu_mnist::metrics::Evaluation;
 use gpu_mnist::plots::{self, Mistake};
 
@@ -46,10 +46,12 @@ struct Report<'a> {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let model_path = crate::commands::bundled(&args.model, "data/model.safetensors");
-    let Model { params, activation, provenance, .. } = checkpoint::load(&model_path)?;
+    let model_path = super::bundled(&args.model, "data/model.safetensors");
+    let Model { params, activation, provenance, run, .. } = checkpoint::load(&model_path)?;
     let kind = args.data.dataset.unwrap_or(DatasetKind::from_name(&provenance.dataset));
-    let loaded = data::source::open(&args.data, kind)?;
+    let d = &args.data;
+    let source = DataSource { path: d.data.clone(), test_path: d.test_data.clone(), format: d.format, kind };
+    let loaded = data::source::open(&source)?;
     let dir = loaded.path.clone();
     // The data's test split, or all of it when it is a single labelled set (one CSV file...).
     let test = match loaded.test {
@@ -96,6 +98,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&r).context("encoding the evaluation as JSON")?);
         return Ok(());
     }
+    let known = |v: Option<String>| v.unwrap_or_else(|| "?".into());
     println!(
         "model: {} ({} ({}){}; {} iterations on {}, lr {}, seed {}, {})",
         model_path.display(),
@@ -104,8 +107,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         if s.bias { "" } else { ", no bias" },
         provenance.iterations,
         provenance.dataset,
-        provenance.lr,
-        provenance.seed,
+        known(run.lr.map(|v| v.to_string())),
+        known(run.seed.map(|v| v.to_string())),
         provenance.backend
     );
     println!("test set: {} images from {}", e.n, dir.display());

@@ -15,7 +15,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use gpu_mnist::cli::{BenchArgs, BenchBackends};
+use crate::app::cli::{BenchArgs, BenchBackends};
 use gpu_mnist::cpu::fast;
 use gpu_mnist::gpu::{GpuContext, context};
 use gpu_mnist::model::{K, Shape};
@@ -124,7 +124,7 @@ fn cpu_simd() -> &'static str {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let dir = crate::commands::data_dir(&args.data);
+    let dir = crate::app::bundled(&args.data, "data/mnist");
     let mnist = gpu_mnist::data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
     if args.samples > mnist.train.n {
         bail!("--samples {} is more than the {} training images in {}", args.samples, mnist.train.n, dir.display());

@@ -1,0 +1,160 @@
+//! `gpu-mnist train`: wiring. Load the model it continues, choose and load the data, resolve the
+//! plan (`gpu_mnist::plan`, where every default and rule lives), open a backend, run the session.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+
+use super::cli::{BackendChoice, TrainArgs};
+use super::report;
+use super::session::{self, Session};
+use gpu_mnist::backend::BackendError;
+use gpu_mnist::checkpoint;
+use gpu_mnist::cpu::CpuBackend;
+use gpu_mnist::data::{self, Dataset, Splits};
+use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions};
+use gpu_mnist::model::Params;
+use gpu_mnist::optim::OptimizerConfig;
+use gpu_mnist::plan::{DataFacts, DataPlan, Init, TrainPlan};
+
+/// Where a new run saves its model; a continued run updates the file it continues.
+const DEFAULT_OUT: &str = "model.safetensors";
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
+    }
+    let request = args.request();
+    let resumed = args.init_from.as_deref().map(checkpoint::load).transpose()?;
+    let data_plan = DataPlan::resolve(&request, resumed.as_ref());
+    let (data, from) = load_data(&data_plan)?;
+    let plan = TrainPlan::resolve(&request, resumed.as_ref(), &DataFacts::from(&data));
+    let plan = match &args.init_from {
+        Some(path) => plan.with_context(|| format!("continuing {}", path.display()))?,
+        None => plan?,
+    };
+    if let (Some(path), Some(m)) = (&args.init_from, &resumed) {
+        println!("continuing {} ({} iterations so far)", path.display(), m.provenance.iterations);
+        match (&m.optimizer, plan.init) {
+            (Some(s), Init::Resumed { keep_state: true }) => {
+                println!("optimizer: {} state restored ({} steps)", s.kind.name(), s.t)
+            }
+            (Some(s), _) => println!(
+                "note: {} holds {} state; --optimizer {} starts from fresh state",
+                path.display(),
+                s.kind.name(),
+                plan.optimizer.kind.name()
+            ),
+            (None, _) => {}
+        }
+    }
+    for note in &plan.notes {
+        println!("note: {note}");
+    }
+    println!("{from}");
+    println!("{}", report::describe_model(&plan));
+    if plan.optimizer != OptimizerConfig::default() {
+        println!("optimizer: {}", report::describe_optimizer(&plan.optimizer));
+    }
+    let (params, state) = match (plan.init, resumed) {
+        (Init::Resumed { keep_state }, Some(m)) => (m.params, m.optimizer.filter(|_| keep_state)),
+        (_, _) => (Params::init(plan.shape.clone(), plan.activation, plan.seed), None),
+    };
+    let out = args.out.clone().or(args.init_from.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
+    let session = Session { plan: &plan, out, plot: args.plot.clone(), metrics: args.metrics.clone() };
+    let stop = stop_on_ctrl_c()?;
+    let act = plan.activation;
+    match open_gpu(args)? {
+        Some(ctx) => {
+            let options = GpuOptions {
+                max_chunk_rows: args.chunk_rows,
+                tiling: args.tiling,
+                optimizer: plan.optimizer,
+                batch_size: Some(plan.batching.size),
+            };
+            let mut b = GpuBackend::new(ctx, &data, &params, act, options)?;
+            if let Some(state) = &state {
+                b.set_optimizer_state(state)?;
+            }
+            println!("GPU: {:?} matmul tiling", b.tiling());
+            if b.chunk_rows() < plan.batching.size {
+                println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
+            }
+            let mut verifier = plan
+                .verify_every
+                .map(|_| CpuBackend::new(&data, params.clone(), act).with_batch_size(plan.batching.size));
+            let verifier = verifier.as_mut().map(|v| v as &mut dyn gpu_mnist::backend::Verifier);
+            session::run(&mut b, &session, verifier, &stop)
+        }
+        None => {
+            if plan.verify_every.is_some() {
+                println!(
+                    "--verify-every compares the GPU with the CPU; on the CPU backend there is nothing to compare"
+                );
+            }
+            let batch_size = plan.batching.size;
+            let mut b = CpuBackend::new(&data, params, act).with_optimizer(plan.optimizer).with_batch_size(batch_size);
+            if let Some(state) = state {
+                b.set_optimizer_state(state)?;
+            }
+            session::run(&mut b, &session, None, &stop)
+        }
+    }
+}
+
+/// The GPU the backend choice asks for, or `None` for the CPU: `auto` takes a hardware adapter
+/// when there is one and says why it falls back otherwise.
+fn open_gpu(args: &TrainArgs) -> Result<Option<GpuContext>> {
+    Ok(match args.backend {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => Some(GpuContext::open(args.adapter.as_deref(), false)?),
+        BackendChoice::Auto => match GpuContext::open(args.adapter.as_deref(), true) {
+            Ok(ctx) => Some(ctx),
+            Err(BackendError::NoAdapter { what, seen }) => {
+                let hint = if seen == "none" { "" } else { "; --backend gpu runs the shaders on a software adapter" };
+                println!("{what} (wgpu sees: {seen}): using the CPU backend{hint}");
+                None
+            }
+            Err(e) => {
+                println!("{e}; using the CPU backend");
+                None
+            }
+        },
+    })
+}
+
+/// A flag Ctrl-C sets: training stops after the current iteration and saves. A second Ctrl-C
+/// exits at once.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// The splits the plan chooses, and a line saying what they are.
+fn load_data(plan: &DataPlan) -> Result<(Splits, String)> {
+    let started = std::time::Instant::now();
+    let loaded = data::source::open(&plan.source)?;
+    let seconds = started.elapsed().as_secs_f64();
+    for note in &loaded.notes {
+        println!("note: {note}");
+    }
+    if !loaded.train.labelled() {
+        let path = loaded.path.display();
+        anyhow::bail!("{path} has no labels (a file for predict); training needs labelled images");
+    }
+    let (rows, cols) = (loaded.train.rows, loaded.train.cols);
+    let (path, format) = (loaded.path, loaded.format);
+    let test = loaded.test.unwrap_or_else(|| Dataset::empty(rows, cols));
+    let data = Splits::select(loaded.train, test, &plan.selection)?;
+    let from = report::describe_data(plan.source.kind, &data, &path, format, seconds);
+    Ok((data, from))
+}

@@ -1,0 +1,399 @@
+//! The contract between the Rust side and the WGSL kernels, in one place. For every compute
+//! pipeline the backend can create: its shader source, entry point, pipeline-overridable constants
+//! (every size a shader depends on is set here and nowhere else), bindings with their access, and
+//! the workgroup size its dispatch formula assumes; the uniform structs that mirror the shaders'
+//! `Params`; and the codes the shaders switch on. `tests/shaders.rs` parses every shader with
+//! naga and checks it against these declarations.
+
+use std::borrow::Cow;
+
+use crate::model::Activation;
+use crate::optim::Optimizer;
+
+pub const MATMUL_WGSL: &str = include_str!("../../shaders/matmul.wgsl");
+pub const MATMUL_SHARED_WGSL: &str = include_str!("../../shaders/matmul_shared.wgsl");
+pub const MATMUL_NAIVE_WGSL: &str = include_str!("../../shaders/matmul_naive.wgsl");
+pub const SOFTMAX_XENT_WGSL: &str = include_str!("../../shaders/softmax_xent.wgsl");
+pub const COLUMN_SUM_WGSL: &str = include_str!("../../shaders/column_sum.wgsl");
+pub const OPTIMIZER_UPDATE_WGSL: &str = include_str!("../../shaders/optimizer_update.wgsl");
+
+/// Invocations per workgroup of the one-dimensional kernels (softmax_xent, column_sum,
+/// optimizer_update): their override `WG`. A power of two, for column_sum's tree.
+pub const WORKGROUP_1D: u32 = 256;
+const _: () = assert!(WORKGROUP_1D.is_power_of_two());
+
+/// Outputs per invocation of matmul.wgsl, a side: its `BLOCK` (four 4 x 4 quadrants).
+pub const MATMUL_BLOCK: u32 = 8;
+
+/// matmul_naive.wgsl's workgroup: NAIVE_SIDE x NAIVE_SIDE invocations, one output each.
+pub const NAIVE_SIDE: u32 = 16;
+
+/// Codes of the activation in the matmul uniform's `act` (matmul.wgsl's `ACT_*`).
+pub const ACT_IDENTITY: u32 = 0;
+pub const ACT_SIGMOID: u32 = 1;
+pub const ACT_RELU: u32 = 2;
+pub const ACT_ELU: u32 = 3;
+
+/// The `act` code of a layer: its activation, or none (the output layer's logits).
+pub fn activation_code(act: Option<Activation>) -> u32 {
+    match act {
+        None => ACT_IDENTITY,
+        Some(Activation::Sigmoid) => ACT_SIGMOID,
+        Some(Activation::Relu) => ACT_RELU,
+        Some(Activation::Elu) => ACT_ELU,
+    }
+}
+
+/// The named `const`s each shader file must declare with these values: (file, name, value).
+pub const SHADER_CONSTANTS: [(&str, &str, u32); 5] = [
+    ("matmul.wgsl", "BLOCK", MATMUL_BLOCK),
+    ("matmul.wgsl", "ACT_IDENTITY", ACT_IDENTITY),
+    ("matmul.wgsl", "ACT_SIGMOID", ACT_SIGMOID),
+    ("matmul.wgsl", "ACT_RELU", ACT_RELU),
+    ("matmul.wgsl", "ACT_ELU", ACT_ELU),
+];
+
+/// A register-tiled matmul workgroup: WG_X x WG_Y invocations of BLOCK x BLOCK outputs each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegisterTile {
+    pub wg_x: u32,
+    pub wg_y: u32,
+}
+
+impl RegisterTile {
+    /// 16 rows x 128 columns of C: outputs wider than `NARROW_MAX_N`.
+    pub const WIDE: RegisterTile = RegisterTile { wg_x: 16, wg_y: 2 };
+    /// 128 rows x 16 columns of C: outputs at most `NARROW_MAX_N` wide (the 10 classes).
+    pub const NARROW: RegisterTile = RegisterTile { wg_x: 2, wg_y: 16 };
+    /// The widest output the narrow tile is used for.
+    pub const NARROW_MAX_N: u32 = 16;
+
+    /// (rows, columns) of C per workgroup.
+    pub fn outputs(self) -> (u32, u32) {
+        (MATMUL_BLOCK * self.wg_y, MATMUL_BLOCK * self.wg_x)
+    }
+}
+
+/// A workgroup-memory matmul tile (matmul_shared.wgsl): TILE_M x TILE_N outputs per workgroup,
+/// 4 x 4 per invocation, the inner dimension staged TILE_K at a time. All multiples of 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedTile {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+}
+
+impl SharedTile {
+    /// 64 x 64 outputs by 16 x 16 invocations, K in slices of 16 (8 KiB of workgroup memory).
+    pub const DEFAULT: SharedTile = SharedTile { m: 64, n: 64, k: 16 };
+
+    pub fn workgroup_size(self) -> [u32; 3] {
+        [self.n / 4, self.m / 4, 1]
+    }
+
+    /// Bytes of workgroup memory: the staged slices of A (m x k) and B (k x n).
+    pub fn workgroup_bytes(self) -> u32 {
+        4 * (self.m * self.k + self.k * self.n)
+    }
+}
+
+/// How an entry point uses a binding of group 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// One binding of group 0: its index, its variable's name in the shader, its access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub index: u32,
+    pub name: &'static str,
+    pub access: Access,
+}
+
+const fn bind(index: u32, name: &'static str, access: Access) -> Binding {
+    Binding { index, name, access }
+}
+
+const MATMUL_BINDINGS: [Binding; 5] = [
+    bind(0, "p", Access::Uniform),
+    bind(1, "a", Access::Read),
+    bind(2, "b", Access::Read),
+    bind(3, "aux", Access::Read),
+    bind(4, "c", Access::ReadWrite),
+];
+const SOFTMAX_XENT_BINDINGS: [Binding; 4] = [
+    bind(0, "p", Access::Uniform),
+    bind(1, "logits", Access::Read),
+    bind(2, "labels", Access::Read),
+    bind(3, "out", Access::ReadWrite),
+];
+const COLUMN_SUM_BINDINGS: [Binding; 3] =
+    [bind(0, "p", Access::Uniform), bind(1, "m", Access::Read), bind(2, "out", Access::ReadWrite)];
+/// Every rule binds the parameters and gradients; momentum and Nesterov add `m`, Adam `m` and `v`.
+const OPTIMIZER_BINDINGS: [Binding; 5] = [
+    bind(0, "p", Access::Uniform),
+    bind(1, "param", Access::ReadWrite),
+    bind(2, "grad", Access::Read),
+    bind(3, "m", Access::ReadWrite),
+    bind(4, "v", Access::ReadWrite),
+];
+
+/// A uniform struct's layout as the Rust side lays it out: what the shader's struct must match.
+#[derive(Clone, Copy, Debug)]
+pub struct UniformLayout {
+    /// The Rust type, for messages.
+    pub name: &'static str,
+    pub size: usize,
+    /// Named fields and their byte offsets (the padding that rounds the size to 16 bytes is not
+    /// listed).
+    pub fields: &'static [(&'static str, usize)],
+}
+
+/// A `#[repr(C)]` uniform of 4-byte scalar fields, padded to a multiple of 16 bytes (the uniform
+/// buffer rule of std140-style layouts, e.g. OpenGL's) and described by `LAYOUT`.
+macro_rules! uniform {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Zeros that round the size up to a multiple of 16 bytes (`..Default::default()`).
+            pub _pad: [u32; (4 - [$(stringify!($field)),*].len() % 4) % 4],
+        }
+
+        impl $name {
+            pub const LAYOUT: UniformLayout = UniformLayout {
+                name: stringify!($name),
+                size: std::mem::size_of::<$name>(),
+                fields: &[$((stringify!($field), std::mem::offset_of!($name, $field))),*],
+            };
+        }
+
+        const _: () = assert!(std::mem::size_of::<$name>() % 16 == 0);
+    };
+}
+
+uniform! {
+    /// Mirrors `Params` of matmul.wgsl (and of the files compiled appended to it).
+    pub struct MatmulParams {
+        pub m: u32,
+        pub n: u32,
+        pub k: u32,
+        pub lda: u32,
+        pub ldb: u32,
+        /// 1: A holds pixel bytes packed four per word.
+        pub a_u8: u32,
+        /// linear_forward: 1 adds the bias.
+        pub bias: u32,
+        /// The activation code (`activation_code`).
+        pub act: u32,
+        /// linear_backward_weight: 1 adds to C instead of overwriting it.
+        pub accumulate: u32,
+        /// Row of binding `a` where A's first stored row lies.
+        pub a_row0: u32,
+    }
+}
+
+uniform! {
+    /// Mirrors `Params` of softmax_xent.wgsl.
+    pub struct SoftmaxParams {
+        pub n: u32,
+        pub k: u32,
+        pub row_offset: u32,
+        pub scale: f32,
+    }
+}
+
+uniform! {
+    /// Mirrors `Params` of column_sum.wgsl.
+    pub struct ColumnSumParams {
+        pub rows: u32,
+        pub cols: u32,
+        pub accumulate: u32,
+        /// The first row summed.
+        pub first_row: u32,
+    }
+}
+
+uniform! {
+    /// Mirrors `Params` of optimizer_update.wgsl: the rule's hyper-parameters, this step's lr and
+    /// Adam bias corrections `c1`, `c2`, and where the weights end in the flat parameter buffer
+    /// (every weight lies in `[0, weights_end)`, the biases after it: only weights decay).
+    pub struct OptimizerParams {
+        pub count: u32,
+        pub lr: f32,
+        pub momentum: f32,
+        pub beta1: f32,
+        pub beta2: f32,
+        pub eps: f32,
+        pub weight_decay: f32,
+        pub c1: f32,
+        pub c2: f32,
+        pub weights_end: u32,
+    }
+}
+
+/// One compute pipeline as the backend creates it.
+#[derive(Clone, Debug)]
+pub struct PipelineSpec {
+    /// The op it computes (the entry point without a variant suffix): what reports name.
+    pub op: &'static str,
+    /// The WGSL entry point.
+    pub entry: &'static str,
+    /// The shader file, and the files appended to it, for messages.
+    pub files: &'static str,
+    pub source: Cow<'static, str>,
+    /// Values of the pipeline-overridable constants the entry point uses.
+    pub constants: Vec<(&'static str, f64)>,
+    /// The bindings the entry point uses, in index order; binding 0 is the uniform.
+    pub bindings: &'static [Binding],
+    pub uniform: UniformLayout,
+    /// What the dispatch formulas assume.
+    pub workgroup_size: [u32; 3],
+}
+
+/// The three products of a linear layer (matmul.wgsl's entry points).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulOp {
+    /// `C = act(A·B + bias)`.
+    Forward,
+    /// `C (+)= A^T·B`.
+    BackwardWeight,
+    /// `C = (A·B^T) ⊙ act'(aux)`.
+    BackwardInput,
+}
+
+impl MatmulOp {
+    pub const ALL: [MatmulOp; 3] = [MatmulOp::Forward, MatmulOp::BackwardWeight, MatmulOp::BackwardInput];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulOp::Forward => "linear_forward",
+            MatmulOp::BackwardWeight => "linear_backward_weight",
+            MatmulOp::BackwardInput => "linear_backward_input",
+        }
+    }
+
+    fn shared_entry(self) -> &'static str {
+        match self {
+            MatmulOp::Forward => "linear_forward_shared",
+            MatmulOp::BackwardWeight => "linear_backward_weight_shared",
+            MatmulOp::BackwardInput => "linear_backward_input_shared",
+        }
+    }
+}
+
+/// `op` register-tiled by workgroups of `tile`.
+pub fn matmul_register(op: MatmulOp, tile: RegisterTile) -> PipelineSpec {
+    PipelineSpec {
+        op: op.name(),
+        entry: op.name(),
+        files: "matmul.wgsl",
+        source: Cow::Borrowed(MATMUL_WGSL),
+        constants: vec![("WG_X", tile.wg_x as f64), ("WG_Y", tile.wg_y as f64)],
+        bindings: &MATMUL_BINDINGS,
+        uniform: MatmulParams::LAYOUT,
+        workgroup_size: [tile.wg_x, tile.wg_y, 1],
+    }
+}
+
+/// `op` tiled through workgroup memory in tiles of `tile`.
+pub fn matmul_shared(op: MatmulOp, tile: SharedTile) -> PipelineSpec {
+    PipelineSpec {
+        op: op.name(),
+        entry: op.shared_entry(),
+        files: "matmul.wgsl + matmul_shared.wgsl",
+        source: Cow::Owned([MATMUL_WGSL, MATMUL_SHARED_WGSL].concat()),
+        constants: vec![("TILE_M", tile.m as f64), ("TILE_N", tile.n as f64), ("TILE_K", tile.k as f64)],
+        bindings: &MATMUL_BINDINGS,
+        uniform: MatmulParams::LAYOUT,
+        workgroup_size: tile.workgroup_size(),
+    }
+}
+
+/// The naive one-output-per-invocation twin of `op` (forward or weight gradient; `bench --naive`).
+pub fn matmul_naive(op: MatmulOp) -> PipelineSpec {
+    let entry = match op {
+        MatmulOp::Forward => "linear_forward_naive",
+        _ => "linear_backward_weight_naive",
+    };
+    PipelineSpec {
+        op: entry,
+        entry,
+        files: "matmul.wgsl + matmul_naive.wgsl",
+        source: Cow::Owned([MATMUL_WGSL, MATMUL_NAIVE_WGSL].concat()),
+        constants: vec![("WG_X", NAIVE_SIDE as f64), ("WG_Y", NAIVE_SIDE as f64)],
+        bindings: &MATMUL_BINDINGS,
+        uniform: MatmulParams::LAYOUT,
+        workgroup_size: [NAIVE_SIDE, NAIVE_SIDE, 1],
+    }
+}
+
+fn one_dimensional(
+    entry: &'static str,
+    file: &'static str,
+    source: &'static str,
+    bindings: &'static [Binding],
+    uniform: UniformLayout,
+) -> PipelineSpec {
+    PipelineSpec {
+        op: entry,
+        entry,
+        files: file,
+        source: Cow::Borrowed(source),
+        constants: vec![("WG", WORKGROUP_1D as f64)],
+        bindings,
+        uniform,
+        workgroup_size: [WORKGROUP_1D, 1, 1],
+    }
+}
+
+/// `softmax_xent_forward` or `softmax_xent_backward`.
+pub fn softmax_xent(forward: bool) -> PipelineSpec {
+    let entry = if forward { "softmax_xent_forward" } else { "softmax_xent_backward" };
+    one_dimensional(entry, "softmax_xent.wgsl", SOFTMAX_XENT_WGSL, &SOFTMAX_XENT_BINDINGS, SoftmaxParams::LAYOUT)
+}
+
+pub fn column_sum() -> PipelineSpec {
+    one_dimensional("column_sum", "column_sum.wgsl", COLUMN_SUM_WGSL, &COLUMN_SUM_BINDINGS, ColumnSumParams::LAYOUT)
+}
+
+/// The entry point of `kind`'s update rule.
+pub fn optimizer_entry(kind: Optimizer) -> &'static str {
+    match kind {
+        Optimizer::Gd => "gd_update",
+        Optimizer::Momentum => "momentum_update",
+        Optimizer::Nesterov => "nesterov_update",
+        Optimizer::Adam => "adam_update",
+    }
+}
+
+/// `kind`'s update rule, binding only the state it keeps.
+pub fn optimizer_update(kind: Optimizer) -> PipelineSpec {
+    let bindings: &'static [Binding] = match kind {
+        Optimizer::Gd => &OPTIMIZER_BINDINGS[..3],
+        Optimizer::Momentum | Optimizer::Nesterov => &OPTIMIZER_BINDINGS[..4],
+        Optimizer::Adam => &OPTIMIZER_BINDINGS,
+    };
+    let file = "optimizer_update.wgsl";
+    one_dimensional(optimizer_entry(kind), file, OPTIMIZER_UPDATE_WGSL, bindings, OptimizerParams::LAYOUT)
+}
+
+/// Every pipeline the backend can create: each op in every tiling, every update rule, the naive
+/// matmuls of `bench --naive`.
+pub fn all() -> Vec<PipelineSpec> {
+    let mut all = Vec::new();
+    for op in MatmulOp::ALL {
+        all.push(matmul_register(op, RegisterTile::WIDE));
+        all.push(matmul_register(op, RegisterTile::NARROW));
+        all.push(matmul_shared(op, SharedTile::DEFAULT));
+    }
+    all.extend([matmul_naive(MatmulOp::Forward), matmul_naive(MatmulOp::BackwardWeight)]);
+    all.extend([softmax_xent(true), softmax_xent(false), column_sum()]);
+    all.extend(Optimizer::ALL.map(optimizer_update));
+    all
+}
