@@ -2,7 +2,7 @@
 //! for outputs at most 16 wide, the grid of each, and the naive one-output-per-invocation twins
 //! (for `bench --naive`).
 
-use super::dispatch::{Dispatch, Pipeline, PipelineMaker, View, unused_binding};
+use super::dispatch::{Dispatch, Pipeline, PipelineMaker, View};
 use super::shaders::{self, MatmulOp, MatmulParams, NAIVE_SIDE, RegisterTile, SharedTile};
 
 /// How the matmuls with wide outputs are tiled (outputs at most `RegisterTile::NARROW_MAX_N`
@@ -68,8 +68,6 @@ impl Matmul {
 pub struct NaiveKernels {
     linear_forward_naive: Pipeline,
     linear_backward_weight_naive: Pipeline,
-    /// Bound to the aux binding, which the weight gradient does not read.
-    unused: wgpu::Buffer,
 }
 
 impl NaiveKernels {
@@ -78,7 +76,6 @@ impl NaiveKernels {
         NaiveKernels {
             linear_forward_naive: maker.make(shaders::matmul_naive(MatmulOp::Forward)),
             linear_backward_weight_naive: maker.make(shaders::matmul_naive(MatmulOp::BackwardWeight)),
-            unused: unused_binding(device),
         }
     }
 
@@ -108,7 +105,6 @@ impl NaiveKernels {
         b: View,
         c: View,
     ) -> Dispatch {
-        let views = [a, b, View::all(&self.unused), c];
-        Dispatch::new(device, &self.linear_backward_weight_naive, &p, &views, Self::grid(&p))
+        Dispatch::new(device, &self.linear_backward_weight_naive, &p, &[a, b, c], Self::grid(&p))
     }
 }

@@ -124,6 +124,13 @@ const MATMUL_BINDINGS: [Binding; 5] = [
     bind(3, "aux", Access::Read),
     bind(4, "c", Access::ReadWrite),
 ];
+/// The naive weight gradient reads no `aux`.
+const MATMUL_NAIVE_WEIGHT_BINDINGS: [Binding; 4] = [
+    bind(0, "p", Access::Uniform),
+    bind(1, "a", Access::Read),
+    bind(2, "b", Access::Read),
+    bind(4, "c", Access::ReadWrite),
+];
 const SOFTMAX_XENT_BINDINGS: [Binding; 4] = [
     bind(0, "p", Access::Uniform),
     bind(1, "logits", Access::Read),
@@ -317,9 +324,9 @@ pub fn matmul_shared(op: MatmulOp, tile: SharedTile) -> PipelineSpec {
 
 /// The naive one-output-per-invocation twin of `op` (forward or weight gradient; `bench --naive`).
 pub fn matmul_naive(op: MatmulOp) -> PipelineSpec {
-    let entry = match op {
-        MatmulOp::Forward => "linear_forward_naive",
-        _ => "linear_backward_weight_naive",
+    let (entry, bindings): (_, &'static [Binding]) = match op {
+        MatmulOp::Forward => ("linear_forward_naive", &MATMUL_BINDINGS),
+        _ => ("linear_backward_weight_naive", &MATMUL_NAIVE_WEIGHT_BINDINGS),
     };
     PipelineSpec {
         op: entry,
@@ -327,7 +334,7 @@ pub fn matmul_naive(op: MatmulOp) -> PipelineSpec {
         files: "matmul.wgsl + matmul_naive.wgsl",
         source: Cow::Owned([MATMUL_WGSL, MATMUL_NAIVE_WGSL].concat()),
         constants: vec![("WG_X", NAIVE_SIDE as f64), ("WG_Y", NAIVE_SIDE as f64)],
-        bindings: &MATMUL_BINDINGS,
+        bindings,
         uniform: MatmulParams::LAYOUT,
         workgroup_size: [NAIVE_SIDE, NAIVE_SIDE, 1],
     }
