@@ -6,8 +6,9 @@
 //!   default limits (256 invocations, 16 KiB of workgroup memory);
 //! * the bindings it uses are exactly those Rust binds (group 0, index, name, access);
 //! * its uniform struct has the Rust struct's size and field offsets;
-//! * the named constants the host relies on (activation codes, the register block) agree;
-//! and then translates the pipeline for every platform wgpu serves: SPIR-V (Vulkan), MSL
+//! * the named constants the host relies on (activation codes, the register block) agree.
+//!
+//! Then it translates each pipeline for every platform wgpu serves: SPIR-V (Vulkan), MSL
 //! (Metal), HLSL (DX12) and GLSL ES 3.1 compute (OpenGL), so a Metal or DX12 user never meets a
 //! translation error first.
 
