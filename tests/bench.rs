@@ -51,28 +51,35 @@ fn check_point(p: &serde_json::Value, backends: &[&str]) {
     }
 }
 
-#[test]
-fn bench_json_on_all_backends() {
-    let has_gpu = common::has_gpu();
-    let v = bench(&["--naive"]);
+/// The single point of a bench run on 700 digits at H = 33.
+fn single_point(v: &serde_json::Value) -> &serde_json::Value {
     assert!(v["cpu"].is_string() && v["simd"].is_string(), "{v}");
     let points = v["points"].as_array().expect("points");
     assert_eq!(points.len(), 1);
     assert_eq!(points[0]["n"], 700);
     assert_eq!(points[0]["h"], 33);
-    if has_gpu {
-        check_point(&points[0], &["cpu", "gpu"]);
-        finite(&points[0]["gpu_over_cpu"], "ratio");
-        let naive = v["naive"].as_array().expect("naive figures");
-        assert_eq!(naive.len(), 2);
-        for f in naive {
-            for key in ["naive_gflops", "register_gflops", "shared_gflops"] {
-                finite(&f[key], key);
-            }
+    &points[0]
+}
+
+#[test]
+fn bench_json_on_the_cpu() {
+    let v = bench(&["--backend", "cpu"]);
+    check_point(single_point(&v), &["cpu"]);
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn bench_json_on_all_backends() {
+    let v = bench(&["--naive"]);
+    let point = single_point(&v);
+    check_point(point, &["cpu", "gpu"]);
+    finite(&point["gpu_over_cpu"], "ratio");
+    let naive = v["naive"].as_array().expect("naive figures");
+    assert_eq!(naive.len(), 2);
+    for f in naive {
+        for key in ["naive_gflops", "register_gflops", "shared_gflops"] {
+            finite(&f[key], key);
         }
-    } else {
-        eprintln!("no GPU adapter: checking the CPU figures only");
-        check_point(&points[0], &["cpu"]);
     }
 }
 
@@ -87,18 +94,29 @@ fn bench_sweep_on_the_cpu() {
     }
 }
 
-#[test]
-fn bench_times_each_optimizer_update_and_checks_it() {
-    let has_gpu = common::has_gpu();
+/// `bench --optimizer` on `backends` ("cpu", or every backend) times each rule's update and
+/// checks it.
+fn optimizer_updates(backend: &str, backends: &[&str]) {
     for rule in ["momentum", "adam"] {
-        let v = bench(&["--optimizer", rule]);
+        let v = bench(&["--optimizer", rule, "--backend", backend]);
         let point = &v["points"][0];
         // check_point requires a passed self-check; the GPU's compares this rule's update with the CPU's.
-        check_point(point, if has_gpu { &["cpu", "gpu"] } else { &["cpu"] });
+        check_point(point, backends);
         for r in point["results"].as_array().expect("results") {
             let ops = r["ops"].as_array().expect("ops");
             let update = ops.iter().filter_map(|o| o["op"].as_str()).find(|o| o.contains("_update"));
             assert!(update.is_some_and(|o| o.starts_with(&format!("{rule}_update"))), "{rule}: {r}");
         }
     }
+}
+
+#[test]
+fn bench_times_each_optimizer_update_and_checks_it_on_the_cpu() {
+    optimizer_updates("cpu", &["cpu"]);
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn bench_times_each_optimizer_update_and_checks_it_on_the_gpu() {
+    optimizer_updates("all", &["cpu", "gpu"]);
 }

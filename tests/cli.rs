@@ -46,10 +46,8 @@ fn cpu_training_run_prints_summary() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn gpu_training_run_verifies_against_cpu() {
-    if !common::has_gpu() {
-        return;
-    }
     let o = gpu_mnist(&[&SHORT[..], &["--backend", "gpu", "--verify-every", "2", "--chunk-rows", "400"]].concat(), &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "exit {:?}\n{out}\n{err}", o.status);
@@ -66,14 +64,17 @@ fn options_change_the_run() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("784-33-10 (elu), 26202 parameters, no bias") && out.contains("cpu (1 thread)"), "{out}");
-    if common::has_gpu() {
-        let gpu = ["--backend", "gpu", "--tiling", "shared", "--activation", "sigmoid", "--verify-every", "3"];
-        let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "{out}\n{err}");
-        assert!(out.contains("GPU: Shared matmul tiling") && out.contains("(sigmoid)"), "{out}");
-        assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 3, "iterations 1, 3, 6:\n{out}");
-    }
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn gpu_options_change_the_run() {
+    let gpu = ["--backend", "gpu", "--tiling", "shared", "--activation", "sigmoid", "--verify-every", "3"];
+    let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("GPU: Shared matmul tiling") && out.contains("(sigmoid)"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 3, "iterations 1, 3, 6:\n{out}");
 }
 
 #[test]
@@ -174,10 +175,15 @@ fn missing_data_folder_says_what_to_do() {
 }
 
 #[test]
-fn devices_lists_adapters_or_says_none() {
+fn devices_says_when_there_are_none() {
     let o = gpu_mnist(&["devices"], &[("GPU_MNIST_HIDE_ADAPTERS", "1")]);
     assert!(o.status.success());
     assert!(text(&o).0.contains("wgpu sees no adapters"));
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn devices_lists_the_adapters() {
     let o = gpu_mnist(&["devices"], &[]);
     assert!(o.status.success());
     assert!(text(&o).0.contains("--backend auto uses:"));
@@ -443,7 +449,7 @@ fn a_target_accuracy_stops_the_run_and_prints_the_time() {
 }
 
 #[test]
-fn a_deeper_network_trains_on_both_backends_and_the_gpu_verifies_against_the_cpu() {
+fn a_deeper_network_trains_and_eval_reads_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_path = dir.path().join("deep.safetensors");
     let out_path = out_path.to_str().expect("utf-8 path");
@@ -467,23 +473,24 @@ fn a_deeper_network_trains_on_both_backends_and_the_gpu_verifies_against_the_cpu
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("\"layers\": [\n    784,\n    48,\n    24,\n    10\n  ]"), "{out}");
-    if common::has_gpu() {
-        let gpu = ["--backend", "gpu", "--hidden", "48,24", "--verify-every", "2", "--chunk-rows", "400"];
-        let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "{out}\n{err}");
-        assert!(out.contains("model: 784-48-24-10"), "{out}");
-        let verified: Vec<&str> = out.lines().filter(|l| l.starts_with("verify iter")).collect();
-        assert_eq!(verified.len(), 4, "iterations 1, 2, 4, 6:\n{out}");
-        assert!(verified.iter().all(|l| l.contains("dw3 ") && l.contains("db3 ")), "every layer checked:\n{out}");
-    }
 }
 
 #[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn a_deeper_network_on_the_gpu_verifies_against_the_cpu() {
+    let gpu = ["--backend", "gpu", "--hidden", "48,24", "--verify-every", "2", "--chunk-rows", "400"];
+    let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("model: 784-48-24-10"), "{out}");
+    let verified: Vec<&str> = out.lines().filter(|l| l.starts_with("verify iter")).collect();
+    assert_eq!(verified.len(), 4, "iterations 1, 2, 4, 6:\n{out}");
+    assert!(verified.iter().all(|l| l.contains("dw3 ") && l.contains("db3 ")), "every layer checked:\n{out}");
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn gpu_mini_batches_verify_against_the_cpu() {
-    if !common::has_gpu() {
-        return;
-    }
     let args = [
         "train",
         "--samples",

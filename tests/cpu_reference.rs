@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::tolerance::{FAST_PATH, FD_EPS, FINITE_DIFFERENCES, LOSS_RTOL};
 use common::{assert_close, mnist, rng, subset, uniform};
 use gpu_mnist::cpu::{fast, reference};
 use gpu_mnist::data::Dataset;
@@ -9,13 +10,6 @@ use gpu_mnist::model::{Activation, Params, Shape};
 use rand::seq::SliceRandom;
 
 const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Elu];
-
-/// Central differences of the reference loss (f32) with step EPS. Truncation error is O(EPS²)
-/// ~1e-6 here; the f32 rounding of a loss near 2 (~2.4e-7) divided by 2·EPS adds ~1.2e-4 to each
-/// estimate. FD_ATOL = 1e-3 leaves an 8x margin over that, FD_RTOL = 1e-2 covers the curvature terms.
-const EPS: f32 = 1e-3;
-const FD_ATOL: f32 = 1e-3;
-const FD_RTOL: f32 = 1e-2;
 
 /// Hidden widths the finite-difference check runs: one, two and three hidden layers.
 const FD_HIDDEN: [&[usize]; 3] = [&[5], &[5, 4], &[4, 3, 3]];
@@ -47,10 +41,10 @@ fn reference_gradients_match_finite_differences() {
                     let len = numeric.tensors()[t].1.len();
                     for i in 0..len {
                         let mut plus = params.clone();
-                        plus.tensors_mut()[t].1[i] += EPS;
+                        plus.tensors_mut()[t].1[i] += FD_EPS;
                         let mut minus = params.clone();
-                        minus.tensors_mut()[t].1[i] -= EPS;
-                        numeric.tensors_mut()[t].1[i] = (loss_at(&plus) - loss_at(&minus)) / (2.0 * EPS);
+                        minus.tensors_mut()[t].1[i] -= FD_EPS;
+                        numeric.tensors_mut()[t].1[i] = (loss_at(&plus) - loss_at(&minus)) / (2.0 * FD_EPS);
                     }
                 }
                 for ((name, g), (_, num)) in grads.tensors().into_iter().zip(numeric.tensors()) {
@@ -58,22 +52,14 @@ fn reference_gradients_match_finite_differences() {
                         &format!("d{name} ({}, {act:?}, bias {bias}) vs finite differences", shape.describe()),
                         g,
                         num,
-                        FD_ATOL,
-                        FD_RTOL,
+                        FINITE_DIFFERENCES.atol,
+                        FINITE_DIFFERENCES.rtol,
                     );
                 }
             }
         }
     }
 }
-
-/// Fast and reference sum the same products in different orders (per-shard partial sums of up
-/// to 60,000 terms vs one running sum). Observed differences are ~1e-7 of the gradient scale;
-/// ATOL 1e-6 is above the f32 rounding of gradients of size ~1e-2, RTOL 1e-4 covers the rest.
-const FAST_ATOL: f32 = 1e-6;
-const FAST_RTOL: f32 = 1e-4;
-/// Mean losses over 700 digits: f64 sums of f32 per-sample losses that differ by a few ulps.
-const LOSS_RTOL: f64 = 1e-5;
 
 /// Random biases for every layer when the shape has them (initialisation leaves them 0).
 fn with_random_biases(mut params: Params, seed: u64) -> Params {
@@ -114,7 +100,7 @@ fn check_fast_against_reference(pixels: &[u8], labels: &[u8], params: &Params, a
     let (want, want_stats) = reference::forward_backward(params, act, &x, labels);
     let (got, got_stats) = fast::forward_backward(params, act, &sparse, labels);
     for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
-        assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_ATOL, FAST_RTOL);
+        assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_PATH.atol, FAST_PATH.rtol);
     }
     assert!(
         (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
@@ -129,8 +115,8 @@ fn check_fast_against_reference(pixels: &[u8], labels: &[u8], params: &Params, a
         &format!("probabilities ({what}) fast vs reference"),
         &probs,
         &reference_probabilities(params, act, &x, n),
-        FAST_ATOL,
-        FAST_RTOL,
+        FAST_PATH.atol,
+        FAST_PATH.rtol,
     );
 }
 
@@ -190,7 +176,7 @@ fn mini_batch_step_matches_reference_on_the_gathered_rows() {
             let (want, want_stats) = reference::forward_backward(&params, act, &x, &labels);
             let (got, got_stats) = fast::forward_backward_rows(&params, act, &sparse, &train.labels, rows);
             for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
-                assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_ATOL, FAST_RTOL);
+                assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_PATH.atol, FAST_PATH.rtol);
             }
             assert!(
                 (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,

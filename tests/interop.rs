@@ -2,33 +2,21 @@
 //! model, run the forward pass on test images and predict what `gpu-mnist` predicts.
 //!
 //! The Python is `GPU_MNIST_PYTHON` (.ci/run makes a virtualenv with numpy and safetensors) or
-//! `python3`. Without one that imports both, the test says it was skipped, except under CI=true.
+//! `python3`. The tests are ignored unless asked for (`--include-ignored`); asked for without a
+//! Python that imports both, they fail and say so.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
+use common::python;
+use common::tolerance::NUMPY_PROBABILITIES;
 use gpu_mnist::checkpoint::{self, Model, Provenance, RunRecord};
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::model::{Activation, Params, Shape};
 
 const IMAGES: usize = 500;
-/// NumPy computes in f32 with BLAS summation orders; probabilities agree to a few ulps of 1.
-const PROB_ATOL: f32 = 1e-5;
-
-fn python() -> Option<String> {
-    let exe = std::env::var("GPU_MNIST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&exe).args(["-c", "import numpy, safetensors"]).output().is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(exe);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but {exe} cannot import numpy and safetensors (set GPU_MNIST_PYTHON)");
-    }
-    eprintln!("skipped: {exe} cannot import numpy and safetensors");
-    None
-}
 
 fn agree(py: &str, model_path: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -55,7 +43,13 @@ fn agree(py: &str, model_path: &Path) {
     let test = gpu_mnist::data::load_split(&root.join("data/mnist"), "t10k").expect("test split");
     let x = SparseRows::from_pixels(&test.pixels[..IMAGES * test.d()], test.d());
     let ours = fast::probabilities(&m.params, m.activation, &x);
-    common::assert_close(&format!("probabilities of {}", model_path.display()), &their_probs, &ours, PROB_ATOL, 0.0);
+    common::assert_close(
+        &format!("probabilities of {}", model_path.display()),
+        &their_probs,
+        &ours,
+        NUMPY_PROBABILITIES,
+        0.0,
+    );
     let ours_pred: Vec<u64> = ours
         .chunks_exact(10)
         .map(|r| r.iter().enumerate().fold(0, |b, (j, &p)| if p > r[b] { j } else { b }) as u64)
@@ -64,14 +58,16 @@ fn agree(py: &str, model_path: &Path) {
 }
 
 #[test]
+#[ignore = "needs Python with numpy and safetensors (GPU_MNIST_PYTHON); run with --include-ignored"]
 fn numpy_reads_the_shipped_model() {
-    let Some(py) = python() else { return };
+    let py = python();
     agree(&py, &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/model.safetensors"));
 }
 
 #[test]
+#[ignore = "needs Python with numpy and safetensors (GPU_MNIST_PYTHON); run with --include-ignored"]
 fn numpy_reads_a_deeper_model() {
-    let Some(py) = python() else { return };
+    let py = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("deep.safetensors");
     let mut params = Params::init(Shape::new(784, &[48, 21, 13], 10, true), Activation::Sigmoid, 3);
@@ -92,8 +88,9 @@ fn numpy_reads_a_deeper_model() {
 }
 
 #[test]
+#[ignore = "needs Python with numpy and safetensors (GPU_MNIST_PYTHON); run with --include-ignored"]
 fn numpy_reads_a_model_without_bias() {
-    let Some(py) = python() else { return };
+    let py = python();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("elu.safetensors");
     let params = Params::init(Shape::new(784, &[40], 10, false), Activation::Elu, 5);

@@ -1,6 +1,14 @@
-//! Helpers shared by the integration tests: tolerance checks that explain failures, the GPU (or a
-//! clear skip), random inputs and small slices of the real data.
+//! Helpers shared by the integration tests: comparisons that explain failures (with the one set
+//! of tolerances in `tolerance`), the GPU-vs-CPU harness (`parity`), the GPU and Python the
+//! ignored tests need, random inputs and small slices of the real data.
+//!
+//! Tests that need a GPU adapter or Python are `#[ignore]`d with the reason, so a run without
+//! them shows them as not run; `cargo test -- --include-ignored` (what CI runs) runs them, and
+//! then a missing adapter or Python is a failure that says what to install.
 #![allow(dead_code)]
+
+pub mod parity;
+pub mod tolerance;
 
 use gpu_mnist::data::{self, Dataset, Mnist};
 use gpu_mnist::gpu::GpuContext;
@@ -40,31 +48,24 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
     }
 }
 
-/// Whether wgpu sees any adapter. Without one a GPU test says it was skipped and passes, unless
-/// CI=true, where a missing adapter is a failure.
-pub fn has_gpu() -> bool {
-    if !gpu_mnist::gpu::context::adapters().is_empty() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but wgpu sees no adapter to test the shaders on (install mesa-vulkan-drivers)");
-    }
-    eprintln!("skipped: wgpu sees no GPU adapter");
-    false
+/// The GPU to test on (lavapipe on CI). Only tests marked `#[ignore = "needs a GPU adapter ..."]`
+/// call it, so it runs only when asked for, and then a missing adapter fails the test.
+pub fn gpu() -> GpuContext {
+    GpuContext::open(None, false).unwrap_or_else(|e| {
+        panic!("this test needs a GPU adapter (on Debian, apt-get install mesa-vulkan-drivers gives lavapipe): {e}")
+    })
 }
 
-/// The GPU to test on (lavapipe on CI), under the same rule as `has_gpu`.
-pub fn gpu() -> Option<GpuContext> {
-    match GpuContext::open(None, false) {
-        Ok(ctx) => Some(ctx),
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but no GPU adapter to test the shaders on: {e}");
-            }
-            eprintln!("skipped: no GPU adapter ({e})");
-            None
-        }
-    }
+/// The Python that the interoperability tests run: `GPU_MNIST_PYTHON`, else `python3`, which
+/// must import numpy and safetensors (tests that need it are ignored unless asked for).
+pub fn python() -> String {
+    let exe = std::env::var("GPU_MNIST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&exe)
+        .args(["-c", "import numpy, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "this test needs {exe} with numpy and safetensors (set GPU_MNIST_PYTHON to a virtualenv's python)");
+    exe
 }
 
 pub fn rng(seed: u64) -> ChaCha8Rng {
