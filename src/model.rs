@@ -1,7 +1,6 @@
 //! The perceptron: shapes, parameters, activation functions and seeded initialisation.
 //!
-//! Shape letters: N samples, D inputs (784), H1, H2, ... hidden units, K classes (10).
-//! Layout (row-major): W1 is D x H1, b1 is H1, ..., the last W is H_last x K. The forward pass
+//! Shape letters as in the crate documentation (N, D, H, K). Layout (row-major): W1 is D x H1, b1 is H1, ..., the last W is H_last x K. The forward pass
 //! is `A1 = act(X·W1 + b1)`, `A2 = act(A1·W2 + b2)`, ..., `P = softmax(A_last·W_out + b_out)`,
 //! loss = mean cross-entropy; every hidden layer uses the same activation.
 

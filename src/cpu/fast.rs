@@ -303,9 +303,9 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     ShardSums { grads, loss, correct, times }
 }
 
-/// The SIMD level the fast path runs at: AVX2 where the CPU has it. (An AVX-512 build of these
-/// loads-bound loops measured no faster than AVX2 on Zen 4: 0.0656 vs 0.0647 s per step.)
-/// Ordered from narrowest to widest.
+/// The SIMD level the fast path runs at: AVX2 where the CPU has it (these loops are bound by
+/// loading weight rows, so wider vectors buy nothing: see docs/performance.md). Ordered from
+/// narrowest to widest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Simd {
     Baseline,

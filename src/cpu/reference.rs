@@ -115,7 +115,8 @@ pub fn softmax_xent_forward(
 }
 
 /// Gradient of `scale * Σ_i loss_i` w.r.t. the logits: `dlogits = scale * (probs - onehot(y))`.
-/// The training step uses `scale = 1/N` (mean loss over the whole training set).
+/// The training step uses `scale = 1/B`: the mean loss over the step's B rows (B = N for a
+/// full batch).
 pub fn softmax_xent_backward(dlogits: &mut [f32], probs: &[f32], labels: &[u8], n: usize, k: usize, scale: f32) {
     for i in 0..n {
         for j in 0..k {
@@ -184,9 +185,9 @@ impl Trace {
     }
 }
 
-/// One full-batch step's gradients: the mean cross-entropy over all n samples of `x`
-/// differentiated w.r.t. every parameter, and the loss/accuracy of that forward pass.
-/// Backward from the output layer: `dZ_out = (P - onehot(Y)) / N`; for each layer,
+/// One step's gradients over the B rows of `x` (a mini-batch, or the whole training set): the
+/// mean cross-entropy differentiated w.r.t. every parameter, and the loss/accuracy of that
+/// forward pass. Backward from the output layer: `dZ_out = (P - onehot(Y)) / B`; for each layer,
 /// `dW = A_in^T · dZ`, `db = Σ_rows dZ`, and below it `dZ_in = (dZ · W^T) ⊙ act'(A_in)`.
 pub fn forward_backward(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> (Params, Stats) {
     let s = &params.shape;

@@ -5,7 +5,8 @@
 
 use super::dispatch::{Dispatch, Pipeline, PipelineMaker, View, grid_1d, unused_binding};
 use super::matmul::{Matmul, Tiling};
-use super::shaders::{self, ColumnSumParams, MatmulOp, MatmulParams, OptimizerParams, SoftmaxParams, WORKGROUP_1D};
+use super::shaders::{self, MatmulOp, WORKGROUP_1D};
+use super::uniforms::{ColumnSumParams, MatmulParams, OptimizerParams, SoftmaxParams};
 use crate::optim::Optimizer;
 
 pub struct Kernels {

@@ -3,7 +3,8 @@
 //! (for `bench --naive`).
 
 use super::dispatch::{Dispatch, Pipeline, PipelineMaker, View};
-use super::shaders::{self, MatmulOp, MatmulParams, NAIVE_SIDE, RegisterTile, SharedTile};
+use super::shaders::{self, MatmulOp, NAIVE_SIDE, RegisterTile, SharedTile};
+use super::uniforms::MatmulParams;
 
 /// How the matmuls with wide outputs are tiled (outputs at most `RegisterTile::NARROW_MAX_N`
 /// wide always use the narrow register tile).

@@ -1,5 +1,13 @@
 //! The GPU backend: the training step as WGSL compute shaders through wgpu.
 //!
+//! Reading path of one step: `GpuBackend::step` (here) records the dispatches that `step.rs`
+//! built, in the order and with the names of `cpu::reference::forward_backward`; each comes from
+//! the wrapper of its WGSL entry point in `kernels.rs` (the matmul tilings in `matmul.rs`);
+//! `shaders.rs` and `uniforms.rs` declare every pipeline, binding and uniform the WGSL files expect, and
+//! `dispatch.rs` turns those declarations into pipelines and recorded dispatches. The data on the
+//! device: `buffers.rs`, `layout.rs` (the flat parameters, packed pixels, chunk sizes) and
+//! `batches.rs` (mini-batch bookkeeping); the adapter and device: `context.rs`.
+//!
 //! Everything is created once in `GpuBackend::new`: the device, the pipelines, the buffers (the
 //! whole training and test sets as packed pixel bytes, parameters, gradients, per-chunk
 //! activations) and every dispatch with its bind group. A step records the prepared dispatches
@@ -38,6 +46,7 @@ pub mod matmul;
 pub mod profile;
 pub mod shaders;
 mod step;
+pub mod uniforms;
 
 use std::ops::Range;
 
@@ -53,8 +62,8 @@ use kernels::Kernels;
 use layout::check_limits;
 pub use layout::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
 pub use matmul::Tiling;
-use shaders::{ColumnSumParams, OptimizerParams};
 use step::{GpuSet, Steps};
+use uniforms::{ColumnSumParams, OptimizerParams};
 
 /// The training step on a wgpu device (see the module documentation).
 pub struct GpuBackend {

@@ -25,7 +25,8 @@ use super::buffers::{ChunkBuffers, SetBuffers};
 use super::dispatch::{Dispatch, View};
 use super::kernels::Kernels;
 use super::layout::{ALIGN_ROWS, ParamLayout};
-use super::shaders::{ColumnSumParams, MatmulParams, SoftmaxParams, activation_code};
+use super::shaders::activation_code;
+use super::uniforms::{ColumnSumParams, MatmulParams, SoftmaxParams};
 use crate::data::Dataset;
 use crate::model::{Activation, Shape};
 

@@ -7,17 +7,18 @@
 //! continues a run exactly; else the default below. The data are chosen before they are loaded,
 //! by [`DataPlan::resolve`] under the same rule. The plan's `record` is what the model file saves.
 
-use std::path::PathBuf;
-
 use crate::backend::batch_count;
 use crate::checkpoint::{MAX_MODEL_BYTES, Model, RunRecord};
-use crate::data::{DataSource, DatasetKind, Format, Selection, Splits};
+use crate::data::{DataSource, DatasetKind, Selection, Splits};
 use crate::model::{Activation, K, MAX_HIDDEN_LAYERS, Shape};
-use crate::optim::{Optimizer, OptimizerConfig};
-use crate::schedule::{LrSchedule, Schedule};
+use crate::optim::OptimizerConfig;
+use crate::schedule::Schedule;
 
+mod request;
 #[cfg(test)]
 mod tests;
+
+pub use request::{DataRequest, TrainRequest};
 
 /// Full-batch iterations when neither `--iterations` nor `--epochs` is given.
 pub const DEFAULT_ITERATIONS: usize = 500;
@@ -33,47 +34,6 @@ pub const DEFAULT_SEED: u64 = 0;
 pub const REPORTS_PER_RUN: usize = 20;
 /// ...and at least every this many iterations when it chases a target accuracy.
 pub const TARGET_REPORT_GAP: usize = 10;
-
-/// The data options as asked for (`None`: not given).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DataRequest {
-    pub path: Option<PathBuf>,
-    pub test_path: Option<PathBuf>,
-    pub format: Option<Format>,
-    pub kind: Option<DatasetKind>,
-    pub samples: Option<usize>,
-    pub test_samples: Option<usize>,
-    pub val_split: Option<f64>,
-}
-
-/// A training run as asked for: every option, `None` (or `false`) where not given.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TrainRequest {
-    pub data: DataRequest,
-    pub seed: Option<u64>,
-    pub hidden: Option<Vec<usize>>,
-    pub activation: Option<Activation>,
-    pub no_bias: bool,
-    pub iterations: Option<usize>,
-    pub epochs: Option<usize>,
-    pub batch_size: Option<usize>,
-    pub lr: Option<f32>,
-    pub lr_schedule: Option<LrSchedule>,
-    pub warmup: Option<usize>,
-    pub lr_step_every: Option<usize>,
-    pub lr_gamma: Option<f32>,
-    pub optimizer: Option<Optimizer>,
-    pub momentum: Option<f32>,
-    pub beta1: Option<f32>,
-    pub beta2: Option<f32>,
-    pub eps: Option<f32>,
-    pub weight_decay: Option<f32>,
-    pub eval_every: Option<usize>,
-    pub target_accuracy: Option<f64>,
-    pub verify_every: Option<usize>,
-    /// Outputs that draw held-out figures at every report point (`--plot`, `--metrics`).
-    pub curves: bool,
-}
 
 /// Which data a run uses: where from, and which rows (`--seed` picks the validation rows).
 #[derive(Clone, Debug, PartialEq)]

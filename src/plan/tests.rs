@@ -3,7 +3,8 @@
 use super::*;
 use crate::checkpoint::Provenance;
 use crate::model::Params;
-use crate::optim::OptimizerState;
+use crate::optim::{Optimizer, OptimizerState};
+use crate::schedule::LrSchedule;
 
 /// 1,000 training images of 16 pixels, 200 test images, no validation split.
 const FACTS: DataFacts = DataFacts { d: 16, train: 1000, validation: 0, test: 200 };

@@ -53,7 +53,7 @@ pub(super) fn verify_step<B: Backend + ?Sized>(
     // Under ReLU a pre-activation within rounding of 0 can fall on different sides of the kink on
     // the two devices. In a one-hidden-layer network each such sample moves dW1[:, j] and db1[j]
     // by at most 2·max|W2| / N (|p - onehot(y)| sums to at most 2, x <= 1); late in training db1
-    // is small enough for one sample to be 1e-3 of its scale (seen at iteration 500 of the default
+    // is small enough for one sample to be 1e-3 of its scale (late in the 500-iteration default
     // run). Deeper networks get the same allowance, from the output layer's weights, on every
     // layer below the output.
     let out = before.layers.len() - 1;

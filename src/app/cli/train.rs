@@ -1,193 +1,19 @@
-//! Command-line interface: clap types, validated as they are parsed, and their mapping onto the
-//! library's requests. Training options are `None` when not given: their defaults live in
-//! `gpu_mnist::plan` (a continued model's saved plan comes before them), and the help text shows
-//! them (a test holds the two together).
+//! `train`'s options, and the request they make.
 
 use std::path::PathBuf;
 
-use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
-use gpu_mnist::data::{DatasetKind, Format};
+use super::DataArgs;
+use super::values::{
+    ACTIVATIONS, OPTIMIZERS, SCHEDULES, TILINGS, choice, chunk_rows, decay_factor, decay_rate, epsilon, fraction,
+    hidden_units, learning_rate, positive, weight_decay,
+};
 use gpu_mnist::gpu::Tiling;
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
 use gpu_mnist::plan::{DataRequest, TrainRequest};
 use gpu_mnist::schedule::LrSchedule;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "gpu-mnist",
-    version,
-    about = "Train an MNIST perceptron with WGSL compute shaders (wgpu) or on the CPU"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-// The argument structs are parsed once per run: their sizes do not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Train a 784 -> H [-> H2 ...] -> 10 perceptron (full-batch or mini-batch) and report test accuracy.
-    Train(TrainArgs),
-    /// Accuracy, loss, per-class precision/recall and the confusion matrix of a saved model.
-    Eval(EvalArgs),
-    /// Read handwritten digits from image files (PNG, JPEG, ...) with a saved model.
-    Predict(PredictArgs),
-    /// Time the training step per backend and per kernel (GFLOP/s, GB/s, shares).
-    Bench(BenchArgs),
-    /// List the GPU adapters wgpu sees, with the limits that matter here.
-    Devices,
-}
-
-/// A parser for one of the domain's enums: each value's command-line name and help.
-fn choice<T: Copy + Send + Sync + 'static>(
-    values: &'static [(T, &'static str, &'static str)],
-) -> impl TypedValueParser<Value = T> {
-    let names = values.iter().map(|&(_, name, help)| PossibleValue::new(name).help(help));
-    PossibleValuesParser::new(names).map(move |s| {
-        // The possible values parser has accepted only names of `values`.
-        values.iter().find(|(_, name, _)| *name == s).map_or(values[0].0, |v| v.0)
-    })
-}
-
-pub const ACTIVATIONS: &[(Activation, &str, &str)] = &[
-    (Activation::Sigmoid, "sigmoid", "1 / (1 + e^-z)"),
-    (Activation::Relu, "relu", "max(z, 0)"),
-    (Activation::Elu, "elu", "z above 0, e^z - 1 below"),
-];
-pub const OPTIMIZERS: &[(Optimizer, &str, &str)] = &[
-    (Optimizer::Gd, "gd", "Plain gradient descent"),
-    (Optimizer::Momentum, "momentum", "Heavy-ball momentum"),
-    (Optimizer::Nesterov, "nesterov", "Nesterov momentum"),
-    (Optimizer::Adam, "adam", "Adam with bias correction"),
-];
-pub const SCHEDULES: &[(LrSchedule, &str, &str)] = &[
-    (LrSchedule::Constant, "constant", "--lr throughout"),
-    (LrSchedule::Step, "step", "--lr times --lr-gamma after every --lr-step-every iterations"),
-    (LrSchedule::Cosine, "cosine", "From --lr down to 0 along half a cosine, over the iterations after the warm-up"),
-];
-pub const TILINGS: &[(Tiling, &str, &str)] = &[
-    (Tiling::Register, "register", "8 x 8 outputs per invocation in registers, no barriers (software adapters)"),
-    (Tiling::Shared, "shared", "64 x 64 tiles staged through workgroup memory (hardware GPUs)"),
-];
-pub const DATASETS: &[(DatasetKind, &str, &str)] = &[
-    (DatasetKind::Mnist, "mnist", "Handwritten digits 0..9 (LeCun, Cortes, Burges)"),
-    (DatasetKind::Fashion, "fashion", "Zalando's Fashion-MNIST: ten kinds of clothing in MNIST's format"),
-];
-pub const FORMATS: &[(Format, &str, &str)] = &[
-    (Format::Idx, "idx", "IDX files (train-images-idx3-ubyte ...), raw or gzipped"),
-    (Format::Csv, "csv", "CSV rows label,pixel0..pixel783 (Kaggle, mnist_train.csv), with or without a header"),
-    (Format::Images, "images", "Folders of images, one per class: 0/..9/ (or train/0/.., test/0/..)"),
-];
-
-/// Where the images come from (train and eval).
-#[derive(Args, Debug, Clone, Default)]
-pub struct DataArgs {
-    /// The data: a folder of IDX files, of CSV files (train.csv / mnist_train.csv ...) or of class
-    /// folders (0/ .. 9/, or train/ and test/ with them), or one CSV file
-    /// [default: the bundled MNIST; with --dataset fashion, /usr/share/datasets/fashion-mnist]
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// A labelled test set in any format, for data without one (e.g. --data mnist_train.csv
-    /// --test-data mnist_test.csv).
-    #[arg(long)]
-    pub test_data: Option<PathBuf>,
-    /// Read --data as this format instead of detecting it from the content.
-    #[arg(long, value_parser = choice(FORMATS))]
-    pub format: Option<Format>,
-    /// Which data set the images are: it names the classes in reports and in the saved model
-    /// [default: mnist].
-    #[arg(long, value_parser = choice(DATASETS))]
-    pub dataset: Option<DatasetKind>,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct EvalArgs {
-    /// The model to evaluate (default: the one shipped with the sources).
-    #[arg(long, default_value = "data/model.safetensors")]
-    pub model: PathBuf,
-    /// The data's test split is evaluated, or the whole of --data when it has none (one CSV
-    /// file, one class-folder tree). --dataset defaults to the model's.
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Print the figures as JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
-    /// Write confusion.png (heat map with counts) and mistakes.png (the most confident
-    /// misclassified test digits) into this folder.
-    #[arg(long)]
-    pub plots: Option<PathBuf>,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct PredictArgs {
-    /// Images of one digit each, of any size, dark-on-light or light-on-dark; or CSV files of
-    /// 28x28 images, one a row, with or without labels (Kaggle's test.csv).
-    #[arg(required = true)]
-    pub images: Vec<PathBuf>,
-    /// The model (default: the one shipped with the sources).
-    #[arg(long, default_value = "data/model.safetensors")]
-    pub model: PathBuf,
-    /// Print the predictions as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Write each prepared 28x28 input, as the network sees it, as a PNG into this folder.
-    #[arg(long)]
-    pub show: Option<PathBuf>,
-    /// Write the predictions for CSV rows as Kaggle's submission file (ImageId,Label).
-    #[arg(long)]
-    pub submission: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BenchBackends {
-    All,
-    Cpu,
-    Gpu,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Which backends to time (all: the CPU, and the GPU when wgpu finds any adapter).
-    #[arg(long, value_enum, default_value_t = BenchBackends::All)]
-    pub backend: BenchBackends,
-    /// Hidden units H (1..=65535).
-    #[arg(long, default_value_t = 128, value_parser = hidden_units)]
-    pub hidden: usize,
-    /// Training images N per iteration (at most the data set's size).
-    #[arg(long, default_value_t = 60000, value_parser = positive)]
-    pub samples: usize,
-    #[arg(long, value_parser = choice(ACTIVATIONS), default_value = "relu")]
-    pub activation: Activation,
-    /// Timed iterations per measurement; the median is reported.
-    #[arg(long, default_value_t = 5, value_parser = positive)]
-    pub repeats: usize,
-    /// Untimed iterations first (the GPU compiles its pipelines on the first).
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
-    /// The update rule timed after each gradient pass (default hyper-parameters).
-    #[arg(long, value_parser = choice(OPTIMIZERS), default_value = "gd")]
-    pub optimizer: Optimizer,
-    /// Also time H in 32..1024 at N = --samples and N in 1k..--samples at H = --hidden.
-    #[arg(long)]
-    pub sweep: bool,
-    /// GPU: also time the naive one-output-per-invocation matmuls against the tiled ones.
-    #[arg(long)]
-    pub naive: bool,
-    /// Write the figures as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    #[arg(long)]
-    pub adapter: Option<String>,
-    /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
-    #[arg(long, value_parser = choice(TILINGS))]
-    pub tiling: Option<Tiling>,
-    #[arg(long, default_value = "data/mnist")]
-    pub data: PathBuf,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
@@ -317,18 +143,6 @@ pub struct TrainArgs {
     pub tiling: Option<Tiling>,
 }
 
-impl DataArgs {
-    pub fn request(&self) -> DataRequest {
-        DataRequest {
-            path: self.data.clone(),
-            test_path: self.test_data.clone(),
-            format: self.format,
-            kind: self.dataset,
-            ..Default::default()
-        }
-    }
-}
-
 impl TrainArgs {
     /// The run as asked for, for `TrainPlan::resolve`.
     pub fn request(&self) -> TrainRequest {
@@ -365,84 +179,13 @@ impl TrainArgs {
     }
 }
 
-fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(v) => Ok(v),
-        Err(e) => Err(format!("not a whole number: {e}")),
-    }
-}
-
-/// The largest hidden layer: one workgroup per hidden unit sums the bias gradient, and a
-/// dispatch has at most 65535 workgroups per dimension.
-pub const MAX_HIDDEN: usize = 65535;
-
-fn hidden_units(s: &str) -> Result<usize, String> {
-    match positive(s)? {
-        h if h > MAX_HIDDEN => Err(format!("at most {MAX_HIDDEN}")),
-        h => Ok(h),
-    }
-}
-
-fn chunk_rows(s: &str) -> Result<usize, String> {
-    match positive(s)? {
-        r if r < 64 => Err("at least 64 (chunks start on 256-byte boundaries: multiples of 64 rows)".into()),
-        r => Ok(r),
-    }
-}
-
-fn fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
-        Ok(v) => Err(format!("must be between 0 and 1 (exclusive), got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
-}
-
-fn decay_factor(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
-        Ok(v) => Err(format!("must be above 0 and at most 1, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
-}
-
-fn learning_rate(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
-}
-
-fn decay_rate(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("must be at least 0 and below 1, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
-}
-
-fn epsilon(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
-}
-
-fn weight_decay(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a finite number, 0 or above, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::values::{DATASETS, FORMATS};
+    use super::super::{Cli, Command};
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+    use gpu_mnist::data::{DatasetKind, Format};
     use gpu_mnist::optim::OptimizerConfig;
     use gpu_mnist::plan;
 

@@ -1,0 +1,164 @@
+//! Command-line interface: clap types, validated as they are parsed, and their mapping onto the
+//! library's requests. Training options are `None` when not given: their defaults live in
+//! `gpu_mnist::plan` (a continued model's saved plan comes before them), and the help text shows
+//! them (a test holds the two together).
+
+use std::path::PathBuf;
+
+mod train;
+pub mod values;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use gpu_mnist::data::{DatasetKind, Format};
+use gpu_mnist::gpu::Tiling;
+use gpu_mnist::model::Activation;
+use gpu_mnist::optim::Optimizer;
+use gpu_mnist::plan::DataRequest;
+pub use train::{BackendChoice, TrainArgs};
+use values::{ACTIVATIONS, DATASETS, FORMATS, OPTIMIZERS, TILINGS, choice, hidden_units, positive};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpu-mnist",
+    version,
+    about = "Train an MNIST perceptron with WGSL compute shaders (wgpu) or on the CPU"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// The argument structs are parsed once per run: their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a 784 -> H [-> H2 ...] -> 10 perceptron (full-batch or mini-batch) and report test accuracy.
+    Train(TrainArgs),
+    /// Accuracy, loss, per-class precision/recall and the confusion matrix of a saved model.
+    Eval(EvalArgs),
+    /// Read handwritten digits from image files (PNG, JPEG, ...) with a saved model.
+    Predict(PredictArgs),
+    /// Time the training step per backend and per kernel (GFLOP/s, GB/s, shares).
+    Bench(BenchArgs),
+    /// List the GPU adapters wgpu sees, with the limits that matter here.
+    Devices,
+}
+
+/// Where the images come from (train and eval).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// The data: a folder of IDX files, of CSV files (train.csv / mnist_train.csv ...) or of class
+    /// folders (0/ .. 9/, or train/ and test/ with them), or one CSV file
+    /// [default: the bundled MNIST; with --dataset fashion, /usr/share/datasets/fashion-mnist]
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// A labelled test set in any format, for data without one (e.g. --data mnist_train.csv
+    /// --test-data mnist_test.csv).
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Read --data as this format instead of detecting it from the content.
+    #[arg(long, value_parser = choice(FORMATS))]
+    pub format: Option<Format>,
+    /// Which data set the images are: it names the classes in reports and in the saved model
+    /// [default: mnist].
+    #[arg(long, value_parser = choice(DATASETS))]
+    pub dataset: Option<DatasetKind>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The model to evaluate (default: the one shipped with the sources).
+    #[arg(long, default_value = "data/model.safetensors")]
+    pub model: PathBuf,
+    /// The data's test split is evaluated, or the whole of --data when it has none (one CSV
+    /// file, one class-folder tree). --dataset defaults to the model's.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Print the figures as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Write confusion.png (heat map with counts) and mistakes.png (the most confident
+    /// misclassified test digits) into this folder.
+    #[arg(long)]
+    pub plots: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// Images of one digit each, of any size, dark-on-light or light-on-dark; or CSV files of
+    /// 28x28 images, one a row, with or without labels (Kaggle's test.csv).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The model (default: the one shipped with the sources).
+    #[arg(long, default_value = "data/model.safetensors")]
+    pub model: PathBuf,
+    /// Print the predictions as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write each prepared 28x28 input, as the network sees it, as a PNG into this folder.
+    #[arg(long)]
+    pub show: Option<PathBuf>,
+    /// Write the predictions for CSV rows as Kaggle's submission file (ImageId,Label).
+    #[arg(long)]
+    pub submission: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackends {
+    All,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Which backends to time (all: the CPU, and the GPU when wgpu finds any adapter).
+    #[arg(long, value_enum, default_value_t = BenchBackends::All)]
+    pub backend: BenchBackends,
+    /// Hidden units H (1..=65535).
+    #[arg(long, default_value_t = 128, value_parser = hidden_units)]
+    pub hidden: usize,
+    /// Training images N per iteration (at most the data set's size).
+    #[arg(long, default_value_t = 60000, value_parser = positive)]
+    pub samples: usize,
+    #[arg(long, value_parser = choice(ACTIVATIONS), default_value = "relu")]
+    pub activation: Activation,
+    /// Timed iterations per measurement; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = positive)]
+    pub repeats: usize,
+    /// Untimed iterations first (the GPU compiles its pipelines on the first).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// The update rule timed after each gradient pass (default hyper-parameters).
+    #[arg(long, value_parser = choice(OPTIMIZERS), default_value = "gd")]
+    pub optimizer: Optimizer,
+    /// Also time H in 32..1024 at N = --samples and N in 1k..--samples at H = --hidden.
+    #[arg(long)]
+    pub sweep: bool,
+    /// GPU: also time the naive one-output-per-invocation matmuls against the tiled ones.
+    #[arg(long)]
+    pub naive: bool,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
+    #[arg(long, value_parser = choice(TILINGS))]
+    pub tiling: Option<Tiling>,
+    #[arg(long, default_value = "data/mnist")]
+    pub data: PathBuf,
+}
+
+impl DataArgs {
+    pub fn request(&self) -> DataRequest {
+        DataRequest {
+            path: self.data.clone(),
+            test_path: self.test_data.clone(),
+            format: self.format,
+            kind: self.dataset,
+            ..Default::default()
+        }
+    }
+}

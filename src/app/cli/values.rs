@@ -1,0 +1,125 @@
+//! Parsers of option values: the domain's enums by their command-line names, and numbers checked
+//! as they are parsed.
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+
+use gpu_mnist::data::{DatasetKind, Format};
+use gpu_mnist::gpu::Tiling;
+use gpu_mnist::model::Activation;
+use gpu_mnist::optim::Optimizer;
+use gpu_mnist::schedule::LrSchedule;
+
+/// A parser for one of the domain's enums: each value's command-line name and help.
+pub fn choice<T: Copy + Send + Sync + 'static>(
+    values: &'static [(T, &'static str, &'static str)],
+) -> impl TypedValueParser<Value = T> {
+    let names = values.iter().map(|&(_, name, help)| PossibleValue::new(name).help(help));
+    PossibleValuesParser::new(names).map(move |s| {
+        // The possible values parser has accepted only names of `values`.
+        values.iter().find(|(_, name, _)| *name == s).map_or(values[0].0, |v| v.0)
+    })
+}
+
+pub const ACTIVATIONS: &[(Activation, &str, &str)] = &[
+    (Activation::Sigmoid, "sigmoid", "1 / (1 + e^-z)"),
+    (Activation::Relu, "relu", "max(z, 0)"),
+    (Activation::Elu, "elu", "z above 0, e^z - 1 below"),
+];
+pub const OPTIMIZERS: &[(Optimizer, &str, &str)] = &[
+    (Optimizer::Gd, "gd", "Plain gradient descent"),
+    (Optimizer::Momentum, "momentum", "Heavy-ball momentum"),
+    (Optimizer::Nesterov, "nesterov", "Nesterov momentum"),
+    (Optimizer::Adam, "adam", "Adam with bias correction"),
+];
+pub const SCHEDULES: &[(LrSchedule, &str, &str)] = &[
+    (LrSchedule::Constant, "constant", "--lr throughout"),
+    (LrSchedule::Step, "step", "--lr times --lr-gamma after every --lr-step-every iterations"),
+    (LrSchedule::Cosine, "cosine", "From --lr down to 0 along half a cosine, over the iterations after the warm-up"),
+];
+pub const TILINGS: &[(Tiling, &str, &str)] = &[
+    (Tiling::Register, "register", "8 x 8 outputs per invocation in registers, no barriers (software adapters)"),
+    (Tiling::Shared, "shared", "64 x 64 tiles staged through workgroup memory (hardware GPUs)"),
+];
+pub const DATASETS: &[(DatasetKind, &str, &str)] = &[
+    (DatasetKind::Mnist, "mnist", "Handwritten digits 0..9 (LeCun, Cortes, Burges)"),
+    (DatasetKind::Fashion, "fashion", "Zalando's Fashion-MNIST: ten kinds of clothing in MNIST's format"),
+];
+pub const FORMATS: &[(Format, &str, &str)] = &[
+    (Format::Idx, "idx", "IDX files (train-images-idx3-ubyte ...), raw or gzipped"),
+    (Format::Csv, "csv", "CSV rows label,pixel0..pixel783 (Kaggle, mnist_train.csv), with or without a header"),
+    (Format::Images, "images", "Folders of images, one per class: 0/..9/ (or train/0/.., test/0/..)"),
+];
+
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// The largest hidden layer: one workgroup per hidden unit sums the bias gradient, and a
+/// dispatch has at most 65535 workgroups per dimension.
+pub const MAX_HIDDEN: usize = 65535;
+
+pub fn hidden_units(s: &str) -> Result<usize, String> {
+    match positive(s)? {
+        h if h > MAX_HIDDEN => Err(format!("at most {MAX_HIDDEN}")),
+        h => Ok(h),
+    }
+}
+
+pub fn chunk_rows(s: &str) -> Result<usize, String> {
+    match positive(s)? {
+        r if r < 64 => Err("at least 64 (chunks start on 256-byte boundaries: multiples of 64 rows)".into()),
+        r => Ok(r),
+    }
+}
+
+pub fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        Ok(v) => Err(format!("must be between 0 and 1 (exclusive), got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+pub fn decay_factor(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(v) => Err(format!("must be above 0 and at most 1, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+pub fn learning_rate(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+pub fn decay_rate(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be at least 0 and below 1, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+pub fn epsilon(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+pub fn weight_decay(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number, 0 or above, got {v}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}

@@ -1,0 +1,50 @@
+//! What a training run asks for: every option, `None` (or `false`) where not given, so that
+//! `TrainPlan::resolve` can tell an option given from a default.
+
+use std::path::PathBuf;
+
+use crate::data::{DatasetKind, Format};
+use crate::model::Activation;
+use crate::optim::Optimizer;
+use crate::schedule::LrSchedule;
+
+/// The data options as asked for (`None`: not given).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataRequest {
+    pub path: Option<PathBuf>,
+    pub test_path: Option<PathBuf>,
+    pub format: Option<Format>,
+    pub kind: Option<DatasetKind>,
+    pub samples: Option<usize>,
+    pub test_samples: Option<usize>,
+    pub val_split: Option<f64>,
+}
+
+/// A training run as asked for: every option, `None` (or `false`) where not given.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainRequest {
+    pub data: DataRequest,
+    pub seed: Option<u64>,
+    pub hidden: Option<Vec<usize>>,
+    pub activation: Option<Activation>,
+    pub no_bias: bool,
+    pub iterations: Option<usize>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f32>,
+    pub lr_schedule: Option<LrSchedule>,
+    pub warmup: Option<usize>,
+    pub lr_step_every: Option<usize>,
+    pub lr_gamma: Option<f32>,
+    pub optimizer: Option<Optimizer>,
+    pub momentum: Option<f32>,
+    pub beta1: Option<f32>,
+    pub beta2: Option<f32>,
+    pub eps: Option<f32>,
+    pub weight_decay: Option<f32>,
+    pub eval_every: Option<usize>,
+    pub target_accuracy: Option<f64>,
+    pub verify_every: Option<usize>,
+    /// Outputs that draw held-out figures at every report point (`--plot`, `--metrics`).
+    pub curves: bool,
+}
