@@ -6,6 +6,34 @@ use std::ops::Range;
 use crate::model::{Params, Stats};
 use crate::optim::{OptimizerState, StateMismatch};
 
+/// Which backend a run asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// A hardware GPU when wgpu finds one, else the CPU.
+    #[default]
+    Auto,
+    /// WGSL shaders on the best adapter wgpu finds, software ones included.
+    Gpu,
+    Cpu,
+}
+
+impl BackendChoice {
+    pub const ALL: [BackendChoice; 3] = [BackendChoice::Auto, BackendChoice::Gpu, BackendChoice::Cpu];
+
+    /// The name model files and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Gpu => "gpu",
+            BackendChoice::Cpu => "cpu",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
 /// Which data split to evaluate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
@@ -56,6 +84,11 @@ pub trait Backend {
     fn step_stats(&self) -> Result<Stats, BackendError>;
     /// Loss/accuracy of batch `batch` at its latest forward pass (`step_stats` for full batches).
     fn batch_stats(&self, batch: usize) -> Result<Stats, BackendError>;
+    /// Waits until every step submitted so far has finished (a GPU's queue); the CPU's steps are
+    /// done when `step` returns. Timers that time training call it before they stop.
+    fn wait(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Whether `step_stats` costs nothing (no device wait), so the loop may check every step.
     fn free_stats(&self) -> bool {
         false

@@ -11,7 +11,8 @@
 //! Matrices are row-major: X is N x D, W1 is D x H1, ..., the output layer's W is H_last x K.
 //!
 //! Dependencies flow one way, and the command line (the binary's `app`) sits on top:
-//! - `data`, `model`, `optim`, `schedule`: data sets, the network, update rules, learning rates;
+//! - `data`, `model`, `optim`, `schedule`, `ranges`: data sets, the network, update rules, learning
+//!   rates, the values options may take;
 //! - `checkpoint`: model files; `plan`: a run's every default and consistency rule;
 //! - `backend` and its implementations `cpu` (the readable reference and the fast path) and `gpu`;
 //! - `train`: the loop that carries out a plan on a backend;
@@ -31,5 +32,6 @@ pub mod model;
 pub mod optim;
 pub mod plan;
 pub mod plots;
+pub mod ranges;
 pub mod schedule;
 pub mod train;

@@ -1,8 +1,9 @@
 //! The perceptron: shapes, parameters, activation functions and seeded initialisation.
 //!
-//! Shape letters as in the crate documentation (N, D, H, K). Layout (row-major): W1 is D x H1, b1 is H1, ..., the last W is H_last x K. The forward pass
-//! is `A1 = act(X·W1 + b1)`, `A2 = act(A1·W2 + b2)`, ..., `P = softmax(A_last·W_out + b_out)`,
-//! loss = mean cross-entropy; every hidden layer uses the same activation.
+//! Shape letters as in the crate documentation (N, D, H, K). Layout (row-major): W1 is D x H1,
+//! b1 is H1, ..., the last W is H_last x K. The forward pass is `A1 = act(X·W1 + b1)`,
+//! `A2 = act(A1·W2 + b2)`, ..., `P = softmax(A_last·W_out + b_out)`, loss = mean cross-entropy;
+//! every hidden layer uses the same activation.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -81,6 +81,22 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// This configuration with the hyper-parameters its rule does not use at their defaults, so
+    /// that two configurations of one rule compare equal when they train alike (and a model file,
+    /// which stores only the rule's own, reads back what was planned).
+    pub fn normalized(self) -> Self {
+        let d = OptimizerConfig::default();
+        let momentum = matches!(self.kind, Optimizer::Momentum | Optimizer::Nesterov);
+        let adam = self.kind == Optimizer::Adam;
+        OptimizerConfig {
+            momentum: if momentum { self.momentum } else { d.momentum },
+            beta1: if adam { self.beta1 } else { d.beta1 },
+            beta2: if adam { self.beta2 } else { d.beta2 },
+            eps: if adam { self.eps } else { d.eps },
+            ..self
+        }
+    }
+
     /// Adam's bias corrections `(1/(1-β1^t), 1/(1-β2^t))` for step `t >= 1`, in f64 then rounded.
     pub fn adam_corrections(&self, t: u64) -> (f32, f32) {
         let t = t.min(i32::MAX as u64) as i32;

@@ -15,7 +15,7 @@
 mod common;
 
 use common::parity::{Run, Setup, assert_params, assert_stats};
-use common::tolerance::{KINK_BAND, RUNS, UPDATE};
+use common::tolerance::{KINK_BAND, LOSS_RTOL, RUNS, UPDATE};
 use common::{assert_close, mnist, subset};
 use gpu_mnist::backend::{Backend, Split};
 use gpu_mnist::cpu::{CpuBackend, reference};
@@ -68,11 +68,9 @@ fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tili
         }
         // Independent: the CPU's own run.
         if act != Activation::Relu {
-            assert_stats(
-                &format!("step {step}, the CPU's run"),
-                s.step_stats,
-                run.cpu.step_stats().expect("CPU stats"),
-            );
+            let c = run.cpu.step_stats().expect("CPU stats");
+            let loss = s.step_stats.loss;
+            assert!((loss - c.loss).abs() <= LOSS_RTOL * c.loss, "step {step}: loss GPU {loss} vs CPU run {}", c.loss);
             let what = format!("after step {step} ({act:?}, H {h}, {tiling:?})");
             assert_params(&what, &s.after, &run.cpu.params().expect("CPU params"), RUNS);
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::f32s;
 use gpu_mnist::backend::Backend;
-use gpu_mnist::checkpoint::{self, METADATA_KEYS, Model, Provenance, RunRecord};
+use gpu_mnist::checkpoint::{self, METADATA_KEYS, Model, Provenance, RUN_KEYS, RunRecord};
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::optim::{Optimizer, OptimizerConfig, OptimizerState};
@@ -295,4 +295,48 @@ fn a_resumed_cpu_run_continues_exactly() {
     }
     assert_eq!(second.params().unwrap(), straight.params().unwrap());
     assert_eq!(second.optimizer_state().unwrap(), straight.optimizer_state().unwrap());
+}
+
+#[test]
+fn every_key_a_model_file_holds_is_documented() {
+    // A model with every field of its plan and Adam's state: the keys it writes are the
+    // network's and provenance's, the plan's, and Adam's step count.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("all.safetensors");
+    let mut m = with_optimizer(true, Optimizer::Adam);
+    m.run = RunRecord {
+        seed: Some(1),
+        backend: Some(gpu_mnist::backend::BackendChoice::Cpu),
+        data: Some("/data".into()),
+        test_data: Some("/test.csv".into()),
+        format: Some(gpu_mnist::data::Format::Csv),
+        samples: Some(10),
+        test_samples: Some(5),
+        val_split: Some(0.1),
+        lr: Some(0.5),
+        lr_schedule: Some(gpu_mnist::schedule::LrSchedule::Step),
+        warmup: Some(2),
+        lr_step_every: Some(3),
+        lr_gamma: Some(0.5),
+        planned_iterations: Some(20),
+        optimizer: m.run.optimizer,
+        batch_size: Some(4),
+        batch_origin: Some(2),
+        eval_every: Some(5),
+        report_every: Some(5),
+        target_accuracy: Some(0.9),
+    };
+    checkpoint::save(&path, &m).expect("saves");
+    assert_eq!(checkpoint::load(&path).expect("loads"), m);
+    let bytes = std::fs::read(&path).expect("read");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("safetensors");
+    let meta = header.metadata().clone().expect("metadata");
+    for key in meta.keys() {
+        let known = METADATA_KEYS.contains(&key.as_str()) || RUN_KEYS.contains(&key.as_str()) || key == "adam_t";
+        assert!(known, "{key} is written but not listed in METADATA_KEYS or RUN_KEYS");
+    }
+    // Adam has no momentum of its own; every other key of the plan is written.
+    for key in RUN_KEYS.iter().filter(|&&k| k != "momentum") {
+        assert!(meta.contains_key(*key), "{key} is listed but this model does not write it");
+    }
 }

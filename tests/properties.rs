@@ -146,6 +146,9 @@ fn any_model() -> impl Strategy<Value = Model> {
                     layer.b.iter_mut().for_each(|v| *v = next.next().unwrap_or(0.0));
                 }
             }
+            // A batching cannot begin after the model's last step.
+            let mut run = run;
+            run.batch_origin = run.batch_origin.map(|o| o.min(provenance.iterations));
             Model { params, activation, provenance, run, optimizer: None }
         })
     })
@@ -185,40 +188,43 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
         prop::option::of(any::<usize>()),
     );
     let rows = (some(0.5), some(0.5), prop::option::of(0.01f64..0.99), some(0.5), prop::option::of(any::<usize>()));
-    (prop::option::of(any::<u64>()), data, schedule, optimizer, rows, some(0.5), prop::option::of(0.01f64..0.99))
-        .prop_map(
-            |(
+    let backend = prop::option::of(prop::sample::select(gpu_mnist::backend::BackendChoice::ALL.to_vec()));
+    let reports = (some(0.5), some(0.5), prop::option::of(0.01f64..0.99));
+    (prop::option::of(any::<u64>()), backend, data, schedule, optimizer, rows, reports).prop_map(
+        |(
+            seed,
+            backend,
+            (data, test_data, format),
+            (lr, kind, warmup, step_every, gamma, planned),
+            optimizer,
+            rows,
+            (eval_every, report_every, target),
+        )| {
+            let (samples, test_samples, val_split, batch_size, batch_origin) = rows;
+            RunRecord {
                 seed,
-                (data, test_data, format),
-                (lr, kind, warmup, step_every, gamma, planned),
+                backend,
+                data: data.map(Into::into),
+                test_data: test_data.map(Into::into),
+                format,
+                samples,
+                test_samples,
+                val_split,
+                lr,
+                lr_schedule: kind,
+                warmup,
+                lr_step_every: step_every,
+                lr_gamma: gamma,
+                planned_iterations: planned,
                 optimizer,
-                rows,
+                batch_size,
+                batch_origin,
                 eval_every,
-                target,
-            )| {
-                let (samples, test_samples, val_split, batch_size, batch_origin) = rows;
-                RunRecord {
-                    seed,
-                    data: data.map(Into::into),
-                    test_data: test_data.map(Into::into),
-                    format,
-                    samples,
-                    test_samples,
-                    val_split,
-                    lr,
-                    lr_schedule: kind,
-                    warmup,
-                    lr_step_every: step_every,
-                    lr_gamma: gamma,
-                    planned_iterations: planned,
-                    optimizer,
-                    batch_size,
-                    batch_origin,
-                    eval_every,
-                    target_accuracy: target,
-                }
-            },
-        )
+                report_every,
+                target_accuracy: target,
+            }
+        },
+    )
 }
 
 /// The bytes of `model` as `checkpoint::save` writes them (through a temporary file).

@@ -46,7 +46,7 @@ struct Report<'a> {
 }
 
 pub fn run(args: &EvalArgs) -> Result<()> {
-    let model_path = super::bundled(&args.model, "data/model.safetensors");
+    let model_path = gpu_mnist::data::source::bundled(&args.model, "data/model.safetensors");
     let Model { params, activation, provenance, run, .. } = checkpoint::load(&model_path)?;
     let kind = args.data.dataset.unwrap_or(DatasetKind::from_name(&provenance.dataset));
     let d = &args.data;

@@ -10,8 +10,6 @@ mod report;
 pub mod session;
 mod train;
 
-use std::path::{Path, PathBuf};
-
 use cli::Command;
 
 pub fn run(command: Command) -> anyhow::Result<()> {
@@ -22,11 +20,4 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Devices => devices::run(),
     }
-}
-
-/// A path as given, or, when it is the default relative `default` and missing here, the copy
-/// bundled with the sources (so the defaults work from any folder).
-pub fn bundled(arg: &Path, default: &str) -> PathBuf {
-    let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join(default);
-    if arg == Path::new(default) && !arg.exists() && copy.exists() { copy } else { arg.to_path_buf() }
 }

@@ -69,7 +69,7 @@ struct Entry {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    let model_path = super::bundled(&args.model, "data/model.safetensors");
+    let model_path = gpu_mnist::data::source::bundled(&args.model, "data/model.safetensors");
     let model = checkpoint::load(&model_path)?;
     let side = digit::SIDE as usize;
     if model.params.shape.d != side * side {

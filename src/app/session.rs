@@ -43,10 +43,12 @@ pub struct Interrupted {
 #[error(transparent)]
 struct Failed(TrainError);
 
-/// Parameters after `iteration`, all finite, and the test accuracy reported with them.
+/// Parameters after `iteration`, all finite, the optimizer's state with them, and the test
+/// accuracy reported with them.
 struct Snapshot {
     iteration: usize,
     params: Params,
+    state: OptimizerState,
     test_accuracy: Option<f64>,
 }
 
@@ -68,9 +70,8 @@ pub fn run<B: Backend>(b: &mut B, s: &Session, verifier: Option<&mut dyn Verifie
             Ok(())
         }
         Err(e) if e.is::<Failed>() => match last_good {
-            Some(Snapshot { iteration, params, test_accuracy }) => {
-                // The optimizer's state of that iteration is not kept: a resumed run starts it afresh.
-                save(s, b, params, None, iteration, test_accuracy)
+            Some(Snapshot { iteration, params, state, test_accuracy }) => {
+                save(s, b, params, Some(state), iteration, test_accuracy)
                     .with_context(|| format!("{e}; saving the model of iteration {iteration} also failed"))?;
                 Err(anyhow::anyhow!(
                     "{e}; saved the last good model (iteration {iteration}) to {out}; to go on: {resume}"
@@ -208,8 +209,8 @@ fn progress<B: Backend>(
                 say(format!("{line}  ({seconds:.1} s)"));
             }
         }
-        Event::Snapshot { iteration, params } => {
-            *last_good = Some(Snapshot { iteration, params, test_accuracy: last_test });
+        Event::Snapshot { iteration, params, state } => {
+            *last_good = Some(Snapshot { iteration, params, state, test_accuracy: last_test });
         }
         Event::Verified { iteration, verifier, loss, grads } => {
             let g: Vec<String> = grads.iter().map(|(n, d)| format!("d{n} {d:.1e}")).collect();

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 
-use super::cli::{BackendChoice, TrainArgs};
+use super::cli::TrainArgs;
 use super::report;
 use super::session::{self, Session};
-use gpu_mnist::backend::BackendError;
+use gpu_mnist::backend::{BackendChoice, BackendError, Verifier};
 use gpu_mnist::checkpoint;
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Dataset, Splits};
@@ -30,7 +30,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let resumed = args.init_from.as_deref().map(checkpoint::load).transpose()?;
     let data_plan = DataPlan::resolve(&request, resumed.as_ref());
     let (data, from) = load_data(&data_plan)?;
-    let plan = TrainPlan::resolve(&request, resumed.as_ref(), &DataFacts::from(&data));
+    let facts = DataFacts::from(&data);
+    let plan = TrainPlan::resolve(&request, resumed.as_ref(), data_plan, &facts);
     let plan = match &args.init_from {
         Some(path) => plan.with_context(|| format!("continuing {}", path.display()))?,
         None => plan?,
@@ -47,6 +48,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 s.kind.name(),
                 plan.optimizer.kind.name()
             ),
+            (None, _) if !plan.optimizer.kind.moments().is_empty() => {
+                let rule = plan.optimizer.kind.name();
+                println!("note: {} holds no {rule} state; {rule} starts from fresh state", path.display())
+            }
             (None, _) => {}
         }
     }
@@ -66,7 +71,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let session = Session { plan: &plan, out, plot: args.plot.clone(), metrics: args.metrics.clone() };
     let stop = stop_on_ctrl_c()?;
     let act = plan.activation;
-    match open_gpu(args)? {
+    match open_gpu(plan.backend, args.adapter.as_deref())? {
         Some(ctx) => {
             let options = GpuOptions {
                 max_chunk_rows: args.chunk_rows,
@@ -85,7 +90,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let mut verifier = plan
                 .verify_every
                 .map(|_| CpuBackend::new(&data, params.clone(), act).with_batch_size(plan.batching.size));
-            let verifier = verifier.as_mut().map(|v| v as &mut dyn gpu_mnist::backend::Verifier);
+            let verifier = verifier.as_mut().map(|v| v as &mut dyn Verifier);
             session::run(&mut b, &session, verifier, &stop)
         }
         None => {
@@ -106,11 +111,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
 /// The GPU the backend choice asks for, or `None` for the CPU: `auto` takes a hardware adapter
 /// when there is one and says why it falls back otherwise.
-fn open_gpu(args: &TrainArgs) -> Result<Option<GpuContext>> {
-    Ok(match args.backend {
+fn open_gpu(choice: BackendChoice, adapter: Option<&str>) -> Result<Option<GpuContext>> {
+    Ok(match choice {
         BackendChoice::Cpu => None,
-        BackendChoice::Gpu => Some(GpuContext::open(args.adapter.as_deref(), false)?),
-        BackendChoice::Auto => match GpuContext::open(args.adapter.as_deref(), true) {
+        BackendChoice::Gpu => Some(GpuContext::open(adapter, false)?),
+        BackendChoice::Auto => match GpuContext::open(adapter, true) {
             Ok(ctx) => Some(ctx),
             Err(BackendError::NoAdapter { what, seen }) => {
                 let hint = if seen == "none" { "" } else { "; --backend gpu runs the shaders on a software adapter" };

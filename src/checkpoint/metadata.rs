@@ -3,10 +3,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use super::{FORMAT, INPUT, Model, Provenance};
+use super::file::{FORMAT, INPUT, Model, Provenance, RunRecord};
+use crate::backend::BackendChoice;
 use crate::data::Format;
 use crate::model::{Activation, MAX_HIDDEN_LAYERS, Shape};
 use crate::optim::{Optimizer, OptimizerConfig};
+use crate::ranges::{self, Range};
 use crate::schedule::LrSchedule;
 
 /// Keys every model file has: the network, its input and how it was made, in the order
@@ -28,8 +30,9 @@ pub const METADATA_KEYS: [&str; 12] = [
 
 /// Keys of the run's plan (`RunRecord`), each written when the run had it; `adam_t` is Adam's
 /// step count, written with its state.
-pub const RUN_KEYS: [&str; 23] = [
+pub const RUN_KEYS: [&str; 25] = [
     "seed",
+    "backend_choice",
     "data",
     "test_data",
     "data_format",
@@ -51,41 +54,9 @@ pub const RUN_KEYS: [&str; 23] = [
     "batch_size",
     "batch_origin",
     "eval_every",
+    "report_every",
     "target_accuracy",
 ];
-
-/// The plan of the run that made a model, as far as continuing it needs: what `TrainPlan::resolve`
-/// takes for every option a continuing run does not give. `None` where the file does not say
-/// (files of older versions say less); each field is a metadata key of the same name (the data's
-/// format is `data_format`, the optimizer's rule `optimizer` with its hyper-parameters under their
-/// own names, only those of the rule).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunRecord {
-    pub seed: Option<u64>,
-    /// `--data`, `--test-data` and `--format` as given (paths relative to where `train` ran).
-    pub data: Option<PathBuf>,
-    pub test_data: Option<PathBuf>,
-    pub format: Option<Format>,
-    pub samples: Option<usize>,
-    pub test_samples: Option<usize>,
-    pub val_split: Option<f64>,
-    pub lr: Option<f32>,
-    pub lr_schedule: Option<LrSchedule>,
-    pub warmup: Option<usize>,
-    /// Only when given: otherwise it follows from `planned_iterations`.
-    pub lr_step_every: Option<usize>,
-    pub lr_gamma: Option<f32>,
-    /// The last step the run planned (where a cosine schedule reaches 0).
-    pub planned_iterations: Option<usize>,
-    pub optimizer: Option<OptimizerConfig>,
-    /// Rows per step of mini-batch training (`None`: full batches).
-    pub batch_size: Option<usize>,
-    /// The model's step at which the current batching began.
-    pub batch_origin: Option<usize>,
-    /// Only when given: the default follows from the run's length.
-    pub eval_every: Option<usize>,
-    pub target_accuracy: Option<f64>,
-}
 
 /// The metadata of `model`, in a fixed (sorted) order: the same model always makes the same bytes.
 pub(super) fn write(model: &Model) -> BTreeMap<&'static str, String> {
@@ -109,6 +80,7 @@ pub(super) fn write(model: &Model) -> BTreeMap<&'static str, String> {
     let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
     let fields = [
         ("seed", r.seed.map(|v| v.to_string())),
+        ("backend_choice", r.backend.map(|v| v.name().to_string())),
         ("data", path(&r.data)),
         ("test_data", path(&r.test_data)),
         ("data_format", r.format.map(|f| format_name(f).to_string())),
@@ -124,6 +96,7 @@ pub(super) fn write(model: &Model) -> BTreeMap<&'static str, String> {
         ("batch_size", r.batch_size.map(|v| v.to_string())),
         ("batch_origin", r.batch_origin.map(|v| v.to_string())),
         ("eval_every", r.eval_every.map(|v| v.to_string())),
+        ("report_every", r.report_every.map(|v| v.to_string())),
         ("target_accuracy", r.target_accuracy.map(|v| v.to_string())),
     ];
     meta.extend(fields.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
@@ -186,16 +159,17 @@ pub(super) fn read_network(meta: &Meta) -> Result<(Shape, Activation), String> {
     Ok((shape, activation))
 }
 
-/// How the model was made; what the file does not say reads as unknown (empty, 0, NaN).
-pub(super) fn read_provenance(meta: &Meta) -> Provenance {
+/// How the model was made; what the file does not say reads as unknown (empty, 0, NaN), but the
+/// step count, which a continued run counts on, must be a whole number when it is there.
+pub(super) fn read_provenance(meta: &Meta) -> Result<Provenance, String> {
     let text = |key: &str| meta.get(key).cloned().unwrap_or_default();
-    Provenance {
+    Ok(Provenance {
         dataset: text("dataset"),
-        iterations: text("iterations").parse().unwrap_or(0),
+        iterations: optional(meta, "iterations", "a whole number", |_| true)?.unwrap_or(0),
         backend: text("backend"),
         test_accuracy: text("test_accuracy").parse().unwrap_or(f64::NAN),
         version: text("version"),
-    }
+    })
 }
 
 /// `key` parsed when present; a value that does not parse, or fails `ok`, is refused.
@@ -218,10 +192,13 @@ fn optional<T: std::str::FromStr>(
 pub(super) fn read_run(meta: &Meta) -> Result<RunRecord, String> {
     let count = |key| optional::<usize>(meta, key, "a whole number", |_| true);
     let positive = |key| optional::<usize>(meta, key, "a whole number above 0", |&v| v > 0);
-    let rate = |key| optional::<f32>(meta, key, "a number in [0, 1)", |v| (0.0..1.0).contains(v));
-    let above_0 = |key| optional::<f32>(meta, key, "a finite number above 0", |v| v.is_finite() && *v > 0.0);
-    let fraction = |key| optional::<f64>(meta, key, "a number between 0 and 1", |&v| v > 0.0 && v < 1.0);
+    let in_range = |key, r: &Range<f32>| optional::<f32>(meta, key, r.what, r.ok);
+    let fraction = |key| optional::<f64>(meta, key, ranges::FRACTION.what, ranges::FRACTION.ok);
     let named = |key: &str| meta.get(key).map(String::as_str);
+    let backend = match named("backend_choice") {
+        None => None,
+        Some(n) => Some(BackendChoice::from_name(n).ok_or_else(|| format!("unknown backend_choice \"{n}\""))?),
+    };
     let lr_schedule = match named("lr_schedule") {
         None => None,
         Some(n) => Some(LrSchedule::from_name(n).ok_or_else(|| format!("unknown lr_schedule \"{n}\""))?),
@@ -242,35 +219,34 @@ pub(super) fn read_run(meta: &Meta) -> Result<RunRecord, String> {
             let d = OptimizerConfig::default();
             Some(OptimizerConfig {
                 kind,
-                momentum: rate("momentum")?.unwrap_or(d.momentum),
-                beta1: rate("beta1")?.unwrap_or(d.beta1),
-                beta2: rate("beta2")?.unwrap_or(d.beta2),
-                eps: above_0("eps")?.unwrap_or(d.eps),
-                weight_decay: optional::<f32>(meta, "weight_decay", "a finite number, 0 or above", |v| {
-                    v.is_finite() && *v >= 0.0
-                })?
-                .unwrap_or(d.weight_decay),
+                momentum: in_range("momentum", &ranges::DECAY_RATE)?.unwrap_or(d.momentum),
+                beta1: in_range("beta1", &ranges::DECAY_RATE)?.unwrap_or(d.beta1),
+                beta2: in_range("beta2", &ranges::DECAY_RATE)?.unwrap_or(d.beta2),
+                eps: in_range("eps", &ranges::ABOVE_ZERO)?.unwrap_or(d.eps),
+                weight_decay: in_range("weight_decay", &ranges::WEIGHT_DECAY)?.unwrap_or(d.weight_decay),
             })
         }
     };
     Ok(RunRecord {
         seed: optional(meta, "seed", "a whole number", |_| true)?,
+        backend,
         data: named("data").map(PathBuf::from),
         test_data: named("test_data").map(PathBuf::from),
         format,
         samples: positive("samples")?,
         test_samples: positive("test_samples")?,
         val_split: fraction("val_split")?,
-        lr: above_0("lr")?,
+        lr: in_range("lr", &ranges::ABOVE_ZERO)?,
         lr_schedule,
         warmup: count("warmup")?,
         lr_step_every: positive("lr_step_every")?,
-        lr_gamma: optional::<f32>(meta, "lr_gamma", "a number in (0, 1]", |v| *v > 0.0 && *v <= 1.0)?,
+        lr_gamma: in_range("lr_gamma", &ranges::DECAY_FACTOR)?,
         planned_iterations: count("planned_iterations")?,
         optimizer,
         batch_size: positive("batch_size")?,
         batch_origin: count("batch_origin")?,
         eval_every: positive("eval_every")?,
+        report_every: positive("report_every")?,
         target_accuracy: fraction("target_accuracy")?,
     })
 }

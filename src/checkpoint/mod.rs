@@ -17,6 +17,7 @@
 //! one was. Loading checks the format, every tensor's presence, dtype and shape against the
 //! metadata, and refuses anything else with a one-line reason naming the file.
 
+mod file;
 mod metadata;
 
 use std::collections::BTreeMap;
@@ -25,46 +26,10 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors};
 
-use crate::model::{Activation, Params};
+use crate::model::Params;
 use crate::optim::OptimizerState;
-pub use metadata::{METADATA_KEYS, RUN_KEYS, RunRecord};
-
-/// The value of the `format` metadata key this program writes and reads.
-pub const FORMAT: &str = "gpu-mnist-mlp/1";
-
-/// How inputs are prepared, as stored in the `input` metadata key.
-pub const INPUT: &str = "grey levels of a 28x28 image, row-major, byte/255 in [0,1], 0 = background";
-
-/// Refuse files larger than this before reading them (a one-hidden-layer model at H = 65535 is
-/// ~206 MB); `train` refuses to start a network whose file would be larger.
-pub const MAX_MODEL_BYTES: u64 = 1 << 30;
-
-/// How a model was made.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Provenance {
-    /// The data set's name (`DatasetKind::name`): it names the classes.
-    pub dataset: String,
-    /// Steps taken over the model's whole training.
-    pub iterations: usize,
-    /// Backend and device, e.g. "cpu (2 threads)".
-    pub backend: String,
-    /// Test accuracy in [0, 1] when training ended.
-    pub test_accuracy: f64,
-    /// The `gpu-mnist` version that wrote the file.
-    pub version: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Model {
-    pub params: Params,
-    pub activation: Activation,
-    pub provenance: Provenance,
-    /// The run's plan, as far as continuing it needs.
-    pub run: RunRecord,
-    /// The optimizer's state, for a rule that keeps state (its rule is `run.optimizer`'s). A
-    /// model saved as of an earlier report point after a failure has none.
-    pub optimizer: Option<OptimizerState>,
-}
+pub use file::{FORMAT, INPUT, MAX_MODEL_BYTES, Model, Provenance, RunRecord};
+pub use metadata::{METADATA_KEYS, RUN_KEYS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -80,9 +45,16 @@ fn tensor_bytes(t: &[f32]) -> Vec<u8> {
     t.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Writes `model` to `path` atomically.
+/// Writes `model` to `path` atomically. Optimizer state must come with its rule in the run
+/// record (the file names the rule once, for both).
 pub fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    if let Some(state) = model.optimizer.as_ref().filter(|s| !s.kind.moments().is_empty())
+        && model.run.optimizer.map(|o| o.kind) != Some(state.kind)
+    {
+        let reason = format!("optimizer state of {} without that rule in the run's record", state.kind.name());
+        return Err(ModelError::Invalid { path: path.to_path_buf(), reason });
+    }
     let bytes = encode(model, &metadata::write(model));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
@@ -156,7 +128,11 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
     let meta = header.metadata().clone().unwrap_or_default();
     let (shape, activation) = metadata::read_network(&meta).map_err(invalid)?;
     let run = metadata::read_run(&meta).map_err(invalid)?;
-    let provenance = metadata::read_provenance(&meta);
+    let provenance = metadata::read_provenance(&meta).map_err(invalid)?;
+    if let Some(origin) = run.batch_origin.filter(|&o| o > provenance.iterations) {
+        let steps = provenance.iterations;
+        return Err(invalid(format!("metadata \"batch_origin\" is {origin}, after the model's {steps} steps")));
+    }
     // Optimizer state is there when any `opt.` tensor is; it is the saved rule's, whole.
     let kind = run.optimizer.map(|o| o.kind).unwrap_or_default();
     let has_state = !kind.moments().is_empty() && file.names().iter().any(|n| n.starts_with("opt."));

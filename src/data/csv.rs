@@ -17,7 +17,9 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{DataError, Dataset, MAX_PAYLOAD, malformed, one_line};
+use super::dataset::Dataset;
+use super::error::{DataError, malformed, one_line};
+use super::idx::MAX_PAYLOAD;
 
 /// Longest line accepted, in bytes, line ending excluded: 64 KiB.
 pub const MAX_LINE: usize = 64 * 1024;

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use image::imageops::{self, FilterType};
 use image::{ColorType, GrayImage, ImageReader, Limits};
 
-use super::{DataError, Dataset, malformed};
+use super::dataset::Dataset;
+use super::error::{DataError, malformed, one_line};
 
 /// Largest width or height of an image file accepted, and of `side`.
 pub const MAX_IMAGE_SIDE: u32 = 16384;
@@ -121,7 +122,7 @@ fn image_files(folder: &Path, notes: &mut FolderNotes) -> Result<Vec<PathBuf>, D
 
 /// The entries of `dir`, unsorted, but for hidden ones (names starting with '.'), counted as skipped.
 fn list(dir: &Path, notes: &mut FolderNotes) -> Result<Vec<PathBuf>, DataError> {
-    let io_err = |e: io::Error| DataError::Io { path: dir.to_path_buf(), reason: super::one_line(&e) };
+    let io_err = |e: io::Error| DataError::Io { path: dir.to_path_buf(), reason: one_line(&e) };
     let mut paths = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err)? {
         let entry = entry.map_err(io_err)?;
@@ -142,7 +143,7 @@ fn class_of(name: &str, classes: usize) -> Option<u8> {
 
 /// Decode one image under the limits and make it like MNIST's, counting what changed in `notes`.
 fn load_image(path: &Path, side: u32, notes: &mut FolderNotes) -> Result<GrayImage, DataError> {
-    let io_err = |e: io::Error| DataError::Io { path: path.to_path_buf(), reason: super::one_line(&e) };
+    let io_err = |e: io::Error| DataError::Io { path: path.to_path_buf(), reason: one_line(&e) };
     let mut reader = ImageReader::open(path).map_err(io_err)?.with_guessed_format().map_err(io_err)?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);

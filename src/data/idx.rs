@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
 
-use super::{DataError, Dataset, Mnist, malformed, not_found, one_line};
+use super::dataset::{Dataset, Mnist};
+use super::error::{DataError, malformed, not_found, one_line};
 
 /// Largest payload (decompressed data after the header) accepted, in bytes: 4 GiB.
 pub const MAX_PAYLOAD: u64 = 1 << 32;

@@ -10,7 +10,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::{DataError, Dataset, csv, folder, idx, malformed, not_found};
+use super::dataset::Dataset;
+use super::error::{DataError, malformed, not_found, one_line};
+use super::{csv, folder, idx};
 
 /// Where Debian's `dataset-fashion-mnist` package puts Fashion-MNIST's IDX files.
 pub const FASHION_SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -305,7 +307,7 @@ pub fn detect(path: &Path) -> Result<Format, DataError> {
 
 /// The names in a folder, sorted.
 fn list(dir: &Path) -> Result<Vec<String>, DataError> {
-    let io = |e: std::io::Error| DataError::Io { path: dir.to_path_buf(), reason: super::one_line(&e) };
+    let io = |e: std::io::Error| DataError::Io { path: dir.to_path_buf(), reason: one_line(&e) };
     let mut names: Vec<String> =
         fs::read_dir(dir).map_err(io)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into()).collect();
     names.sort();
@@ -314,21 +316,24 @@ fn list(dir: &Path) -> Result<Vec<String>, DataError> {
 
 /// Up to the first 4 KiB of a file, for content checks.
 fn first_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |e: std::io::Error| DataError::Io { path: path.to_path_buf(), reason: super::one_line(&e) };
+    let io = |e: std::io::Error| DataError::Io { path: path.to_path_buf(), reason: one_line(&e) };
     let mut head = Vec::new();
     fs::File::open(path).map_err(io)?.take(4096).read_to_end(&mut head).map_err(io)?;
     Ok(head)
+}
+
+/// A path as given, or, when it is the relative default `default` and missing here, the copy
+/// bundled with the sources (so the defaults work from any folder).
+pub fn bundled(arg: &Path, default: &str) -> PathBuf {
+    let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join(default);
+    if arg == Path::new(default) && !arg.exists() && copy.exists() { copy } else { arg.to_path_buf() }
 }
 
 /// The default folder of a data set: `data/mnist` here or, from any other folder, the copy
 /// bundled with the sources; Fashion-MNIST from Debian's `dataset-fashion-mnist` package.
 pub fn default_dir(kind: DatasetKind) -> Result<PathBuf, DataError> {
     match kind {
-        DatasetKind::Mnist => {
-            let here = PathBuf::from("data/mnist");
-            let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-            Ok(if !here.exists() && bundled.exists() { bundled } else { here })
-        }
+        DatasetKind::Mnist => Ok(bundled(Path::new("data/mnist"), "data/mnist")),
         DatasetKind::Fashion => match Path::new(FASHION_SYSTEM_DIR) {
             dir if dir.is_dir() => Ok(dir.to_path_buf()),
             dir => Err(not_found(dir, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")),

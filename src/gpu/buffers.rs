@@ -1,6 +1,6 @@
 //! Device buffers of the data and of one chunk's intermediate values.
 
-use super::GpuContext;
+use super::context::GpuContext;
 use super::layout::pack_rows;
 use crate::data::Dataset;
 use crate::model::Shape;

@@ -11,8 +11,9 @@
 //! Everything is created once in `GpuBackend::new`: the device, the pipelines, the buffers (the
 //! whole training and test sets as packed pixel bytes, parameters, gradients, per-chunk
 //! activations) and every dispatch with its bind group. A step records the prepared dispatches
-//! into one command buffer and submits it without waiting; the host reads back only at report
-//! points (`step_stats`, `evaluate`, `params`, `gradients`).
+//! into a command buffer and submits it without waiting (mini-batch steps a few at a time, see
+//! `queue.rs`); the host reads back only at report points (`step_stats`, `evaluate`, `params`,
+//! `gradients`).
 //!
 //! A step is the forward pass up the layers (the first reads the packed pixels, each hidden
 //! layer the activations below it, the output layer writes logits) and the backward pass down
@@ -21,14 +22,13 @@
 //! buffers (the first chunk overwrites them), and one update follows the last chunk: the rule's
 //! entry point of `optimizer_update.wgsl` (`gd_update` for plain descent), whose moments live in
 //! buffers beside the parameters and whose uniform (lr, Adam's bias corrections of the step count
-//! kept here) is rewritten before a step that changes it.
+//! kept in `queue.rs`) is written for each step.
 //!
 //! Mini-batches (`GpuOptions::batch_size` below N): `shuffle(order)` writes the training pixels
 //! and labels, permuted by `order`, into the same device buffers (one host-to-device write per
 //! epoch, nothing read back), so batch `b` is always the contiguous device rows
 //! `[b·B, min((b+1)·B, N))`. Each batch's dispatches are built once in `new` (its chunks, the
-//! output's dZ scaled by 1/rows of the batch) and share the one update dispatch; `step(b, lr)`
-//! records batch `b`'s. The forward pass writes each row's loss and correctness at its row, so
+//! output's dZ scaled by 1/rows of the batch); `step(b, lr)` records batch `b`'s and an update. The forward pass writes each row's loss and correctness at its row, so
 //! the per-row statistics hold every row's latest forward pass: `step_stats` sums the rows of the
 //! batches stepped on so far (n = those rows, as the CPU backend counts them) and
 //! `batch_stats(b)` batch `b`'s rows, with one column-sum dispatch whose uniform says which rows.
@@ -44,6 +44,7 @@ pub mod kernels;
 mod layout;
 pub mod matmul;
 pub mod profile;
+mod queue;
 pub mod shaders;
 mod step;
 pub mod uniforms;
@@ -53,7 +54,7 @@ use std::ops::Range;
 use crate::backend::{Backend, BackendError, Split};
 use crate::data::Splits;
 use crate::model::{Activation, Params, Shape, Stats};
-use crate::optim::{Optimizer, OptimizerConfig, OptimizerState};
+use crate::optim::{OptimizerConfig, OptimizerState};
 use batches::Batches;
 use buffers::ChunkBuffers;
 pub use context::GpuContext;
@@ -62,8 +63,9 @@ use kernels::Kernels;
 use layout::check_limits;
 pub use layout::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
 pub use matmul::Tiling;
+use queue::Queue;
 use step::{GpuSet, Steps};
-use uniforms::{ColumnSumParams, OptimizerParams};
+use uniforms::ColumnSumParams;
 
 /// The training step on a wgpu device (see the module documentation).
 pub struct GpuBackend {
@@ -81,15 +83,12 @@ pub struct GpuBackend {
     test: GpuSet,
     /// Each batch's forward and backward dispatches (one batch, every row, for full batches).
     steps: Vec<Vec<Dispatch>>,
-    /// The optimizer's update that ends every step.
-    update: Dispatch,
+    /// The updates that end the steps, and the steps recorded for the next submit.
+    queue: Queue,
     batches: Batches,
-    lr: f32,
     optimizer: OptimizerConfig,
     /// The optimizer's moments `m` and `v` in the parameters' layout, where the rule keeps them.
     moments: [Option<wgpu::Buffer>; 2],
-    /// Steps taken (Adam's t).
-    t: u64,
 }
 
 /// One dispatch's time: its op (entry point), layer (0 if none) and seconds.
@@ -163,8 +162,7 @@ impl GpuBackend {
         });
         let (param_view, grad_view) = (View::all(&params_buf), View::all(&grads));
         let state: Vec<View> = moments.iter().flatten().map(View::all).collect();
-        let p = optimizer_params(&cfg, &layout, 0.0, 1);
-        let update = kernels.optimizer_update(&ctx.device, cfg.kind, p, param_view, grad_view, &state);
+        let queue = Queue::new(&ctx.device, &kernels, cfg, &layout, param_view, grad_view, &state, batches.size);
         ctx.check()?;
         Ok(GpuBackend {
             tiling: kernels.tiling(),
@@ -180,12 +178,10 @@ impl GpuBackend {
             validation: validation_set,
             test: test_set,
             steps,
-            update,
+            queue,
             batches,
-            lr: 0.0,
             optimizer: cfg,
             moments,
-            t: 0,
         })
     }
 
@@ -193,14 +189,26 @@ impl GpuBackend {
     /// the shapes the parameters'.
     pub fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<(), BackendError> {
         state.fits(&self.optimizer, &self.shape)?;
+        self.flush();
         for (buf, name) in self.moments.iter().zip(["m", "v"]) {
             if let Some(buf) = buf {
                 let flat = self.layout.flatten(state.moment(name));
                 self.ctx.queue.write_buffer(buf, 0, bytemuck::cast_slice(&flat));
             }
         }
-        self.t = state.t;
+        self.queue.t = state.t;
         Ok(())
+    }
+
+    /// Steps recorded in one submit (1 for full batches).
+    pub fn steps_per_submit(&self) -> usize {
+        self.queue.per_submit()
+    }
+
+    /// Submits the steps recorded so far (see `queue`): before anything reads the device or
+    /// changes its inputs.
+    fn flush(&self) {
+        self.queue.flush(&self.ctx, &self.steps);
     }
 
     /// The device and queue (tests use it to provoke device faults).
@@ -216,35 +224,21 @@ impl GpuBackend {
         self.chunk_rows
     }
 
-    /// Waits until every submitted step has finished (for wall-clock timing).
-    pub fn finish(&self) -> Result<(), BackendError> {
-        self.ctx.wait()
-    }
-
     /// Runs one training step with every dispatch timed on its own (see `profile`): the dispatches
     /// (entry point and layer) with their seconds. The step's update is applied like `step`'s.
     pub fn profile_step(&mut self, lr: f32) -> Result<(Vec<KernelTime>, profile::TimingSource), BackendError> {
-        self.prepare_update(lr);
-        let all: Vec<&Dispatch> = self.steps[0].iter().chain([&self.update]).collect();
+        self.flush();
+        let update = self.queue.next_update(&self.ctx, lr);
+        let all: Vec<&Dispatch> = self.steps[0].iter().chain([update]).collect();
         let (times, source) = profile::time_dispatches(&self.ctx, &all)?;
         Ok((all.iter().zip(times).map(|(d, t)| (d.label, d.layer, t)).collect(), source))
-    }
-
-    /// Writes the coming step's update uniform when it changes: a new lr, or for Adam the bias
-    /// corrections of the step count, which advances every step.
-    fn prepare_update(&mut self, lr: f32) {
-        self.t += 1;
-        if lr != self.lr || self.optimizer.kind == Optimizer::Adam {
-            let p = optimizer_params(&self.optimizer, &self.layout, lr, self.t);
-            self.ctx.queue.write_buffer(&self.update.params, 0, bytemuck::bytes_of(&p));
-        }
-        self.lr = lr;
     }
 
     /// Loss and accuracy over runs of training rows, from each row's latest forward pass: one
     /// column sum per run by the training split's sum dispatch, its uniform rewritten before each
     /// submit (a queued write lands before the commands of the next submit).
     fn sum_rows(&self, runs: &[Range<usize>]) -> Result<Stats, BackendError> {
+        self.flush();
         let Some(total) = self.train.total.as_ref().filter(|_| !runs.is_empty()) else {
             return Ok(Stats::default());
         };
@@ -268,6 +262,7 @@ impl GpuBackend {
     }
 
     fn read_params(&self, buf: &wgpu::Buffer) -> Result<Params, BackendError> {
+        self.flush();
         let flat = self.ctx.read_f32(buf, 0, self.layout.total, &self.staging)?;
         Ok(self.layout.unflatten(&flat, self.shape.clone()))
     }
@@ -286,12 +281,19 @@ impl Backend for GpuBackend {
         self.train.n
     }
 
+    fn wait(&self) -> Result<(), BackendError> {
+        self.flush();
+        self.ctx.wait()
+    }
+
     fn batches(&self) -> usize {
         self.batches.count()
     }
 
     fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
         crate::backend::check_order(order, self.train.n)?;
+        // The recorded steps visit the rows in the order before.
+        self.flush();
         if let (Some((pixels, labels)), Some(set)) = (self.batches.permuted(order), &self.train.buffers) {
             self.ctx.queue.write_buffer(&set.x, 0, &pixels);
             self.ctx.queue.write_buffer(&set.labels, 0, bytemuck::cast_slice(&labels));
@@ -303,14 +305,13 @@ impl Backend for GpuBackend {
         if batch >= self.batches.count() {
             return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches.count())));
         }
-        self.prepare_update(lr);
-        let all: Vec<&Dispatch> = self.steps[batch].iter().chain([&self.update]).collect();
-        submit(&self.ctx.device, &self.ctx.queue, &all);
+        self.queue.step(&self.ctx, &self.steps, batch, lr);
         self.batches.visit(batch);
         Ok(())
     }
 
     fn step_stats(&self) -> Result<Stats, BackendError> {
+        self.flush();
         if self.batches.full() {
             if let Some(total) = &self.train.total {
                 submit(&self.ctx.device, &self.ctx.queue, &[total]);
@@ -342,6 +343,7 @@ impl Backend for GpuBackend {
         if set.n == 0 {
             return Ok(Stats::default());
         }
+        self.flush();
         let all: Vec<&Dispatch> = set.evaluate.iter().collect();
         submit(&self.ctx.device, &self.ctx.queue, &all);
         self.read_stats(set.n)
@@ -362,25 +364,7 @@ impl Backend for GpuBackend {
                 *state.moment_mut(name) = self.read_params(buf)?;
             }
         }
-        state.t = self.t;
+        state.t = self.queue.t;
         Ok(state)
-    }
-}
-
-/// The uniform of step `t` of `cfg`'s rule at rate `lr`.
-fn optimizer_params(cfg: &OptimizerConfig, layout: &ParamLayout, lr: f32, t: u64) -> OptimizerParams {
-    let (c1, c2) = cfg.adam_corrections(t.max(1));
-    OptimizerParams {
-        count: layout.total as u32,
-        lr,
-        momentum: cfg.momentum,
-        beta1: cfg.beta1,
-        beta2: cfg.beta2,
-        eps: cfg.eps,
-        weight_decay: cfg.weight_decay,
-        c1,
-        c2,
-        weights_end: layout.weights_end as u32,
-        ..Default::default()
     }
 }

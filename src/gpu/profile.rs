@@ -1,7 +1,7 @@
 //! Per-kernel GPU times for `bench`: timestamp queries around each dispatch where the adapter
 //! supports them, otherwise wall time around submit-and-wait of each dispatch alone.
 
-use super::GpuContext;
+use super::context::GpuContext;
 use super::dispatch::{Dispatch, submit};
 use crate::backend::BackendError;
 

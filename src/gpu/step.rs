@@ -20,8 +20,8 @@
 
 use std::ops::Range;
 
-use super::GpuContext;
 use super::buffers::{ChunkBuffers, SetBuffers};
+use super::context::GpuContext;
 use super::dispatch::{Dispatch, View};
 use super::kernels::Kernels;
 use super::layout::{ALIGN_ROWS, ParamLayout};

@@ -7,33 +7,23 @@
 //! continues a run exactly; else the default below. The data are chosen before they are loaded,
 //! by [`DataPlan::resolve`] under the same rule. The plan's `record` is what the model file saves.
 
-use crate::backend::batch_count;
-use crate::checkpoint::{MAX_MODEL_BYTES, Model, RunRecord};
+use std::path::PathBuf;
+
+use crate::backend::{BackendChoice, batch_count};
+use crate::checkpoint::{Model, RunRecord};
 use crate::data::{DataSource, DatasetKind, Selection, Splits};
-use crate::model::{Activation, K, MAX_HIDDEN_LAYERS, Shape};
+use crate::model::{Activation, Shape};
 use crate::optim::OptimizerConfig;
 use crate::schedule::Schedule;
 
+mod defaults;
 mod request;
+mod rules;
 #[cfg(test)]
 mod tests;
 
+pub use defaults::*;
 pub use request::{DataRequest, TrainRequest};
-
-/// Full-batch iterations when neither `--iterations` nor `--epochs` is given.
-pub const DEFAULT_ITERATIONS: usize = 500;
-/// Epochs of mini-batches when neither is given.
-pub const DEFAULT_EPOCHS: usize = 10;
-pub const DEFAULT_HIDDEN: [usize; 1] = [128];
-pub const DEFAULT_ACTIVATION: Activation = Activation::Relu;
-pub const DEFAULT_LR: f32 = 0.8;
-/// The step schedule's factor per decay.
-pub const DEFAULT_LR_GAMMA: f32 = 0.1;
-pub const DEFAULT_SEED: u64 = 0;
-/// A full-batch run without `--eval-every` reports this many times...
-pub const REPORTS_PER_RUN: usize = 20;
-/// ...and at least every this many iterations when it chases a target accuracy.
-pub const TARGET_REPORT_GAP: usize = 10;
 
 /// Which data a run uses: where from, and which rows (`--seed` picks the validation rows).
 #[derive(Clone, Debug, PartialEq)]
@@ -43,20 +33,22 @@ pub struct DataPlan {
 }
 
 impl DataPlan {
-    /// The data of `request`, or of the continued model's run where `request` names none: a
-    /// saved source (path, test path, format) is kept as a whole unless any part of it is given
-    /// or the data set changes; row counts and the split are kept one by one.
+    /// The data of `request`, else of the continued model's run, field by field: the saved
+    /// `--data` unless one is given; the saved `--test-data` and `--format` unless they, or
+    /// `--data`, are given (they belong to the data they came with); none of them when the data
+    /// set changes. Row counts and the split are kept one by one.
     pub fn resolve(request: &TrainRequest, resumed: Option<&Model>) -> DataPlan {
         let r = &request.data;
-        let saved = resumed.map(|m| &m.run);
         let saved_kind = resumed.map(|m| DatasetKind::from_name(&m.provenance.dataset));
         let kind = r.kind.or(saved_kind).unwrap_or_default();
-        let given = r.path.is_some() || r.test_path.is_some() || r.format.is_some();
-        let source = match saved {
-            Some(s) if !given && saved_kind == Some(kind) => {
-                DataSource { path: s.data.clone(), test_path: s.test_data.clone(), format: s.format, kind }
-            }
-            _ => DataSource { path: r.path.clone(), test_path: r.test_path.clone(), format: r.format, kind },
+        let saved = resumed.map(|m| &m.run);
+        let same = saved.filter(|_| saved_kind == Some(kind));
+        let anchored = same.filter(|_| r.path.is_none());
+        let source = DataSource {
+            path: r.path.clone().or_else(|| same.and_then(|s| s.data.clone())),
+            test_path: r.test_path.clone().or_else(|| anchored.and_then(|s| s.test_data.clone())),
+            format: r.format.or(anchored.and_then(|s| s.format)),
+            kind,
         };
         let selection = Selection {
             samples: r.samples.or(saved.and_then(|s| s.samples)),
@@ -142,6 +134,8 @@ pub struct Reports {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainPlan {
     pub data: DataPlan,
+    /// Where it trains: `auto` takes a hardware GPU when there is one.
+    pub backend: BackendChoice,
     /// Seeds the initialisation, the validation rows and every epoch's order.
     pub seed: u64,
     pub shape: Shape,
@@ -171,15 +165,22 @@ fn refuse<T>(message: String) -> Result<T, PlanError> {
 }
 
 impl TrainPlan {
-    /// The plan of `request` on data of `facts`, continuing `resumed` if given (see the module
-    /// documentation for which value each choice takes).
-    pub fn resolve(request: &TrainRequest, resumed: Option<&Model>, facts: &DataFacts) -> Result<Self, PlanError> {
+    /// The plan of `request` on data of `facts` (chosen by `data`, `DataPlan::resolve`'s answer
+    /// for the same request), continuing `resumed` if given (see the module documentation for
+    /// which value each choice takes).
+    pub fn resolve(
+        request: &TrainRequest,
+        resumed: Option<&Model>,
+        data: DataPlan,
+        facts: &DataFacts,
+    ) -> Result<Self, PlanError> {
         let r = request;
         let saved = resumed.map(|m| m.run.clone()).unwrap_or_default();
         let mut notes = Vec::new();
         let seed = seed(r, resumed);
-        let (shape, activation) = network(r, resumed, facts)?;
-        let optimizer = optimizer(r, saved.optimizer);
+        let backend = r.backend.or(saved.backend).unwrap_or_default();
+        let (shape, activation) = rules::network(r, resumed, facts.d).map_err(PlanError)?;
+        let optimizer = rules::optimizer(r, saved.optimizer);
         let lr = r.lr.or(saved.lr).unwrap_or(DEFAULT_LR);
         if lr * optimizer.weight_decay >= 1.0 {
             return refuse(format!(
@@ -187,7 +188,7 @@ impl TrainPlan {
                 optimizer.weight_decay
             ));
         }
-        check_model_size(&shape, &optimizer)?;
+        rules::check_model_size(&shape, &optimizer).map_err(PlanError)?;
         let init = match resumed {
             None => Init::Seeded(seed),
             Some(m) => Init::Resumed { keep_state: m.optimizer.as_ref().is_some_and(|s| s.kind == optimizer.kind) },
@@ -217,6 +218,7 @@ impl TrainPlan {
         // Steps: as asked; else the rest of a continued run's plan; else the default.
         let unfinished = saved.planned_iterations.filter(|&p| p > done && resumed.is_some());
         let too_many = || PlanError("that many steps cannot be counted; give fewer --epochs or --iterations".into());
+        let continuing = r.iterations.is_none() && r.epochs.is_none() && unfinished.is_some();
         let (count, total) = match (r.iterations, r.epochs, unfinished) {
             (Some(i), _, _) => (i, done.checked_add(i).ok_or_else(too_many)?),
             (None, Some(e), _) => {
@@ -246,7 +248,8 @@ impl TrainPlan {
         };
 
         // Report points: every epoch of mini-batches, 20 per run for full batches (at least every
-        // 10 iterations when chasing a target accuracy), unless --eval-every says otherwise.
+        // 10 iterations when chasing a target accuracy), unless --eval-every says otherwise; a
+        // continued run keeps the points of the run it continues.
         let eval_every = r.eval_every.or(saved.eval_every);
         let target_accuracy = r.target_accuracy.or(saved.target_accuracy);
         if target_accuracy.is_some() && facts.test == 0 && facts.validation == 0 {
@@ -254,20 +257,22 @@ impl TrainPlan {
                 "--target-accuracy needs held-out data to measure: pass --test-data PATH or --val-split F".into(),
             );
         }
-        let every = match (eval_every, batches, target_accuracy) {
-            (Some(k), _, _) => k,
-            (None, 1, None) => (count / REPORTS_PER_RUN).max(1),
-            (None, 1, Some(_)) => (count / REPORTS_PER_RUN).clamp(1, TARGET_REPORT_GAP),
-            (None, b, _) => b,
+        let every = match (eval_every, continuing.then_some(saved.report_every).flatten(), batches, target_accuracy) {
+            (Some(k), _, _, _) | (None, Some(k), _, _) => k,
+            (None, None, 1, None) => (count / REPORTS_PER_RUN).max(1),
+            (None, None, 1, Some(_)) => (count / REPORTS_PER_RUN).clamp(1, TARGET_REPORT_GAP),
+            (None, None, b, _) => b,
         };
         let held_out = eval_every.is_some() || r.curves || target_accuracy.is_some() || batches > 1;
         let reports = Reports { every, held_out, target_accuracy };
 
-        let data = DataPlan::resolve(r, resumed);
+        // Paths are saved absolute, so that a continued run finds its data from any folder.
+        let absolute = |p: &Option<PathBuf>| p.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
         let record = RunRecord {
             seed: Some(seed),
-            data: data.source.path.clone(),
-            test_data: data.source.test_path.clone(),
+            backend: Some(backend),
+            data: absolute(&data.source.path),
+            test_data: absolute(&data.source.test_path),
             format: data.source.format,
             samples: data.selection.samples,
             test_samples: data.selection.test_samples,
@@ -282,10 +287,12 @@ impl TrainPlan {
             batch_size: mini,
             batch_origin: Some(origin),
             eval_every,
+            report_every: Some(every),
             target_accuracy,
         };
         Ok(TrainPlan {
             data,
+            backend,
             seed,
             shape,
             activation,
@@ -300,67 +307,4 @@ impl TrainPlan {
             notes,
         })
     }
-}
-
-/// The layer sizes and activation: the continued model's (options may only repeat them), or
-/// those asked for.
-fn network(r: &TrainRequest, resumed: Option<&Model>, facts: &DataFacts) -> Result<(Shape, Activation), PlanError> {
-    let Some(m) = resumed else {
-        let hidden = r.hidden.as_deref().unwrap_or(&DEFAULT_HIDDEN);
-        if hidden.len() > MAX_HIDDEN_LAYERS {
-            return refuse(format!(
-                "--hidden lists {} layers; at most {MAX_HIDDEN_LAYERS} are supported",
-                hidden.len()
-            ));
-        }
-        return Ok((Shape::new(facts.d, hidden, K, !r.no_bias), r.activation.unwrap_or(DEFAULT_ACTIVATION)));
-    };
-    let s = &m.params.shape;
-    let conflict = |what: String| {
-        refuse(format!("{what}: a continued model keeps its layers; leave the option out, or start a new run"))
-    };
-    if let Some(h) = r.hidden.as_ref().filter(|h| **h != s.hidden) {
-        let h: Vec<String> = h.iter().map(|w| w.to_string()).collect();
-        return conflict(format!("--hidden {} differs from the model's {}", h.join(","), s.hidden_list()));
-    }
-    if let Some(a) = r.activation.filter(|a| *a != m.activation) {
-        return conflict(format!("--activation {} differs from the model's {}", a.name(), m.activation.name()));
-    }
-    if r.no_bias && s.bias {
-        return conflict("--no-bias, but the model has biases".into());
-    }
-    if s.d != facts.d || s.k != K {
-        return refuse(format!("the model has {} inputs and {} classes, the data {} and {K}", s.d, s.k, facts.d));
-    }
-    Ok((s.clone(), m.activation))
-}
-
-/// The update rule: as asked, else the saved one; each hyper-parameter as asked, else saved,
-/// else the rule's default.
-fn optimizer(r: &TrainRequest, saved: Option<OptimizerConfig>) -> OptimizerConfig {
-    let base = saved.unwrap_or_default();
-    OptimizerConfig {
-        kind: r.optimizer.unwrap_or(base.kind),
-        momentum: r.momentum.unwrap_or(base.momentum),
-        beta1: r.beta1.unwrap_or(base.beta1),
-        beta2: r.beta2.unwrap_or(base.beta2),
-        eps: r.eps.unwrap_or(base.eps),
-        weight_decay: r.weight_decay.unwrap_or(base.weight_decay),
-    }
-}
-
-/// Refuses a network whose model file (parameters and the optimizer's moments) would be larger
-/// than a model file may be, before anything of its size is allocated.
-fn check_model_size(shape: &Shape, optimizer: &OptimizerConfig) -> Result<(), PlanError> {
-    let file_bytes = (shape.parameter_count() as u64) * 4 * (1 + optimizer.kind.moments().len() as u64);
-    if file_bytes > MAX_MODEL_BYTES {
-        return refuse(format!(
-            "{} with {} would save a {} MiB model file, more than the {} MiB a model may have; use narrower layers",
-            shape.describe(),
-            optimizer.kind.name(),
-            file_bytes >> 20,
-            MAX_MODEL_BYTES >> 20
-        ));
-    }
-    Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::backend::BackendChoice;
 use crate::data::{DatasetKind, Format};
 use crate::model::Activation;
 use crate::optim::Optimizer;
@@ -24,6 +25,7 @@ pub struct DataRequest {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainRequest {
     pub data: DataRequest,
+    pub backend: Option<BackendChoice>,
     pub seed: Option<u64>,
     pub hidden: Option<Vec<usize>>,
     pub activation: Option<Activation>,

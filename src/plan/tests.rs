@@ -1,8 +1,9 @@
 //! One test per rule of `TrainPlan::resolve` and `DataPlan::resolve`.
 
 use super::*;
+use crate::backend::BackendChoice;
 use crate::checkpoint::Provenance;
-use crate::model::Params;
+use crate::model::{K, Params};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::schedule::LrSchedule;
 
@@ -13,12 +14,17 @@ fn hidden(h: &[usize]) -> TrainRequest {
     TrainRequest { hidden: Some(h.to_vec()), ..Default::default() }
 }
 
+/// `TrainPlan::resolve` with the data `DataPlan::resolve` chooses, as the program calls them.
+fn resolve(request: &TrainRequest, resumed: Option<&Model>, facts: &DataFacts) -> Result<TrainPlan, PlanError> {
+    TrainPlan::resolve(request, resumed, DataPlan::resolve(request, resumed), facts)
+}
+
 fn plan(request: &TrainRequest) -> TrainPlan {
-    TrainPlan::resolve(request, None, &FACTS).expect("a valid plan")
+    resolve(request, None, &FACTS).expect("a valid plan")
 }
 
 fn refused(request: &TrainRequest, resumed: Option<&Model>, facts: &DataFacts) -> String {
-    match TrainPlan::resolve(request, resumed, facts) {
+    match resolve(request, resumed, facts) {
         Err(PlanError(m)) => m,
         Ok(p) => panic!("expected a refusal, got {p:?}"),
     }
@@ -41,7 +47,7 @@ fn saved(plan: &TrainPlan, done: usize) -> Model {
 }
 
 fn resume(request: &TrainRequest, model: &Model) -> TrainPlan {
-    TrainPlan::resolve(request, Some(model), &FACTS).expect("a valid plan")
+    resolve(request, Some(model), &FACTS).expect("a valid plan")
 }
 
 #[test]
@@ -98,8 +104,8 @@ fn a_target_accuracy_needs_held_out_data() {
     let target = TrainRequest { target_accuracy: Some(0.9), ..Default::default() };
     let none = DataFacts { test: 0, ..FACTS };
     assert!(refused(&target, None, &none).contains("--target-accuracy needs held-out data"));
-    assert!(TrainPlan::resolve(&target, None, &DataFacts { validation: 100, ..none }).is_ok());
-    assert!(TrainPlan::resolve(&target, None, &FACTS).is_ok());
+    assert!(resolve(&target, None, &DataFacts { validation: 100, ..none }).is_ok());
+    assert!(resolve(&target, None, &FACTS).is_ok());
 }
 
 #[test]
@@ -118,7 +124,7 @@ fn schedules_span_the_models_whole_training() {
         Schedule { kind: LrSchedule::Step, base: 0.3, warmup: 9, step_every: 27, gamma: 0.5, total: 90 }
     );
     assert_eq!(plan(&TrainRequest { lr_step_every: Some(4), ..r.clone() }).schedule.step_every, 4);
-    // Continued for 30 more: the same rates, now planned to iteration 120.
+    // Continued for 30 more: the same rate and schedule, re-planned to end at iteration 120.
     let more = resume(&TrainRequest { iterations: Some(30), ..Default::default() }, &saved(&p, 90));
     assert_eq!(more.schedule, Schedule { step_every: 37, total: 120, ..p.schedule });
     assert_eq!(more.steps, Steps { done: 90, count: 30 });
@@ -233,15 +239,20 @@ fn data_come_from_the_request_else_from_the_continued_run() {
     let p = plan(&r);
     let m = saved(&p, 1);
     let kept = DataPlan::resolve(&TrainRequest::default(), Some(&m));
-    assert_eq!(kept, p.data, "the whole source, the rows and the seed that picked the validation rows");
-    assert_eq!(kept.selection, Selection { samples: Some(500), test_samples: None, val_split: Some(0.2), seed: 4 });
-    // A part of the source given: the saved source is not mixed in.
-    let mixed = DataPlan::resolve(
-        &TrainRequest { data: DataRequest { path: Some("other".into()), ..Default::default() }, ..Default::default() },
-        Some(&m),
+    let absolute = |p: &str| Some(std::path::absolute(p).expect("a path"));
+    assert_eq!(
+        (kept.source.path.clone(), kept.source.test_path.clone()),
+        (absolute("train.csv"), absolute("test.csv"))
     );
-    assert_eq!((mixed.source.path, mixed.source.test_path), (Some("other".into()), None));
-    assert_eq!(mixed.source.kind, DatasetKind::Fashion);
+    assert_eq!(kept.source.kind, DatasetKind::Fashion, "the whole source, its paths made absolute");
+    assert_eq!(kept.selection, Selection { samples: Some(500), test_samples: None, val_split: Some(0.2), seed: 4 });
+    // `--data` given: the saved test set and format belonged to the old data and are dropped.
+    let data = |r: DataRequest| DataPlan::resolve(&TrainRequest { data: r, ..Default::default() }, Some(&m)).source;
+    let other = data(DataRequest { path: Some("other".into()), ..Default::default() });
+    assert_eq!((other.path, other.test_path, other.kind), (Some("other".into()), None, DatasetKind::Fashion));
+    // Only `--test-data` given: the saved data are kept.
+    let test = data(DataRequest { test_path: Some("t.csv".into()), ..Default::default() });
+    assert_eq!((test.path, test.test_path), (absolute("train.csv"), Some("t.csv".into())));
     // Another data set: its own default folder.
     let other = TrainRequest {
         data: DataRequest { kind: Some(DatasetKind::Mnist), ..Default::default() },
@@ -251,4 +262,34 @@ fn data_come_from_the_request_else_from_the_continued_run() {
         DataPlan::resolve(&other, Some(&m)).source,
         DataSource { kind: DatasetKind::Mnist, ..Default::default() }
     );
+}
+
+#[test]
+fn a_continued_run_keeps_its_report_points_and_backend() {
+    // 100 full-batch iterations report every 5 (20 a run); interrupted at 37, the rest of the run
+    // reports at the same steps, not every 63 / 20 = 3, and trains where the run did.
+    let r = TrainRequest { iterations: Some(100), backend: Some(BackendChoice::Cpu), ..Default::default() };
+    let p = plan(&r);
+    assert_eq!((p.reports.every, p.backend), (5, BackendChoice::Cpu));
+    let q = resume(&TrainRequest::default(), &saved(&p, 37));
+    assert_eq!((q.steps.count, q.reports, q.backend), (63, p.reports, BackendChoice::Cpu));
+    // A new length is a new run: its own report points; `--backend` given wins.
+    let more = resume(
+        &TrainRequest { iterations: Some(40), backend: Some(BackendChoice::Gpu), ..Default::default() },
+        &saved(&p, 100),
+    );
+    assert_eq!((more.reports.every, more.backend), (2, BackendChoice::Gpu));
+}
+
+#[test]
+fn hyper_parameters_a_rule_does_not_use_are_not_planned() {
+    let p = plan(&TrainRequest { momentum: Some(0.5), beta1: Some(0.1), ..Default::default() });
+    assert_eq!(p.optimizer, OptimizerConfig::default(), "plain descent uses neither");
+    let m = plan(&TrainRequest {
+        optimizer: Some(Optimizer::Momentum),
+        momentum: Some(0.5),
+        beta1: Some(0.1),
+        ..Default::default()
+    });
+    assert_eq!((m.optimizer.momentum, m.optimizer.beta1), (0.5, OptimizerConfig::default().beta1));
 }

@@ -3,6 +3,7 @@
 //! optional evaluation on the held-out splits with an optional target accuracy that ends the run,
 //! and optional step-by-step verification against a second backend.
 
+mod events;
 mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,67 +13,10 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::{Backend, BackendError, Split, Verifier};
-use crate::model::{Params, Stats};
+use crate::backend::{Backend, Split, Verifier};
 use crate::plan::TrainPlan;
+pub use events::{Event, Reached, Summary, TrainError};
 pub use verify::{KINK_ROWS, KINK_SAMPLES, VERIFY_TOLERANCE, relative_difference, worst};
-
-/// What the loop tells its caller as it goes.
-pub enum Event {
-    /// An iteration finished (submitted, for a GPU).
-    Step { iteration: usize },
-    /// A report point: training statistics of the latest step; validation and test statistics
-    /// if asked for and the split is not empty.
-    Report { iteration: usize, train: Stats, validation: Option<Stats>, test: Option<Stats>, seconds: f64 },
-    /// A verified step: largest relative differences of loss and of each gradient tensor to the
-    /// verifier's.
-    Verified { iteration: usize, verifier: &'static str, loss: f64, grads: Vec<(&'static str, f64)> },
-    /// Finite parameters after `iteration` (taken at report points): what to save if a later
-    /// iteration diverges or the device fails.
-    Snapshot { iteration: usize, params: Params },
-}
-
-/// When a run reached its target accuracy.
-#[derive(Clone, Copy, Debug)]
-pub struct Reached {
-    pub iteration: usize,
-    /// Epochs completed (fractional for a report point inside an epoch).
-    pub epochs: f64,
-    /// The held-out accuracy measured, and on which split.
-    pub accuracy: f64,
-    pub split: Split,
-    /// Training seconds until then (as `Summary::seconds`) and wall seconds including evaluations.
-    pub seconds: f64,
-    pub wall_seconds: f64,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Summary {
-    pub iterations: usize,
-    /// Set when the run stopped on reaching the plan's target accuracy.
-    pub reached: Option<Reached>,
-    pub train: Stats,
-    /// Statistics of the held-out splits; `n == 0` for a split the run does not have.
-    pub validation: Stats,
-    pub test: Stats,
-    /// Wall time of the iterations up to the last one's statistics (which waits for the device),
-    /// without verification, test evaluations and the final evaluation.
-    pub seconds: f64,
-    /// Stopped early by the stop flag after `iterations` of the planned iterations.
-    pub interrupted: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error("the training loss became {loss} at iteration {iteration}; try a smaller --lr (now {lr})")]
-    Diverged { iteration: usize, loss: f64, lr: f32 },
-    #[error(
-        "verification failed at iteration {iteration}: {what} differs from the {verifier} backend's by {diff:.3e} (relative), more than {VERIFY_TOLERANCE:.0e}"
-    )]
-    Verify { iteration: usize, what: String, verifier: &'static str, diff: f64 },
-}
 
 /// The order in which mini-batch epoch `epoch` visits `n` training rows: a permutation seeded by
 /// the run's seed and the epoch, the same on every backend and machine.
@@ -120,15 +64,22 @@ pub fn train<B: Backend + ?Sized>(
             }
         }
         let verify = verifier.as_deref().filter(|_| plan.verify_every.is_some_and(|k| it % k == 0 || it == 1));
-        let t = Instant::now();
+        // Reading from a GPU waits for its queue: the steps still running finish on the training
+        // clock first, so that checking never absorbs training work.
         let before = match verify {
-            Some(_) => Some(backend.params()?),
+            Some(_) => {
+                backend.wait()?;
+                let t = Instant::now();
+                let p = backend.params()?;
+                checking += t.elapsed().as_secs_f64();
+                Some(p)
+            }
             None => None,
         };
-        checking += t.elapsed().as_secs_f64();
         backend.step(batch, plan.schedule.lr(step + 1))?;
         done = it;
         if let (Some(v), Some(before)) = (verify, before) {
+            backend.wait()?;
             let t = Instant::now();
             let event = verify::verify_step(backend, v, plan.activation, &before, batch, it)?;
             checking += t.elapsed().as_secs_f64();
@@ -148,6 +99,7 @@ pub fn train<B: Backend + ?Sized>(
             }
         }
         if report {
+            // The statistics wait for the device: on the training clock.
             let train = backend.step_stats()?;
             if !train.loss.is_finite() {
                 return Err(TrainError::Diverged { iteration: it, loss: train.loss, lr });
@@ -158,12 +110,12 @@ pub fn train<B: Backend + ?Sized>(
                 false => Ok(None),
             };
             let (validation, test) = (held_out(Split::Validation)?, held_out(Split::Test)?);
-            let params = backend.params()?;
+            let (params, state) = (backend.params()?, backend.optimizer_state()?);
             checking += t.elapsed().as_secs_f64();
             let seconds = start.elapsed().as_secs_f64() - checking;
             on_event(Event::Report { iteration: it, train, validation, test, seconds });
             if params.is_finite() {
-                on_event(Event::Snapshot { iteration: it, params });
+                on_event(Event::Snapshot { iteration: it, params, state });
             }
             let judged = validation.map(|s| (s, Split::Validation)).or(test.map(|s| (s, Split::Test)));
             if let (Some(target), Some((stats, split))) = (reports.target_accuracy, judged)
@@ -194,8 +146,9 @@ pub fn train<B: Backend + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::BackendError;
     use crate::cpu::CpuBackend;
-    use crate::model::{Activation, Shape, Stats};
+    use crate::model::{Activation, Params, Shape, Stats};
     use crate::plan::{DataFacts, TrainRequest};
 
     #[test]
@@ -291,7 +244,8 @@ mod tests {
             ..Default::default()
         };
         let facts = DataFacts { d: 8, train: n, validation: 0, test: n };
-        TrainPlan::resolve(&request, None, &facts).expect("a valid plan")
+        let data = crate::plan::DataPlan::resolve(&request, None);
+        TrainPlan::resolve(&request, None, data, &facts).expect("a valid plan")
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `--verify-every`: a step recomputed by a second backend from the parameters before it, and
 //! its loss and gradients compared with the trained backend's.
 
-use super::{Event, TrainError};
+use super::events::{Event, TrainError};
 use crate::backend::{Backend, Verifier};
 use crate::model::{Activation, Params};
 
@@ -79,7 +79,8 @@ pub(super) fn verify_step<B: Backend + ?Sized>(
     let worst = worst(std::iter::once(("loss", loss)).chain(checked));
     if !(worst.1 <= VERIFY_TOLERANCE) {
         let what = if worst.0 == "loss" { "the loss".to_string() } else { format!("gradient d{}", worst.0) };
-        return Err(TrainError::Verify { iteration: it, what, verifier: verifier.name(), diff: worst.1 });
+        let (verifier, diff, tolerance) = (verifier.name(), worst.1, VERIFY_TOLERANCE);
+        return Err(TrainError::Verify { iteration: it, what, verifier, diff, tolerance });
     }
     Ok(Event::Verified { iteration: it, verifier: verifier.name(), loss, grads: diffs })
 }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::{BackendFigures, LR, OpFigure, figure, flops_per_iteration, median};
+use super::figures::{BackendFigures, LR, OpFigure, figure, flops_per_iteration, median};
 use crate::app::cli::BenchArgs;
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::cpu::reference;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::{BackendFigures, LR, NaiveFigure, figure, flops_per_iteration, median};
+use super::figures::{BackendFigures, LR, NaiveFigure, figure, flops_per_iteration, median};
 use crate::app::cli::BenchArgs;
 use gpu_mnist::backend::Backend;
 use gpu_mnist::cpu::fast::{self, SparseRows};
@@ -111,12 +111,12 @@ pub fn bench(
     for _ in 0..args.warmup {
         gpu.step(0, LR)?;
     }
-    gpu.finish()?;
+    gpu.wait()?;
     let mut iters = Vec::new();
     for _ in 0..args.repeats {
         let t = Instant::now();
         gpu.step(0, LR)?;
-        gpu.finish()?;
+        gpu.wait()?;
         iters.push(t.elapsed().as_secs_f64());
     }
     let iteration = median(&mut iters);

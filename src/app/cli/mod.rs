@@ -5,18 +5,18 @@
 
 use std::path::PathBuf;
 
+mod data;
 mod train;
 pub mod values;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use gpu_mnist::data::{DatasetKind, Format};
+pub use data::DataArgs;
 use gpu_mnist::gpu::Tiling;
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
-use gpu_mnist::plan::DataRequest;
-pub use train::{BackendChoice, TrainArgs};
-use values::{ACTIVATIONS, DATASETS, FORMATS, OPTIMIZERS, TILINGS, choice, hidden_units, positive};
+pub use train::TrainArgs;
+use values::{ACTIVATIONS, OPTIMIZERS, TILINGS, choice, hidden_units, positive};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +34,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a 784 -> H [-> H2 ...] -> 10 perceptron (full-batch or mini-batch) and report test accuracy.
+    ///
+    /// Options not given take the defaults shown; with --init-from, the continued model's run
+    /// decides them first, so that `train --init-from FILE` alone continues an interrupted run.
     Train(TrainArgs),
     /// Accuracy, loss, per-class precision/recall and the confusion matrix of a saved model.
     Eval(EvalArgs),
@@ -43,27 +46,6 @@ pub enum Command {
     Bench(BenchArgs),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices,
-}
-
-/// Where the images come from (train and eval).
-#[derive(Args, Debug, Clone, Default)]
-pub struct DataArgs {
-    /// The data: a folder of IDX files, of CSV files (train.csv / mnist_train.csv ...) or of class
-    /// folders (0/ .. 9/, or train/ and test/ with them), or one CSV file
-    /// [default: the bundled MNIST; with --dataset fashion, /usr/share/datasets/fashion-mnist]
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// A labelled test set in any format, for data without one (e.g. --data mnist_train.csv
-    /// --test-data mnist_test.csv).
-    #[arg(long)]
-    pub test_data: Option<PathBuf>,
-    /// Read --data as this format instead of detecting it from the content.
-    #[arg(long, value_parser = choice(FORMATS))]
-    pub format: Option<Format>,
-    /// Which data set the images are: it names the classes in reports and in the saved model
-    /// [default: mnist].
-    #[arg(long, value_parser = choice(DATASETS))]
-    pub dataset: Option<DatasetKind>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -149,16 +131,4 @@ pub struct BenchArgs {
     pub tiling: Option<Tiling>,
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
-}
-
-impl DataArgs {
-    pub fn request(&self) -> DataRequest {
-        DataRequest {
-            path: self.data.clone(),
-            test_path: self.test_data.clone(),
-            format: self.format,
-            kind: self.dataset,
-            ..Default::default()
-        }
-    }
 }

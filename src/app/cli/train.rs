@@ -2,28 +2,19 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::DataArgs;
+use super::data::DataArgs;
 use super::values::{
-    ACTIVATIONS, OPTIMIZERS, SCHEDULES, TILINGS, choice, chunk_rows, decay_factor, decay_rate, epsilon, fraction,
-    hidden_units, learning_rate, positive, weight_decay,
+    ACTIVATIONS, BACKENDS, OPTIMIZERS, SCHEDULES, TILINGS, choice, chunk_rows, decay_factor, decay_rate, epsilon,
+    fraction, hidden_units, learning_rate, positive, weight_decay,
 };
+use gpu_mnist::backend::BackendChoice;
 use gpu_mnist::gpu::Tiling;
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
 use gpu_mnist::plan::{DataRequest, TrainRequest};
 use gpu_mnist::schedule::LrSchedule;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// A hardware GPU when wgpu finds one, else the CPU.
-    Auto,
-    /// WGSL shaders on the best adapter wgpu finds, software ones (llvmpipe) included.
-    Gpu,
-    /// The CPU backend.
-    Cpu,
-}
 
 /// `train`'s options. Those that shape the run are `None` when not given: `--init-from` then
 /// continues with the model's saved plan, and a new run takes the defaults the help shows.
@@ -90,8 +81,9 @@ pub struct TrainArgs {
     /// Train without the bias vectors (b1, b2, ...).
     #[arg(long)]
     pub no_bias: bool,
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+    /// Where to train [default: auto, or a continued run's].
+    #[arg(long, value_parser = choice(BACKENDS))]
+    pub backend: Option<BackendChoice>,
     /// Use the first GPU adapter whose name contains this text (see `gpu-mnist devices`).
     #[arg(long)]
     pub adapter: Option<String>,
@@ -111,8 +103,9 @@ pub struct TrainArgs {
     /// Append one JSON object per report point to this file as training goes.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Continue training a saved model: its layers and its run's plan (data, seed, schedule,
-    /// optimizer and its state, batching, the steps still planned) unless options say otherwise.
+    /// Continue training a saved model: its layers, and its run's plan (backend, data, seed,
+    /// schedule, optimizer and its state, batching, report points, the steps still planned) for
+    /// every option not given; the defaults below are a new run's.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Train on the first N training images only.
@@ -153,6 +146,7 @@ impl TrainArgs {
                 val_split: self.val_split,
                 ..self.data.request()
             },
+            backend: self.backend,
             seed: self.seed,
             hidden: self.hidden.clone(),
             activation: self.activation,

@@ -1,12 +1,16 @@
 //! Parsers of option values: the domain's enums by their command-line names, and numbers checked
 //! as they are parsed.
 
+use std::fmt::Display;
+
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
+use gpu_mnist::backend::BackendChoice;
 use gpu_mnist::data::{DatasetKind, Format};
 use gpu_mnist::gpu::Tiling;
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
+use gpu_mnist::ranges::{self, Range};
 use gpu_mnist::schedule::LrSchedule;
 
 /// A parser for one of the domain's enums: each value's command-line name and help.
@@ -20,6 +24,11 @@ pub fn choice<T: Copy + Send + Sync + 'static>(
     })
 }
 
+pub const BACKENDS: &[(BackendChoice, &str, &str)] = &[
+    (BackendChoice::Auto, "auto", "A hardware GPU when wgpu finds one, else the CPU"),
+    (BackendChoice::Gpu, "gpu", "WGSL shaders on the best adapter wgpu finds, software ones (llvmpipe) included"),
+    (BackendChoice::Cpu, "cpu", "The CPU backend"),
+];
 pub const ACTIVATIONS: &[(Activation, &str, &str)] = &[
     (Activation::Sigmoid, "sigmoid", "1 / (1 + e^-z)"),
     (Activation::Relu, "relu", "max(z, 0)"),
@@ -76,50 +85,31 @@ pub fn chunk_rows(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A number parsed from `s`, then checked against `range`.
+fn number<T: std::str::FromStr<Err: Display> + Copy + Display>(s: &str, range: &Range<T>) -> Result<T, String> {
+    range.check(s.parse::<T>().map_err(|e| format!("not a number: {e}"))?)
+}
+
 pub fn fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
-        Ok(v) => Err(format!("must be between 0 and 1 (exclusive), got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
+    number(s, &ranges::FRACTION)
 }
 
 pub fn decay_factor(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
-        Ok(v) => Err(format!("must be above 0 and at most 1, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
+    number(s, &ranges::DECAY_FACTOR)
 }
 
 pub fn learning_rate(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
+    number(s, &ranges::ABOVE_ZERO)
 }
 
 pub fn decay_rate(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("must be at least 0 and below 1, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
+    number(s, &ranges::DECAY_RATE)
 }
 
 pub fn epsilon(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
+    number(s, &ranges::ABOVE_ZERO)
 }
 
 pub fn weight_decay(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        Ok(v) => Err(format!("must be a finite number, 0 or above, got {v}")),
-        Err(e) => Err(format!("not a number: {e}")),
-    }
+    number(s, &ranges::WEIGHT_DECAY)
 }
