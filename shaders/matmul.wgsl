@@ -2,7 +2,8 @@
 //
 // Math. op(A) is M x K, op(B) is K x N, C is M x N; everything row-major in memory.
 //   linear_forward          C = act(op(A)·op(B) + bias)   A = X (N x D) or A1, B = W; bias[N] if p.bias = 1
-//   linear_backward_weight  C (+)= A^T · B                 A stored K x M (the layer input), B = dZ (K x N)
+//   linear_backward_weight  C (+)= A^T · B                 A stored K x M (the layer input), B = dZ (K x N);
+//                           split K: C_s = A_s^T · B_s over slice s of the K rows, into slot s
 //   linear_backward_input   C = (A · B^T) ⊙ act'(aux)      A = dZ (M x K), B stored N x K (the weights),
 //                                                          aux = the layer's input activations (M x N)
 // act/act' use the codes ACT_IDENTITY, ACT_SIGMOID, ACT_RELU, ACT_ELU (the host's
@@ -19,13 +20,19 @@
 //   2 storage b: array<f32>, read. B as stored (K x N, or N x K for linear_backward_input), stride p.ldb.
 //   3 storage aux: array<f32>, read. linear_forward: bias[N]; linear_backward_input: act output
 //     (M x N, stride N); otherwise unused (bind anything).
-//   4 storage c: array<f32>, read_write. C, M x N, stride N.
+//   4 storage c: array<f32>, read_write. C, M x N, stride N; for linear_backward_weight split into
+//     S slices of p.k_slice rows of K, S slots of M x N one after another, slot s at s M N
+//     (split_k_reduce.wgsl then sums them in a fixed order).
+//   p.k_slice: linear_backward_weight's rows of K per slice (a multiple of 4; K when not split);
+//   the other entry points ignore it.
 //
 // Invocation (gx, gy) of the global grid computes the BLOCK x BLOCK = 8 x 8 block of C at rows
 // 8*gy.., cols 8*gx.. A workgroup is WG_X x WG_Y invocations, pipeline-overridable constants the
 // host sets (shaders::RegisterTile): 16 x 2 (16 rows x 128 columns of C) for wide outputs, 2 x 16
 // (128 rows x 16 columns) when N <= 16 such as the 10 classes.
-// Host dispatch: (ceil(N / (BLOCK WG_X)), ceil(M / (BLOCK WG_Y)), 1).
+// Host dispatch: (ceil(N / (BLOCK WG_X)), ceil(M / (BLOCK WG_Y)), S) with S = ceil(K / k_slice)
+// slices for linear_backward_weight, 1 for the others; slice gid.z covers rows
+// [gid.z k_slice, min((gid.z + 1) k_slice, K)) of K.
 // Bounds: loads outside A or B read 0 (a u8 quad that starts inside a row may end in the row's
 // zero padding, which also reads 0); stores outside C are skipped. No workgroup memory and no barriers: neighbouring invocations
 // share loads through the cache (barriers are slow on software adapters such as lavapipe).
@@ -38,7 +45,8 @@ struct Params {
     act: u32,         // activation code (see above)
     accumulate: u32,  // linear_backward_weight: 1 adds to C instead of overwriting it
     a_row0: u32,      // stored row r of A is row a_row0 + r of binding a
-    _pad0: u32, _pad1: u32,
+    k_slice: u32,     // linear_backward_weight: rows of K per slice of a split product
+    _pad0: u32,
 }
 
 override WG_X: u32;
@@ -116,9 +124,9 @@ struct Tile {
     c00: mat4x4<f32>, c01: mat4x4<f32>, c10: mat4x4<f32>, c11: mat4x4<f32>,
 }
 
-fn tile(m0: u32, n0: u32, trans_a: bool, trans_b: bool) -> Tile {
+fn tile(m0: u32, n0: u32, k_begin: u32, k_end: u32, trans_a: bool, trans_b: bool) -> Tile {
     var t: Tile;
-    for (var k0 = 0u; k0 < p.k; k0 += 4u) {
+    for (var k0 = k_begin; k0 < k_end; k0 += 4u) {
         let a0 = a_block(m0, k0, trans_a);
         let a1 = a_block(m0 + 4u, k0, trans_a);
         let b0 = transpose(b_block(k0, n0, trans_b));
@@ -156,50 +164,65 @@ const EPILOGUE_FORWARD: u32 = 0u;   // act(acc + bias)
 const EPILOGUE_WEIGHT: u32 = 1u;    // acc, or C + acc when accumulating across chunks
 const EPILOGUE_INPUT: u32 = 2u;     // acc * act'(aux)
 
-fn epilogue(kind: u32, idx: u32, col: u32, acc: f32) -> f32 {
+// The value to store at element idx (row-major in M x N) of C's slot that starts at c[base].
+fn epilogue(kind: u32, base: u32, idx: u32, col: u32, acc: f32) -> f32 {
     switch kind {
         case EPILOGUE_FORWARD: {
             var z = acc;
             if (p.bias == 1u) { z += aux[col]; }   // aux is the bias only when there is one
             return activate(z, p.act);
         }
-        case EPILOGUE_WEIGHT: { return select(acc, c[idx] + acc, p.accumulate == 1u); }
+        case EPILOGUE_WEIGHT: { return select(acc, c[base + idx] + acc, p.accumulate == 1u); }
         default: { return acc * activate_derivative(aux[idx], p.act); }   // EPILOGUE_INPUT
     }
 }
 
-// Stores quadrant q (q[t][i] = C[r0 + i][c0 + t]) through the epilogue, skipping cells outside C.
-fn store(kind: u32, r0: u32, c0: u32, q: mat4x4<f32>) {
+// Stores quadrant q (q[t][i] = C[r0 + i][c0 + t]) of the slot at c[base] through the epilogue,
+// skipping cells outside C.
+fn store(kind: u32, base: u32, r0: u32, c0: u32, q: mat4x4<f32>) {
     for (var t = 0u; t < 4u; t++) {
         for (var i = 0u; i < 4u; i++) {
             let row = r0 + i; let col = c0 + t;
             if (row < p.m && col < p.n) {
                 let idx = row * p.n + col;
-                c[idx] = epilogue(kind, idx, col, q[t][i]);
+                c[base + idx] = epilogue(kind, base, idx, col, q[t][i]);
             }
         }
     }
 }
 
-fn store_tile(kind: u32, m0: u32, n0: u32, t: Tile) {
-    store(kind, m0, n0, t.c00); store(kind, m0, n0 + 4u, t.c01);
-    store(kind, m0 + 4u, n0, t.c10); store(kind, m0 + 4u, n0 + 4u, t.c11);
+fn store_tile(kind: u32, base: u32, m0: u32, n0: u32, t: Tile) {
+    store(kind, base, m0, n0, t.c00); store(kind, base, m0, n0 + 4u, t.c01);
+    store(kind, base, m0 + 4u, n0, t.c10); store(kind, base, m0 + 4u, n0 + 4u, t.c11);
+}
+
+// Slice z of K for a split product: rows [k_begin, k_end), and its slot of C.
+struct Slice {
+    k_begin: u32,
+    k_end: u32,
+    base: u32,
+}
+
+fn slice(z: u32) -> Slice {
+    let k_begin = z * p.k_slice;
+    return Slice(k_begin, min(k_begin + p.k_slice, p.k), z * p.m * p.n);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * BLOCK; let n0 = gid.x * BLOCK;
-    store_tile(EPILOGUE_FORWARD, m0, n0, tile(m0, n0, false, false));
+    store_tile(EPILOGUE_FORWARD, 0u, m0, n0, tile(m0, n0, 0u, p.k, false, false));
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * BLOCK; let n0 = gid.x * BLOCK;
-    store_tile(EPILOGUE_WEIGHT, m0, n0, tile(m0, n0, true, false));
+    let s = slice(gid.z);
+    store_tile(EPILOGUE_WEIGHT, s.base, m0, n0, tile(m0, n0, s.k_begin, s.k_end, true, false));
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn linear_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * BLOCK; let n0 = gid.x * BLOCK;
-    store_tile(EPILOGUE_INPUT, m0, n0, tile(m0, n0, false, true));
+    store_tile(EPILOGUE_INPUT, 0u, m0, n0, tile(m0, n0, 0u, p.k, false, true));
 }

@@ -14,9 +14,11 @@
 // op(A)[TILE_M x TILE_K] in sa and op(B)[TILE_K x TILE_N] in sb, its invocations loading quads
 // in turn, then barrier, multiply out, barrier. 64 x 64 x 16: 256 invocations, one quad of each
 // slice apiece, 8 KiB of workgroup memory.
-// Host dispatch: (ceil(N / TILE_N), ceil(M / TILE_M), 1). Bounds: staged values outside A/B are
-// 0 and the epilogues skip stores outside C; every invocation reaches every barrier (the loops
-// around them have the same trip count in every invocation).
+// Host dispatch: (ceil(N / TILE_N), ceil(M / TILE_M), S), S the slices of a split
+// linear_backward_weight (matmul.wgsl's slice(); p.k_slice is then a multiple of TILE_K), 1
+// otherwise. Bounds: staged values outside A/B are 0 and the epilogues skip stores outside C;
+// every invocation reaches every barrier (the loops around them have the same trip count in
+// every invocation).
 
 override TILE_M: u32;
 override TILE_N: u32;
@@ -63,11 +65,11 @@ fn stage(m0: u32, n0: u32, k0: u32, t: u32, trans_a: bool, trans_b: bool) {
 }
 
 // The 4 x 4 block of invocation (tx, ty): q[t][i] = C[m0 + 4ty + i][n0 + 4tx + t].
-fn tile_shared(wg: vec3<u32>, lid: vec3<u32>, trans_a: bool, trans_b: bool) -> mat4x4<f32> {
+fn tile_shared(wg: vec3<u32>, lid: vec3<u32>, k_begin: u32, k_end: u32, trans_a: bool, trans_b: bool) -> mat4x4<f32> {
     let m0 = wg.y * TILE_M; let n0 = wg.x * TILE_N;
     let t = lid.y * (TILE_N / 4u) + lid.x;
     var q = mat4x4<f32>();
-    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         stage(m0, n0, k0, t, trans_a, trans_b);
         workgroupBarrier();
         for (var k = 0u; k < TILE_K; k++) {
@@ -85,18 +87,19 @@ fn tile_shared(wg: vec3<u32>, lid: vec3<u32>, trans_a: bool, trans_b: bool) -> m
 
 @compute @workgroup_size(TILE_N / 4u, TILE_M / 4u)
 fn linear_forward_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let q = tile_shared(wg, lid, false, false);
-    store(EPILOGUE_FORWARD, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
+    let q = tile_shared(wg, lid, 0u, p.k, false, false);
+    store(EPILOGUE_FORWARD, 0u, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
 }
 
 @compute @workgroup_size(TILE_N / 4u, TILE_M / 4u)
 fn linear_backward_weight_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let q = tile_shared(wg, lid, true, false);
-    store(EPILOGUE_WEIGHT, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
+    let s = slice(wg.z);
+    let q = tile_shared(wg, lid, s.k_begin, s.k_end, true, false);
+    store(EPILOGUE_WEIGHT, s.base, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
 }
 
 @compute @workgroup_size(TILE_N / 4u, TILE_M / 4u)
 fn linear_backward_input_shared(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let q = tile_shared(wg, lid, false, true);
-    store(EPILOGUE_INPUT, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
+    let q = tile_shared(wg, lid, 0u, p.k, false, true);
+    store(EPILOGUE_INPUT, 0u, wg.y * TILE_M + 4u * lid.y, wg.x * TILE_N + 4u * lid.x, q);
 }

@@ -12,6 +12,7 @@ fn bench(args: &[&str]) -> serde_json::Value {
         .args(["bench", "--samples", "700", "--hidden", "33", "--repeats", "2", "--warmup", "1", "--json"])
         .arg(&json)
         .args(args)
+        .env("GPU_MNIST_CACHE_DIR", dir.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs");
@@ -119,4 +120,23 @@ fn bench_times_each_optimizer_update_and_checks_it_on_the_cpu() {
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn bench_times_each_optimizer_update_and_checks_it_on_the_gpu() {
     optimizer_updates("all", &["cpu", "gpu"]);
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn bench_tune_times_every_candidate_under_webgpu_limits() {
+    let v = bench(&["--backend", "gpu", "--tune", "--tune-seconds", "0.3", "--limits", "webgpu"]);
+    check_point(single_point(&v), &["gpu"]);
+    let tuning = v["tuning"].as_array().expect("tuning figures");
+    let mut products: Vec<&str> = tuning.iter().filter_map(|t| t["product"].as_str()).collect();
+    products.dedup();
+    assert_eq!(products.len(), 3, "the step's three wide products: {products:?}");
+    for product in products {
+        let rows: Vec<_> = tuning.iter().filter(|t| t["product"] == product).collect();
+        assert!(rows.len() >= 6, "{product}: every tile is timed: {rows:?}");
+        assert_eq!(rows.iter().filter(|t| t["chosen"] == true).count(), 1, "{product}: one choice");
+        for t in &rows {
+            assert!(finite(&t["seconds"], "seconds") > 0.0 && t["config"].is_string(), "{t}");
+        }
+    }
 }

@@ -5,11 +5,12 @@ mod common;
 use std::process::{Command, Output};
 
 /// Runs the program from the sources' folder; `train` saves its model into a temporary folder
-/// unless the arguments say where.
+/// unless the arguments say where, and the tuner's cache lives in one that starts empty.
 fn gpu_mnist(args: &[&str], env: &[(&str, &str)]) -> Output {
     let scratch = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"));
     cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.env("GPU_MNIST_CACHE_DIR", scratch.path().join("cache"));
     if args.first() == Some(&"train") && !args.contains(&"--out") {
         cmd.arg("--out").arg(scratch.path().join("model.safetensors"));
     }
@@ -66,6 +67,30 @@ fn options_change_the_run() {
     assert!(out.contains("784-33-10 (elu), 26202 parameters, no bias") && out.contains("cpu (1 thread)"), "{out}");
 }
 
+/// `--tiling auto` (the default) tunes on an adapter it has not seen, once: a second run reads
+/// the cache. Under `--limits webgpu`, as a browser would open the device.
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn gpu_tunes_once_and_verifies_under_webgpu_limits() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let env = [("GPU_MNIST_CACHE_DIR", cache.path().to_str().expect("a UTF-8 path"))];
+    let args = ["--backend", "gpu", "--limits", "webgpu", "--verify-every", "3"];
+    let run = || {
+        let o = gpu_mnist(&[&SHORT[..], &args].concat(), &env);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}\n{err}");
+        assert!(out.contains("GPU: auto matmul tiling: "), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 3, "iterations 1, 3, 6:\n{out}");
+        out
+    };
+    let first = run();
+    assert!(first.contains("GPU: tuning 3 matmuls for this adapter"), "{first}");
+    assert_eq!(first.lines().filter(|l| l.starts_with("GPU: timing ")).count(), 3, "{first}");
+    assert!(cache.path().join("tuning.json").exists());
+    let second = run();
+    assert!(!second.contains("tuning") && !second.contains("GPU: timing"), "{second}");
+}
+
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn gpu_options_change_the_run() {
@@ -73,7 +98,7 @@ fn gpu_options_change_the_run() {
     let o = gpu_mnist(&[&SHORT[..], &gpu].concat(), &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    assert!(out.contains("GPU: Shared matmul tiling") && out.contains("(sigmoid)"), "{out}");
+    assert!(out.contains("GPU: shared matmul tiling") && out.contains("(sigmoid)"), "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("verify iter")).count(), 3, "iterations 1, 3, 6:\n{out}");
 }
 

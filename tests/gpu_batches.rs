@@ -49,8 +49,13 @@ fn parity(c: Config) {
     let data = Splits::new(subset(&m.train, ROWS), subset(&m.test, 200));
     let shape = Shape::new(data.train.d(), c.hidden, 10, c.bias);
     let start = Params::init(shape.clone(), c.act, 4);
-    let options =
-        GpuOptions { max_chunk_rows: c.chunk, tiling: Some(c.tiling), optimizer: c.cfg, batch_size: Some(BATCH) };
+    let options = GpuOptions {
+        max_chunk_rows: c.chunk,
+        tiling: Some(c.tiling),
+        optimizer: c.cfg,
+        batch_size: Some(BATCH),
+        ..Default::default()
+    };
     let setup = Setup { data, start, act: c.act, options, lr: c.lr, seed: SEED, first_step: c.first_step };
     let mut run = Run::new(setup);
     let batches = run.gpu.batches();

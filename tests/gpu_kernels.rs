@@ -1,6 +1,8 @@
 //! Every WGSL kernel against its CPU reference counterpart, on random inputs over shapes that are
-//! not multiples of the matmul tiles (register: 16 x 128 wide, 128 x 16 narrow, 8 x 8 per
-//! invocation; workgroup memory: 64 x 64, 4 x 4 per invocation), under both tilings.
+//! not multiples of the matmul tiles, the matmuls under every candidate configuration the tuner
+//! may choose (register tiles of 16 x 128, 32 x 64 and 64 x 32 outputs, 8 x 8 per invocation;
+//! workgroup-memory tiles of 64 x 64, 32 x 32 and 64 x 32, 4 x 4 per invocation; the weight
+//! gradient also split into slices of K, reduced by split_k_reduce), and the narrow 128 x 16.
 
 mod common;
 
@@ -10,9 +12,11 @@ use gpu_mnist::cpu::reference;
 use gpu_mnist::gpu::dispatch::{Dispatch, View, submit};
 use gpu_mnist::gpu::kernels::Kernels;
 use gpu_mnist::gpu::matmul::NaiveKernels;
+use gpu_mnist::gpu::shaders::MatmulOp;
 use gpu_mnist::gpu::shaders::activation_code;
+use gpu_mnist::gpu::tiles::{MatmulConfig, SharedTile, Tile};
 use gpu_mnist::gpu::uniforms::{ColumnSumParams, MatmulParams, OptimizerParams, SoftmaxParams};
-use gpu_mnist::gpu::{GpuContext, Tiling, pack_rows, packed_row_bytes};
+use gpu_mnist::gpu::{GpuContext, Tiles, Tiling, pack_rows, packed_row_bytes, tune};
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
 
@@ -36,6 +40,22 @@ fn floats(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
 
 fn read(ctx: &GpuContext, buf: &wgpu::Buffer, n: usize) -> Vec<f32> {
     ctx.read_f32(buf, 0, n, &ctx.staging(n)).expect("readback")
+}
+
+/// The kernels of one configuration of every wide matmul.
+fn kernels(ctx: &GpuContext, config: MatmulConfig) -> Kernels {
+    Kernels::new(&ctx.device, Tiles { default: config, chosen: Default::default() })
+}
+
+/// Every configuration the tuner may choose for `op` on this device.
+fn configs(ctx: &GpuContext, op: MatmulOp) -> Vec<MatmulConfig> {
+    tune::candidates(op, &ctx.limits)
+}
+
+fn run_all(ctx: &GpuContext, dispatches: &[Dispatch]) {
+    let all: Vec<&Dispatch> = dispatches.iter().collect();
+    submit(&ctx.device, &ctx.queue, &all);
+    ctx.wait().expect("dispatches ran without GPU errors");
 }
 
 fn run(ctx: &GpuContext, d: &Dispatch) {
@@ -66,11 +86,13 @@ fn matrix_a(
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn linear_forward_matches_reference() {
     let ctx = gpu();
-    for tiling in [Tiling::Register, Tiling::Shared] {
-        let k = Kernels::new(&ctx.device, tiling);
-        let naive_k = NaiveKernels::new(&ctx.device);
+    let naive_k = NaiveKernels::new(&ctx.device);
+    for (c_i, config) in configs(&ctx, MatmulOp::Forward).into_iter().enumerate() {
+        let k = kernels(&ctx, config);
+        let tiling = config.name();
         let mut r = rng(1);
-        for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
+        // Narrow outputs take one tile whatever the configuration: checked once.
+        for (i, &(m, kd, n)) in SHAPES.iter().enumerate().filter(|(_, s)| c_i == 0 || s.2 > 16) {
             for a_u8 in [true, false] {
                 let act = [None, Some(Activation::Sigmoid), Some(Activation::Relu), Some(Activation::Elu)][i % 4];
                 let bias = i % 3 != 0;
@@ -112,7 +134,7 @@ fn linear_forward_matches_reference() {
                 if let Some(act) = act {
                     reference::activation_forward(&mut want, &z, act);
                 }
-                let what = format!("{m}x{kd}x{n} u8 {a_u8} {act:?} bias {bias} {tiling:?}");
+                let what = format!("{m}x{kd}x{n} u8 {a_u8} {act:?} bias {bias} {tiling}");
                 assert_close(
                     &format!("linear_forward {what}"),
                     &read(&ctx, &c, m * n),
@@ -136,11 +158,12 @@ fn linear_forward_matches_reference() {
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn linear_backward_weight_matches_reference() {
     let ctx = gpu();
-    for tiling in [Tiling::Register, Tiling::Shared] {
-        let k = Kernels::new(&ctx.device, tiling);
-        let naive_k = NaiveKernels::new(&ctx.device);
+    let naive_k = NaiveKernels::new(&ctx.device);
+    for (c_i, config) in configs(&ctx, MatmulOp::BackwardWeight).into_iter().enumerate() {
+        let k = kernels(&ctx, config);
+        let tiling = config.name();
         let mut r = rng(2);
-        for &(m, kd, n) in &SHAPES {
+        for &(m, kd, n) in SHAPES.iter().filter(|s| c_i == 0 || s.2 > 16) {
             for a_u8 in [true, false] {
                 for accumulate in [false, true] {
                     // C (m x n) = A^T B with A stored kd x m (the layer input: kd samples of m features).
@@ -159,7 +182,16 @@ fn linear_backward_weight_matches_reference() {
                         ..Default::default()
                     };
                     let naive = floats(&ctx, &prior);
-                    run(&ctx, &k.linear_backward_weight(&ctx.device, p, View::all(&a), View::all(&dz), View::all(&c)));
+                    let slots = ctx.zeros("slots", k.weight_slices(&p).1 as usize * m * n, wgpu::BufferUsages::empty());
+                    let dispatches = k.linear_backward_weight(
+                        &ctx.device,
+                        p,
+                        View::all(&a),
+                        View::all(&dz),
+                        View::all(&c),
+                        Some(View::all(&slots)),
+                    );
+                    run_all(&ctx, &dispatches);
                     run(
                         &ctx,
                         &naive_k.linear_backward_weight_naive(
@@ -175,7 +207,8 @@ fn linear_backward_weight_matches_reference() {
                     if accumulate {
                         want.iter_mut().zip(&prior).for_each(|(w, p)| *w += p);
                     }
-                    let what = format!("{m}x{kd}x{n} u8 {a_u8} acc {accumulate} {tiling:?}");
+                    let what =
+                        format!("{m}x{kd}x{n} u8 {a_u8} acc {accumulate} {tiling}, {} slices", k.weight_slices(&p).1);
                     let (got, got_naive) = (read(&ctx, &c, m * n), read(&ctx, &naive, m * n));
                     assert_close(&format!("linear_backward_weight {what}"), &got, &want, MATMUL.atol, MATMUL.rtol);
                     assert_close(
@@ -195,10 +228,11 @@ fn linear_backward_weight_matches_reference() {
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn linear_backward_input_matches_reference() {
     let ctx = gpu();
-    for tiling in [Tiling::Register, Tiling::Shared] {
-        let k = Kernels::new(&ctx.device, tiling);
+    for (c_i, config) in configs(&ctx, MatmulOp::BackwardInput).into_iter().enumerate() {
+        let k = kernels(&ctx, config);
+        let tiling = config.name();
         let mut r = rng(3);
-        for (i, &(m, kd, n)) in SHAPES.iter().enumerate() {
+        for (i, &(m, kd, n)) in SHAPES.iter().enumerate().filter(|(_, s)| c_i == 0 || s.2 > 16) {
             // dz1 (m x n) = (dz2 (m x kd) · W^T) ⊙ act'(a1), W stored n x kd.
             let act = [Activation::Sigmoid, Activation::Relu, Activation::Elu][i % 3];
             let dzv = uniform(&mut r, m * kd, -1.0, 1.0);
@@ -232,7 +266,7 @@ fn linear_backward_input_matches_reference() {
             let mut want = vec![0.0; m * n];
             reference::activation_backward(&mut want, &da, &a1, act);
             assert_close(
-                &format!("linear_backward_input {m}x{kd}x{n} {act:?} {tiling:?}"),
+                &format!("linear_backward_input {m}x{kd}x{n} {act:?} {tiling}"),
                 &read(&ctx, &c, m * n),
                 &want,
                 MATMUL.atol,
@@ -246,7 +280,7 @@ fn linear_backward_input_matches_reference() {
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn softmax_xent_matches_reference() {
     let ctx = gpu();
-    let k = Kernels::new(&ctx.device, Tiling::Register);
+    let k = Kernels::new(&ctx.device, Tiles::fixed(Tiling::Register));
     let mut r = rng(4);
     for (n, kk, offset) in [(1, 10, 0), (7, 10, 3), (300, 10, 17), (33, 1, 0), (129, 3, 5)] {
         let mut logits = uniform(&mut r, n * kk, -8.0, 8.0);
@@ -293,7 +327,7 @@ fn softmax_xent_matches_reference() {
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn column_sum_matches_reference() {
     let ctx = gpu();
-    let k = Kernels::new(&ctx.device, Tiling::Register);
+    let k = Kernels::new(&ctx.device, Tiles::fixed(Tiling::Register));
     let mut r = rng(5);
     for (rows, cols) in [(1, 1), (7, 129), (1000, 10), (257, 33), (33, 784)] {
         for accumulate in [false, true] {
@@ -327,7 +361,7 @@ fn column_sum_matches_reference() {
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn gd_update_matches_reference() {
     let ctx = gpu();
-    let k = Kernels::new(&ctx.device, Tiling::Register);
+    let k = Kernels::new(&ctx.device, Tiles::fixed(Tiling::Register));
     let mut r = rng(6);
     // 16,777,500 > 65535 workgroups x 256: the dispatch needs a second grid dimension.
     for count in [1, 7, 255, 257, 100_003, 16_777_500] {
@@ -356,14 +390,15 @@ fn row_offsets_skip_the_rows_before_a_chunk() {
     let ctx = gpu();
     const SKIP: usize = 37;
     let mut r = rng(7);
-    for tiling in [Tiling::Register, Tiling::Shared] {
-        let k = Kernels::new(&ctx.device, tiling);
-        let naive_k = NaiveKernels::new(&ctx.device);
-        for &(rows, d, n) in &[(70, 784, 33), (33, 129, 10)] {
+    let naive_k = NaiveKernels::new(&ctx.device);
+    let split = MatmulConfig { tile: Tile::Shared(SharedTile::DEFAULT), split: 4 };
+    for config in [Tiles::fixed(Tiling::Register).default, Tiles::fixed(Tiling::Shared).default, split] {
+        let (k, tiling) = (kernels(&ctx, config), config.name());
+        for &(rows, d, n) in &[(70, 784, 33), (33, 129, 10), (200, 129, 40)] {
             for a_u8 in [true, false] {
                 let (a, lda, av) = matrix_a(&ctx, &mut r, SKIP + rows, d, a_u8);
                 let x = &av[SKIP * d..];
-                let what = format!("{rows}x{d}x{n} u8 {a_u8} from row {SKIP} {tiling:?}");
+                let what = format!("{rows}x{d}x{n} u8 {a_u8} from row {SKIP} {tiling}");
                 let base =
                     MatmulParams { lda, ldb: n as u32, a_u8: a_u8 as u32, a_row0: SKIP as u32, ..Default::default() };
                 // Forward: C (rows x n) = A[SKIP..] · W.
@@ -390,7 +425,12 @@ fn row_offsets_skip_the_rows_before_a_chunk() {
                 let p = MatmulParams { m: d as u32, n: n as u32, k: rows as u32, ..base };
                 let dz = floats(&ctx, &dzv);
                 let (c, naive) = (ctx.zeros("c", d * n, none), ctx.zeros("c naive", d * n, none));
-                run(&ctx, &k.linear_backward_weight(&ctx.device, p, av_, View::all(&dz), View::all(&c)));
+                let slots = ctx.zeros("slots", k.weight_slices(&p).1 as usize * d * n, none);
+                let dzv_ = View::all(&dz);
+                run_all(
+                    &ctx,
+                    &k.linear_backward_weight(&ctx.device, p, av_, dzv_, View::all(&c), Some(View::all(&slots))),
+                );
                 let naive_run =
                     naive_k.linear_backward_weight_naive(&ctx.device, p, av_, View::all(&dz), View::all(&naive));
                 run(&ctx, &naive_run);
@@ -403,7 +443,7 @@ fn row_offsets_skip_the_rows_before_a_chunk() {
             }
         }
     }
-    let k = Kernels::new(&ctx.device, Tiling::Register);
+    let k = Kernels::new(&ctx.device, Tiles::fixed(Tiling::Register));
     let (rows, cols) = (300, 2);
     let mv = uniform(&mut r, (SKIP + rows) * cols, -1.0, 1.0);
     let (mb, out) = (floats(&ctx, &mv), ctx.zeros("sums", cols, wgpu::BufferUsages::empty()));

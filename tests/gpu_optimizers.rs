@@ -43,7 +43,7 @@ fn data() -> Splits {
 }
 
 fn options(optimizer: OptimizerConfig) -> GpuOptions {
-    GpuOptions { max_chunk_rows: Some(768), tiling: Some(Tiling::Register), optimizer, batch_size: None }
+    GpuOptions { max_chunk_rows: Some(768), tiling: Some(Tiling::Register), optimizer, ..Default::default() }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Training on real MNIST digits, GPU backend against CPU backend, at every step, over four
-//! configurations (both tilings, several chunks or one, with and without bias):
+//! Training on real MNIST digits, GPU backend against CPU backend, at every step, over six
+//! configurations (both tilings and split K, several chunks or one, with and without bias):
 //! * anchored: the GPU's step equals the CPU's step taken from the GPU's own parameters (loss,
 //!   and every parameter after the update), tightly, for every configuration. Under ReLU, hidden
 //!   units with a pre-activation within `KINK_BAND` of 0 for some sample are left out of the W1
@@ -20,21 +20,54 @@ use common::{assert_close, mnist, subset};
 use gpu_mnist::backend::{Backend, Split};
 use gpu_mnist::cpu::{CpuBackend, reference};
 use gpu_mnist::data::Splits;
-use gpu_mnist::gpu::{GpuOptions, Tiling};
+use gpu_mnist::gpu::shaders::MatmulOp;
+use gpu_mnist::gpu::tiles::{MatmulConfig, RegisterTile, Tile};
+use gpu_mnist::gpu::uniforms::MatmulParams;
+use gpu_mnist::gpu::{GpuBackend, GpuOptions, Tiling};
 use gpu_mnist::model::{Activation, Params, Shape};
 
 const STEPS: usize = 20;
 
-fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tiling: Tiling, lr: f32) {
+/// How the wide matmuls run.
+#[derive(Clone, Copy, Debug)]
+enum Matmul {
+    Tiled(Tiling),
+    /// Register tiles of 16 x 128 with the weight gradient's rows in this many slices.
+    Split(u32),
+}
+
+impl Matmul {
+    fn options(self, max_chunk_rows: Option<usize>) -> GpuOptions {
+        match self {
+            Matmul::Tiled(tiling) => GpuOptions { max_chunk_rows, tiling: Some(tiling), ..Default::default() },
+            Matmul::Split(split) => {
+                let matmul = Some(MatmulConfig { tile: Tile::Register(RegisterTile::WIDE), split });
+                GpuOptions { max_chunk_rows, matmul, ..Default::default() }
+            }
+        }
+    }
+}
+
+fn parity(act: Activation, h: usize, bias: bool, chunk_rows: Option<usize>, tiling: Matmul, lr: f32) {
     let m = mnist();
     // 3,000 training images after a seeded 10% validation hold-out of 3,333.
     let mut data = Splits::new(subset(&m.train, 3333), subset(&m.test, 500));
     data.hold_out(0.1, 7);
     let shape = Shape::new(data.train.d(), &[h], 10, bias);
     let start = Params::init(shape.clone(), act, 7);
-    let options = GpuOptions { max_chunk_rows: chunk_rows, tiling: Some(tiling), ..Default::default() };
+    let options = tiling.options(chunk_rows);
     let mut run = Run::new(Setup { data, start, act, options, lr, seed: 0, first_step: 0 });
     let n = run.data.train.n;
+    if let Matmul::Split(_) = tiling {
+        let p = MatmulParams {
+            m: run.data.train.d() as u32,
+            n: h as u32,
+            k: run.gpu.chunk_rows() as u32,
+            ..Default::default()
+        };
+        let slices = run.gpu.tiles().choose(MatmulOp::BackwardWeight, &p).slices(p.k).1;
+        assert!(slices > 1, "the test must split the weight gradient's rows");
+    }
     if let Some(rows) = chunk_rows {
         assert!(run.gpu.chunk_rows() <= rows && run.gpu.chunk_rows() < n, "the test must span several chunks");
     }
@@ -96,23 +129,67 @@ fn units_at_kink(p: &Params, x: &[f32]) -> Vec<bool> {
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn relu_with_bias_over_several_chunks_shared_tiles() {
-    parity(Activation::Relu, 64, true, Some(1024), Tiling::Shared, 0.5);
+    parity(Activation::Relu, 64, true, Some(1024), Matmul::Tiled(Tiling::Shared), 0.5);
 }
 
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn sigmoid_without_bias_in_one_chunk() {
-    parity(Activation::Sigmoid, 33, false, None, Tiling::Register, 1.0);
+    parity(Activation::Sigmoid, 33, false, None, Matmul::Tiled(Tiling::Register), 1.0);
 }
 
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn sigmoid_shared_tiles_over_several_chunks() {
-    parity(Activation::Sigmoid, 100, true, Some(1024), Tiling::Shared, 1.0);
+    parity(Activation::Sigmoid, 100, true, Some(1024), Matmul::Tiled(Tiling::Shared), 1.0);
 }
 
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn elu_odd_width() {
-    parity(Activation::Elu, 129, true, Some(700), Tiling::Register, 0.5);
+    parity(Activation::Elu, 129, true, Some(700), Matmul::Tiled(Tiling::Register), 0.5);
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn relu_split_k_over_several_chunks() {
+    parity(Activation::Relu, 64, true, Some(1024), Matmul::Split(4), 0.5);
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn sigmoid_split_k_in_one_chunk() {
+    parity(Activation::Sigmoid, 40, true, None, Matmul::Split(16), 1.0);
+}
+
+/// Split K sums each slice into its own slot and the slots in a fixed order: two runs on one
+/// adapter give the same bits, step after step.
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn split_k_runs_are_bit_identical() {
+    let m = mnist();
+    let data = Splits::new(subset(&m.train, 2000), subset(&m.test, 100));
+    let shape = Shape::new(data.train.d(), &[48], 10, true);
+    let start = Params::init(shape, Activation::Relu, 3);
+    let run = || {
+        let ctx = common::gpu();
+        let options = Matmul::Split(16).options(Some(1024));
+        let mut gpu = GpuBackend::new(ctx, &data, &start, Activation::Relu, options).expect("GPU backend");
+        (0..8)
+            .map(|_| {
+                gpu.step(0, 0.5).expect("GPU step");
+                gpu.params()
+                    .expect("GPU params")
+                    .tensors()
+                    .into_iter()
+                    .flat_map(|(_, t)| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                    .collect::<Vec<u32>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (run(), run());
+    for (step, (a, b)) in first.iter().zip(&second).enumerate() {
+        let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(differ, 0, "step {}: {differ} of {} parameters differ between two runs", step + 1, a.len());
+    }
 }

@@ -96,6 +96,8 @@ fn every_pipeline_matches_its_rust_declaration() {
             spec.bindings.iter().map(|&Binding { index, name, access }| (index, name.to_string(), access)).collect();
         assert_eq!(bound, want, "{what}: bindings (index, name, access)");
         assert!(workgroup_bytes <= MAX_WORKGROUP_BYTES, "{what}: {workgroup_bytes} bytes of workgroup memory");
+        // What the tuner checks against the device's limit before it builds a candidate.
+        assert_eq!(workgroup_bytes, spec.workgroup_bytes, "{what}: workgroup memory the host declares");
 
         // The uniform: the Rust struct's size, and its fields at the same offsets.
         let ty = uniform.unwrap_or_else(|| panic!("{what}: no uniform binding"));

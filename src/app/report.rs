@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use gpu_mnist::data::{DatasetKind, Format, Splits};
+use gpu_mnist::gpu::Tiles;
 use gpu_mnist::optim::{Optimizer, OptimizerConfig};
 use gpu_mnist::plan::TrainPlan;
 
@@ -62,4 +63,19 @@ pub fn describe_model(plan: &TrainPlan) -> String {
         plan.schedule.describe(),
         plan.seed
     )
+}
+
+/// ": register 16x128 (3 products), shared 64x64x16 split 4 (1)" for tuned tiles; "" for one
+/// tiling.
+pub fn describe_tiles(tiles: &Tiles) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for config in tiles.chosen.values() {
+        match counts.iter_mut().find(|(name, _)| *name == config.name()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((config.name(), 1)),
+        }
+    }
+    counts.sort();
+    let parts: Vec<String> = counts.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+    if parts.is_empty() { String::new() } else { format!(": {} of the wide products", parts.join(", ")) }
 }

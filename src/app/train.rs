@@ -14,7 +14,7 @@ use gpu_mnist::backend::{BackendChoice, BackendError, Verifier};
 use gpu_mnist::checkpoint;
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Dataset, Splits};
-use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions};
+use gpu_mnist::gpu::{DeviceLimits, GpuBackend, GpuContext, GpuOptions, Tiling};
 use gpu_mnist::model::Params;
 use gpu_mnist::optim::OptimizerConfig;
 use gpu_mnist::plan::{DataFacts, DataPlan, Init, TrainPlan};
@@ -71,19 +71,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let session = Session { plan: &plan, out, plot: args.plot.clone(), metrics: args.metrics.clone() };
     let stop = stop_on_ctrl_c()?;
     let act = plan.activation;
-    match open_gpu(plan.backend, args.adapter.as_deref())? {
+    match open_gpu(plan.backend, args.adapter.as_deref(), args.limits)? {
         Some(ctx) => {
             let options = GpuOptions {
                 max_chunk_rows: args.chunk_rows,
-                tiling: args.tiling,
+                tiling: Some(args.tiling.unwrap_or(Tiling::Auto)),
+                on_tuning: Some(|line| println!("GPU: {line}")),
                 optimizer: plan.optimizer,
                 batch_size: Some(plan.batching.size),
+                matmul: None,
             };
             let mut b = GpuBackend::new(ctx, &data, &params, act, options)?;
             if let Some(state) = &state {
                 b.set_optimizer_state(state)?;
             }
-            println!("GPU: {:?} matmul tiling", b.tiling());
+            println!("GPU: {} matmul tiling{}", b.tiling().name(), report::describe_tiles(b.tiles()));
             if b.chunk_rows() < plan.batching.size {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
@@ -111,11 +113,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
 /// The GPU the backend choice asks for, or `None` for the CPU: `auto` takes a hardware adapter
 /// when there is one and says why it falls back otherwise.
-fn open_gpu(choice: BackendChoice, adapter: Option<&str>) -> Result<Option<GpuContext>> {
+fn open_gpu(choice: BackendChoice, adapter: Option<&str>, limits: DeviceLimits) -> Result<Option<GpuContext>> {
     Ok(match choice {
         BackendChoice::Cpu => None,
-        BackendChoice::Gpu => Some(GpuContext::open(adapter, false)?),
-        BackendChoice::Auto => match GpuContext::open(adapter, true) {
+        BackendChoice::Gpu => Some(GpuContext::open(adapter, false, limits)?),
+        BackendChoice::Auto => match GpuContext::open(adapter, true, limits) {
             Ok(ctx) => Some(ctx),
             Err(BackendError::NoAdapter { what, seen }) => {
                 let hint = if seen == "none" { "" } else { "; --backend gpu runs the shaders on a software adapter" };

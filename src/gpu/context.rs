@@ -1,4 +1,4 @@
-//! Finding an adapter, opening the device with the adapter's real limits, reading buffers back,
+//! Finding an adapter, opening the device with the adapter's limits or WebGPU's defaults, reading buffers back,
 //! and turning wgpu's asynchronous errors into `BackendError`s instead of panics.
 
 use std::sync::{Arc, Mutex};
@@ -69,6 +69,47 @@ pub fn select(name: Option<&str>, hardware_only: bool) -> Result<wgpu::Adapter, 
     })
 }
 
+/// The limits a device is opened with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceLimits {
+    /// Everything the adapter offers.
+    #[default]
+    Adapter,
+    /// WebGPU's defaults (`wgpu::Limits::default()`), what every conforming implementation and
+    /// every browser grants: 128 MiB per storage binding, 256 MiB buffers, 8 storage buffers per
+    /// stage, 256 invocations and 16 KiB of memory per workgroup.
+    WebGpu,
+}
+
+impl DeviceLimits {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceLimits::Adapter => "adapter",
+            DeviceLimits::WebGpu => "webgpu",
+        }
+    }
+
+    /// The limits to ask `adapter` for, or which of them it lacks.
+    fn request(self, info: &wgpu::AdapterInfo, offered: wgpu::Limits) -> Result<wgpu::Limits, BackendError> {
+        let wanted = match self {
+            DeviceLimits::Adapter => return Ok(offered),
+            DeviceLimits::WebGpu => wgpu::Limits::default(),
+        };
+        let mut short = Vec::new();
+        wanted.check_limits_with_fail_fn(&offered, false, |name, want, have| {
+            short.push(format!("{name} {have} (WebGPU's default: {want})"))
+        });
+        if short.is_empty() {
+            return Ok(wanted);
+        }
+        Err(BackendError::Unsupported(format!(
+            "{} offers less than WebGPU's default limits: {}; use --limits adapter",
+            describe(info),
+            short.join(", ")
+        )))
+    }
+}
+
 /// An open device with its queue and a sink for errors wgpu reports asynchronously.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -79,9 +120,9 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
-    pub fn new(adapter: &wgpu::Adapter) -> Result<Self, BackendError> {
+    pub fn new(adapter: &wgpu::Adapter, limits: DeviceLimits) -> Result<Self, BackendError> {
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let limits = limits.request(&info, adapter.limits())?;
         let desc = wgpu::DeviceDescriptor {
             label: Some("gpu-mnist"),
             // Timestamps let `bench` time each kernel on the device; nothing else needs a feature.
@@ -112,9 +153,9 @@ impl GpuContext {
         Ok(GpuContext { device, queue, info, limits, errors })
     }
 
-    /// Opens the adapter `select` picks.
-    pub fn open(name: Option<&str>, hardware_only: bool) -> Result<Self, BackendError> {
-        Self::new(&select(name, hardware_only)?)
+    /// Opens the adapter `select` picks, with `limits`.
+    pub fn open(name: Option<&str>, hardware_only: bool, limits: DeviceLimits) -> Result<Self, BackendError> {
+        Self::new(&select(name, hardware_only)?, limits)
     }
 
     /// Fails with the first error wgpu reported since the last check (validation, out of memory,

@@ -46,19 +46,19 @@ pub struct Pipeline {
 }
 
 /// Makes pipelines, compiling each shader source once.
-pub struct PipelineMaker<'a> {
-    device: &'a wgpu::Device,
+pub struct PipelineMaker {
+    device: wgpu::Device,
     modules: HashMap<String, wgpu::ShaderModule>,
 }
 
-impl<'a> PipelineMaker<'a> {
-    pub fn new(device: &'a wgpu::Device) -> Self {
-        PipelineMaker { device, modules: HashMap::new() }
+impl PipelineMaker {
+    pub fn new(device: &wgpu::Device) -> Self {
+        PipelineMaker { device: device.clone(), modules: HashMap::new() }
     }
 
     /// The pipeline of `spec`, its layout holding exactly the spec's bindings.
     pub fn make(&mut self, spec: PipelineSpec) -> Pipeline {
-        let device = self.device;
+        let device = &self.device;
         let module = self.modules.entry(spec.source.to_string()).or_insert_with(|| {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(spec.files),

@@ -1,66 +1,95 @@
-//! The matmul family's choices: the two tilings of the wide products, the narrow register tile
-//! for outputs at most 16 wide, the grid of each, and the naive one-output-per-invocation twins
-//! (for `bench --naive`).
+//! Which configuration each matmul of a step runs: one tiling for every wide product, or the
+//! tuner's choice per product; outputs at most 16 wide (the 10 classes) always take the narrow
+//! register tile. And the naive one-output-per-invocation twins, for `bench --naive`.
+
+use std::collections::HashMap;
 
 use super::dispatch::{Dispatch, Pipeline, PipelineMaker, View};
-use super::shaders::{self, MatmulOp, NAIVE_SIDE, RegisterTile, SharedTile};
+use super::shaders::{self, MatmulOp, NAIVE_SIDE};
+use super::tiles::{MatmulConfig, RegisterTile, SharedTile, Tile};
 use super::uniforms::MatmulParams;
 
-/// How the matmuls with wide outputs are tiled (outputs at most `RegisterTile::NARROW_MAX_N`
-/// wide always use the narrow register tile).
+/// How the wide products are tiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tiling {
-    /// `matmul.wgsl`: 8 x 8 outputs per invocation in registers, no barriers (software adapters).
+    /// Each product as the tuner measured fastest on this adapter (cached per adapter).
+    Auto,
+    /// `matmul.wgsl`: 8 x 8 outputs per invocation in registers, no barriers.
     Register,
-    /// `matmul_shared.wgsl`: 64 x 64 tiles staged through workgroup memory (hardware GPUs).
+    /// `matmul_shared.wgsl`: 64 x 64 tiles staged through workgroup memory.
     Shared,
 }
 
 impl Tiling {
-    pub const ALL: [Tiling; 2] = [Tiling::Register, Tiling::Shared];
+    pub const ALL: [Tiling; 3] = [Tiling::Auto, Tiling::Register, Tiling::Shared];
 
     pub fn name(self) -> &'static str {
         match self {
+            Tiling::Auto => "auto",
             Tiling::Register => "register",
             Tiling::Shared => "shared",
         }
     }
 
-    /// Workgroup memory for hardware GPUs; registers where barriers are slow (software adapters).
+    /// Without measurements: workgroup memory for hardware GPUs, registers where barriers are
+    /// slow (software adapters).
     pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
         if super::context::is_hardware(info) { Tiling::Shared } else { Tiling::Register }
     }
 }
 
-/// One matmul op: the pipeline for wide outputs with its (rows, columns) of C per workgroup, and
-/// the narrow register-tiled pipeline.
-pub(super) struct Matmul {
-    wide: Pipeline,
-    wide_outputs: (u32, u32),
-    narrow: Pipeline,
+/// A product of a step, by what decides its configuration: the op, whether A is packed pixels,
+/// the output's width N and the other dimension that is not a count of rows (K for the forward
+/// pass and the input gradient, M for the weight gradient, whose K is the rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProductKey {
+    pub op: MatmulOp,
+    pub a_u8: bool,
+    pub n: u32,
+    pub other: u32,
 }
 
-impl Matmul {
-    pub(super) fn new(maker: &mut PipelineMaker, op: MatmulOp, tiling: Tiling) -> Self {
-        let (wide, wide_outputs) = match tiling {
-            Tiling::Register => (shaders::matmul_register(op, RegisterTile::WIDE), RegisterTile::WIDE.outputs()),
-            Tiling::Shared => {
-                let tile = SharedTile::DEFAULT;
-                (shaders::matmul_shared(op, tile), (tile.m, tile.n))
-            }
+impl ProductKey {
+    pub fn of(op: MatmulOp, p: &MatmulParams) -> Self {
+        let other = if op == MatmulOp::BackwardWeight { p.m } else { p.k };
+        ProductKey { op, a_u8: p.a_u8 == 1, n: p.n, other }
+    }
+}
+
+/// The configuration of every product.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tiles {
+    /// For a product the tuner did not see (or every product of a fixed tiling).
+    pub default: MatmulConfig,
+    pub chosen: HashMap<ProductKey, MatmulConfig>,
+}
+
+impl Tiles {
+    /// One tiling for every wide product, K never split.
+    pub fn fixed(tiling: Tiling) -> Self {
+        let tile = match tiling {
+            Tiling::Shared => Tile::Shared(SharedTile::DEFAULT),
+            Tiling::Register | Tiling::Auto => Tile::Register(RegisterTile::WIDE),
         };
-        let narrow = maker.make(shaders::matmul_register(op, RegisterTile::NARROW));
-        Matmul { wide: maker.make(wide), wide_outputs, narrow }
+        Tiles { default: MatmulConfig::new(tile), chosen: HashMap::new() }
     }
 
-    /// The pipeline and the grid for an output of p.m x p.n.
-    pub(super) fn pick(&self, p: &MatmulParams) -> (&Pipeline, [u32; 3]) {
-        let (pipeline, (rows, cols)) = if p.n <= RegisterTile::NARROW_MAX_N {
-            (&self.narrow, RegisterTile::NARROW.outputs())
-        } else {
-            (&self.wide, self.wide_outputs)
-        };
-        (pipeline, [p.n.div_ceil(cols), p.m.div_ceil(rows), 1])
+    /// Every configuration a product may run in: the default, the chosen ones, the narrow tile.
+    pub fn configs(&self) -> impl Iterator<Item = MatmulConfig> + '_ {
+        let narrow = MatmulConfig::new(Tile::Register(RegisterTile::NARROW));
+        [self.default, narrow].into_iter().chain(self.chosen.values().copied())
+    }
+
+    /// The configuration of `op` over `p`'s shapes.
+    pub fn choose(&self, op: MatmulOp, p: &MatmulParams) -> MatmulConfig {
+        if p.n <= RegisterTile::NARROW_MAX_N {
+            return MatmulConfig::new(Tile::Register(RegisterTile::NARROW));
+        }
+        let config = self.chosen.get(&ProductKey::of(op, p)).copied().unwrap_or(self.default);
+        match op {
+            MatmulOp::BackwardWeight => config,
+            _ => MatmulConfig { split: 1, ..config },
+        }
     }
 }
 

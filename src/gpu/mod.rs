@@ -47,6 +47,9 @@ pub mod profile;
 mod queue;
 pub mod shaders;
 mod step;
+pub mod tiles;
+pub mod tune;
+pub mod tune_cache;
 pub mod uniforms;
 
 use std::ops::Range;
@@ -57,19 +60,22 @@ use crate::model::{Activation, Params, Shape, Stats};
 use crate::optim::{OptimizerConfig, OptimizerState};
 use batches::Batches;
 use buffers::ChunkBuffers;
-pub use context::GpuContext;
+pub use context::{DeviceLimits, GpuContext};
 use dispatch::{Dispatch, View, submit};
 use kernels::Kernels;
 use layout::check_limits;
 pub use layout::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
-pub use matmul::Tiling;
+pub use matmul::{Tiles, Tiling};
 use queue::Queue;
 use step::{GpuSet, Steps};
+use tiles::MatmulConfig;
 use uniforms::ColumnSumParams;
 
 /// The training step on a wgpu device (see the module documentation).
 pub struct GpuBackend {
     tiling: Tiling,
+    /// Each product's configuration.
+    tiles: Tiles,
     ctx: GpuContext,
     shape: Shape,
     layout: ParamLayout,
@@ -99,8 +105,12 @@ pub type KernelTime = (&'static str, u8, f64);
 pub struct GpuOptions {
     /// At most this many rows per chunk (tests use it to exercise accumulation across chunks).
     pub max_chunk_rows: Option<usize>,
-    /// The matmul tiling; by default `Tiling::for_adapter`.
+    /// The matmul tiling; by default `Tiling::for_adapter` (`Auto` tunes, see `tune.rs`).
     pub tiling: Option<Tiling>,
+    /// Every wide product in this one configuration instead (tests force split K this way).
+    pub matmul: Option<MatmulConfig>,
+    /// Hears the tuner's progress, a line at a time.
+    pub on_tuning: Option<fn(&str)>,
     /// The update rule (default: plain gradient descent); its state starts at zero.
     pub optimizer: OptimizerConfig,
     /// Rows per step: mini-batches of this many rows (default, or N and more: the whole training
@@ -130,8 +140,28 @@ impl GpuBackend {
         let chunk_binding = if batches.full() { max_binding } else { max_binding.saturating_sub(63 * lda as u64) };
         let most = train.n.max(validation.n).max(test.n);
         let rows = chunk_rows(most, per_row, chunk_binding, options.max_chunk_rows)?;
-        let kernels = Kernels::new(&ctx.device, options.tiling.unwrap_or_else(|| Tiling::for_adapter(&ctx.info)));
+        let tiling = options.tiling.unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
+        let step_rows = rows.min(batches.size);
+        let tiles = match (options.matmul, tiling) {
+            (Some(config), _) => Tiles { default: config, chosen: Default::default() },
+            (None, Tiling::Auto) => {
+                let mut progress = |line: &str| {
+                    if let Some(report) = options.on_tuning {
+                        report(line)
+                    }
+                };
+                tune_cache::tiles(&ctx, &step::products(s, step_rows, lda), &mut progress)?
+            }
+            (None, fixed) => Tiles::fixed(fixed),
+        };
+        Kernels::check(&ctx.limits, &tiles)?;
+        let kernels = Kernels::new(&ctx.device, tiles);
         let usage = wgpu::BufferUsages::empty();
+        // The slots of split weight gradients, unless they would outgrow a binding (then the
+        // products run unsplit).
+        let partial_floats = step::partial_floats(&kernels, s, step_rows);
+        let partials = (partial_floats > 0 && (partial_floats * 4) as u64 <= max_binding)
+            .then(|| ctx.zeros("split-K slots", partial_floats, usage));
         let params_buf =
             ctx.upload("params", bytemuck::cast_slice(&layout.flatten(params)), wgpu::BufferUsages::COPY_SRC);
         let grads = ctx.zeros("grads", layout.total, usage);
@@ -150,10 +180,11 @@ impl GpuBackend {
             grads: &grads,
             stats: &stats,
             cb: &cb,
+            partials: partials.as_ref(),
         };
         let [train_set, validation_set, test_set] = [(train, true), (validation, false), (test, false)]
             .map(|(set, training)| GpuSet::new(&builder, set, training));
-        let steps = (0..batches.count())
+        let steps: Vec<Vec<Dispatch>> = (0..batches.count())
             .map(|b| train_set.buffers.as_ref().map_or_else(Vec::new, |set| builder.step(set, batches.range(b))))
             .collect();
         let cfg = options.optimizer;
@@ -163,9 +194,12 @@ impl GpuBackend {
         let (param_view, grad_view) = (View::all(&params_buf), View::all(&grads));
         let state: Vec<View> = moments.iter().flatten().map(View::all).collect();
         let queue = Queue::new(&ctx.device, &kernels, cfg, &layout, param_view, grad_view, &state, batches.size);
+        let every = steps.iter().flatten().chain(train_set.evaluate.iter()).chain(validation_set.evaluate.iter());
+        check_grids(&ctx.limits, every.chain(test_set.evaluate.iter()))?;
         ctx.check()?;
         Ok(GpuBackend {
-            tiling: kernels.tiling(),
+            tiling,
+            tiles: kernels.tiles().clone(),
             ctx,
             shape: s.clone(),
             layout,
@@ -218,6 +252,11 @@ impl GpuBackend {
 
     pub fn tiling(&self) -> Tiling {
         self.tiling
+    }
+
+    /// Each product's configuration (`tiling()`'s, or the tuner's).
+    pub fn tiles(&self) -> &Tiles {
+        &self.tiles
     }
 
     pub fn chunk_rows(&self) -> usize {
@@ -367,4 +406,23 @@ impl Backend for GpuBackend {
         state.t = self.queue.t;
         Ok(state)
     }
+}
+
+/// The wide products of a step of network `s` over chunks of `rows` rows: what the tuner times.
+pub fn step_products(s: &Shape, rows: usize) -> Vec<tune::Product> {
+    step::products(s, rows, packed_row_bytes(s.d))
+}
+
+/// Refuses dispatches beyond the device's workgroup-count limit, before any runs.
+fn check_grids<'a>(limits: &wgpu::Limits, dispatches: impl Iterator<Item = &'a Dispatch>) -> Result<(), BackendError> {
+    let most = limits.max_compute_workgroups_per_dimension;
+    for d in dispatches {
+        if let Some(&w) = d.workgroups.iter().find(|&&w| w > most) {
+            return Err(BackendError::Unsupported(format!(
+                "{} needs {w} workgroups in one dimension, more than this device's {most}; use a smaller --hidden or --chunk-rows, or --backend cpu",
+                d.label
+            )));
+        }
+    }
+    Ok(())
 }

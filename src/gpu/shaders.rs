@@ -7,7 +7,8 @@
 
 use std::borrow::Cow;
 
-use super::uniforms::{ColumnSumParams, MatmulParams, OptimizerParams, SoftmaxParams, UniformLayout};
+use super::tiles::{MATMUL_BLOCK, RegisterTile, SharedTile, Tile};
+use super::uniforms::{ColumnSumParams, MatmulParams, OptimizerParams, SoftmaxParams, SplitKParams, UniformLayout};
 use crate::model::Activation;
 use crate::optim::Optimizer;
 
@@ -17,14 +18,12 @@ pub const MATMUL_NAIVE_WGSL: &str = include_str!("../../shaders/matmul_naive.wgs
 pub const SOFTMAX_XENT_WGSL: &str = include_str!("../../shaders/softmax_xent.wgsl");
 pub const COLUMN_SUM_WGSL: &str = include_str!("../../shaders/column_sum.wgsl");
 pub const OPTIMIZER_UPDATE_WGSL: &str = include_str!("../../shaders/optimizer_update.wgsl");
+pub const SPLIT_K_REDUCE_WGSL: &str = include_str!("../../shaders/split_k_reduce.wgsl");
 
 /// Invocations per workgroup of the one-dimensional kernels (softmax_xent, column_sum,
 /// optimizer_update): their override `WG`. A power of two, for column_sum's tree.
 pub const WORKGROUP_1D: u32 = 256;
 const _: () = assert!(WORKGROUP_1D.is_power_of_two());
-
-/// Outputs per invocation of matmul.wgsl, a side: its `BLOCK` (four 4 x 4 quadrants).
-pub const MATMUL_BLOCK: u32 = 8;
 
 /// matmul_naive.wgsl's workgroup: NAIVE_SIDE x NAIVE_SIDE invocations, one output each.
 pub const NAIVE_SIDE: u32 = 16;
@@ -53,50 +52,6 @@ pub const SHADER_CONSTANTS: [(&str, &str, u32); 5] = [
     ("matmul.wgsl", "ACT_RELU", ACT_RELU),
     ("matmul.wgsl", "ACT_ELU", ACT_ELU),
 ];
-
-/// A register-tiled matmul workgroup: WG_X x WG_Y invocations of BLOCK x BLOCK outputs each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegisterTile {
-    pub wg_x: u32,
-    pub wg_y: u32,
-}
-
-impl RegisterTile {
-    /// 16 rows x 128 columns of C: outputs wider than `NARROW_MAX_N`.
-    pub const WIDE: RegisterTile = RegisterTile { wg_x: 16, wg_y: 2 };
-    /// 128 rows x 16 columns of C: outputs at most `NARROW_MAX_N` wide (the 10 classes).
-    pub const NARROW: RegisterTile = RegisterTile { wg_x: 2, wg_y: 16 };
-    /// The widest output the narrow tile is used for.
-    pub const NARROW_MAX_N: u32 = 16;
-
-    /// (rows, columns) of C per workgroup.
-    pub fn outputs(self) -> (u32, u32) {
-        (MATMUL_BLOCK * self.wg_y, MATMUL_BLOCK * self.wg_x)
-    }
-}
-
-/// A workgroup-memory matmul tile (matmul_shared.wgsl): TILE_M x TILE_N outputs per workgroup,
-/// 4 x 4 per invocation, the inner dimension staged TILE_K at a time. All multiples of 4.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SharedTile {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-}
-
-impl SharedTile {
-    /// 64 x 64 outputs by 16 x 16 invocations, K in slices of 16 (8 KiB of workgroup memory).
-    pub const DEFAULT: SharedTile = SharedTile { m: 64, n: 64, k: 16 };
-
-    pub fn workgroup_size(self) -> [u32; 3] {
-        [self.n / 4, self.m / 4, 1]
-    }
-
-    /// Bytes of workgroup memory: the staged slices of A (m x k) and B (k x n).
-    pub fn workgroup_bytes(self) -> u32 {
-        4 * (self.m * self.k + self.k * self.n)
-    }
-}
 
 /// How an entry point uses a binding of group 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +93,8 @@ const SOFTMAX_XENT_BINDINGS: [Binding; 4] = [
     bind(2, "labels", Access::Read),
     bind(3, "out", Access::ReadWrite),
 ];
+const SPLIT_K_REDUCE_BINDINGS: [Binding; 3] =
+    [bind(0, "p", Access::Uniform), bind(1, "partial", Access::Read), bind(2, "c", Access::ReadWrite)];
 const COLUMN_SUM_BINDINGS: [Binding; 3] =
     [bind(0, "p", Access::Uniform), bind(1, "m", Access::Read), bind(2, "out", Access::ReadWrite)];
 /// Every rule binds the parameters and gradients; momentum and Nesterov add `m`, Adam `m` and `v`.
@@ -166,10 +123,34 @@ pub struct PipelineSpec {
     pub uniform: UniformLayout,
     /// What the dispatch formulas assume.
     pub workgroup_size: [u32; 3],
+    /// Bytes of workgroup memory the entry point declares.
+    pub workgroup_bytes: u32,
+}
+
+impl PipelineSpec {
+    /// Why this pipeline cannot run on a device with `limits`, if it cannot: its workgroup's size
+    /// and memory, and its bindings per stage.
+    pub fn exceeds(&self, limits: &wgpu::Limits) -> Option<String> {
+        let [x, y, z] = self.workgroup_size;
+        let uniforms = self.bindings.iter().filter(|b| b.access == Access::Uniform).count() as u32;
+        let storage = self.bindings.len() as u32 - uniforms;
+        let needs = [
+            ("invocations in x", x, limits.max_compute_workgroup_size_x),
+            ("invocations in y", y, limits.max_compute_workgroup_size_y),
+            ("invocations in z", z, limits.max_compute_workgroup_size_z),
+            ("invocations per workgroup", x * y * z, limits.max_compute_invocations_per_workgroup),
+            ("bytes of workgroup memory", self.workgroup_bytes, limits.max_compute_workgroup_storage_size),
+            ("storage buffers", storage, limits.max_storage_buffers_per_shader_stage),
+            ("uniform buffers", uniforms, limits.max_uniform_buffers_per_shader_stage),
+            ("bindings in its group", self.bindings.len() as u32, limits.max_bindings_per_bind_group),
+        ];
+        let (what, need, most) = needs.into_iter().find(|&(_, need, most)| need > most)?;
+        Some(format!("{} needs {need} {what}, more than this device's {most}", self.entry))
+    }
 }
 
 /// The three products of a linear layer (matmul.wgsl's entry points).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MatmulOp {
     /// `C = act(A·B + bias)`.
     Forward,
@@ -199,6 +180,14 @@ impl MatmulOp {
     }
 }
 
+/// `op` under `tile`.
+pub fn matmul(op: MatmulOp, tile: Tile) -> PipelineSpec {
+    match tile {
+        Tile::Register(t) => matmul_register(op, t),
+        Tile::Shared(t) => matmul_shared(op, t),
+    }
+}
+
 /// `op` register-tiled by workgroups of `tile`.
 pub fn matmul_register(op: MatmulOp, tile: RegisterTile) -> PipelineSpec {
     PipelineSpec {
@@ -210,6 +199,7 @@ pub fn matmul_register(op: MatmulOp, tile: RegisterTile) -> PipelineSpec {
         bindings: &MATMUL_BINDINGS,
         uniform: MatmulParams::LAYOUT,
         workgroup_size: [tile.wg_x, tile.wg_y, 1],
+        workgroup_bytes: 0,
     }
 }
 
@@ -224,6 +214,7 @@ pub fn matmul_shared(op: MatmulOp, tile: SharedTile) -> PipelineSpec {
         bindings: &MATMUL_BINDINGS,
         uniform: MatmulParams::LAYOUT,
         workgroup_size: tile.workgroup_size(),
+        workgroup_bytes: tile.workgroup_bytes(),
     }
 }
 
@@ -242,6 +233,7 @@ pub fn matmul_naive(op: MatmulOp) -> PipelineSpec {
         bindings,
         uniform: MatmulParams::LAYOUT,
         workgroup_size: [NAIVE_SIDE, NAIVE_SIDE, 1],
+        workgroup_bytes: 0,
     }
 }
 
@@ -261,6 +253,7 @@ fn one_dimensional(
         bindings,
         uniform,
         workgroup_size: [WORKGROUP_1D, 1, 1],
+        workgroup_bytes: 0,
     }
 }
 
@@ -270,8 +263,22 @@ pub fn softmax_xent(forward: bool) -> PipelineSpec {
     one_dimensional(entry, "softmax_xent.wgsl", SOFTMAX_XENT_WGSL, &SOFTMAX_XENT_BINDINGS, SoftmaxParams::LAYOUT)
 }
 
+/// Column sums: its tree of partial sums lives in workgroup memory, WG floats.
 pub fn column_sum() -> PipelineSpec {
-    one_dimensional("column_sum", "column_sum.wgsl", COLUMN_SUM_WGSL, &COLUMN_SUM_BINDINGS, ColumnSumParams::LAYOUT)
+    let spec = one_dimensional(
+        "column_sum",
+        "column_sum.wgsl",
+        COLUMN_SUM_WGSL,
+        &COLUMN_SUM_BINDINGS,
+        ColumnSumParams::LAYOUT,
+    );
+    PipelineSpec { workgroup_bytes: 4 * WORKGROUP_1D, ..spec }
+}
+
+/// The second pass of a split weight gradient: the slots' sum.
+pub fn split_k_reduce() -> PipelineSpec {
+    let file = "split_k_reduce.wgsl";
+    one_dimensional("split_k_reduce", file, SPLIT_K_REDUCE_WGSL, &SPLIT_K_REDUCE_BINDINGS, SplitKParams::LAYOUT)
 }
 
 /// The entry point of `kind`'s update rule.
@@ -295,17 +302,16 @@ pub fn optimizer_update(kind: Optimizer) -> PipelineSpec {
     one_dimensional(optimizer_entry(kind), file, OPTIMIZER_UPDATE_WGSL, bindings, OptimizerParams::LAYOUT)
 }
 
-/// Every pipeline the backend can create: each op in every tiling, every update rule, the naive
-/// matmuls of `bench --naive`.
+/// Every pipeline the backend can create: each op under every candidate tile and the narrow
+/// one, every update rule, the reduction of split products, the naive matmuls of `bench --naive`.
 pub fn all() -> Vec<PipelineSpec> {
     let mut all = Vec::new();
     for op in MatmulOp::ALL {
-        all.push(matmul_register(op, RegisterTile::WIDE));
+        all.extend(super::tiles::tiles().into_iter().map(|t| matmul(op, t)));
         all.push(matmul_register(op, RegisterTile::NARROW));
-        all.push(matmul_shared(op, SharedTile::DEFAULT));
     }
     all.extend([matmul_naive(MatmulOp::Forward), matmul_naive(MatmulOp::BackwardWeight)]);
-    all.extend([softmax_xent(true), softmax_xent(false), column_sum()]);
+    all.extend([softmax_xent(true), softmax_xent(false), column_sum(), split_k_reduce()]);
     all.extend(Optimizer::ALL.map(optimizer_update));
     all
 }

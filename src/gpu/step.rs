@@ -9,6 +9,7 @@
 //! backward                  softmax_xent_backward   dZ_L = (softmax(Z_L) - onehot(y)) / B
 //!          l = L..1         linear_backward:
 //!                             linear_backward_weight  dW_l (+)= A_{l-1}^T·dZ_l
+//!                             (split_k_reduce         its slices of rows summed, when split)
 //!                             column_sum              db_l (+)= Σ_rows dZ_l        (with bias)
 //!                             linear_backward_input   dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'(A_{l-1})
 //!                                                                                (l > 1)
@@ -25,7 +26,9 @@ use super::context::GpuContext;
 use super::dispatch::{Dispatch, View};
 use super::kernels::Kernels;
 use super::layout::{ALIGN_ROWS, ParamLayout};
-use super::shaders::activation_code;
+use super::shaders::{MatmulOp, activation_code};
+use super::tiles::RegisterTile;
+use super::tune::Product;
 use super::uniforms::{ColumnSumParams, MatmulParams, SoftmaxParams};
 use crate::data::Dataset;
 use crate::model::{Activation, Shape};
@@ -65,11 +68,49 @@ pub(super) struct Steps<'a> {
     /// Where `total` writes its sums: loss and correct count.
     pub stats: &'a wgpu::Buffer,
     pub cb: &'a ChunkBuffers,
+    /// The slots of the weight gradients split into slices of rows (`None`: none is split).
+    pub partials: Option<&'a wgpu::Buffer>,
 }
 
 /// An `m x n` product over an inner dimension `k`, with row strides `lda` and `ldb`.
 fn product(m: usize, n: usize, k: usize, lda: usize, ldb: usize) -> MatmulParams {
     MatmulParams { m: m as u32, n: n as u32, k: k as u32, lda: lda as u32, ldb: ldb as u32, ..Default::default() }
+}
+
+/// The wide products of a step over chunks of `rows` rows, as `Steps` builds them, one per
+/// op and layer: what the tuner times.
+pub(super) fn products(s: &Shape, rows: usize, lda: usize) -> Vec<Product> {
+    let mut out = Vec::new();
+    for l in 0..s.layer_count() {
+        let (fan_in, fan_out) = s.layer(l);
+        let (a_u8, a_stride) = if l == 0 { (1, lda) } else { (0, fan_in) };
+        let forward = MatmulParams { a_u8, ..product(rows, fan_out, fan_in, a_stride, fan_out) };
+        let weight = MatmulParams { a_u8, ..product(fan_in, fan_out, rows, a_stride, fan_out) };
+        out.push(Product { op: MatmulOp::Forward, p: forward });
+        out.push(Product { op: MatmulOp::BackwardWeight, p: weight });
+        if l > 0 {
+            let input = product(rows, fan_in, fan_out, fan_out, fan_out);
+            out.push(Product { op: MatmulOp::BackwardInput, p: input });
+        }
+    }
+    out.retain(|p| p.p.n > RegisterTile::NARROW_MAX_N);
+    out
+}
+
+/// Floats the slots of the largest split weight gradient need, over chunks of `rows` rows (0
+/// when no product is split).
+pub(super) fn partial_floats(k: &Kernels, s: &Shape, rows: usize) -> usize {
+    (0..s.layer_count())
+        .map(|l| {
+            let (fan_in, fan_out) = s.layer(l);
+            let p = MatmulParams { a_u8: (l == 0) as u32, ..product(fan_in, fan_out, rows, 0, fan_out) };
+            match k.weight_slices(&p).1 {
+                1 => 0,
+                slices => slices as usize * fan_in * fan_out,
+            }
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 impl Steps<'_> {
@@ -163,7 +204,9 @@ impl Steps<'_> {
         let dz = View::floats(&self.cb.dz[l], 0, m * fan_out);
         let p = MatmulParams { accumulate: acc as u32, ..product(fan_in, fan_out, m, 0, fan_out) };
         let (a, p) = self.input(set, l, r0, m, p);
-        let mut out = vec![k.linear_backward_weight(dev, p, a, dz, self.weights(self.grads, l)).on_layer(layer)];
+        let partials = self.partials.map(View::all);
+        let weight = k.linear_backward_weight(dev, p, a, dz, self.weights(self.grads, l), partials);
+        let mut out: Vec<Dispatch> = weight.into_iter().map(|d| d.on_layer(layer)).collect();
         if s.bias {
             let sums =
                 ColumnSumParams { rows: m as u32, cols: fan_out as u32, accumulate: acc as u32, ..Default::default() };

@@ -55,6 +55,17 @@ uniform! {
         pub accumulate: u32,
         /// Row of binding `a` where A's first stored row lies.
         pub a_row0: u32,
+        /// linear_backward_weight: rows of K per slice of a split product (K when not split).
+        pub k_slice: u32,
+    }
+}
+
+uniform! {
+    /// Mirrors `Params` of split_k_reduce.wgsl.
+    pub struct SplitKParams {
+        pub count: u32,
+        pub splits: u32,
+        pub accumulate: u32,
     }
 }
 

@@ -11,7 +11,7 @@ pub mod parity;
 pub mod tolerance;
 
 use gpu_mnist::data::{self, Dataset, Mnist};
-use gpu_mnist::gpu::GpuContext;
+use gpu_mnist::gpu::{DeviceLimits, GpuContext};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -51,7 +51,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32)
 /// The GPU to test on (lavapipe on CI). Only tests marked `#[ignore = "needs a GPU adapter ..."]`
 /// call it, so it runs only when asked for, and then a missing adapter fails the test.
 pub fn gpu() -> GpuContext {
-    GpuContext::open(None, false).unwrap_or_else(|e| {
+    GpuContext::open(None, false, DeviceLimits::Adapter).unwrap_or_else(|e| {
         panic!("this test needs a GPU adapter (on Debian, apt-get install mesa-vulkan-drivers gives lavapipe): {e}")
     })
 }

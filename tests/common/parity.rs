@@ -5,7 +5,7 @@
 use gpu_mnist::backend::{Backend, batch_range};
 use gpu_mnist::cpu::{CpuBackend, reference};
 use gpu_mnist::data::Splits;
-use gpu_mnist::gpu::{GpuBackend, GpuOptions};
+use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions};
 use gpu_mnist::model::{Activation, Params, Stats};
 use gpu_mnist::optim::{self, OptimizerConfig, OptimizerState};
 use gpu_mnist::train::{batch_position, epoch_order};
@@ -60,9 +60,14 @@ pub struct Run {
 
 impl Run {
     pub fn new(s: Setup) -> Run {
+        Run::on(gpu(), s)
+    }
+
+    /// `new` on a device opened elsewhere (with other limits).
+    pub fn on(ctx: GpuContext, s: Setup) -> Run {
         let n = s.data.train.n;
         let batch_size = s.options.batch_size.unwrap_or(n).clamp(1, n);
-        let gpu = GpuBackend::new(gpu(), &s.data, &s.start, s.act, s.options).expect("GPU backend");
+        let gpu = GpuBackend::new(ctx, &s.data, &s.start, s.act, s.options).expect("GPU backend");
         let cpu = CpuBackend::new(&s.data, s.start.clone(), s.act)
             .with_optimizer(s.options.optimizer)
             .with_batch_size(batch_size);

@@ -56,6 +56,7 @@ pub struct Report {
     pub gpu: Option<String>,
     pub points: Vec<Point>,
     pub naive: Vec<NaiveFigure>,
+    pub tuning: Vec<TuneFigure>,
 }
 
 /// Dense-equivalent FLOPs of one iteration, as the NumPy peer counts them.
@@ -77,4 +78,15 @@ pub(crate) fn figure(op: String, seconds: f64, flops: Option<f64>, bytes: f64, t
         gbytes_per_s: bytes / seconds / 1e9,
         share: seconds / total,
     }
+}
+
+/// One candidate configuration of a product, as `bench --tune` timed it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TuneFigure {
+    pub product: String,
+    pub rows: u32,
+    pub config: String,
+    pub seconds: f64,
+    pub gflops: f64,
+    pub chosen: bool,
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::figures::{BackendFigures, LR, NaiveFigure, figure, flops_per_iteration, median};
+use super::figures::{BackendFigures, LR, NaiveFigure, TuneFigure, figure, flops_per_iteration, median};
 use crate::app::cli::BenchArgs;
 use gpu_mnist::backend::Backend;
 use gpu_mnist::cpu::fast::{self, SparseRows};
@@ -13,9 +13,10 @@ use gpu_mnist::data::{Dataset, Splits};
 use gpu_mnist::gpu::dispatch::View;
 use gpu_mnist::gpu::kernels::Kernels;
 use gpu_mnist::gpu::matmul::NaiveKernels;
-use gpu_mnist::gpu::shaders::optimizer_entry;
+use gpu_mnist::gpu::shaders::{MatmulOp, optimizer_entry};
 use gpu_mnist::gpu::uniforms::MatmulParams;
-use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiling, pack_rows, packed_row_bytes, profile};
+use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiles, Tiling, pack_rows, packed_row_bytes, profile};
+use gpu_mnist::gpu::{tune, tune_cache};
 use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::optim::{self, Optimizer, OptimizerConfig, OptimizerState};
 use gpu_mnist::train::{VERIFY_TOLERANCE, relative_difference, worst};
@@ -71,7 +72,12 @@ pub fn bench(
         data,
         &params,
         act,
-        GpuOptions { max_chunk_rows: None, tiling: args.tiling, optimizer: rule, batch_size: None },
+        GpuOptions {
+            tiling: Some(args.tiling.unwrap_or(Tiling::Auto)),
+            optimizer: rule,
+            on_tuning: Some(|l| println!("GPU: {l}")),
+            ..Default::default()
+        },
     )?;
     let train = &data.train;
     // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
@@ -152,7 +158,7 @@ pub fn bench(
         .collect();
     Ok(BackendFigures {
         backend: "gpu".into(),
-        device: format!("{}, {:?} matmul tiling", gpu.device(), gpu.tiling()),
+        device: format!("{}, {} matmul tiling", gpu.device(), gpu.tiling().name()),
         timing: format!(
             "iteration: wall time of one submitted step until the device is idle; kernels: {} (sum {total:.4} s), shares of that sum",
             source.describe()
@@ -168,7 +174,7 @@ pub fn bench(
 /// workgroup-memory tiles, each checked against the naive result before it is timed.
 pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Result<Vec<NaiveFigure>> {
     let (n, d, h) = (args.samples.min(train.n), train.d(), args.hidden);
-    let (register, shared) = (Kernels::new(&ctx.device, Tiling::Register), Kernels::new(&ctx.device, Tiling::Shared));
+    let [register, shared] = [Tiling::Register, Tiling::Shared].map(|t| Kernels::new(&ctx.device, Tiles::fixed(t)));
     let naive = NaiveKernels::new(&ctx.device);
     let lda = packed_row_bytes(d) as u32;
     let none = wgpu::BufferUsages::empty();
@@ -198,7 +204,8 @@ pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Resul
         let outputs = [ctx.zeros("naive", len, none), ctx.zeros("register", len, none), ctx.zeros("shared", len, none)];
         let tiled = |k: &Kernels, c: &wgpu::Buffer| match weight {
             false => k.linear_forward(dev, fwd, View::all(&x), View::all(&w), View::all(&b), View::all(c)),
-            true => k.linear_backward_weight(dev, bwd, View::all(&x), View::all(&dz), View::all(c)),
+            // Never split: one dispatch.
+            true => k.linear_backward_weight(dev, bwd, View::all(&x), View::all(&dz), View::all(c), None).remove(0),
         };
         let naive_run = match weight {
             false => naive.linear_forward_naive(
@@ -251,4 +258,50 @@ pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Resul
         });
     }
     Ok(out)
+}
+
+/// Every candidate of each wide product of the step of `shape` over `rows` rows, timed anew
+/// (the search the tuner runs), printed as a table; the fastest go into the tuning cache.
+pub fn tune(ctx: &GpuContext, shape: &Shape, rows: usize, seconds: f64) -> Result<Vec<TuneFigure>> {
+    let products = gpu_mnist::gpu::step_products(shape, rows);
+    let mut cache = tune_cache::Cache::open(&ctx.info, &ctx.limits, &mut |l| println!("{l}"));
+    let share = seconds / products.len().max(1) as f64;
+    let mut out = Vec::new();
+    println!("\ntuning ({}): every candidate of each product, timed on the rows shown", timing_source(ctx));
+    for product in &products {
+        let search = tune::search(ctx, product, share, &mut |_| {})?;
+        let timed = tune::Product { p: search_params(product, search.rows), ..*product };
+        println!("  {} on {} rows:", product.describe(), search.rows);
+        for t in &search.timings {
+            let chosen = t.config == search.best;
+            let gflops = timed.flops() / t.seconds / 1e9;
+            let mark = match (chosen, t.runs) {
+                (true, _) => "  <- chosen".to_string(),
+                (false, 1) => "  (1 run: slower than twice the fastest)".to_string(),
+                _ => String::new(),
+            };
+            println!("    {:<28} {:>10.3} ms {:>8.1} GFLOP/s{mark}", t.config.name(), 1e3 * t.seconds, gflops);
+            let (product, config, rows) = (product.describe(), t.config.name(), search.rows);
+            out.push(TuneFigure { product, rows, config, seconds: t.seconds, gflops, chosen });
+        }
+        cache.put(&search);
+    }
+    match cache.save() {
+        Ok(()) => println!("kept in {}", cache.location()),
+        Err(e) => println!("the tuning cache was not written: {e}"),
+    }
+    Ok(out)
+}
+
+/// `product`'s shapes over `rows` rows (M of the forward pass and input gradient, K of the
+/// weight gradient).
+fn search_params(product: &tune::Product, rows: u32) -> MatmulParams {
+    match product.op {
+        MatmulOp::BackwardWeight => MatmulParams { k: rows, ..product.p },
+        _ => MatmulParams { m: rows, ..product.p },
+    }
+}
+
+fn timing_source(ctx: &GpuContext) -> &'static str {
+    if ctx.has_timestamps() { "GPU timestamp queries" } else { "wall time around submit-and-wait" }
 }

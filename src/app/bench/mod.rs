@@ -75,6 +75,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         gpu: report_gpu.clone(),
         points: Vec::new(),
         naive: Vec::new(),
+        tuning: Vec::new(),
     };
     println!(
         "CPU: {}, {} cores, {} threads, {} (fast path built for {})",
@@ -82,6 +83,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     if let Some(g) = &report_gpu {
         println!("GPU: {g}");
+    }
+    // Tuned first, so that the timings below run what the search chose.
+    if args.tune && gpu_info.is_some() {
+        let ctx = GpuContext::open(args.adapter.as_deref(), false, args.limits)?;
+        let shape = Shape::new(mnist.train.d(), &[args.hidden], K, true);
+        report.tuning = gpu::tune(&ctx, &shape, args.samples.min(mnist.train.n), args.tune_seconds)?;
     }
     let mut points = vec![(args.samples, args.hidden)];
     if args.sweep {
@@ -122,7 +129,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         if gpu_info.is_some() {
             bar.set_message(format!("gpu, N {n}, H {h}"));
-            let ctx = GpuContext::open(args.adapter.as_deref(), false)?;
+            let ctx = GpuContext::open(args.adapter.as_deref(), false, args.limits)?;
             results.push(gpu::bench(ctx, &data, shape, args.activation, args)?);
             bar.inc(1);
         }
@@ -147,7 +154,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     if args.naive && gpu_info.is_some() {
-        let ctx = GpuContext::open(args.adapter.as_deref(), false)?;
+        let ctx = GpuContext::open(args.adapter.as_deref(), false, args.limits)?;
         report.naive = gpu::bench_naive(&ctx, &mnist.train, args)?;
     }
     if let Some(path) = &args.json {

@@ -12,11 +12,11 @@ pub mod values;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use data::DataArgs;
-use gpu_mnist::gpu::Tiling;
+use gpu_mnist::gpu::{DeviceLimits, Tiling};
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
 pub use train::TrainArgs;
-use values::{ACTIVATIONS, OPTIMIZERS, TILINGS, choice, hidden_units, positive};
+use values::{ACTIVATIONS, LIMITS, OPTIMIZERS, TILINGS, choice, hidden_units, positive, tune_seconds};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,9 +126,20 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
     #[arg(long)]
     pub adapter: Option<String>,
-    /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
+    /// GPU matmul tiling: auto times the candidates on this adapter once and keeps the fastest
+    /// for each product (cached in the user's cache folder) [default: auto].
     #[arg(long, value_parser = choice(TILINGS))]
     pub tiling: Option<Tiling>,
+    /// GPU: open the device with every limit the adapter offers, or only WebGPU's defaults.
+    #[arg(long, value_parser = choice(LIMITS), default_value = "adapter")]
+    pub limits: DeviceLimits,
+    /// GPU: time every candidate configuration of each product of the step (ignoring the tuning
+    /// cache), print each one's time, and keep the fastest in the cache; then bench as tuned.
+    #[arg(long)]
+    pub tune: bool,
+    /// GPU: seconds of timing `--tune` may spend (more: candidates timed on more of the rows).
+    #[arg(long, default_value_t = gpu_mnist::gpu::tune::BUDGET_SECONDS, value_parser = tune_seconds)]
+    pub tune_seconds: f64,
     #[arg(long, default_value = "data/mnist")]
     pub data: PathBuf,
 }

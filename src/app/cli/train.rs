@@ -6,11 +6,11 @@ use clap::Args;
 
 use super::data::DataArgs;
 use super::values::{
-    ACTIVATIONS, BACKENDS, OPTIMIZERS, SCHEDULES, TILINGS, choice, chunk_rows, decay_factor, decay_rate, epsilon,
-    fraction, hidden_units, learning_rate, positive, weight_decay,
+    ACTIVATIONS, BACKENDS, LIMITS, OPTIMIZERS, SCHEDULES, TILINGS, choice, chunk_rows, decay_factor, decay_rate,
+    epsilon, fraction, hidden_units, learning_rate, positive, weight_decay,
 };
 use gpu_mnist::backend::BackendChoice;
-use gpu_mnist::gpu::Tiling;
+use gpu_mnist::gpu::{DeviceLimits, Tiling};
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
 use gpu_mnist::plan::{DataRequest, TrainRequest};
@@ -131,9 +131,14 @@ pub struct TrainArgs {
     /// GPU: at most this many training rows per chunk (at least 64; rounded down to a multiple of 64).
     #[arg(long, value_parser = chunk_rows)]
     pub chunk_rows: Option<usize>,
-    /// GPU matmul tiling (default: shared on hardware GPUs, register on software adapters).
+    /// GPU matmul tiling: auto times the candidates on this adapter once and keeps the fastest
+    /// for each product (cached in the user's cache folder) [default: auto].
     #[arg(long, value_parser = choice(TILINGS))]
     pub tiling: Option<Tiling>,
+    /// GPU: open the device with every limit the adapter offers, or only WebGPU's defaults (what
+    /// a browser grants).
+    #[arg(long, value_parser = choice(LIMITS), default_value = "adapter")]
+    pub limits: DeviceLimits,
 }
 
 impl TrainArgs {

@@ -7,7 +7,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use gpu_mnist::backend::BackendChoice;
 use gpu_mnist::data::{DatasetKind, Format};
-use gpu_mnist::gpu::Tiling;
+use gpu_mnist::gpu::{DeviceLimits, Tiling};
 use gpu_mnist::model::Activation;
 use gpu_mnist::optim::Optimizer;
 use gpu_mnist::ranges::{self, Range};
@@ -46,8 +46,13 @@ pub const SCHEDULES: &[(LrSchedule, &str, &str)] = &[
     (LrSchedule::Cosine, "cosine", "From --lr down to 0 along half a cosine, over the iterations after the warm-up"),
 ];
 pub const TILINGS: &[(Tiling, &str, &str)] = &[
+    (Tiling::Auto, "auto", "Each product as measured fastest on this adapter (tuned once, then cached)"),
     (Tiling::Register, "register", "8 x 8 outputs per invocation in registers, no barriers (software adapters)"),
     (Tiling::Shared, "shared", "64 x 64 tiles staged through workgroup memory (hardware GPUs)"),
+];
+pub const LIMITS: &[(DeviceLimits, &str, &str)] = &[
+    (DeviceLimits::Adapter, "adapter", "Every limit the adapter offers"),
+    (DeviceLimits::WebGpu, "webgpu", "Only WebGPU's defaults, as every implementation and browser grants"),
 ];
 pub const DATASETS: &[(DatasetKind, &str, &str)] = &[
     (DatasetKind::Mnist, "mnist", "Handwritten digits 0..9 (LeCun, Cortes, Burges)"),
@@ -112,4 +117,11 @@ pub fn epsilon(s: &str) -> Result<f32, String> {
 
 pub fn weight_decay(s: &str) -> Result<f32, String> {
     number(s, &ranges::WEIGHT_DECAY)
+}
+
+/// `bench --tune-seconds`: at least a hundredth of a second, at most ten minutes.
+pub fn tune_seconds(s: &str) -> Result<f64, String> {
+    const TUNE_SECONDS: Range<f64> =
+        Range { what: "a number of seconds from 0.01 to 600", ok: |v| (0.01..=600.0).contains(v) };
+    number(s, &TUNE_SECONDS)
 }
