@@ -459,3 +459,16 @@ fn row_offsets_skip_the_rows_before_a_chunk() {
         COLUMN_SUM.rtol,
     );
 }
+
+/// WebGPU refuses a writable binding that overlaps another binding of the same buffer (Dawn says
+/// "Writable storage buffer binding aliasing"); wgpu-native does not check, so the host does.
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+#[should_panic(expected = "WebGPU refuses a writable binding that overlaps another")]
+fn a_writable_binding_overlapping_another_is_refused() {
+    let ctx = gpu();
+    let k = Kernels::new(&ctx.device, Tiles::fixed(Tiling::Register));
+    let buf = ctx.zeros("one buffer", 100, wgpu::BufferUsages::empty());
+    let p = ColumnSumParams { rows: 5, cols: 10, ..Default::default() };
+    k.column_sum(&ctx.device, p, View::floats(&buf, 0, 50), View::floats(&buf, 45, 10));
+}

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::dispatch::{self, Dispatch};
 use crate::backend::BackendError;
 
 /// Set this variable (to anything but "0") to make wgpu's adapters invisible to this program:
@@ -117,6 +118,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     errors: Arc<Mutex<Vec<String>>>,
+    /// While `record` runs: the dispatches `submit` was given, which it then does not submit.
+    recording: Mutex<Option<Vec<Dispatch>>>,
 }
 
 impl GpuContext {
@@ -150,12 +153,35 @@ impl GpuContext {
                 }
             }
         });
-        Ok(GpuContext { device, queue, info, limits, errors })
+        Ok(GpuContext { device, queue, info, limits, errors, recording: Mutex::new(None) })
     }
 
     /// Opens the adapter `select` picks, with `limits`.
     pub fn open(name: Option<&str>, hardware_only: bool, limits: DeviceLimits) -> Result<Self, BackendError> {
         Self::new(&select(name, hardware_only)?, limits)
+    }
+
+    /// Records `dispatches` into one compute pass of one command buffer and submits it (no wait);
+    /// while `record` runs, keeps them instead.
+    pub fn submit(&self, dispatches: &[&Dispatch]) {
+        if let Ok(mut recording) = self.recording.lock() {
+            if let Some(kept) = recording.as_mut() {
+                kept.extend(dispatches.iter().map(|&d| d.clone()));
+                return;
+            }
+        }
+        dispatch::submit(&self.device, &self.queue, dispatches);
+    }
+
+    /// Runs `f` and returns what it submitted, in order, without running any of it: the device's
+    /// buffers stay as they were (writes with `write_buffer` still land), so the dispatches can
+    /// be replayed elsewhere from here (`replay.rs`).
+    pub fn record<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<Dispatch>) {
+        let set = |to: Option<Vec<Dispatch>>| self.recording.lock().map(|mut r| std::mem::replace(&mut *r, to));
+        let _ = set(Some(Vec::new()));
+        let out = f();
+        let kept = set(None).ok().flatten().unwrap_or_default();
+        (out, kept)
     }
 
     /// Fails with the first error wgpu reported since the last check (validation, out of memory,
@@ -226,7 +252,7 @@ impl GpuContext {
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC | extra,
             mapped_at_creation: false,
         });
         let whole = data.len() / 4 * 4;

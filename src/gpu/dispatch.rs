@@ -2,6 +2,7 @@
 //! grid, built once and recorded every step.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
@@ -41,7 +42,7 @@ impl<'a> View<'a> {
 /// A pipeline and what its bind groups must hold.
 #[derive(Clone)]
 pub struct Pipeline {
-    pub spec: PipelineSpec,
+    pub spec: Arc<PipelineSpec>,
     pipeline: wgpu::ComputePipeline,
 }
 
@@ -97,7 +98,7 @@ impl PipelineMaker {
             compilation_options: wgpu::PipelineCompilationOptions { constants: &spec.constants, ..Default::default() },
             cache: None,
         });
-        Pipeline { spec, pipeline }
+        Pipeline { spec: Arc::new(spec), pipeline }
     }
 }
 
@@ -114,6 +115,10 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     pub workgroups: [u32; 3],
     pub params: wgpu::Buffer,
+    /// What it runs and binds, for a replay elsewhere (`replay.rs`).
+    pub spec: Arc<PipelineSpec>,
+    /// The storage bindings' (buffer, offset, size), in binding order after the uniform.
+    pub views: Vec<(wgpu::Buffer, u64, u64)>,
 }
 
 impl Dispatch {
@@ -129,10 +134,13 @@ impl Dispatch {
         let spec = &pipeline.spec;
         assert_eq!(views.len() + 1, spec.bindings.len(), "{}: one view per storage binding", spec.entry);
         assert_eq!(size_of::<P>(), spec.uniform.size, "{}: the uniform is a {}", spec.entry, spec.uniform.name);
+        if let Some(why) = aliasing(views, &spec.bindings[1..]) {
+            panic!("{}: {why}; WebGPU refuses a writable binding that overlaps another", spec.entry);
+        }
         let params_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(spec.op),
             contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
         });
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
         entries.extend(views.iter().zip(&spec.bindings[1..]).map(|(v, b)| v.entry(b.index)));
@@ -141,8 +149,17 @@ impl Dispatch {
             layout: &pipeline.pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let pipeline = pipeline.pipeline.clone();
-        Dispatch { label: spec.op, layer: 0, pipeline, bind_group, workgroups: grid, params: params_buf }
+        let views = views.iter().map(|v| (v.buffer.clone(), v.offset, v.size)).collect();
+        Dispatch {
+            label: spec.op,
+            layer: 0,
+            pipeline: pipeline.pipeline.clone(),
+            bind_group,
+            workgroups: grid,
+            params: params_buf,
+            spec: spec.clone(),
+            views,
+        }
     }
 
     pub fn on_layer(mut self, layer: u8) -> Self {
@@ -155,6 +172,21 @@ impl Dispatch {
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
     }
+}
+
+/// Two of `views` (bound to `bindings`) on overlapping bytes of one buffer, one of them writable:
+/// which, if any (every implementation but wgpu-native's refuses them).
+fn aliasing(views: &[View], bindings: &[super::shaders::Binding]) -> Option<String> {
+    for (i, (a, ba)) in views.iter().zip(bindings).enumerate() {
+        for (b, bb) in views.iter().zip(bindings).skip(i + 1) {
+            let writable = ba.access == Access::ReadWrite || bb.access == Access::ReadWrite;
+            let overlap = a.offset < b.offset + b.size && b.offset < a.offset + a.size;
+            if writable && a.buffer == b.buffer && overlap {
+                return Some(format!("bindings {} ({}) and {} ({}) overlap", ba.index, ba.name, bb.index, bb.name));
+            }
+        }
+    }
+    None
 }
 
 /// Records `dispatches` into one compute pass of one command buffer and submits it (no wait).
@@ -175,7 +207,7 @@ pub fn unused_binding(device: &wgpu::Device) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("unused binding"),
         size: 16,
-        usage: wgpu::BufferUsages::STORAGE,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })
 }

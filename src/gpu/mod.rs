@@ -45,6 +45,7 @@ mod layout;
 pub mod matmul;
 pub mod profile;
 mod queue;
+pub mod replay;
 pub mod shaders;
 mod step;
 pub mod tiles;
@@ -61,7 +62,7 @@ use crate::optim::{OptimizerConfig, OptimizerState};
 use batches::Batches;
 use buffers::ChunkBuffers;
 pub use context::{DeviceLimits, GpuContext};
-use dispatch::{Dispatch, View, submit};
+use dispatch::{Dispatch, View};
 use kernels::Kernels;
 use layout::check_limits;
 pub use layout::{ParamLayout, chunk_rows, pack_rows, packed_row_bytes};
@@ -245,6 +246,36 @@ impl GpuBackend {
         self.queue.flush(&self.ctx, &self.steps);
     }
 
+    /// Where a step leaves its results, for a replay elsewhere (`replay.rs`): the parameters,
+    /// gradients and the rule's moments `m` and `v` where it keeps them, flat in `layout()`'s
+    /// order, and the last column sum's loss and correct count as `stats`.
+    pub fn result_views(&self) -> Vec<(&'static str, View<'_>)> {
+        let mut views = vec![("params", View::all(&self.params)), ("grads", View::all(&self.grads))];
+        views.extend(["m", "v"].into_iter().zip(&self.moments).filter_map(|(n, b)| Some((n, View::all(b.as_ref()?)))));
+        views.push(("stats", View::all(&self.stats)));
+        views
+    }
+
+    /// One step's dispatches on batch `batch` at rate `lr`, kept instead of submitted
+    /// (`GpuContext::record`), to replay elsewhere: the update's uniform is written, nothing runs.
+    pub fn record_step(&mut self, batch: usize, lr: f32) -> Result<Vec<Dispatch>, BackendError> {
+        if batch >= self.batches.count() {
+            return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches.count())));
+        }
+        self.flush();
+        let (ctx, queue, steps) = (&self.ctx, &mut self.queue, &self.steps);
+        let ((), kept) = ctx.record(|| {
+            queue.step(ctx, steps, batch, lr);
+            queue.flush(ctx, steps);
+        });
+        self.batches.visit(batch);
+        Ok(kept)
+    }
+
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
     /// The device and queue (tests use it to provoke device faults).
     pub fn context(&self) -> &GpuContext {
         &self.ctx
@@ -290,7 +321,7 @@ impl GpuBackend {
                 ..Default::default()
             };
             self.ctx.queue.write_buffer(&total.params, 0, bytemuck::bytes_of(&p));
-            submit(&self.ctx.device, &self.ctx.queue, &[total]);
+            self.ctx.submit(&[total]);
         }
         self.read_stats(runs.iter().map(|r| r.len()).sum())
     }
@@ -353,7 +384,7 @@ impl Backend for GpuBackend {
         self.flush();
         if self.batches.full() {
             if let Some(total) = &self.train.total {
-                submit(&self.ctx.device, &self.ctx.queue, &[total]);
+                self.ctx.submit(&[total]);
             }
             return self.read_stats(self.train.n);
         }
@@ -384,7 +415,7 @@ impl Backend for GpuBackend {
         }
         self.flush();
         let all: Vec<&Dispatch> = set.evaluate.iter().collect();
-        submit(&self.ctx.device, &self.ctx.queue, &all);
+        self.ctx.submit(&all);
         self.read_stats(set.n)
     }
 

@@ -2,7 +2,7 @@
 //! supports them, otherwise wall time around submit-and-wait of each dispatch alone.
 
 use super::context::GpuContext;
-use super::dispatch::{Dispatch, submit};
+use super::dispatch::Dispatch;
 use crate::backend::BackendError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub fn time_dispatches(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<(Ve
         let mut times = Vec::with_capacity(dispatches.len());
         for d in dispatches {
             let t = std::time::Instant::now();
-            submit(&ctx.device, &ctx.queue, &[d]);
+            ctx.submit(&[d]);
             ctx.wait()?;
             times.push(t.elapsed().as_secs_f64());
         }

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 
 use super::context::GpuContext;
-use super::dispatch::{Dispatch, View, submit};
+use super::dispatch::{Dispatch, View};
 use super::kernels::Kernels;
 use super::layout::ParamLayout;
 use super::uniforms::OptimizerParams;
@@ -80,7 +80,7 @@ impl Queue {
         let all: Vec<&Dispatch> =
             pending.iter().enumerate().flat_map(|(slot, &b)| steps[b].iter().chain([&self.updates[slot]])).collect();
         if !all.is_empty() {
-            submit(&ctx.device, &ctx.queue, &all);
+            ctx.submit(&all);
         }
     }
 

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::context::GpuContext;
-use super::dispatch::{Dispatch, View, submit};
+use super::dispatch::{Dispatch, View};
 use super::kernels::Kernels;
 use super::matmul::{ProductKey, Tiles};
 use super::profile;
@@ -158,7 +158,7 @@ fn time(ctx: &GpuContext, dispatches: &[Dispatch]) -> Result<f64, BackendError> 
         return Ok(profile::time_dispatches(ctx, &all)?.0.iter().sum());
     }
     let t = Instant::now();
-    submit(&ctx.device, &ctx.queue, &all);
+    ctx.submit(&all);
     ctx.wait()?;
     Ok(t.elapsed().as_secs_f64())
 }

@@ -7,6 +7,7 @@
 //! then a missing adapter or Python is a failure that says what to install.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod parity;
 pub mod tolerance;
 
