@@ -14,9 +14,13 @@ use gpu_mnist::data::Splits;
 use gpu_mnist::gpu::{GpuBackend, GpuOptions};
 use gpu_mnist::model::{Activation, Params, Shape};
 
+/// The program, run from the sources' folder, its tuner's cache in a folder of this test run's
+/// (never the user's).
 fn bin() -> Command {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| tempfile::tempdir().expect("temp dir"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env("GPU_MNIST_CACHE_DIR", cache.path());
     cmd
 }
 

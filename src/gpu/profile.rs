@@ -5,6 +5,9 @@ use super::context::GpuContext;
 use super::dispatch::Dispatch;
 use crate::backend::BackendError;
 
+/// One dispatch's time: its op (entry point), layer (0 if none) and seconds.
+pub type KernelTime = (&'static str, u8, f64);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimingSource {
     Timestamps,
