@@ -11,13 +11,15 @@
 //
 // Bindings (group 0):
 //   0 uniform p: Params (below)
-//   1 storage a: array<u32>, read. A as stored (M x K, or K x M for linear_backward_weight), row
-//     stride p.lda elements, starting p.a_row0 rows into the binding (a chunk of pixel rows that
-//     starts between two 256-byte-aligned rows is bound from the aligned row before it).
-//     p.a_u8 = 0: f32 bit patterns. p.a_u8 = 1: bytes packed four per word (little-endian),
-//     value byte/255; p.lda is then in bytes, a multiple of 4, and the padding bytes of each row
-//     are 0.
-//   2 storage b: array<f32>, read. B as stored (K x N, or N x K for linear_backward_input), stride p.ldb.
+//   1 storage a: array<vec4<u32>>, read, word w at a[w / 4][w % 4]. A as stored (M x K, or K x M
+//     for linear_backward_weight), row stride p.lda elements, starting p.a_row0 rows into the
+//     binding (a chunk of pixel rows that starts between two 256-byte-aligned rows is bound from
+//     the aligned row before it). p.a_u8 = 0: f32 bit patterns. p.a_u8 = 1: bytes packed four
+//     per word (little-endian), value byte/255; p.lda is then in bytes, a multiple of 4, and the
+//     padding bytes of each row are 0.
+//   2 storage b: array<vec4<f32>>, read, element e at b[e / 4][e % 4]. B as stored (K x N, or
+//     N x K for linear_backward_input), stride p.ldb.
+//   a and b are bound in whole 16-byte quads (the host rounds their views up; the tail is padding).
 //   3 storage aux: array<f32>, read. linear_forward: bias[N]; linear_backward_input: act output
 //     (M x N, stride N); otherwise unused (bind anything).
 //   4 storage c: array<f32>, read_write. C, M x N, stride N; for linear_backward_weight split into
@@ -25,6 +27,9 @@
 //     (split_k_reduce.wgsl then sums them in a fixed order).
 //   p.k_slice: linear_backward_weight's rows of K per slice (a multiple of 4; K when not split);
 //   the other entry points ignore it.
+// Loads: with the override VEC4 = true, four consecutive f32 elements that start on a 16-byte
+// boundary and lie inside their row load as one vec4 (rows of a multiple of 4 elements always
+// do); the rest, and everything when VEC4 = false, load one element at a time. Same values.
 //
 // Invocation (gx, gy) of the global grid computes the BLOCK x BLOCK = 8 x 8 block of C at rows
 // 8*gy.., cols 8*gx.. A workgroup is WG_X x WG_Y invocations, pipeline-overridable constants the
@@ -51,6 +56,7 @@ struct Params {
 
 override WG_X: u32;
 override WG_Y: u32;
+override VEC4: bool = false;
 
 // Outputs per invocation, a side: the four 4 x 4 quadrants of a Tile.
 const BLOCK: u32 = 8u;
@@ -61,23 +67,33 @@ const ACT_RELU: u32 = 2u;
 const ACT_ELU: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<u32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+// Word w of binding a.
+fn a_word(w: u32) -> u32 { return a[w / 4u][w % 4u]; }
+
+// Word w of binding a, as an f32.
+fn a_f32(w: u32) -> f32 { return bitcast<f32>(a_word(w)); }
+
+// Element e of binding b.
+fn b_f32(e: u32) -> f32 { return b[e / 4u][e % 4u]; }
 
 // Four consecutive elements of stored A, row r, columns col..col+3 (col % 4 == 0 for u8).
 fn a_quad(r: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
     if (r >= rows || col >= cols) { return vec4<f32>(0.0); }
     let i = (p.a_row0 + r) * p.lda + col;
     // A u8 quad starts inside the row (col % 4 == 0) and ends in it or in its zero padding.
-    if (p.a_u8 == 1u) { return unpack4x8unorm(a[i / 4u]); }
+    if (p.a_u8 == 1u) { return unpack4x8unorm(a_word(i / 4u)); }
     if (col + 3u < cols) {
-        return vec4<f32>(bitcast<f32>(a[i]), bitcast<f32>(a[i + 1u]), bitcast<f32>(a[i + 2u]), bitcast<f32>(a[i + 3u]));
+        if (VEC4 && i % 4u == 0u) { return bitcast<vec4<f32>>(a[i / 4u]); }
+        return vec4<f32>(a_f32(i), a_f32(i + 1u), a_f32(i + 2u), a_f32(i + 3u));
     }
     var v = vec4<f32>(0.0);
     for (var t = 0u; t < 4u; t++) {
-        if (col + t < cols) { v[t] = bitcast<f32>(a[i + t]); }
+        if (col + t < cols) { v[t] = a_f32(i + t); }
     }
     return v;
 }
@@ -87,9 +103,12 @@ fn b_quad(r: u32, col: u32, rows: u32, cols: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if (r >= rows) { return v; }
     let i = r * p.ldb + col;
-    if (col + 3u < cols) { return vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i + 3u]); }
+    if (col + 3u < cols) {
+        if (VEC4 && i % 4u == 0u) { return b[i / 4u]; }
+        return vec4<f32>(b_f32(i), b_f32(i + 1u), b_f32(i + 2u), b_f32(i + 3u));
+    }
     for (var t = 0u; t < 4u; t++) {
-        if (col + t < cols) { v[t] = b[r * p.ldb + col + t]; }
+        if (col + t < cols) { v[t] = b_f32(i + t); }
     }
     return v;
 }

@@ -4,7 +4,7 @@
 // CPU reference like every kernel.
 //
 // This file is compiled appended to matmul.wgsl: it uses that file's Params struct, its five
-// bindings (same shapes, layouts and access) and activate().
+// bindings (same shapes, layouts and access), its a_word/b_f32 loads and activate().
 //
 // Math: linear_forward_naive          C = act(A·B + bias)   (A as stored M x K, u8 or f32)
 //       linear_backward_weight_naive  C (+)= A^T·B           (A stored K x M)
@@ -13,12 +13,12 @@
 // Host dispatch: (ceil(N / WG_X), ceil(M / WG_Y), 1). Bounds: invocations outside C return.
 
 // Element (r, c) of A as stored (from row p.a_row0 of the binding).
-fn a_at(r: u32, c: u32) -> f32 {
+fn a_elem(r: u32, c: u32) -> f32 {
     let i = (p.a_row0 + r) * p.lda + c;
     if (p.a_u8 == 1u) {
-        return f32((a[i / 4u] >> (8u * (i % 4u))) & 0xffu) / 255.0;
+        return f32((a_word(i / 4u) >> (8u * (i % 4u))) & 0xffu) / 255.0;
     }
-    return bitcast<f32>(a[i]);
+    return a_f32(i);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
@@ -26,7 +26,7 @@ fn linear_forward_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y; let col = gid.x;
     if (row >= p.m || col >= p.n) { return; }
     var z = 0.0;
-    for (var k = 0u; k < p.k; k++) { z = fma(a_at(row, k), b[k * p.ldb + col], z); }
+    for (var k = 0u; k < p.k; k++) { z = fma(a_elem(row, k), b_f32(k * p.ldb + col), z); }
     if (p.bias == 1u) { z += aux[col]; }
     c[row * p.n + col] = activate(z, p.act);
 }
@@ -36,7 +36,7 @@ fn linear_backward_weight_naive(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y; let col = gid.x;
     if (row >= p.m || col >= p.n) { return; }
     var s = 0.0;
-    for (var k = 0u; k < p.k; k++) { s = fma(a_at(k, row), b[k * p.ldb + col], s); }
+    for (var k = 0u; k < p.k; k++) { s = fma(a_elem(k, row), b_f32(k * p.ldb + col), s); }
     let idx = row * p.n + col;
     c[idx] = select(s, c[idx] + s, p.accumulate == 1u);
 }

@@ -12,7 +12,7 @@ use common::{mnist, subset};
 use gpu_mnist::data::Splits;
 use gpu_mnist::gpu::kernels::Kernels;
 use gpu_mnist::gpu::shaders::MatmulOp;
-use gpu_mnist::gpu::tiles::{MatmulConfig, RegisterTile, SharedTile, Tile};
+use gpu_mnist::gpu::tiles::{self, MatmulConfig, RegisterTile, SharedTile, Tile};
 use gpu_mnist::gpu::{DeviceLimits, GpuContext, GpuOptions, Tiles, Tiling, tune};
 use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::optim::{Optimizer, OptimizerConfig};
@@ -87,7 +87,8 @@ fn a_pipeline_beyond_the_device_limits_is_refused_with_what_to_do() {
 #[test]
 fn the_tuner_leaves_out_what_the_device_cannot_run() {
     let all = tune::candidates(MatmulOp::Forward, &wgpu::Limits::default());
-    assert_eq!(all.len(), 6, "every tile fits WebGPU's defaults");
+    assert_eq!(all.len(), tiles::tiles().len(), "every tile fits WebGPU's defaults");
+    assert_eq!(all.len(), 9, "six register tiles (scalar and vec4 loads), three shared: {all:?}");
     let small = wgpu::Limits { max_compute_workgroup_storage_size: 4096, ..wgpu::Limits::default() };
     let fits = tune::candidates(MatmulOp::BackwardWeight, &small);
     let shared: Vec<Tile> = fits.iter().filter(|c| matches!(c.tile, Tile::Shared(_))).map(|c| c.tile).collect();

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::dispatch::{self, Dispatch};
+use super::dispatch::{self, Dispatch, QUAD_BYTES};
 use crate::backend::BackendError;
 
 /// Set this variable (to anything but "0") to make wgpu's adapters invisible to this program:
@@ -246,9 +246,9 @@ impl GpuContext {
         Ok(out)
     }
 
-    /// A storage buffer holding `data`, padded with zeros to a multiple of 4 bytes.
+    /// A storage buffer holding `data`, padded with zeros to whole quads (`QUAD_BYTES`).
     pub fn upload(&self, label: &str, data: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
-        let size = (data.len().max(4) as u64).next_multiple_of(4);
+        let size = (data.len().max(1) as u64).next_multiple_of(QUAD_BYTES);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -265,10 +265,11 @@ impl GpuContext {
         buf
     }
 
+    /// A storage buffer of `floats` zeros, padded to whole quads (`QUAD_BYTES`).
     pub fn zeros(&self, label: &str, floats: usize, extra: wgpu::BufferUsages) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: (floats.max(1) * 4) as u64,
+            size: (floats.max(1) as u64 * 4).next_multiple_of(QUAD_BYTES),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC | extra,
             mapped_at_creation: false,
         })

@@ -9,6 +9,10 @@ use wgpu::util::DeviceExt;
 
 use super::shaders::{Access, PipelineSpec};
 
+/// Buffers and the views bound to them cover whole 16-byte quads: matmul.wgsl reads its operands
+/// as arrays of vec4, which see only whole quads of a binding.
+pub const QUAD_BYTES: u64 = 16;
+
 /// A byte range of a buffer, as bound to one binding.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
@@ -22,9 +26,16 @@ impl<'a> View<'a> {
         View { buffer, offset: 0, size: buffer.size() }
     }
 
+    /// `size` bytes at `offset` (a multiple of `QUAD_BYTES`), rounded up to whole quads: the
+    /// buffer's size is a multiple of them too, so the rounded view stays inside it.
+    pub fn bytes(buffer: &'a wgpu::Buffer, offset: u64, size: u64) -> Self {
+        debug_assert_eq!(offset % QUAD_BYTES, 0, "a view starts on a quad");
+        View { buffer, offset, size: size.max(1).next_multiple_of(QUAD_BYTES).min(buffer.size() - offset) }
+    }
+
     /// `count` f32 starting at element `first`.
     pub fn floats(buffer: &'a wgpu::Buffer, first: usize, count: usize) -> Self {
-        View { buffer, offset: (first * 4) as u64, size: (count.max(1) * 4) as u64 }
+        View::bytes(buffer, (first * 4) as u64, (count * 4) as u64)
     }
 
     fn entry(self, index: u32) -> wgpu::BindGroupEntry<'a> {

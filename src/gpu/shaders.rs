@@ -195,7 +195,7 @@ pub fn matmul_register(op: MatmulOp, tile: RegisterTile) -> PipelineSpec {
         entry: op.name(),
         files: "matmul.wgsl",
         source: Cow::Borrowed(MATMUL_WGSL),
-        constants: vec![("WG_X", tile.wg_x as f64), ("WG_Y", tile.wg_y as f64)],
+        constants: vec![("WG_X", tile.wg_x as f64), ("WG_Y", tile.wg_y as f64), ("VEC4", tile.vec4 as u8 as f64)],
         bindings: &MATMUL_BINDINGS,
         uniform: MatmulParams::LAYOUT,
         workgroup_size: [tile.wg_x, tile.wg_y, 1],

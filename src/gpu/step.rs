@@ -238,7 +238,7 @@ impl Steps<'_> {
             // Bound from the 256-byte-aligned row at or before r0 (a mini-batch may start anywhere).
             let base = r0 / ALIGN_ROWS * ALIGN_ROWS;
             let size = ((r0 - base + m) * self.lda) as u64;
-            let view = View { buffer: &set.x, offset: (base * self.lda) as u64, size };
+            let view = View::bytes(&set.x, (base * self.lda) as u64, size);
             return (view, MatmulParams { a_u8: 1, lda: self.lda as u32, a_row0: (r0 - base) as u32, ..p });
         }
         let fan_in = self.s.layer(l).0;

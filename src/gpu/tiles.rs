@@ -5,25 +5,32 @@
 /// Outputs per invocation of matmul.wgsl, a side: its `BLOCK` (four 4 x 4 quadrants).
 pub const MATMUL_BLOCK: u32 = 8;
 
-/// A register-tiled matmul workgroup: WG_X x WG_Y invocations of BLOCK x BLOCK outputs each.
+/// A register-tiled matmul workgroup: WG_X x WG_Y invocations of BLOCK x BLOCK outputs each;
+/// with `vec4`, aligned f32 quads of A and B load as one vec4 each (matmul.wgsl's VEC4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RegisterTile {
     pub wg_x: u32,
     pub wg_y: u32,
+    pub vec4: bool,
 }
 
 impl RegisterTile {
     /// 16 rows x 128 columns of C: the register tiling's default for outputs wider than
     /// `NARROW_MAX_N`.
-    pub const WIDE: RegisterTile = RegisterTile { wg_x: 16, wg_y: 2 };
+    pub const WIDE: RegisterTile = RegisterTile { wg_x: 16, wg_y: 2, vec4: false };
     /// 128 rows x 16 columns of C: outputs at most `NARROW_MAX_N` wide (the 10 classes).
-    pub const NARROW: RegisterTile = RegisterTile { wg_x: 2, wg_y: 16 };
+    pub const NARROW: RegisterTile = RegisterTile { wg_x: 2, wg_y: 16, vec4: false };
     /// The widest output the narrow tile is used for.
     pub const NARROW_MAX_N: u32 = 16;
 
     /// (rows, columns) of C per workgroup.
     pub fn outputs(self) -> (u32, u32) {
         (MATMUL_BLOCK * self.wg_y, MATMUL_BLOCK * self.wg_x)
+    }
+
+    /// The same workgroup loading aligned quads as vec4s.
+    pub const fn vec4(self) -> RegisterTile {
+        RegisterTile { vec4: true, ..self }
     }
 }
 
@@ -80,7 +87,7 @@ impl Tile {
         match self {
             Tile::Register(t) => {
                 let (m, n) = t.outputs();
-                format!("register {m}x{n}")
+                format!("register {m}x{n}{}", if t.vec4 { " vec4" } else { "" })
             }
             Tile::Shared(t) => format!("shared {}x{}x{}", t.m, t.n, t.k),
         }
@@ -121,9 +128,13 @@ impl MatmulConfig {
 /// The fewest rows of K a slice of a split product sums.
 pub const MIN_SLICE_ROWS: u32 = 64;
 
-/// Register tiles the tuner times: 16 x 128, 32 x 64 and 64 x 32 outputs per workgroup.
-pub const REGISTER_CANDIDATES: [RegisterTile; 3] =
-    [RegisterTile::WIDE, RegisterTile { wg_x: 8, wg_y: 4 }, RegisterTile { wg_x: 4, wg_y: 8 }];
+/// Register tiles the tuner times: 16 x 128, 32 x 64 and 64 x 32 outputs per workgroup, each
+/// with scalar and with vec4 loads.
+pub const REGISTER_CANDIDATES: [RegisterTile; 6] = {
+    const SQUARE: RegisterTile = RegisterTile { wg_x: 8, wg_y: 4, vec4: false };
+    const TALL: RegisterTile = RegisterTile { wg_x: 4, wg_y: 8, vec4: false };
+    [RegisterTile::WIDE, SQUARE, TALL, RegisterTile::WIDE.vec4(), SQUARE.vec4(), TALL.vec4()]
+};
 /// Workgroup-memory tiles the tuner times (256, 64 and 128 invocations; 8, 4 and 6 KiB).
 pub const SHARED_CANDIDATES: [SharedTile; 3] =
     [SharedTile::DEFAULT, SharedTile { m: 32, n: 32, k: 16 }, SharedTile { m: 64, n: 32, k: 16 }];
