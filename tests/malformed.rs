@@ -497,6 +497,61 @@ const CASES: &[Case] = &[
         says: "",
     },
     Case {
+        name: "ONNX model cut short",
+        make: |d| {
+            let p = d.join("model.onnx");
+            let m = gpu_mnist::checkpoint::load(Path::new("data/model.safetensors")).expect("shipped model");
+            let b = gpu_mnist::checkpoint::onnx::export(&m);
+            std::fs::write(&p, &b[..b.len() / 2]).expect("write");
+            p
+        },
+        args: &["eval", "--model", "{}/model.onnx"],
+        says: "a damaged ONNX model, cut short?",
+    },
+    Case {
+        name: "ONNX model that is not a perceptron",
+        make: |d| {
+            use gpu_mnist::checkpoint::onnx_proto as pb;
+            use prost::Message;
+            let p = d.join("model.onnx");
+            let conv = pb::NodeProto {
+                op_type: Some("Conv".into()),
+                input: vec!["x".into(), "k".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            };
+            let x = pb::ValueInfoProto { name: Some("x".into()), ..Default::default() };
+            let graph = pb::GraphProto { node: vec![conv], input: vec![x], ..Default::default() };
+            let model = pb::ModelProto { ir_version: Some(8), graph: Some(graph), ..Default::default() };
+            std::fs::write(&p, model.encode_to_vec()).expect("write");
+            p
+        },
+        args: &["info", "{}/model.onnx"],
+        says: "ONNX node 0 (Conv): not read here",
+    },
+    Case {
+        name: "PyTorch state dict without --activation",
+        make: |d| {
+            let p = d.join("torch.safetensors");
+            let t = [("0.weight", Dtype::F32, vec![4, 784], f32s(4 * 784, 0.1)), ("2.weight", Dtype::F32, vec![10, 4], f32s(40, 0.1))];
+            common::write_state_dict(&p, &t);
+            p
+        },
+        args: &["eval", "--model", "{}/torch.safetensors"],
+        says: "name it with --activation",
+    },
+    Case {
+        name: "PyTorch layers that do not chain",
+        make: |d| {
+            let p = d.join("torch.safetensors");
+            let t = [("0.weight", Dtype::F32, vec![4, 784], f32s(4 * 784, 0.1)), ("2.weight", Dtype::F32, vec![10, 5], f32s(50, 0.1))];
+            common::write_state_dict(&p, &t);
+            p
+        },
+        args: &["export", "{}/torch.safetensors", "--activation", "relu", "--onnx", "{}/m.onnx"],
+        says: "takes 5 inputs, but the layer below gives 4",
+    },
+    Case {
         name: "model for other images",
         make: |d| {
             let p = d.join("model.safetensors");

@@ -1,5 +1,5 @@
 //! Property tests for the three parsers of untrusted files: IDX (raw and gzip), CSV and the
-//! safetensors model file. Valid files written from random data parse back to that data, and any
+//! model file (safetensors, PyTorch state dicts, ONNX). Valid files written from random data parse back to that data, and any
 //! bytes at all (random, or a valid file damaged) give `Ok` or a one-line error, never a panic,
 //! and an `Ok` never holds more than the input's bytes can account for.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use gpu_mnist::checkpoint::{self, Model, Provenance, RunRecord};
+use gpu_mnist::checkpoint::{self, LoadOptions, Model, Provenance, RunRecord, onnx};
 use gpu_mnist::data::csv::parse_csv;
 use gpu_mnist::data::{Dataset, parse_idx_images, parse_idx_labels};
 use gpu_mnist::model::{Activation, Params, Shape};
@@ -346,7 +346,13 @@ fn check_csv(bytes: &[u8]) -> Result<(), TestCaseError> {
 /// The model parser on `bytes`: no panic, one-line errors, and an Ok whose tensors fit its shape,
 /// are finite, and were all in the input.
 fn check_model(bytes: &[u8]) -> Result<(), TestCaseError> {
-    let r = checkpoint::parse(bytes, Path::new("x.safetensors"));
+    check_model_with(bytes, LoadOptions::default())?;
+    // A PyTorch state dict is read only with an activation: reach that reader too.
+    check_model_with(bytes, LoadOptions { activation: Some(Activation::Relu) })
+}
+
+fn check_model_with(bytes: &[u8], options: LoadOptions) -> Result<(), TestCaseError> {
+    let r = checkpoint::parse_with(bytes, Path::new("x.safetensors"), options);
     one_line(&r)?;
     if let Ok(m) = &r {
         let s = &m.params.shape;
@@ -413,6 +419,42 @@ proptest! {
         let got = checkpoint::parse(&bytes, Path::new("m.safetensors")).unwrap();
         prop_assert_eq!(got, model);
     }
+
+    /// The same model exported as ONNX reads back equal.
+    #[test]
+    fn onnx_round_trip(model in any_model()) {
+        let got = checkpoint::parse(&onnx::export(&model), Path::new("m.onnx")).unwrap();
+        prop_assert_eq!(got, model);
+    }
+
+    /// The same model's weights in PyTorch's layout (`0.weight` [out, in], ...) read back as
+    /// the same perceptron.
+    #[test]
+    fn state_dict_round_trip(model in any_model()) {
+        let got = checkpoint::parse_with(&state_dict_bytes(&model.params), Path::new("m.safetensors"),
+            LoadOptions { activation: Some(model.activation) }).unwrap();
+        prop_assert_eq!((got.params, got.activation), (model.params, model.activation));
+    }
+}
+
+/// `params` as `safetensors.torch.save_file(model.state_dict())` writes an nn.Sequential of
+/// Linear layers (at indices 0, 2, 4, ...) and activations.
+fn state_dict_bytes(params: &Params) -> Vec<u8> {
+    use safetensors::tensor::{Dtype, TensorView, serialize};
+    let mut tensors = Vec::new();
+    for (l, layer) in params.layers.iter().enumerate() {
+        let (i, o) = params.shape.layer(l);
+        let w: Vec<f32> = (0..o).flat_map(|c| (0..i).map(move |r| (r, c))).map(|(r, c)| layer.w[r * o + c]).collect();
+        tensors.push((format!("{}.weight", 2 * l), vec![o, i], w));
+        if params.shape.bias {
+            tensors.push((format!("{}.bias", 2 * l), vec![o], layer.b.clone()));
+        }
+    }
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let views = data.iter().map(|(n, s, b)| (n.as_str(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()));
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    serialize(views, Some(meta)).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,6 +496,13 @@ proptest! {
     #[test]
     fn model_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         check_model(&bytes)?;
+    }
+
+    /// Arbitrary bytes after an ONNX model's first byte (field 1, the IR version), so that they
+    /// reach the ONNX reader, never panic either.
+    #[test]
+    fn model_any_onnx_like_bytes(rest in prop::collection::vec(any::<u8>(), 0..512)) {
+        check_model(&[&[0x08u8][..], &rest].concat())?;
     }
 
     /// A safetensors length prefix followed by arbitrary JSON-ish text never makes the model
@@ -503,6 +552,16 @@ proptest! {
         let bytes = model_bytes(&model);
         for m in &ms {
             check_model(&mutate(bytes.clone(), m))?;
+        }
+    }
+
+    /// The same for the model exported as ONNX, and its weights as a PyTorch state dict.
+    #[test]
+    fn onnx_and_state_dict_mutated(model in any_model(), ms in prop::collection::vec(mutations(), 8)) {
+        let (onnx_bytes, torch_bytes) = (onnx::export(&model), state_dict_bytes(&model.params));
+        for m in &ms {
+            check_model(&mutate(onnx_bytes.clone(), m))?;
+            check_model(&mutate(torch_bytes.clone(), m))?;
         }
     }
 }

@@ -5,6 +5,8 @@ mod bench;
 pub mod cli;
 mod devices;
 mod eval;
+mod export;
+mod info;
 mod predict;
 mod report;
 pub mod session;
@@ -18,6 +20,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Export(args) => export::run(&args),
+        Command::Info(args) => info::run(&args),
         Command::Devices => devices::run(),
     }
 }

@@ -70,7 +70,7 @@ struct Entry {
 
 pub fn run(args: &PredictArgs) -> Result<()> {
     let model_path = gpu_mnist::data::source::bundled(&args.model, "data/model.safetensors");
-    let model = checkpoint::load(&model_path)?;
+    let model = checkpoint::load_with(&model_path, args.model_options.load())?;
     let side = digit::SIDE as usize;
     if model.params.shape.d != side * side {
         bail!("{} takes {} inputs; predict prepares {side}x{side} images", model_path.display(), model.params.shape.d);

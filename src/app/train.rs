@@ -27,7 +27,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
     }
     let request = args.request();
-    let resumed = args.init_from.as_deref().map(checkpoint::load).transpose()?;
+    // A PyTorch state dict cannot say its activation: --activation does.
+    let options = checkpoint::LoadOptions { activation: args.activation };
+    let resumed = args.init_from.as_deref().map(|p| checkpoint::load_with(p, options)).transpose()?;
     let data_plan = DataPlan::resolve(&request, resumed.as_ref());
     let (data, from) = load_data(&data_plan)?;
     let facts = DataFacts::from(&data);

@@ -33,6 +33,14 @@ pub struct Provenance {
     pub version: String,
 }
 
+impl Provenance {
+    /// A model made by another tool (`origin`): its data set, steps and accuracy are not known.
+    pub fn imported(origin: &str) -> Self {
+        let backend = format!("imported: {origin}");
+        Provenance { dataset: String::new(), iterations: 0, backend, test_accuracy: f64::NAN, version: String::new() }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     pub params: Params,

@@ -19,6 +19,10 @@
 
 mod file;
 mod metadata;
+pub mod onnx;
+/// ONNX's messages (generated), for tools and tests that build or read graphs.
+pub mod onnx_proto;
+mod torch;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors};
 
-use crate::model::Params;
+use crate::model::{Activation, Params};
 use crate::optim::OptimizerState;
 pub use file::{FORMAT, INPUT, MAX_MODEL_BYTES, Model, Provenance, RunRecord};
 pub use metadata::{METADATA_KEYS, RUN_KEYS};
@@ -39,6 +43,11 @@ pub enum ModelError {
     NotSafetensors { path: PathBuf, reason: String },
     #[error("{}: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },
+}
+
+/// The metadata a model file of `model` holds (network, provenance, the run's plan), by key.
+pub fn metadata(model: &Model) -> BTreeMap<&'static str, String> {
+    metadata::write(model)
 }
 
 fn tensor_bytes(t: &[f32]) -> Vec<u8> {
@@ -101,8 +110,22 @@ fn encode(model: &Model, meta: &BTreeMap<&str, String>) -> Vec<u8> {
     bytes
 }
 
-/// Reads and checks a model file.
+/// What a model file may not say, given by the user.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// The hidden layers' activation, for a PyTorch state dict (which cannot say it); a file that
+    /// says its own must agree.
+    pub activation: Option<Activation>,
+}
+
+/// Reads and checks a model file: this program's safetensors, a PyTorch state dict in safetensors
+/// (`torch.rs`), or an ONNX perceptron (`onnx.rs`).
 pub fn load(path: &Path) -> Result<Model, ModelError> {
+    load_with(path, LoadOptions::default())
+}
+
+/// `load`, with what the file may not say.
+pub fn load_with(path: &Path, options: LoadOptions) -> Result<Model, ModelError> {
     let invalid = |reason: String| ModelError::Invalid { path: path.to_path_buf(), reason };
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let len = std::fs::metadata(path).map_err(io)?.len();
@@ -110,12 +133,17 @@ pub fn load(path: &Path) -> Result<Model, ModelError> {
         return Err(invalid(format!("{len} bytes is larger than any model this program writes")));
     }
     let bytes = std::fs::read(path).map_err(io)?;
-    parse(&bytes, path)
+    parse_with(&bytes, path, options)
 }
 
-/// Checks and decodes a model file's bytes; `path` names it in messages. Nothing is allocated
-/// from the metadata's layer sizes before they are checked against the bytes really there.
+/// Checks and decodes a model file's bytes; `path` names it in messages.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
+    parse_with(bytes, path, LoadOptions::default())
+}
+
+/// `parse`, with what the file may not say. Nothing is allocated from the metadata's layer sizes
+/// before they are checked against the bytes really there.
+pub fn parse_with(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Model, ModelError> {
     // Reasons quote the file's own strings (metadata values, tensor names, JSON): keep them one line.
     let one_line = |reason: String| reason.replace(['\n', '\r'], " ");
     let invalid = |reason: String| ModelError::Invalid { path: path.to_path_buf(), reason: one_line(reason) };
@@ -123,9 +151,27 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         path: path.to_path_buf(),
         reason: one_line(e.to_string()),
     };
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_st)?;
+    // Another tool's model: finite weights, like this program's own.
+    let finite = |m: Model| match m.params.is_finite() {
+        true => Ok(m),
+        false => Err("holds NaN or infinite weights".to_string()),
+    };
+    let agrees = |m: Model| match options.activation.filter(|&a| a != m.activation) {
+        Some(a) => Err(invalid(format!("--activation {} differs from the model's {}", a.name(), m.activation.name()))),
+        None => Ok(m),
+    };
+    let header = match SafeTensors::read_metadata(bytes) {
+        Ok((_, header)) => header,
+        Err(e) => match onnx::import(bytes) {
+            Some(model) => return model.and_then(finite).map_err(invalid).and_then(agrees),
+            None => return Err(not_st(e)),
+        },
+    };
     let file = SafeTensors::deserialize(bytes).map_err(not_st)?;
     let meta = header.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) && torch::looks_like_torch(&file) {
+        return torch::import(&file, options.activation).and_then(finite).map_err(invalid);
+    }
     let (shape, activation) = metadata::read_network(&meta).map_err(invalid)?;
     let run = metadata::read_run(&meta).map_err(invalid)?;
     let provenance = metadata::read_provenance(&meta).map_err(invalid)?;
@@ -194,5 +240,5 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
             Some(state)
         }
     };
-    Ok(Model { params, activation, provenance, run, optimizer })
+    agrees(Model { params, activation, provenance, run, optimizer })
 }

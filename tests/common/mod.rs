@@ -60,12 +60,16 @@ pub fn gpu() -> GpuContext {
 /// The Python that the interoperability tests run: `GPU_MNIST_PYTHON`, else `python3`, which
 /// must import numpy and safetensors (tests that need it are ignored unless asked for).
 pub fn python() -> String {
+    python_with(&["numpy", "safetensors"])
+}
+
+/// `python()`, which must also import each of `modules` (onnx, onnxruntime, torch).
+pub fn python_with(modules: &[&str]) -> String {
     let exe = std::env::var("GPU_MNIST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&exe)
-        .args(["-c", "import numpy, safetensors"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(ok, "this test needs {exe} with numpy and safetensors (set GPU_MNIST_PYTHON to a virtualenv's python)");
+    let import = format!("import {}", modules.join(", "));
+    let ok = std::process::Command::new(&exe).args(["-c", &import]).output().is_ok_and(|o| o.status.success());
+    let list = modules.join(", ");
+    assert!(ok, "this test needs {exe} with {list} (set GPU_MNIST_PYTHON to a virtualenv's python that has them)");
     exe
 }
 
@@ -126,6 +130,17 @@ pub fn write_model_file(
         .map(|(n, d, s, b)| (*n, safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view")))
         .collect();
     std::fs::write(path, safetensors::tensor::serialize(views, Some(m)).expect("serialize")).expect("write");
+}
+
+/// A safetensors file as `safetensors.torch.save_file` writes a state dict: the tensors, and
+/// the metadata `{"format": "pt"}`.
+pub fn write_state_dict(path: &std::path::Path, tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (*n, safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view")))
+        .collect();
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    std::fs::write(path, safetensors::tensor::serialize(views, Some(meta)).expect("serialize")).expect("write");
 }
 
 /// `n` little-endian f32 copies of `v`.

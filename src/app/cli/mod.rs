@@ -44,8 +44,28 @@ pub enum Command {
     Predict(PredictArgs),
     /// Time the training step per backend and per kernel (GFLOP/s, GB/s, shares).
     Bench(BenchArgs),
+    /// Write a model as a standard ONNX file (opset 13) for onnxruntime, Netron and other tools.
+    Export(ExportArgs),
+    /// A model's layers, parameter counts, FLOPs per image, input and how it was made.
+    Info(InfoArgs),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices,
+}
+
+/// Models: this program's safetensors files, PyTorch state dicts of an nn.Sequential of
+/// nn.Linear layers saved with safetensors, and ONNX perceptrons.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelOptions {
+    /// The hidden layers' activation, for a PyTorch state dict, which does not say it (a file
+    /// that says its own must agree).
+    #[arg(long, value_parser = choice(ACTIVATIONS))]
+    pub activation: Option<Activation>,
+}
+
+impl ModelOptions {
+    pub fn load(&self) -> gpu_mnist::checkpoint::LoadOptions {
+        gpu_mnist::checkpoint::LoadOptions { activation: self.activation }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -53,6 +73,8 @@ pub struct EvalArgs {
     /// The model to evaluate (default: the one shipped with the sources).
     #[arg(long, default_value = "data/model.safetensors")]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub model_options: ModelOptions,
     /// The data's test split is evaluated, or the whole of --data when it has none (one CSV
     /// file, one class-folder tree). --dataset defaults to the model's.
     #[command(flatten)]
@@ -75,6 +97,8 @@ pub struct PredictArgs {
     /// The model (default: the one shipped with the sources).
     #[arg(long, default_value = "data/model.safetensors")]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub model_options: ModelOptions,
     /// Print the predictions as JSON.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +108,30 @@ pub struct PredictArgs {
     /// Write the predictions for CSV rows as Kaggle's submission file (ImageId,Label).
     #[arg(long)]
     pub submission: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// The model to export.
+    pub model: PathBuf,
+    /// The ONNX file to write: input "pixels" [batch, 784] in [0, 1], output "probabilities"
+    /// [batch, 10].
+    #[arg(long, value_name = "OUT.onnx")]
+    pub onnx: PathBuf,
+    #[command(flatten)]
+    pub model_options: ModelOptions,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InfoArgs {
+    /// The model (default: the one shipped with the sources).
+    #[arg(default_value = "data/model.safetensors")]
+    pub model: PathBuf,
+    /// Print it as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model_options: ModelOptions,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
