@@ -533,7 +533,10 @@ const CASES: &[Case] = &[
         name: "PyTorch state dict without --activation",
         make: |d| {
             let p = d.join("torch.safetensors");
-            let t = [("0.weight", Dtype::F32, vec![4, 784], f32s(4 * 784, 0.1)), ("2.weight", Dtype::F32, vec![10, 4], f32s(40, 0.1))];
+            let t = [
+                ("0.weight", Dtype::F32, vec![4, 784], f32s(4 * 784, 0.1)),
+                ("2.weight", Dtype::F32, vec![10, 4], f32s(40, 0.1)),
+            ];
             common::write_state_dict(&p, &t);
             p
         },
@@ -544,7 +547,10 @@ const CASES: &[Case] = &[
         name: "PyTorch layers that do not chain",
         make: |d| {
             let p = d.join("torch.safetensors");
-            let t = [("0.weight", Dtype::F32, vec![4, 784], f32s(4 * 784, 0.1)), ("2.weight", Dtype::F32, vec![10, 5], f32s(50, 0.1))];
+            let t = [
+                ("0.weight", Dtype::F32, vec![4, 784], f32s(4 * 784, 0.1)),
+                ("2.weight", Dtype::F32, vec![10, 5], f32s(50, 0.1)),
+            ];
             common::write_state_dict(&p, &t);
             p
         },

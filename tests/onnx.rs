@@ -103,9 +103,20 @@ fn node(op: &str, inputs: &[&str], output: &str, attrs: &[(&str, i64)]) -> pb::N
 
 fn graph_bytes(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, output: &str) -> Vec<u8> {
     let vi = |n: &str| pb::ValueInfoProto { name: Some(n.into()), ..Default::default() };
-    let graph = pb::GraphProto { node: nodes, initializer: inits, input: vec![vi("x")], output: vec![vi(output)], ..Default::default() };
-    pb::ModelProto { ir_version: Some(8), producer_name: Some("pytorch".into()), graph: Some(graph), ..Default::default() }
-        .encode_to_vec()
+    let graph = pb::GraphProto {
+        node: nodes,
+        initializer: inits,
+        input: vec![vi("x")],
+        output: vec![vi(output)],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("pytorch".into()),
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 /// `m` (rows x cols) transposed.
@@ -163,10 +174,19 @@ fn graphs_that_are_not_perceptrons_are_refused_with_the_node() {
             vec![tensor("K", &[4, 1, 3, 3], &[0.1; 36])],
             "node 0 (Conv): not read here",
         ),
-        ("a single layer", vec![node("MatMul", &["x", "W"], "y", &[])], vec![tensor("W", &[784, 10], &[0.1; 7840])], "at least one hidden layer"),
+        (
+            "a single layer",
+            vec![node("MatMul", &["x", "W"], "y", &[])],
+            vec![tensor("W", &[784, 10], &[0.1; 7840])],
+            "at least one hidden layer",
+        ),
         (
             "layers that do not chain",
-            vec![node("MatMul", &["x", "W"], "z", &[]), node("Relu", &["z"], "a", &[]), node("MatMul", &["a", "V"], "y", &[])],
+            vec![
+                node("MatMul", &["x", "W"], "z", &[]),
+                node("Relu", &["z"], "a", &[]),
+                node("MatMul", &["a", "V"], "y", &[]),
+            ],
             vec![tensor("W", &[784, 4], &w), tensor("V", &[5, 10], &[0.1; 50])],
             "takes 5 inputs, but the layer below gives 4",
         ),
@@ -213,7 +233,8 @@ fn onnxruntime(path: &Path, n: usize) -> (Vec<f32>, Vec<u64>, serde_json::Value)
     let o = o.expect("python runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON from python");
-    let probs = v["probabilities"].as_array().expect("probabilities").iter().filter_map(|p| p.as_f64()).map(|p| p as f32);
+    let probs =
+        v["probabilities"].as_array().expect("probabilities").iter().filter_map(|p| p.as_f64()).map(|p| p as f32);
     let preds = v["predictions"].as_array().expect("predictions").iter().filter_map(|p| p.as_u64());
     (probs.collect(), preds.collect(), serde_json::json!([v["input"], v["output"]]))
 }
@@ -235,7 +256,13 @@ fn agree(m: &Model, n: usize, what: &str) {
     let (probs, preds, io) = onnxruntime(&path, n);
     assert_eq!(io, serde_json::json!([["pixels", ["batch", 784]], ["probabilities", ["batch", 10]]]), "{what}");
     let (our_probs, our_preds) = ours(m, n);
-    common::assert_close(&format!("onnxruntime's probabilities, {what}"), &probs, &our_probs, RUNTIME_PROBABILITIES, 0.0);
+    common::assert_close(
+        &format!("onnxruntime's probabilities, {what}"),
+        &probs,
+        &our_probs,
+        RUNTIME_PROBABILITIES,
+        0.0,
+    );
     assert_eq!(preds, our_preds, "{what}: predictions differ");
     let worst = probs.iter().zip(&our_probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     println!("onnxruntime vs eval, {what}: max |diff| of probabilities {worst:.1e}, all {n} predictions equal");

@@ -39,7 +39,7 @@ fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// `params` as PyTorch stores them, under `prefix`, Linear layers at indices 0, 2, 4, ...
-fn state_dict(params: &Params, prefix: &str) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+fn state_dict(params: &Params, prefix: &str) -> Tensors {
     let mut t = Vec::new();
     for (l, layer) in params.layers.iter().enumerate() {
         let (i, o) = params.shape.layer(l);
@@ -51,7 +51,10 @@ fn state_dict(params: &Params, prefix: &str) -> Vec<(String, Dtype, Vec<usize>, 
     t
 }
 
-fn write(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
+/// A state dict's tensors: name, dtype, shape, bytes.
+type Tensors = Vec<(String, Dtype, Vec<usize>, Vec<u8>)>;
+
+fn write(path: &Path, tensors: &Tensors) {
     let t: Vec<_> = tensors.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.clone(), b.clone())).collect();
     write_state_dict(path, &t);
 }
@@ -59,9 +62,10 @@ fn write(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
 #[test]
 fn a_state_dict_reads_as_the_same_perceptron() {
     let dir = tempfile::tempdir().expect("temp dir");
-    for (i, (hidden, bias, prefix)) in [(vec![12], true, ""), (vec![20, 9, 7], false, "net."), (vec![5, 6], true, "model.layers.")]
-        .into_iter()
-        .enumerate()
+    for (i, (hidden, bias, prefix)) in
+        [(vec![12], true, ""), (vec![20, 9, 7], false, "net."), (vec![5, 6], true, "model.layers.")]
+            .into_iter()
+            .enumerate()
     {
         let mut want = Params::init(Shape::new(784, &hidden, 10, bias), Activation::Elu, i as u64);
         if bias {
@@ -96,10 +100,15 @@ fn state_dicts_it_cannot_map_are_refused_in_one_line() {
         t
     };
     let one_layer = vec![good[0].clone(), good[1].clone()];
-    let cases: Vec<(&str, Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, Option<Activation>, &str)> = vec![
+    let cases: Vec<(&str, Tensors, Option<Activation>, &str)> = vec![
         ("no activation given", good.clone(), None, "name it with --activation relu, sigmoid or elu"),
         ("a float64 weight", f64_weight, Some(Activation::Relu), "save the model as float32"),
-        ("layers that do not chain", not_chaining, Some(Activation::Relu), "takes 7 inputs, but the layer below gives 8"),
+        (
+            "layers that do not chain",
+            not_chaining,
+            Some(Activation::Relu),
+            "takes 7 inputs, but the layer below gives 8",
+        ),
         ("a BatchNorm tensor", batch_norm, Some(Activation::Relu), "not an nn.Linear layer's"),
         ("one Linear layer", one_layer, Some(Activation::Relu), "at least one hidden layer"),
     ];
@@ -127,14 +136,27 @@ fn a_model_trained_in_pytorch_is_evaluated_exported_and_trained_further() {
             .expect("python runs");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON from python");
-        let theirs: Vec<f32> = v["probabilities"].as_array().expect("probabilities").iter().filter_map(|p| p.as_f64()).map(|p| p as f32).collect();
-        let their_preds: Vec<u64> = v["predictions"].as_array().expect("predictions").iter().filter_map(|p| p.as_u64()).collect();
+        let theirs: Vec<f32> = v["probabilities"]
+            .as_array()
+            .expect("probabilities")
+            .iter()
+            .filter_map(|p| p.as_f64())
+            .map(|p| p as f32)
+            .collect();
+        let their_preds: Vec<u64> =
+            v["predictions"].as_array().expect("predictions").iter().filter_map(|p| p.as_u64()).collect();
 
         let m = checkpoint::load_with(&path, LoadOptions { activation: Some(act) }).expect("loads");
         assert_eq!(m.params.shape.describe(), "784-64-32-10");
         let test = gpu_mnist::data::load_split(&root().join("data/mnist"), "t10k").expect("test split");
         let ours = fast::probabilities(&m.params, act, &SparseRows::from_pixels(&test.pixels[..N * 784], 784));
-        common::assert_close(&format!("PyTorch's probabilities, {name} {bias}"), &theirs, &ours, RUNTIME_PROBABILITIES, 0.0);
+        common::assert_close(
+            &format!("PyTorch's probabilities, {name} {bias}"),
+            &theirs,
+            &ours,
+            RUNTIME_PROBABILITIES,
+            0.0,
+        );
         let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |b, (j, &p)| if p > r[b] { j } else { b }) as u64;
         assert_eq!(their_preds, ours.chunks_exact(10).map(argmax).collect::<Vec<_>>(), "{name}: predictions");
         let worst = theirs.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -177,6 +199,9 @@ fn a_model_trained_in_pytorch_is_evaluated_exported_and_trained_further() {
         let o = gpu_mnist(&[&args[..], &["--backend", "cpu", "--out", out.to_str().expect("UTF-8")]].concat());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let further = checkpoint::load(&out).expect("the continued model loads without --activation");
-        assert_eq!((further.params.shape.describe(), further.activation, further.provenance.iterations), ("784-64-32-10".into(), act, 3));
+        assert_eq!(
+            (further.params.shape.describe(), further.activation, further.provenance.iterations),
+            ("784-64-32-10".into(), act, 3)
+        );
     }
 }

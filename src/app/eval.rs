@@ -47,7 +47,8 @@ struct Report<'a> {
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     let model_path = gpu_mnist::data::source::bundled(&args.model, "data/model.safetensors");
-    let Model { params, activation, provenance, run, .. } = checkpoint::load_with(&model_path, args.model_options.load())?;
+    let Model { params, activation, provenance, run, .. } =
+        checkpoint::load_with(&model_path, args.model_options.load())?;
     let kind = args.data.dataset.unwrap_or(DatasetKind::from_name(&provenance.dataset));
     let d = &args.data;
     let source = DataSource { path: d.data.clone(), test_path: d.test_data.clone(), format: d.format, kind };

@@ -43,7 +43,7 @@ fn info(model: &Model, name: String) -> Info {
         .collect();
     let network = ["format", "inputs", "hidden", "classes", "activation", "bias", "input"];
     let mut made = checkpoint::metadata(model);
-    made.retain(|k, v| !network.contains(k) && !(v.is_empty() || v == "NaN"));
+    made.retain(|k, v| !(network.contains(k) || v.is_empty() || v == "NaN"));
     Info {
         model: name,
         parameters: s.parameter_count(),
@@ -78,16 +78,15 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     let p = &model.provenance;
     if p.iterations > 0 || !p.dataset.is_empty() {
         let acc = if p.test_accuracy.is_nan() { "not measured".into() } else { percent(p.test_accuracy) };
-        println!("made: {} steps on {} by {} (gpu-mnist {}); test accuracy {acc}", p.iterations, p.dataset, p.backend, p.version);
+        println!(
+            "made: {} steps on {} by {} (gpu-mnist {}); test accuracy {acc}",
+            p.iterations, p.dataset, p.backend, p.version
+        );
     } else {
         println!("made: {}; how it was trained is not recorded", p.backend);
     }
-    let run: Vec<String> = i
-        .made
-        .iter()
-        .filter(|(k, _)| !METADATA_KEYS.contains(k))
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
+    let run: Vec<String> =
+        i.made.iter().filter(|(k, _)| !METADATA_KEYS.contains(k)).map(|(k, v)| format!("{k} {v}")).collect();
     if !run.is_empty() {
         println!("run: {}", run.join(", "));
     }

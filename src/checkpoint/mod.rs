@@ -21,6 +21,7 @@ mod file;
 mod metadata;
 pub mod onnx;
 /// ONNX's messages (generated), for tools and tests that build or read graphs.
+#[rustfmt::skip]
 pub mod onnx_proto;
 mod torch;
 

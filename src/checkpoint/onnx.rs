@@ -117,7 +117,8 @@ fn tensor(name: &str, dims: &[usize], data: &[f32]) -> pb::TensorProto {
 fn value_info(name: &str, width: usize) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{Dimension, dimension::Value};
     let dim = |value| Dimension { value: Some(value), ..Default::default() };
-    let shape = pb::TensorShapeProto { dim: vec![dim(Value::DimParam("batch".into())), dim(Value::DimValue(width as i64))] };
+    let shape =
+        pb::TensorShapeProto { dim: vec![dim(Value::DimParam("batch".into())), dim(Value::DimValue(width as i64))] };
     let tensor = pb::type_proto::Tensor { elem_type: Some(FLOAT), shape: Some(shape) };
     let ty = pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tensor)), ..Default::default() };
     pb::ValueInfoProto { name: Some(name.into()), r#type: Some(ty), ..Default::default() }
@@ -169,7 +170,7 @@ fn read(model: pb::ModelProto) -> Result<Model, String> {
             "Softmax" if [1, -1].contains(&attr_i(n, "axis", -1)) => softmax = true,
             _ => {
                 return Err(at(
-                    "not read here: only Gemm, MatMul + Add, Relu, Sigmoid, Elu, Flatten and Softmax".into(),
+                    "not read here: only Gemm, MatMul + Add, Relu, Sigmoid, Elu, Flatten and Softmax".into()
                 ));
             }
         }
@@ -180,12 +181,21 @@ fn read(model: pb::ModelProto) -> Result<Model, String> {
         return Err(format!("the graph's outputs {outputs:?} are not the end of its chain of layers ({})", chain.x));
     }
     let (params, activation) = chain.finish()?;
-    let meta: HashMap<String, String> =
-        model.metadata_props.iter().map(|e| (e.key.clone().unwrap_or_default(), e.value.clone().unwrap_or_default())).collect();
+    let meta: HashMap<String, String> = model
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.clone().unwrap_or_default(), e.value.clone().unwrap_or_default()))
+        .collect();
     if meta.contains_key("format") {
         let (shape, saved) = metadata::read_network(&meta)?;
         if shape != params.shape || saved != activation {
-            return Err(format!("its metadata describes {} {}, its graph {} {}", shape.describe(), saved.name(), params.shape.describe(), activation.name()));
+            return Err(format!(
+                "its metadata describes {} {}, its graph {} {}",
+                shape.describe(),
+                saved.name(),
+                params.shape.describe(),
+                activation.name()
+            ));
         }
         let (provenance, run) = (metadata::read_provenance(&meta)?, metadata::read_run(&meta)?);
         return Ok(Model { params, activation, provenance, run, optimizer: None });
@@ -224,8 +234,14 @@ impl Chain<'_> {
         if t.data_type != Some(FLOAT) {
             return Err(format!("tensor \"{name}\" is not float32"));
         }
-        let dims: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d)).collect::<Result<_, _>>().map_err(|_| format!("tensor \"{name}\" has a negative dimension"))?;
-        let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or(format!("tensor \"{name}\" is too large"))?;
+        let dims: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("tensor \"{name}\" has a negative dimension"))?;
+        let count =
+            dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or(format!("tensor \"{name}\" is too large"))?;
         let values: Vec<f32> = match &t.raw_data {
             Some(raw) => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             None => t.float_data.clone(),
@@ -236,7 +252,13 @@ impl Chain<'_> {
         Ok((dims, values))
     }
 
-    fn push(&mut self, dims: &[usize], w: Vec<f32>, transposed: bool, bias: Option<(Vec<usize>, Vec<f32>)>) -> Result<(), String> {
+    fn push(
+        &mut self,
+        dims: &[usize],
+        w: Vec<f32>,
+        transposed: bool,
+        bias: Option<(Vec<usize>, Vec<f32>)>,
+    ) -> Result<(), String> {
         let &[rows, cols] = dims else { return Err(format!("weights of dims {dims:?}, not a matrix")) };
         let (fan_in, fan_out) = if transposed { (cols, rows) } else { (rows, cols) };
         let w = if transposed { transpose(&w, rows, cols) } else { w };
@@ -305,7 +327,10 @@ impl Chain<'_> {
             return Err("its hidden layers use different activations; every layer here uses one".into());
         }
         if self.layers.len() > MAX_HIDDEN_LAYERS + 1 {
-            return Err(format!("{} hidden layers, more than the {MAX_HIDDEN_LAYERS} supported", self.layers.len() - 1));
+            return Err(format!(
+                "{} hidden layers, more than the {MAX_HIDDEN_LAYERS} supported",
+                self.layers.len() - 1
+            ));
         }
         let bias = self.biases[0].is_some();
         if self.biases.iter().any(|b| b.is_some() != bias) {

@@ -38,22 +38,26 @@ fn floats(file: &SafeTensors, name: &str) -> Result<(Vec<usize>, Vec<f32>), Stri
 
 /// The perceptron a PyTorch state dict holds, its hidden layers under `activation`.
 pub(super) fn import(file: &SafeTensors, activation: Option<Activation>) -> Result<Model, String> {
-    let activation = activation.ok_or(
-        "a PyTorch state dict does not say its activation: name it with --activation relu, sigmoid or elu",
-    )?;
+    let activation = activation
+        .ok_or("a PyTorch state dict does not say its activation: name it with --activation relu, sigmoid or elu")?;
     let mut names: Vec<(&str, usize, &str, String)> = Vec::new();
     for name in file.names() {
         let (prefix, index, kind) = place(name).ok_or_else(|| {
             format!("tensor \"{name}\" is not an nn.Sequential layer's (<index>.weight or <index>.bias)")
         })?;
         if kind != "weight" && kind != "bias" {
-            return Err(format!("tensor \"{name}\" is not an nn.Linear layer's: only Linear layers (and activations) are read"));
+            return Err(format!(
+                "tensor \"{name}\" is not an nn.Linear layer's: only Linear layers (and activations) are read"
+            ));
         }
         names.push((prefix, index, kind, name.to_string()));
     }
     names.sort_by_key(|n| (n.1, n.2 == "bias"));
     if let Some(other) = names.iter().find(|n| n.0 != names[0].0) {
-        return Err(format!("tensors under two prefixes (\"{}\" and \"{}\"): one nn.Sequential is read", names[0].0, other.0));
+        return Err(format!(
+            "tensors under two prefixes (\"{}\" and \"{}\"): one nn.Sequential is read",
+            names[0].0, other.0
+        ));
     }
     let indices: Vec<usize> = names.iter().filter(|n| n.2 == "weight").map(|n| n.1).collect();
     let bias = names.iter().any(|n| n.2 == "bias");
