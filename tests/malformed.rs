@@ -506,7 +506,7 @@ const CASES: &[Case] = &[
             p
         },
         args: &["eval", "--model", "{}/model.onnx"],
-        says: "a damaged ONNX model, cut short?",
+        says: "nor a whole ONNX model",
     },
     Case {
         name: "ONNX model that is not a perceptron",
@@ -522,7 +522,8 @@ const CASES: &[Case] = &[
             };
             let x = pb::ValueInfoProto { name: Some("x".into()), ..Default::default() };
             let graph = pb::GraphProto { node: vec![conv], input: vec![x], ..Default::default() };
-            let model = pb::ModelProto { ir_version: Some(8), graph: Some(graph), ..Default::default() };
+            let opset_import = vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }];
+            let model = pb::ModelProto { ir_version: Some(8), graph: Some(graph), opset_import, ..Default::default() };
             std::fs::write(&p, model.encode_to_vec()).expect("write");
             p
         },

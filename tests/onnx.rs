@@ -110,10 +110,12 @@ fn graph_bytes(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, output: &
         output: vec![vi(output)],
         ..Default::default()
     };
+    let opset_import = vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }];
     pb::ModelProto {
         ir_version: Some(8),
         producer_name: Some("pytorch".into()),
         graph: Some(graph),
+        opset_import,
         ..Default::default()
     }
     .encode_to_vec()
@@ -208,9 +210,27 @@ fn graphs_that_are_not_perceptrons_are_refused_with_the_node() {
         let err = parse(&graph_bytes(nodes, inits, &out)).expect_err(what);
         assert!(err.contains(says) && !err.contains('\n'), "{what}: {err}");
     }
+    // Stored tensors of one name twice; a bias that is a column, not a row.
+    let two = graph_bytes(
+        vec![node("MatMul", &["x", "W"], "z", &[]), node("Relu", &["z"], "y", &[])],
+        vec![tensor("W", &[784, 4], &w), tensor("W", &[784, 4], &w)],
+        "y",
+    );
+    assert!(parse(&two).expect_err("duplicates").contains("two stored tensors named \"W\""));
+    let column = graph_bytes(
+        vec![node("Gemm", &["x", "W", "B"], "z", &[]), node("Relu", &["z"], "y", &[])],
+        vec![tensor("W", &[784, 4], &w), tensor("B", &[4, 1], &[0.0; 4])],
+        "y",
+    );
+    assert!(parse(&column).expect_err("column bias").contains("a bias of dims [4, 1] for 4 outputs"));
+    // Cut short: inside a field, and exactly after the graph (the opsets and metadata lost).
     let exported = onnx::export(&model(&[8], Activation::Relu, true, 0));
     let err = parse(&exported[..exported.len() / 2]).expect_err("cut short");
-    assert!(err.contains("a damaged ONNX model, cut short?"), "{err}");
+    assert!(err.contains("nor a whole ONNX model") && err.contains("cut short?"), "{err}");
+    let mut m = pb::ModelProto::decode(&exported[..]).expect("decodes");
+    (m.opset_import, m.metadata_props) = (vec![], vec![]);
+    let err = parse(&m.encode_to_vec()).expect_err("no opsets");
+    assert!(err.contains("without ONNX's operator set (cut short?)"), "{err}");
 }
 
 #[test]

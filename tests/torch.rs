@@ -194,10 +194,14 @@ fn a_model_trained_in_pytorch_is_evaluated_exported_and_trained_further() {
         let back = checkpoint::load(&onnx).expect("the export reads back");
         assert_eq!((&back.params, back.activation), (&m.params, act));
 
-        let out = dir.path().join("further.safetensors");
+        // Without --out the PyTorch file is kept and the model goes beside it.
+        let before = std::fs::read(&path).expect("read");
         let args = ["train", "--init-from", model, "--activation", name, "--iterations", "3", "--samples", "2000"];
-        let o = gpu_mnist(&[&args[..], &["--backend", "cpu", "--out", out.to_str().expect("UTF-8")]].concat());
+        let o = gpu_mnist(&[&args[..], &["--backend", "cpu"]].concat());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(std::fs::read(&path).expect("read"), before, "the PyTorch file is left as it was");
+        let out = dir.path().join(format!("torch-{name}.gpu-mnist.safetensors"));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("this run saves to {}", out.display())));
         let further = checkpoint::load(&out).expect("the continued model loads without --activation");
         assert_eq!(
             (further.params.shape.describe(), further.activation, further.provenance.iterations),

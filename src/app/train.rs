@@ -65,11 +65,24 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if plan.optimizer != OptimizerConfig::default() {
         println!("optimizer: {}", report::describe_optimizer(&plan.optimizer));
     }
+    // A continued run updates the file it continues, unless another tool wrote it: that file
+    // keeps its format, and the model goes beside it.
+    let foreign = resumed.as_ref().is_some_and(|m| m.provenance.is_imported());
     let (params, state) = match (plan.init, resumed) {
         (Init::Resumed { keep_state }, Some(m)) => (m.params, m.optimizer.filter(|_| keep_state)),
         (_, _) => (Params::init(plan.shape.clone(), plan.activation, plan.seed), None),
     };
-    let out = args.out.clone().or(args.init_from.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
+    let out = match (&args.out, &args.init_from) {
+        (Some(out), _) => out.clone(),
+        (None, Some(from)) if foreign => {
+            let stem = from.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+            let out = from.with_file_name(format!("{stem}.gpu-mnist.safetensors"));
+            println!("note: {} was written by another tool; this run saves to {}", from.display(), out.display());
+            out
+        }
+        (None, Some(from)) => from.clone(),
+        (None, None) => PathBuf::from(DEFAULT_OUT),
+    };
     let session = Session { plan: &plan, out, plot: args.plot.clone(), metrics: args.metrics.clone() };
     let stop = stop_on_ctrl_c()?;
     let act = plan.activation;

@@ -33,11 +33,19 @@ pub struct Provenance {
     pub version: String,
 }
 
+/// How `Provenance::backend` begins for a model made by another tool.
+const IMPORTED: &str = "imported: ";
+
 impl Provenance {
     /// A model made by another tool (`origin`): its data set, steps and accuracy are not known.
     pub fn imported(origin: &str) -> Self {
-        let backend = format!("imported: {origin}");
+        let backend = format!("{IMPORTED}{origin}");
         Provenance { dataset: String::new(), iterations: 0, backend, test_accuracy: f64::NAN, version: String::new() }
+    }
+
+    /// Whether another tool made the model (a PyTorch state dict, a foreign ONNX graph).
+    pub fn is_imported(&self) -> bool {
+        self.backend.starts_with(IMPORTED)
     }
 }
 

@@ -137,6 +137,17 @@ pub fn load_with(path: &Path, options: LoadOptions) -> Result<Model, ModelError>
     parse_with(&bytes, path, options)
 }
 
+/// What a run's plan and the model's provenance must agree on.
+fn consistent(run: &RunRecord, provenance: &Provenance) -> Result<(), String> {
+    match run.batch_origin.filter(|&o| o > provenance.iterations) {
+        Some(origin) => {
+            let steps = provenance.iterations;
+            Err(format!("metadata \"batch_origin\" is {origin}, after the model's {steps} steps"))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Checks and decodes a model file's bytes; `path` names it in messages.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
     parse_with(bytes, path, LoadOptions::default())
@@ -152,10 +163,13 @@ pub fn parse_with(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Mod
         path: path.to_path_buf(),
         reason: one_line(e.to_string()),
     };
-    // Another tool's model: finite weights, like this program's own.
-    let finite = |m: Model| match m.params.is_finite() {
-        true => Ok(m),
-        false => Err("holds NaN or infinite weights".to_string()),
+    // Another tool's model, or an ONNX export: held to this program's own files' checks.
+    let finite = |m: Model| {
+        if !m.params.is_finite() {
+            return Err("holds NaN or infinite weights".to_string());
+        }
+        consistent(&m.run, &m.provenance)?;
+        Ok(m)
     };
     let agrees = |m: Model| match options.activation.filter(|&a| a != m.activation) {
         Some(a) => Err(invalid(format!("--activation {} differs from the model's {}", a.name(), m.activation.name()))),
@@ -164,8 +178,13 @@ pub fn parse_with(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Mod
     let header = match SafeTensors::read_metadata(bytes) {
         Ok((_, header)) => header,
         Err(e) => match onnx::import(bytes) {
-            Some(model) => return model.and_then(finite).map_err(invalid).and_then(agrees),
-            None => return Err(not_st(e)),
+            onnx::Onnx::Model(model) => return (*model).and_then(finite).map_err(invalid).and_then(agrees),
+            onnx::Onnx::Damaged(why) => {
+                return Err(invalid(format!(
+                    "not a safetensors file ({e}), nor a whole ONNX model ({why}): cut short?"
+                )));
+            }
+            onnx::Onnx::Not => return Err(not_st(e)),
         },
     };
     let file = SafeTensors::deserialize(bytes).map_err(not_st)?;
@@ -176,10 +195,7 @@ pub fn parse_with(bytes: &[u8], path: &Path, options: LoadOptions) -> Result<Mod
     let (shape, activation) = metadata::read_network(&meta).map_err(invalid)?;
     let run = metadata::read_run(&meta).map_err(invalid)?;
     let provenance = metadata::read_provenance(&meta).map_err(invalid)?;
-    if let Some(origin) = run.batch_origin.filter(|&o| o > provenance.iterations) {
-        let steps = provenance.iterations;
-        return Err(invalid(format!("metadata \"batch_origin\" is {origin}, after the model's {steps} steps")));
-    }
+    consistent(&run, &provenance).map_err(invalid)?;
     // Optimizer state is there when any `opt.` tensor is; it is the saved rule's, whole.
     let kind = run.optimizer.map(|o| o.kind).unwrap_or_default();
     let has_state = !kind.moments().is_empty() && file.names().iter().any(|n| n.starts_with("opt."));

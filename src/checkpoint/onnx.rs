@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
-use super::file::{INPUT, Model, Provenance, RunRecord};
+use super::file::{FORMAT, INPUT, Model, Provenance, RunRecord};
 use super::metadata;
 use super::onnx_proto as pb;
 use crate::model::{Activation, Layer, MAX_HIDDEN_LAYERS, Params, Shape};
@@ -128,19 +128,34 @@ fn entry(key: &str, value: &str) -> pb::StringStringEntryProto {
     pb::StringStringEntryProto { key: Some(key.into()), value: Some(value.into()) }
 }
 
-/// The perceptron an ONNX file holds; `None` when `bytes` are not ONNX: neither a model with a
-/// graph, nor a damaged one (ONNX models begin with field 1, the IR version, which other formats
-/// do not).
-pub(super) fn import(bytes: &[u8]) -> Option<Result<Model, String>> {
+/// How `bytes` read as ONNX: a model with a graph, a damaged one (ONNX models begin with field
+/// 1, the IR version), or something else.
+pub(super) enum Onnx {
+    Model(Box<Result<Model, String>>),
+    Damaged(String),
+    Not,
+}
+
+/// The perceptron an ONNX file holds.
+pub(super) fn import(bytes: &[u8]) -> Onnx {
     match pb::ModelProto::decode(bytes) {
-        Ok(m) if m.graph.as_ref().is_some_and(|g| !g.node.is_empty()) => Some(read(m)),
-        Err(e) if bytes.first() == Some(&0x08) => Some(Err(format!("a damaged ONNX model, cut short? ({e})"))),
-        _ => None,
+        Ok(m) if m.graph.as_ref().is_some_and(|g| !g.node.is_empty()) => Onnx::Model(Box::new(read(m))),
+        Err(e) if bytes.first() == Some(&0x08) => Onnx::Damaged(e.to_string()),
+        _ => Onnx::Not,
     }
 }
 
 fn read(model: pb::ModelProto) -> Result<Model, String> {
+    // Fields are written in order: a file cut after its graph lacks the opsets (and metadata).
+    let default_domain = |d: &Option<String>| matches!(d.as_deref(), None | Some("") | Some("ai.onnx"));
+    if !model.opset_import.iter().any(|o| default_domain(&o.domain)) {
+        return Err("an ONNX model without ONNX's operator set (cut short?)".into());
+    }
     let graph = model.graph.ok_or("an ONNX model without a graph")?;
+    let mut names = std::collections::HashSet::new();
+    if let Some(t) = graph.initializer.iter().find(|t| !names.insert(t.name.as_deref().unwrap_or(""))) {
+        return Err(format!("two stored tensors named \"{}\"", t.name.as_deref().unwrap_or("")));
+    }
     let inits: HashMap<&str, &pb::TensorProto> =
         graph.initializer.iter().map(|t| (t.name.as_deref().unwrap_or(""), t)).collect();
     let data_inputs: Vec<&str> =
@@ -157,6 +172,9 @@ fn read(model: pb::ModelProto) -> Result<Model, String> {
         if softmax {
             return Err(at("comes after the Softmax, which must be last".into()));
         }
+        if !default_domain(&n.domain) {
+            return Err(at(format!("an operator of domain \"{}\", not ONNX's", n.domain.as_deref().unwrap_or(""))));
+        }
         if n.input.first().map(String::as_str) != Some(chain.x.as_str()) || n.output.len() != 1 {
             return Err(at("does not continue the chain of layers from the input".into()));
         }
@@ -167,7 +185,9 @@ fn read(model: pb::ModelProto) -> Result<Model, String> {
             "MatMul" => chain.matmul(n, next_add.map(|(_, a)| a)).map_err(at)?,
             "Relu" | "Sigmoid" | "Elu" => chain.activation(n, op).map_err(at)?,
             "Flatten" if chain.layers.is_empty() && attr_i(n, "axis", 1) == 1 => {}
+            "Flatten" => return Err(at("only a Flatten with axis 1, before the first layer, is read".into())),
             "Softmax" if [1, -1].contains(&attr_i(n, "axis", -1)) => softmax = true,
+            "Softmax" => return Err(at(format!("a Softmax over axis {}, not the classes'", attr_i(n, "axis", -1)))),
             _ => {
                 return Err(at(
                     "not read here: only Gemm, MatMul + Add, Relu, Sigmoid, Elu, Flatten and Softmax".into()
@@ -186,7 +206,7 @@ fn read(model: pb::ModelProto) -> Result<Model, String> {
         .iter()
         .map(|e| (e.key.clone().unwrap_or_default(), e.value.clone().unwrap_or_default()))
         .collect();
-    if meta.contains_key("format") {
+    if meta.get("format").map(String::as_str) == Some(FORMAT) {
         let (shape, saved) = metadata::read_network(&meta)?;
         if shape != params.shape || saved != activation {
             return Err(format!(
@@ -272,7 +292,7 @@ impl Chain<'_> {
         }
         let bias = match bias {
             None => None,
-            Some((d, b)) if b.len() == fan_out && d.iter().product::<usize>() == fan_out => Some(b),
+            Some((d, b)) if d == [fan_out] || d == [1, fan_out] => Some(b),
             Some((d, _)) => return Err(format!("a bias of dims {d:?} for {fan_out} outputs")),
         };
         self.layers.push((fan_in, fan_out, w));

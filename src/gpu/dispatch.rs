@@ -26,10 +26,9 @@ impl<'a> View<'a> {
         View { buffer, offset: 0, size: buffer.size() }
     }
 
-    /// `size` bytes at `offset` (a multiple of `QUAD_BYTES`), rounded up to whole quads: the
-    /// buffer's size is a multiple of them too, so the rounded view stays inside it.
+    /// `size` bytes at `offset`, rounded up to whole quads but never past the buffer's end (the
+    /// operands' views start on a quad, and buffers are whole quads, so theirs stay whole).
     pub fn bytes(buffer: &'a wgpu::Buffer, offset: u64, size: u64) -> Self {
-        debug_assert_eq!(offset % QUAD_BYTES, 0, "a view starts on a quad");
         View { buffer, offset, size: size.max(1).next_multiple_of(QUAD_BYTES).min(buffer.size() - offset) }
     }
 

@@ -1,5 +1,6 @@
 //! How the data sit in device memory: the flat parameter layout, pixel packing and chunk sizes.
 
+use super::dispatch::QUAD_BYTES;
 use crate::backend::BackendError;
 use crate::data::Dataset;
 use crate::model::{Params, Shape};
@@ -116,7 +117,8 @@ pub(super) fn check_limits(
     s: &Shape,
     layout: &ParamLayout,
 ) -> Result<u64, BackendError> {
-    let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    // Views are whole 16-byte quads: count only whole quads of the limit.
+    let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) / QUAD_BYTES * QUAD_BYTES;
     let lda = packed_row_bytes(s.d);
     for set in sets {
         let bytes = (set.n * lda) as u64;
