@@ -106,7 +106,11 @@ fn the_search_times_each_distinct_candidate_and_keeps_the_fastest() {
         let all = tune::candidates(product.op, &ctx.limits);
         assert!(!search.timings.is_empty() && search.timings.len() <= all.len());
         let timed: Vec<MatmulConfig> = search.timings.iter().map(|t| t.config).collect();
-        let tiles: Vec<Tile> = all.iter().map(|c| c.tile).collect();
+        // Every tile that can run the product differently: vec4 loads need rows of whole quads.
+        let tiles: Vec<Tile> = all.iter().filter(|c| tune::applies(c, product)).map(|c| c.tile).collect();
+        let vec4 = |c: &MatmulConfig| matches!(c.tile, Tile::Register(t) if t.vec4);
+        let quads = product.p.ldb % 4 == 0 || (product.p.a_u8 == 0 && product.p.lda % 4 == 0);
+        assert_eq!(timed.iter().any(vec4), quads, "{}: vec4 tiles timed only with whole quads", product.describe());
         for tile in tiles {
             assert!(timed.iter().any(|c| c.tile == tile), "{}: {} was not timed", product.describe(), tile.name());
         }

@@ -93,6 +93,16 @@ pub struct Timing {
     pub runs: usize,
 }
 
+/// Whether `config` runs `product` differently from the others: vec4 loads need f32 operand
+/// rows of a multiple of 4 elements (A's, or B's, as stored); without them the vec4 tile is the
+/// scalar one again, and is not timed (a pipeline compiled for nothing).
+pub fn applies(config: &MatmulConfig, product: &Product) -> bool {
+    match config.tile {
+        Tile::Register(t) if t.vec4 => (product.p.a_u8 == 0 && product.p.lda % 4 == 0) || product.p.ldb % 4 == 0,
+        _ => true,
+    }
+}
+
 /// What a search of one product found.
 #[derive(Clone, Debug)]
 pub struct Search {
@@ -177,6 +187,7 @@ pub fn search(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Search, BackendError> {
     let mut configs = candidates(product.op, &ctx.limits);
+    configs.retain(|c| applies(c, product));
     if configs.is_empty() {
         configs.push(configs_default(product));
     }
