@@ -1,5 +1,6 @@
 //! Pictures people look at rather than read: the training curve, the confusion matrix as a heat
-//! map with counts, and a grid of the worst misclassified digits. PNGs drawn with plotters; text
+//! map with counts, a grid of the worst misclassified digits, and the first layer's weights as
+//! one tile per hidden unit. PNGs drawn with plotters; text
 //! uses DejaVu Sans, shipped in `data/fonts/` (see its licence there), so no system font is needed.
 
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::model::Params;
 
 const FONT: &str = "sans-serif";
 
@@ -206,6 +209,79 @@ pub fn mistakes_grid(path: &Path, mistakes: &[Mistake], names: &[&str], columns:
             root.draw(&Rectangle::new([(x0, y0), (x0 + side, y0 + side)], BLACK.mix(0.3)))?;
             root.draw(&Text::new(label(m), (x0 + side / 2, y0 + side + 5), centred(13)))?;
         }
+        Ok(())
+    })
+}
+
+/// The diverging colour of `v` in [-1, 1]: blue below 0, white at 0, red above (ColorBrewer's
+/// RdBu ends).
+fn diverging(v: f32) -> RGBColor {
+    let (end, t) = if v < 0.0 { ((33.0, 102.0, 172.0), -v) } else { ((178.0, 24.0, 43.0), v) };
+    let t = t.clamp(0.0, 1.0);
+    let mix = |e: f32| (255.0 + (e - 255.0) * t).round() as u8;
+    RGBColor(mix(end.0), mix(end.1), mix(end.2))
+}
+
+/// The first layer's hidden units in the order `weight_tiles` draws them: by how much each
+/// feeds the next layer (the L2 norm of its outgoing weights), largest first; ties by index.
+pub fn units_by_contribution(params: &Params) -> Vec<usize> {
+    let h = params.shape.layer(0).1;
+    let next = &params.layers[1];
+    let out = params.shape.layer(1).1;
+    let norm = |j: usize| next.w[j * out..(j + 1) * out].iter().map(|w| w * w).sum::<f32>();
+    let mut units: Vec<usize> = (0..h).collect();
+    units.sort_by(|&a, &b| norm(b).total_cmp(&norm(a)).then(a.cmp(&b)));
+    units
+}
+
+/// The most tiles `weight_tiles` draws (the units that contribute most).
+pub const MOST_TILES: usize = 1024;
+
+/// Every first-layer hidden unit's incoming weights as an image of the input's shape (28x28 for
+/// MNIST) in a grid, sorted by `units_by_contribution`, in a diverging colour map whose scale
+/// (the largest |weight|) the title states, with a colour bar.
+pub fn weight_tiles(path: &Path, params: &Params) -> Result<(), PlotError> {
+    let (d, h) = params.shape.layer(0);
+    let w = &params.layers[0].w;
+    let side = ((d as f64).sqrt().round() as usize).max(1);
+    let rows_per_tile = d.div_ceil(side);
+    let units: Vec<usize> = units_by_contribution(params).into_iter().take(MOST_TILES).collect();
+    let scale_max = w.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    let px = if units.len() > 256 { 2 } else { 3 };
+    let gap = 4i32;
+    let columns = ((units.len() as f64).sqrt().ceil() as usize).max(1);
+    let grid_rows = units.len().div_ceil(columns);
+    let (tile_w, tile_h) = ((side * px) as i32, (rows_per_tile * px) as i32);
+    let width = (gap + columns as i32 * (tile_w + gap)).max(640);
+    let top = 64;
+    let height = top + grid_rows as i32 * (tile_h + gap) + gap + 50;
+    png(path, (width as u32, height as u32), |root| {
+        let centred = |size| TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        let shown =
+            if units.len() < h { format!(" (the {} that contribute most)", units.len()) } else { String::new() };
+        let title = format!("Incoming weights of the {h} first-layer hidden units{shown}, by contribution");
+        root.draw(&Text::new(title, (width / 2, 10), centred(17)))?;
+        let sub = format!("blue -{scale_max:.3}  white 0  red +{scale_max:.3}; contribution = |outgoing weights|");
+        root.draw(&Text::new(sub, (width / 2, 36), centred(13)))?;
+        for (n, &j) in units.iter().enumerate() {
+            let x0 = gap + (n % columns) as i32 * (tile_w + gap);
+            let y0 = top + (n / columns) as i32 * (tile_h + gap);
+            for i in 0..d {
+                let (x, y) = (x0 + ((i % side) * px) as i32, y0 + ((i / side) * px) as i32);
+                let colour = diverging(w[i * h + j] / scale_max);
+                root.draw(&Rectangle::new([(x, y), (x + px as i32, y + px as i32)], colour.filled()))?;
+            }
+        }
+        // The colour bar, -scale to +scale, under the grid.
+        let (bar_x, bar_y, bar_w) = (width / 4, height - 40, width / 2);
+        for x in 0..bar_w {
+            let v = 2.0 * x as f32 / (bar_w - 1).max(1) as f32 - 1.0;
+            root.draw(&Rectangle::new([(bar_x + x, bar_y), (bar_x + x + 1, bar_y + 14)], diverging(v).filled()))?;
+        }
+        let label = |x, t: String| Text::new(t, (x, bar_y + 18), centred(12));
+        root.draw(&label(bar_x, format!("-{scale_max:.3}")))?;
+        root.draw(&label(bar_x + bar_w / 2, "0".into()))?;
+        root.draw(&label(bar_x + bar_w, format!("+{scale_max:.3}")))?;
         Ok(())
     })
 }

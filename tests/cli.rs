@@ -306,12 +306,23 @@ fn eval_of_a_file_that_is_not_a_model() {
 fn train_plots_its_curve_and_writes_metrics_as_it_goes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (curve, metrics) = (dir.path().join("curve.png"), dir.path().join("metrics.jsonl"));
-    let args =
-        ["--backend", "cpu", "--plot", curve.to_str().expect("utf-8"), "--metrics", metrics.to_str().expect("utf-8")];
+    let weights = dir.path().join("weights.png");
+    let args = [
+        "--backend",
+        "cpu",
+        "--plot",
+        curve.to_str().expect("utf-8"),
+        "--metrics",
+        metrics.to_str().expect("utf-8"),
+        "--plot-weights",
+        weights.to_str().expect("utf-8"),
+    ];
     let o = gpu_mnist(&[&SHORT[..], &args].concat(), &[]);
     assert!(o.status.success(), "{:?}", text(&o));
     let img = image::open(&curve).expect("the curve is a PNG");
     assert_eq!((img.width(), img.height()), (900, 720));
+    assert!(text(&o).0.contains(&format!("plotted: {}", weights.display())));
+    image::open(&weights).expect("the weight tiles are a PNG");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
         .expect("metrics written")
         .lines()
@@ -335,6 +346,23 @@ fn eval_draws_the_confusion_matrix_and_the_mistakes() {
         assert!(img.width() >= min_side && img.height() >= 300, "{name}: {}x{}", img.width(), img.height());
         // Drawn, not blank: some pixels are dark (text, digits).
         assert!(img.to_luma8().pixels().filter(|p| p[0] < 64).count() > 500, "{name} looks empty");
+    }
+    // weights.png: 128 tiles of 28x28 at 3 px, 12 a row; the first is the unit that feeds the
+    // output most, coloured blue-white-red on the scale of the largest |weight|.
+    let img = image::open(dir.path().join("weights.png")).expect("weights.png").to_rgb8();
+    assert_eq!((img.width(), img.height()), (4 + 12 * (84 + 4), 64 + 11 * (84 + 4) + 4 + 50));
+    let m = gpu_mnist::checkpoint::load(std::path::Path::new("data/model.safetensors")).expect("shipped model");
+    let first = gpu_mnist::plots::units_by_contribution(&m.params)[0];
+    let w = &m.params.layers[0].w;
+    let scale = w.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let norm = |j: usize| m.params.layers[1].w[j * 10..(j + 1) * 10].iter().map(|v| v * v).sum::<f32>();
+    assert!((0..128).all(|j| norm(j) <= norm(first)), "the first tile contributes most");
+    for i in [0, 14 * 28 + 14, 20 * 28 + 9] {
+        let v = w[i * 128 + first] / scale;
+        let (end, t) = if v < 0.0 { ([33.0, 102.0, 172.0], -v) } else { ([178.0, 24.0, 43.0], v) };
+        let want = end.map(|e: f32| (255.0 + (e - 255.0) * t).round() as u8);
+        let (x, y) = (4 + (i % 28) as u32 * 3 + 1, 64 + (i / 28) as u32 * 3 + 1);
+        assert_eq!(img.get_pixel(x, y).0, want, "input pixel {i} of unit {first}");
     }
 }
 

@@ -81,8 +81,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         plots::confusion_matrix(&dir.join("confusion.png"), &e.confusion, names)?;
         plots::mistakes_grid(&dir.join("mistakes.png"), &worst_mistakes(&test, &probs, s.k, 24), names, 8)?;
+        plots::weight_tiles(&dir.join("weights.png"), &params)?;
         if !args.json {
-            println!("plots: {} and {}", dir.join("confusion.png").display(), dir.join("mistakes.png").display());
+            let [c, m, w] = ["confusion.png", "mistakes.png", "weights.png"].map(|f| dir.join(f).display().to_string());
+            println!("plots: {c}, {m} and {w}");
         }
     }
     if args.json {

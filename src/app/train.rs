@@ -18,6 +18,7 @@ use gpu_mnist::gpu::{DeviceLimits, GpuBackend, GpuContext, GpuOptions, Tiling};
 use gpu_mnist::model::Params;
 use gpu_mnist::optim::OptimizerConfig;
 use gpu_mnist::plan::{DataFacts, DataPlan, Init, TrainPlan};
+use gpu_mnist::plots;
 
 /// Where a new run saves its model; a continued run updates the file it continues.
 const DEFAULT_OUT: &str = "model.safetensors";
@@ -83,10 +84,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (None, Some(from)) => from.clone(),
         (None, None) => PathBuf::from(DEFAULT_OUT),
     };
-    let session = Session { plan: &plan, out, plot: args.plot.clone(), metrics: args.metrics.clone() };
+    let session = Session { plan: &plan, out: out.clone(), plot: args.plot.clone(), metrics: args.metrics.clone() };
     let stop = stop_on_ctrl_c()?;
     let act = plan.activation;
-    match open_gpu(plan.backend, args.adapter.as_deref(), args.limits)? {
+    let trained = match open_gpu(plan.backend, args.adapter.as_deref(), args.limits)? {
         Some(ctx) => {
             let options = GpuOptions {
                 max_chunk_rows: args.chunk_rows,
@@ -123,7 +124,15 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
             session::run(&mut b, &session, None, &stop)
         }
+    };
+    trained?;
+    if let Some(png) = &args.plot_weights {
+        // The weights as saved: what the model file holds.
+        let model = checkpoint::load(&out)?;
+        plots::weight_tiles(png, &model.params)?;
+        println!("plotted: {}", png.display());
     }
+    Ok(())
 }
 
 /// The GPU the backend choice asks for, or `None` for the CPU: `auto` takes a hardware adapter

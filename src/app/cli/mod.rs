@@ -82,8 +82,9 @@ pub struct EvalArgs {
     /// Print the figures as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Write confusion.png (heat map with counts) and mistakes.png (the most confident
-    /// misclassified test digits) into this folder.
+    /// Write confusion.png (heat map with counts), mistakes.png (the most confident
+    /// misclassified test digits) and weights.png (each first-layer hidden unit's incoming
+    /// weights as a tile) into this folder.
     #[arg(long)]
     pub plots: Option<PathBuf>,
 }

@@ -100,6 +100,10 @@ pub struct TrainArgs {
     /// Draw loss and train/test accuracy against the iteration into this PNG at the end.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Draw each first-layer hidden unit's incoming weights as a tile (sorted by how much the
+    /// unit feeds the next layer) into this PNG at the end.
+    #[arg(long, value_name = "PNG")]
+    pub plot_weights: Option<PathBuf>,
     /// Append one JSON object per report point to this file as training goes.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
