@@ -3,6 +3,11 @@
 
 use serde::Serialize;
 
+/// The class of a row of probabilities: the first of the largest.
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (j, &p)| if p > row[best] { j } else { best })
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassMetrics {
     pub class: usize,
@@ -33,7 +38,7 @@ impl Evaluation {
         let mut confusion = vec![vec![0usize; k]; k];
         let mut loss = 0.0f64;
         for (row, &y) in probs.chunks_exact(k).zip(labels) {
-            let predicted = row.iter().enumerate().fold(0, |best, (j, &p)| if p > row[best] { j } else { best });
+            let predicted = argmax(row);
             confusion[y as usize][predicted] += 1;
             loss -= (row[y as usize].max(f32::MIN_POSITIVE) as f64).ln();
         }

@@ -75,6 +75,18 @@ impl Activation {
     }
 }
 
+/// An m (rows x cols, row-major) as cols rows of length rows: a weight matrix in the other
+/// layout (PyTorch's [out, in] against this program's [in, out]; the fast path's row blocks).
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
 /// The most hidden layers a network may have (the tensor names run w1..w8, b1..b8).
 pub const MAX_HIDDEN_LAYERS: usize = 7;
 

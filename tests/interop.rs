@@ -30,15 +30,7 @@ fn agree(py: &str, model_path: &Path) {
         .expect("python runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON from python");
-    let theirs: Vec<u64> =
-        v["predictions"].as_array().expect("predictions").iter().filter_map(|p| p.as_u64()).collect();
-    let their_probs: Vec<f32> = v["probabilities"]
-        .as_array()
-        .expect("probabilities")
-        .iter()
-        .filter_map(|p| p.as_f64())
-        .map(|p| p as f32)
-        .collect();
+    let (theirs, their_probs) = (common::json_u64s(&v, "predictions"), common::json_f32s(&v, "probabilities"));
     let m = checkpoint::load(model_path).expect("model loads");
     let test = gpu_mnist::data::load_split(&root.join("data/mnist"), "t10k").expect("test split");
     let x = SparseRows::from_pixels(&test.pixels[..IMAGES * test.d()], test.d());
@@ -50,11 +42,7 @@ fn agree(py: &str, model_path: &Path) {
         NUMPY_PROBABILITIES,
         0.0,
     );
-    let ours_pred: Vec<u64> = ours
-        .chunks_exact(10)
-        .map(|r| r.iter().enumerate().fold(0, |b, (j, &p)| if p > r[b] { j } else { b }) as u64)
-        .collect();
-    assert_eq!(theirs, ours_pred, "predictions differ");
+    assert_eq!(theirs, common::predictions(&ours, 10), "predictions differ");
 }
 
 #[test]

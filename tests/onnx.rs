@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::python_with;
 use common::tolerance::RUNTIME_PROBABILITIES;
+use common::{python_with, transposed};
 use gpu_mnist::checkpoint::onnx_proto as pb;
 use gpu_mnist::checkpoint::{self, LoadOptions, Model, Provenance, RunRecord, onnx};
 use gpu_mnist::cpu::fast::{self, SparseRows};
@@ -119,11 +119,6 @@ fn graph_bytes(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>, output: &
         ..Default::default()
     }
     .encode_to_vec()
-}
-
-/// `m` (rows x cols) transposed.
-fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols).flat_map(|c| (0..rows).map(move |r| m[r * cols + c])).collect()
 }
 
 #[test]
@@ -253,10 +248,8 @@ fn onnxruntime(path: &Path, n: usize) -> (Vec<f32>, Vec<u64>, serde_json::Value)
     let o = o.expect("python runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON from python");
-    let probs =
-        v["probabilities"].as_array().expect("probabilities").iter().filter_map(|p| p.as_f64()).map(|p| p as f32);
-    let preds = v["predictions"].as_array().expect("predictions").iter().filter_map(|p| p.as_u64());
-    (probs.collect(), preds.collect(), serde_json::json!([v["input"], v["output"]]))
+    let (probs, preds) = (common::json_f32s(&v, "probabilities"), common::json_u64s(&v, "predictions"));
+    (probs, preds, serde_json::json!([v["input"], v["output"]]))
 }
 
 /// What `gpu-mnist eval` computes for the first `n` test images: probabilities and predictions.
@@ -264,8 +257,7 @@ fn ours(m: &Model, n: usize) -> (Vec<f32>, Vec<u64>) {
     let test = gpu_mnist::data::load_split(&root().join("data/mnist"), "t10k").expect("test split");
     let x = SparseRows::from_pixels(&test.pixels[..n * test.d()], test.d());
     let p = fast::probabilities(&m.params, m.activation, &x);
-    let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |b, (j, &v)| if v > r[b] { j } else { b }) as u64;
-    let preds = p.chunks_exact(10).map(argmax).collect();
+    let preds = common::predictions(&p, 10);
     (p, preds)
 }
 

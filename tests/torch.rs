@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::tolerance::RUNTIME_PROBABILITIES;
-use common::{python_with, write_state_dict};
+use common::{python_with, transposed, write_state_dict};
 use gpu_mnist::checkpoint::{self, LoadOptions};
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::model::{Activation, Params, Shape};
@@ -31,11 +31,6 @@ fn gpu_mnist(args: &[&str]) -> Output {
 
 fn bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// `m` (rows x cols) transposed.
-fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols).flat_map(|c| (0..rows).map(move |r| m[r * cols + c])).collect()
 }
 
 /// `params` as PyTorch stores them, under `prefix`, Linear layers at indices 0, 2, 4, ...
@@ -136,15 +131,7 @@ fn a_model_trained_in_pytorch_is_evaluated_exported_and_trained_further() {
             .expect("python runs");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON from python");
-        let theirs: Vec<f32> = v["probabilities"]
-            .as_array()
-            .expect("probabilities")
-            .iter()
-            .filter_map(|p| p.as_f64())
-            .map(|p| p as f32)
-            .collect();
-        let their_preds: Vec<u64> =
-            v["predictions"].as_array().expect("predictions").iter().filter_map(|p| p.as_u64()).collect();
+        let (theirs, their_preds) = (common::json_f32s(&v, "probabilities"), common::json_u64s(&v, "predictions"));
 
         let m = checkpoint::load_with(&path, LoadOptions { activation: Some(act) }).expect("loads");
         assert_eq!(m.params.shape.describe(), "784-64-32-10");
@@ -157,8 +144,7 @@ fn a_model_trained_in_pytorch_is_evaluated_exported_and_trained_further() {
             RUNTIME_PROBABILITIES,
             0.0,
         );
-        let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |b, (j, &p)| if p > r[b] { j } else { b }) as u64;
-        assert_eq!(their_preds, ours.chunks_exact(10).map(argmax).collect::<Vec<_>>(), "{name}: predictions");
+        assert_eq!(their_preds, common::predictions(&ours, 10), "{name}: predictions");
         let worst = theirs.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         println!("PyTorch vs gpu-mnist, 784-64-32-10 {name} {bias}: max |diff| {worst:.1e} over {N} images");
 

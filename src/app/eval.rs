@@ -8,7 +8,7 @@ use gpu_mnist::checkpoint::{self, Model};
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data;
 use gpu_mnist::data::{DataSource, Dataset, DatasetKind};
-use gpu_mnist::metrics::Evaluation;
+use gpu_mnist::metrics::{self, Evaluation};
 use gpu_mnist::plots::{self, Mistake};
 
 /// The `count` misclassified images the model was surest about.
@@ -17,7 +17,7 @@ fn worst_mistakes<'a>(test: &'a Dataset, probs: &[f32], k: usize, count: usize) 
         .chunks_exact(k)
         .enumerate()
         .filter_map(|(i, row)| {
-            let predicted = row.iter().enumerate().fold(0, |b, (j, &p)| if p > row[b] { j } else { b });
+            let predicted = metrics::argmax(row);
             let truth = test.labels[i] as usize;
             (predicted != truth).then(|| Mistake {
                 pixels: test.image(i),

@@ -19,7 +19,7 @@ use prost::Message;
 use super::file::{FORMAT, INPUT, Model, Provenance, RunRecord};
 use super::metadata;
 use super::onnx_proto as pb;
-use crate::model::{Activation, Layer, MAX_HIDDEN_LAYERS, Params, Shape};
+use crate::model::{Activation, Layer, MAX_HIDDEN_LAYERS, Params, Shape, transpose};
 
 /// The ONNX operator set the export uses (Softmax over one axis, as since opset 13).
 pub const OPSET: i64 = 13;
@@ -370,9 +370,4 @@ impl Chain<'_> {
             .collect();
         Ok((Params { shape, layers }, activation))
     }
-}
-
-/// `m` (rows x cols, row-major) transposed.
-pub(super) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols * rows).map(|i| m[(i % rows) * cols + i / rows]).collect()
 }

@@ -8,8 +8,7 @@
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use super::file::{Model, Provenance, RunRecord};
-use super::onnx::transpose;
-use crate::model::{Activation, Layer, MAX_HIDDEN_LAYERS, Params, Shape};
+use crate::model::{Activation, Layer, MAX_HIDDEN_LAYERS, Params, Shape, transpose};
 
 /// Whether the tensors are named like a state dict's (`....weight`).
 pub(super) fn looks_like_torch(file: &SafeTensors) -> bool {

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use block::{Columns, axpy};
 
-use crate::model::{Activation, Layer, Params, Stats};
+use crate::model::{Activation, Layer, Params, Stats, transpose};
 
 mod block;
 
@@ -348,17 +348,6 @@ fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
         }
     }
     shard(job, rows)
-}
-
-/// An m (rows x cols, row-major) as cols rows of length rows.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = m[r * cols + c];
-        }
-    }
-    t
 }
 
 /// Loss and accuracy of `params` on `x` (forward only, threaded).

@@ -143,6 +143,29 @@ pub fn write_state_dict(path: &std::path::Path, tensors: &[(&str, safetensors::D
     std::fs::write(path, safetensors::tensor::serialize(views, Some(meta)).expect("serialize")).expect("write");
 }
 
+/// `v[key]`, a JSON array of numbers that a Python helper printed, as f32s.
+pub fn json_f32s(v: &serde_json::Value, key: &str) -> Vec<f32> {
+    let all = v[key].as_array().unwrap_or_else(|| panic!("no array \"{key}\" in the JSON"));
+    all.iter().map(|x| x.as_f64().unwrap_or_else(|| panic!("\"{key}\" holds {x}")) as f32).collect()
+}
+
+/// `v[key]`, a JSON array of whole numbers (predicted classes).
+pub fn json_u64s(v: &serde_json::Value, key: &str) -> Vec<u64> {
+    let all = v[key].as_array().unwrap_or_else(|| panic!("no array \"{key}\" in the JSON"));
+    all.iter().map(|x| x.as_u64().unwrap_or_else(|| panic!("\"{key}\" holds {x}"))).collect()
+}
+
+/// The class `eval` predicts for each row of `k` probabilities.
+pub fn predictions(probs: &[f32], k: usize) -> Vec<u64> {
+    probs.chunks_exact(k).map(|r| gpu_mnist::metrics::argmax(r) as u64).collect()
+}
+
+/// `m` (rows x cols, row-major) transposed: the tests' own twin of `model::transpose`, so that
+/// fixtures written in another layout do not lean on the code they test.
+pub fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| m[r * cols + c])).collect()
+}
+
 /// `n` little-endian f32 copies of `v`.
 pub fn f32s(n: usize, v: f32) -> Vec<u8> {
     (0..n).flat_map(|_| v.to_le_bytes()).collect()
