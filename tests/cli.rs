@@ -571,25 +571,3 @@ fn gpu_mini_batches_verify_against_the_cpu() {
     assert!(out.lines().any(|l| l.starts_with("epoch   2  step      8")), "{out}");
     assert!(test_accuracy(&out) > 60.0, "{out}");
 }
-
-/// The seconds per iteration the time line reports.
-fn seconds_per_iteration(stdout: &str) -> f64 {
-    let line = stdout.lines().find(|l| l.starts_with("time:")).expect("a time: line");
-    let at = line.find('(').expect("(X s/iteration") + 1;
-    line[at..].split(' ').next().and_then(|v| v.parse().ok()).expect("a number")
-}
-
-#[test]
-#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
-fn gpu_training_time_covers_the_queue_and_leaves_verification_out() {
-    let base = ["train", "--backend", "gpu", "--iterations", "4", "--samples", "6000", "--eval-every", "2"];
-    let run = |extra: &[&str]| {
-        let o = gpu_mnist(&[&base[..], extra].concat(), &[]);
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "{out}\n{err}");
-        seconds_per_iteration(&out)
-    };
-    let (plain, verified) = (run(&[]), run(&["--verify-every", "2"]));
-    let ratio = verified / plain;
-    assert!((0.5..=2.0).contains(&ratio), "{verified} s/iteration verified against {plain} without: {ratio:.2}x");
-}
