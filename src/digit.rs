@@ -24,6 +24,8 @@ const NOISE_FLOOR: f32 = 0.05;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DigitError {
+    #[error("not a decodable image: {0}")]
+    Decode(String),
     #[error("the image is empty")]
     Empty,
     #[error("no ink found: background and darkest/lightest stroke differ by {0:.0} grey levels of 255")]
@@ -44,6 +46,13 @@ impl Prepared {
     }
 }
 
+/// Decodes an image file's bytes under the limits the data loader uses for untrusted files
+/// (`data::folder::decode`): a small file may claim a huge image.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, DigitError> {
+    crate::data::folder::decode(bytes).map_err(DigitError::Decode)
+}
+
+/// Steps 1-6 above on a decoded image.
 pub fn prepare(img: &DynamicImage) -> Result<Prepared, DigitError> {
     let grey = img.to_luma8();
     let (w, h) = grey.dimensions();

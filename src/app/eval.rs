@@ -3,12 +3,15 @@
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::cli::EvalArgs;
+use std::path::{Path, PathBuf};
+
+use super::cli::{DataArgs, EvalArgs};
 use gpu_mnist::checkpoint::{self, Model};
 use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::data;
 use gpu_mnist::data::{DataSource, Dataset, DatasetKind};
 use gpu_mnist::metrics::{self, Evaluation};
+use gpu_mnist::model::Params;
 use gpu_mnist::plots::{self, Mistake};
 
 /// The `count` misclassified images the model was surest about.
@@ -45,23 +48,23 @@ struct Report<'a> {
     evaluation: &'a Evaluation,
 }
 
-pub fn run(args: &EvalArgs) -> Result<()> {
-    let model_path = gpu_mnist::data::source::bundled(&args.model, "data/model.safetensors");
-    let Model { params, activation, provenance, run, .. } =
-        checkpoint::load_with(&model_path, args.model_options.load())?;
-    let kind = args.data.dataset.unwrap_or(DatasetKind::from_name(&provenance.dataset));
-    let d = &args.data;
-    let source = DataSource { path: d.data.clone(), test_path: d.test_data.clone(), format: d.format, kind };
+/// The labelled images `data` names, checked against the model at `model_path`: the data's test
+/// split, or all of it when it is a single labelled set (one CSV file...); and where they are.
+pub(super) fn test_set(
+    data: &DataArgs,
+    kind: DatasetKind,
+    params: &Params,
+    model_path: &Path,
+) -> Result<(Dataset, PathBuf)> {
+    let source = DataSource { path: data.data.clone(), test_path: data.test_data.clone(), format: data.format, kind };
     let loaded = data::source::open(&source)?;
     let dir = loaded.path.clone();
-    // The data's test split, or all of it when it is a single labelled set (one CSV file...).
     let test = match loaded.test {
         Some(test) => test,
         None if loaded.train.labelled() => loaded.train,
         None => bail!("{} has no labels: use predict for unlabelled images", dir.display()),
     };
-    let names = kind.class_names();
-    let s = params.shape.clone();
+    let s = &params.shape;
     if s.d != test.d() {
         bail!(
             "{} takes {} inputs, but the images in {} have {} pixels",
@@ -74,6 +77,17 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(&y) = test.labels.iter().find(|&&y| y as usize >= s.k) {
         bail!("the test labels include {y}, but {} has {} classes", model_path.display(), s.k);
     }
+    Ok((test, dir))
+}
+
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let model_path = gpu_mnist::data::source::bundled(&args.model, "data/model.safetensors");
+    let Model { params, activation, provenance, run, .. } =
+        checkpoint::load_with(&model_path, args.model_options.load())?;
+    let kind = args.data.dataset.unwrap_or(DatasetKind::from_name(&provenance.dataset));
+    let names = kind.class_names();
+    let s = params.shape.clone();
+    let (test, dir) = test_set(&args.data, kind, &params, &model_path)?;
     let x = SparseRows::from_pixels(&test.pixels, s.d);
     let probs = fast::probabilities(&params, activation, &x);
     let e = Evaluation::new(&probs, &test.labels, s.k);

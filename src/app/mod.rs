@@ -9,6 +9,7 @@ mod export;
 mod info;
 mod predict;
 mod report;
+mod serve;
 pub mod session;
 mod train;
 
@@ -22,6 +23,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Devices => devices::run(),
     }
 }

@@ -48,8 +48,10 @@ fn inputs(path: &std::path::Path, side: usize, out: &mut Vec<Input>) {
         }
         return;
     }
-    let prepared = image::open(path)
+    // Decoded under the data loader's limits: a small file may claim a huge image.
+    let prepared = std::fs::read(path)
         .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|bytes| digit::decode(&bytes).map_err(|e| e.to_string()))
         .and_then(|img| digit::prepare(&img).map_err(|e| e.to_string()));
     let inverted = prepared.as_ref().ok().map(|p| p.inverted);
     out.push(Input { name, pixels: prepared.map(|p| p.pixels), inverted, row: None });

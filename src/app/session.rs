@@ -26,6 +26,8 @@ pub struct Session<'a> {
     pub out: PathBuf,
     pub plot: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
+    /// Sees every event of the loop before the session handles it (`train --serve`'s page).
+    pub watch: Option<&'a dyn Fn(&Event)>,
 }
 
 /// Training stopped by Ctrl-C; the model was saved. `main` exits with status 130 for it.
@@ -53,7 +55,12 @@ struct Snapshot {
 }
 
 /// Trains `b` (see the module documentation) and saves the model.
-pub fn run<B: Backend>(b: &mut B, s: &Session, verifier: Option<&mut dyn Verifier>, stop: &AtomicBool) -> Result<()> {
+pub fn run<B: Backend>(
+    b: &mut B,
+    s: &Session,
+    verifier: Option<&mut dyn Verifier>,
+    stop: &AtomicBool,
+) -> Result<Summary> {
     let mut last_good = None;
     // The saved plan continues the run, so the model file alone is what resuming needs.
     let resume = format!("gpu-mnist train --init-from {}", s.out.display());
@@ -67,7 +74,7 @@ pub fn run<B: Backend>(b: &mut B, s: &Session, verifier: Option<&mut dyn Verifie
                 let (iteration, planned) = (summary.iterations, s.plan.steps.count);
                 return Err(Interrupted { iteration, planned, out, resume }.into());
             }
-            Ok(())
+            Ok(summary)
         }
         Err(e) if e.is::<Failed>() => match last_good {
             Some(Snapshot { iteration, params, state, test_accuracy }) => {
@@ -183,7 +190,7 @@ fn progress<B: Backend>(
         ProgressBar::hidden()
     };
     let say = |line: String| if tty { bar.println(line) } else { println!("{line}") };
-    let mut on_event = |e: Event| match e {
+    let mut handle = |e: Event| match e {
         Event::Step { .. } => bar.inc(1),
         Event::Report { iteration, train, validation, test, seconds } => {
             last_test = test.map(|t| t.accuracy());
@@ -219,6 +226,12 @@ fn progress<B: Backend>(
                 g.join(", ")
             ));
         }
+    };
+    let mut on_event = |e: Event| {
+        if let Some(watch) = s.watch {
+            watch(&e);
+        }
+        handle(e)
     };
     let summary = train::train(b, plan, verifier, Some(stop), &mut on_event);
     bar.finish_and_clear();

@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 
 use super::cli::TrainArgs;
 use super::report;
+use super::serve::Page;
 use super::session::{self, Session};
-use gpu_mnist::backend::{BackendChoice, BackendError, Verifier};
+use gpu_mnist::backend::{Backend, BackendChoice, BackendError, Verifier};
 use gpu_mnist::checkpoint;
 use gpu_mnist::cpu::CpuBackend;
 use gpu_mnist::data::{self, Dataset, Splits};
@@ -19,6 +20,7 @@ use gpu_mnist::model::Params;
 use gpu_mnist::optim::OptimizerConfig;
 use gpu_mnist::plan::{DataFacts, DataPlan, Init, TrainPlan};
 use gpu_mnist::plots;
+use gpu_mnist::train::Event;
 
 /// Where a new run saves its model; a continued run updates the file it continues.
 const DEFAULT_OUT: &str = "model.safetensors";
@@ -84,8 +86,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (None, Some(from)) => from.clone(),
         (None, None) => PathBuf::from(DEFAULT_OUT),
     };
-    let session = Session { plan: &plan, out: out.clone(), plot: args.plot.clone(), metrics: args.metrics.clone() };
     let stop = stop_on_ctrl_c()?;
+    let page = args.serve.map(|port| Page::start(&plan, &params, &data.test, &out, port, stop.clone())).transpose()?;
+    let watch = |e: &Event| page.iter().for_each(|p| p.watch(e));
+    let session = Session {
+        plan: &plan,
+        out: out.clone(),
+        plot: args.plot.clone(),
+        metrics: args.metrics.clone(),
+        watch: page.as_ref().map(|_| &watch as &dyn Fn(&Event)),
+    };
+    let tell_page = |b: &dyn Backend| page.iter().for_each(|p| p.backend(b.name(), &b.device()));
     let act = plan.activation;
     let trained = match open_gpu(plan.backend, args.adapter.as_deref(), args.limits)? {
         Some(ctx) => {
@@ -109,6 +120,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 .verify_every
                 .map(|_| CpuBackend::new(&data, params.clone(), act).with_batch_size(plan.batching.size));
             let verifier = verifier.as_mut().map(|v| v as &mut dyn Verifier);
+            tell_page(&b);
             session::run(&mut b, &session, verifier, &stop)
         }
         None => {
@@ -122,17 +134,20 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             if let Some(state) = state {
                 b.set_optimizer_state(state)?;
             }
+            tell_page(&b);
             session::run(&mut b, &session, None, &stop)
         }
     };
-    trained?;
-    if let Some(png) = &args.plot_weights {
+    if let (Some(png), Ok(_)) = (&args.plot_weights, &trained) {
         // The weights as saved: what the model file holds.
         let model = checkpoint::load(&out)?;
         plots::weight_tiles(png, &model.params)?;
         println!("plotted: {}", png.display());
     }
-    Ok(())
+    if let Some(p) = &page {
+        p.finish(&trained, &stop);
+    }
+    trained.map(|_| ())
 }
 
 /// The GPU the backend choice asks for, or `None` for the CPU: `auto` takes a hardware adapter
@@ -158,7 +173,7 @@ fn open_gpu(choice: BackendChoice, adapter: Option<&str>, limits: DeviceLimits) 
 
 /// A flag Ctrl-C sets: training stops after the current iteration and saves. A second Ctrl-C
 /// exits at once.
-fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+pub(super) fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {

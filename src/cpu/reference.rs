@@ -139,6 +139,14 @@ pub fn evaluate(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> S
     t.stats()
 }
 
+/// One forward pass over the n rows of `x` (n x D, scaled to [0,1]): every hidden layer's
+/// activations (`[l]` is hidden layer `l + 1`'s, n x H_{l+1}) and the probabilities (n x K).
+pub fn activations(params: &Params, act: Activation, x: &[f32]) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let n = x.len() / params.shape.d.max(1);
+    let t = Trace::forward(params, act, x, &vec![0; n]);
+    (t.acts, t.probs)
+}
+
 /// Activations of one forward pass, kept for the backward pass: `acts[l]` is hidden layer
 /// `l + 1`'s output (N x H_{l+1}).
 struct Trace {

@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
-use image::{ColorType, GrayImage, ImageReader, Limits};
+use image::{ColorType, DynamicImage, GrayImage, ImageReader, Limits};
 
 use super::dataset::Dataset;
 use super::error::{DataError, malformed, one_line};
@@ -141,19 +141,23 @@ fn class_of(name: &str, classes: usize) -> Option<u8> {
     (usize::from(class) < classes && class.to_string() == name).then_some(class)
 }
 
-/// Decode one image under the limits and make it like MNIST's, counting what changed in `notes`.
-fn load_image(path: &Path, side: u32, notes: &mut FolderNotes) -> Result<GrayImage, DataError> {
-    let io_err = |e: io::Error| DataError::Io { path: path.to_path_buf(), reason: one_line(&e) };
-    let mut reader = ImageReader::open(path).map_err(io_err)?.with_guessed_format().map_err(io_err)?;
+/// Decodes an image file's bytes (PNG, JPEG, GIF, BMP, TIFF, WebP) under the limits, or says
+/// why not in one line.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
+    let one_line = |e: &dyn std::fmt::Display| e.to_string().replace(['\n', '\r'], " ");
+    let mut reader = ImageReader::new(io::Cursor::new(bytes)).with_guessed_format().map_err(|e| one_line(&e))?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| {
-        let reason = e.to_string().replace(['\n', '\r'], " ");
-        malformed(path, format!("not a decodable image: {reason}"))
-    })?;
+    reader.decode().map_err(|e| one_line(&e))
+}
+
+/// Decode one image under the limits and make it like MNIST's, counting what changed in `notes`.
+fn load_image(path: &Path, side: u32, notes: &mut FolderNotes) -> Result<GrayImage, DataError> {
+    let bytes = fs::read(path).map_err(|e| DataError::Io { path: path.to_path_buf(), reason: one_line(&e) })?;
+    let image = decode(&bytes).map_err(|reason| malformed(path, format!("not a decodable image: {reason}")))?;
     if !matches!(image.color(), ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16) {
         notes.colour += 1;
     }

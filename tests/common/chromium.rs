@@ -1,5 +1,6 @@
 //! Headless Chromium with WebGPU (Dawn; SwiftShader where there is no GPU), driven over the
-//! DevTools protocol: it opens tests/chromium/replay.html and runs replay fixtures there.
+//! DevTools protocol: it opens tests/chromium/replay.html and runs replay fixtures there, or
+//! opens any page (`serve`'s), draws on it with the mouse and takes screenshots.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -37,6 +38,14 @@ pub struct Replayed {
 impl Chromium {
     /// Starts the browser on the replay page; panics saying what to install when it cannot.
     pub fn start() -> Chromium {
+        let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chromium/replay.html");
+        let url = format!("file://{}", page.display());
+        Chromium::open(&url, "typeof replay === 'function'")
+    }
+
+    /// Starts the browser on `url` and waits until it has loaded and `ready` (a JavaScript
+    /// expression) is true; panics saying what to install when it cannot.
+    pub fn open(url: &str, ready: &str) -> Chromium {
         let exe = std::env::var(CHROMIUM_ENV).unwrap_or_else(|_| DEBIAN_CHROMIUM.into());
         let profile = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(&exe)
@@ -61,25 +70,23 @@ impl Chromium {
                 }
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+        let devtools = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
             let _ = child.kill();
             panic!("{exe} printed no DevTools address within 30 s")
         });
-        let (socket, _) = tungstenite::connect(url.as_str()).expect("connects to the DevTools socket");
+        let (socket, _) = tungstenite::connect(devtools.as_str()).expect("connects to the DevTools socket");
         if let MaybeTlsStream::Plain(tcp) = socket.get_ref() {
             tcp.set_read_timeout(Some(ANSWER_TIMEOUT)).expect("sets a read timeout");
         }
         let mut browser = Chromium { child, socket, session: String::new(), next_id: 0, _profile: profile };
-        let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chromium/replay.html");
-        let url = format!("file://{}", page.display());
         let target = browser.call("Target.createTarget", json!({ "url": url })).expect("opens a tab");
         let target = target["targetId"].as_str().expect("a target id").to_string();
         let attached = browser.call("Target.attachToTarget", json!({ "targetId": target, "flatten": true }));
         browser.session = attached.expect("attaches")["sessionId"].as_str().expect("a session id").to_string();
         // The tab may still be navigating (then an evaluation fails: its context goes away).
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let ready = "document.readyState === 'complete' && typeof replay === 'function'";
-        while browser.evaluate(ready) != Ok(Value::Bool(true)) {
+        let ready = format!("document.readyState === 'complete' && ({ready})");
+        while browser.evaluate(&ready) != Ok(Value::Bool(true)) {
             assert!(std::time::Instant::now() < deadline, "{url} did not load within 30 s");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -116,6 +123,56 @@ impl Chromium {
             Some(e) => Err(e["exception"]["description"].as_str().unwrap_or(&e.to_string()).to_string()),
             None => Ok(r["result"]["value"].clone()),
         }
+    }
+
+    /// Waits until `expression` is true in the page (polling every 50 ms), up to `limit`.
+    pub fn wait_for(&mut self, expression: &str, limit: Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.evaluate(expression) {
+                Ok(Value::Bool(true)) => return Ok(()),
+                other if std::time::Instant::now() >= deadline => {
+                    return Err(format!("{expression} still not true after {limit:?}: {other:?}"));
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Makes the page's viewport `width` x `height` CSS pixels.
+    pub fn viewport(&mut self, width: u32, height: u32) {
+        let params = json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false });
+        self.call("Emulation.setDeviceMetricsOverride", params).expect("sets the viewport");
+    }
+
+    /// A mouse event at page coordinates (x, y): "mousePressed", "mouseMoved" or
+    /// "mouseReleased", with the left button (the page sees pointer events too).
+    pub fn mouse(&mut self, kind: &str, x: f64, y: f64) {
+        let buttons = if kind == "mouseReleased" { 0 } else { 1 };
+        let params = json!({ "type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1 });
+        self.call("Input.dispatchMouseEvent", params).unwrap_or_else(|e| panic!("{kind} at ({x}, {y}): {e}"));
+    }
+
+    /// Draws `strokes` (each a polyline in page coordinates) as a hand would: press, move through
+    /// the points, release.
+    pub fn draw(&mut self, strokes: &[Vec<(f64, f64)>]) {
+        for stroke in strokes {
+            let Some(&(x, y)) = stroke.first() else { continue };
+            self.mouse("mousePressed", x, y);
+            for &(x, y) in &stroke[1..] {
+                self.mouse("mouseMoved", x, y);
+            }
+            let &(x, y) = stroke.last().expect("a point");
+            self.mouse("mouseReleased", x, y);
+        }
+    }
+
+    /// A PNG of the page as shown, the whole page when `full` (beyond the viewport).
+    pub fn screenshot(&mut self, full: bool) -> Vec<u8> {
+        let params = json!({ "format": "png", "captureBeyondViewport": full });
+        let shot = self.call("Page.captureScreenshot", params).expect("takes a screenshot");
+        let data = shot["data"].as_str().expect("base64 PNG");
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).expect("valid base64")
     }
 
     /// Runs `fixture` in the page; fails on any validation error the implementation reported.

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod http;
 pub mod parity;
 pub mod tolerance;
 

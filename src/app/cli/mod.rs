@@ -48,6 +48,9 @@ pub enum Command {
     Export(ExportArgs),
     /// A model's layers, parameter counts, FLOPs per image, input and how it was made.
     Info(InfoArgs),
+    /// A local web page: draw a digit and see what the network reads, its weights and
+    /// activations, the test set's mistakes (train --serve follows a run live).
+    Serve(ServeArgs),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices,
 }
@@ -109,6 +112,31 @@ pub struct PredictArgs {
     /// Write the predictions for CSV rows as Kaggle's submission file (ImageId,Label).
     #[arg(long)]
     pub submission: Option<PathBuf>,
+}
+
+/// The port `serve` and `train --serve` listen on unless told.
+pub const DEFAULT_PORT: u16 = 8080;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The model the page shows (default: the one shipped with the sources).
+    #[arg(long, default_value = "data/model.safetensors")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub model_options: ModelOptions,
+    /// The port to listen on (0: any free one; the address is printed).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// The address to listen on; anything but loopback lets other machines use the page.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Open the page in the desktop's browser.
+    #[arg(long)]
+    pub open: bool,
+    /// The test set the page's confusion matrix, mistakes and random digits come from (default:
+    /// the model's data set's). --dataset defaults to the model's.
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -104,6 +104,11 @@ pub struct TrainArgs {
     /// unit feeds the next layer) into this PNG at the end.
     #[arg(long, value_name = "PNG")]
     pub plot_weights: Option<PathBuf>,
+    /// Follow the run on a local web page at 127.0.0.1:PORT (default 8080; 0: any free port):
+    /// curves, weights as they change, a stop button. The page stays up after the run until
+    /// Ctrl-C.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8080")]
+    pub serve: Option<u16>,
     /// Append one JSON object per report point to this file as training goes.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
