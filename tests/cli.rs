@@ -337,6 +337,26 @@ fn train_plots_its_curve_and_writes_metrics_as_it_goes() {
 }
 
 #[test]
+fn plot_weights_into_a_folder_draws_a_frame_per_report_point() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let frames = format!("{}/frames/", dir.path().display());
+    let args = ["--backend", "cpu", "--eval-every", "2", "--plot-weights", &frames];
+    let o = gpu_mnist(&[&SHORT[..], &args].concat(), &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("plotted: the weights at each report point in"), "{:?}", text(&o));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("frames"))
+        .expect("the folder was made")
+        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["weights-000002.png", "weights-000004.png", "weights-000006.png"]);
+    let first = image::open(dir.path().join("frames/weights-000002.png")).expect("a PNG").to_rgb8();
+    let last = image::open(dir.path().join("frames/weights-000006.png")).expect("a PNG").to_rgb8();
+    assert_eq!(first.dimensions(), last.dimensions());
+    assert_ne!(first.as_raw(), last.as_raw(), "the weights changed between the frames");
+}
+
+#[test]
 fn eval_draws_the_confusion_matrix_and_the_mistakes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let o = gpu_mnist(&["eval", "--plots", dir.path().to_str().expect("utf-8")], &[]);

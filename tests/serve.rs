@@ -40,7 +40,11 @@ fn the_page_and_its_api_answer_about_the_shipped_model() {
     assert_eq!(page.status, 200);
     let html = String::from_utf8_lossy(&page.body);
     assert!(html.contains("id=\"pad\"") && html.contains("id=\"prediction\""), "{html}");
-    for asset in ["/app.js", "/style.css"] {
+    // Every script and style sheet the page loads is served.
+    let assets: Vec<&str> =
+        html.split("src=\"").chain(html.split("href=\"")).skip(1).filter_map(|p| p.split('"').next()).collect();
+    assert!(assets.len() >= 2, "{assets:?}");
+    for asset in assets.into_iter().filter(|a| a.starts_with('/')) {
         let r = s.get(asset);
         assert!(r.status == 200 && !r.body.is_empty(), "{asset}: {}", r.head);
     }
@@ -196,6 +200,35 @@ fn a_live_run_streams_its_report_points_and_replays_them_to_late_pages() {
     assert!(after.iter().any(|l| l.contains("the page is still at")), "{after:?}");
     assert!(s.running(), "the page stays up after the run");
     assert_eq!(s.post("/api/stop", None, b"").status, 409, "nothing left to stop");
+    // Pages that go away are dropped: the run's stream has no listeners left.
+    drop(early);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while s.get("/api/status").json()["listeners"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "closed streams still listed: {}", s.get("/api/status").json());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_deeper_network_shows_every_hidden_layer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("deep.safetensors");
+    let args = ["train", "--backend", "cpu", "--samples", "500", "--iterations", "3", "--hidden", "32,16"];
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(args)
+        .arg("--out")
+        .arg(&model)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = Served::start(&["serve", "--port", "0", "--model", model.to_str().expect("utf-8")]);
+    assert_eq!(s.get("/api/model").json()["widths"], serde_json::json!([784, 32, 16, 10]));
+    let w = s.get("/api/weights").json();
+    assert_eq!((w["units"].as_u64(), w["inputs"].as_u64()), (Some(32), Some(784)), "the first layer's tiles");
+    let a = s.get("/api/test/0").json();
+    let widths: Vec<usize> = a["layers"].as_array().expect("layers").iter().map(|l| floats(l).len()).collect();
+    assert_eq!(widths, [32, 16], "both hidden layers' activations");
 }
 
 #[test]

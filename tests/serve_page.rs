@@ -19,7 +19,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const READY: &str = "window.gpuMnist && window.gpuMnist.ready === true";
 
 fn screenshot(browser: &mut Chromium, name: &str) {
-    let png = browser.screenshot(true);
+    let png = browser.screenshot(false);
     let img = image::load_from_memory(&png).expect("the screenshot is a PNG");
     assert!(img.width() >= 1000 && img.height() >= 800, "{}x{}", img.width(), img.height());
     if let Ok(dir) = std::env::var("GPU_MNIST_SCREENSHOTS") {
@@ -115,5 +115,6 @@ fn the_page_follows_a_live_run_and_its_curve_grows() {
         .expect("the page says the run is done");
     let reports = state(&mut browser)["reports"].as_u64().expect("reports");
     assert_eq!(reports, 60, "every report point once, however the page connected");
+    browser.evaluate("document.getElementById('training-panel').scrollIntoView(), true").expect("scrolls");
     screenshot(&mut browser, "serve-training.png");
 }

@@ -26,6 +26,8 @@ pub struct Session<'a> {
     pub out: PathBuf,
     pub plot: Option<PathBuf>,
     pub metrics: Option<PathBuf>,
+    /// A folder for one weight-tile frame per report point (`--plot-weights DIR/`).
+    pub weight_frames: Option<PathBuf>,
     /// Sees every event of the loop before the session handles it (`train --serve`'s page).
     pub watch: Option<&'a dyn Fn(&Event)>,
 }
@@ -217,6 +219,13 @@ fn progress<B: Backend>(
             }
         }
         Event::Snapshot { iteration, params, state } => {
+            if let Some(dir) = &s.weight_frames {
+                // Named by the model's step, so a continued run's frames sort after the first's.
+                let frame = dir.join(format!("weights-{:06}.png", plan.steps.done + iteration));
+                if let Err(e) = plots::weight_tiles(&frame, &params) {
+                    output_error.get_or_insert(e.into());
+                }
+            }
             *last_good = Some(Snapshot { iteration, params, state, test_accuracy: last_test });
         }
         Event::Verified { iteration, verifier, loss, grads } => {

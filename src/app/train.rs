@@ -86,6 +86,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (None, Some(from)) => from.clone(),
         (None, None) => PathBuf::from(DEFAULT_OUT),
     };
+    let frames = args.weight_frames();
+    if let Some(dir) = &frames {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let stop = stop_on_ctrl_c()?;
     let page = args.serve.map(|port| Page::start(&plan, &params, &data.test, &out, port, stop.clone())).transpose()?;
     let watch = |e: &Event| page.iter().for_each(|p| p.watch(e));
@@ -94,6 +98,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         out: out.clone(),
         plot: args.plot.clone(),
         metrics: args.metrics.clone(),
+        weight_frames: frames.clone(),
         watch: page.as_ref().map(|_| &watch as &dyn Fn(&Event)),
     };
     let tell_page = |b: &dyn Backend| page.iter().for_each(|p| p.backend(b.name(), &b.device()));
@@ -138,11 +143,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             session::run(&mut b, &session, None, &stop)
         }
     };
-    if let (Some(png), Ok(_)) = (&args.plot_weights, &trained) {
+    if let (Some(png), None, Ok(_)) = (&args.plot_weights, &frames, &trained) {
         // The weights as saved: what the model file holds.
         let model = checkpoint::load(&out)?;
         plots::weight_tiles(png, &model.params)?;
         println!("plotted: {}", png.display());
+    }
+    if let (Some(dir), Ok(_)) = (&frames, &trained) {
+        println!("plotted: the weights at each report point in {}", dir.display());
     }
     if let Some(p) = &page {
         p.finish(&trained, &stop);

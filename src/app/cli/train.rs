@@ -101,8 +101,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Draw each first-layer hidden unit's incoming weights as a tile (sorted by how much the
-    /// unit feeds the next layer) into this PNG at the end.
-    #[arg(long, value_name = "PNG")]
+    /// unit feeds the next layer) into this PNG at the end; given a folder (a path ending in /,
+    /// or one that exists), one frame per report point: DIR/weights-<step>.png.
+    #[arg(long, value_name = "PNG|DIR/")]
     pub plot_weights: Option<PathBuf>,
     /// Follow the run on a local web page at 127.0.0.1:PORT (default 8080; 0: any free port):
     /// curves, weights as they change, a stop button. The page stays up after the run until
@@ -151,6 +152,13 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The folder `--plot-weights` names, when it names one (a frame per report point).
+    pub fn weight_frames(&self) -> Option<PathBuf> {
+        let p = self.plot_weights.as_ref()?;
+        let folder = p.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR) || p.is_dir();
+        folder.then(|| p.clone())
+    }
+
     /// The run as asked for, for `TrainPlan::resolve`.
     pub fn request(&self) -> TrainRequest {
         TrainRequest {

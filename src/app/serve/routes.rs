@@ -22,13 +22,24 @@ use super::state::{Refused, State};
 pub const MAX_BODY: usize = 8 << 20;
 
 const INDEX: &str = include_str!("page/index.html");
-const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
+/// The page's scripts, in the order index.html loads them.
+const SCRIPTS: [(&str, &str); 7] = [
+    ("/common.js", include_str!("page/common.js")),
+    ("/pad.js", include_str!("page/pad.js")),
+    ("/answer.js", include_str!("page/answer.js")),
+    ("/model.js", include_str!("page/model.js")),
+    ("/testset.js", include_str!("page/testset.js")),
+    ("/training.js", include_str!("page/training.js")),
+    ("/main.js", include_str!("page/main.js")),
+];
 
 pub fn router(state: Arc<State>) -> Router {
-    Router::new()
+    let scripts = SCRIPTS.iter().fold(Router::new(), |r, &(path, script)| {
+        r.route(path, get(move || async move { page("text/javascript; charset=utf-8", script) }))
+    });
+    scripts
         .route("/", get(|| async { page("text/html; charset=utf-8", INDEX) }))
-        .route("/app.js", get(|| async { page("text/javascript; charset=utf-8", SCRIPT) }))
         .route("/style.css", get(|| async { page("text/css; charset=utf-8", STYLE) }))
         .route("/api/model", get(|Shared(s): Shared<Arc<State>>| async move { Json(s.model_json()) }))
         .route("/api/weights", get(|Shared(s): Shared<Arc<State>>| async move { Json(s.weights_json()) }))
