@@ -84,6 +84,11 @@ pub trait Backend {
     fn step_stats(&self) -> Result<Stats, BackendError>;
     /// Loss/accuracy of batch `batch` at its latest forward pass (`step_stats` for full batches).
     fn batch_stats(&self, batch: usize) -> Result<Stats, BackendError>;
+    /// An epoch (a step, for full batches) begins: a backend that augments its training images
+    /// draws epoch `epoch`'s distortion of them here, before the epoch's `shuffle`.
+    fn begin_epoch(&mut self, _epoch: usize) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Waits until every step submitted so far has finished (a GPU's queue); the CPU's steps are
     /// done when `step` returns. Timers that time training call it before they stop.
     fn wait(&self) -> Result<(), BackendError> {
@@ -110,6 +115,10 @@ pub trait Verifier {
     fn name(&self) -> &'static str;
     /// As `Backend::shuffle`.
     fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError>;
+    /// As `Backend::begin_epoch`: the verifier must see the same images.
+    fn begin_epoch(&mut self, _epoch: usize) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// The mean gradient over batch `batch`'s rows at `params`, and that forward pass's statistics.
     fn recompute(&self, params: &Params, batch: usize) -> Result<(Params, Stats), BackendError>;
 }

@@ -21,6 +21,7 @@
 // Checks are written `!(diff <= tolerance)` on purpose: a NaN difference must fail them.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod augment;
 pub mod backend;
 pub mod checkpoint;
 pub mod cpu;

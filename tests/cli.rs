@@ -357,6 +357,55 @@ fn plot_weights_into_a_folder_draws_a_frame_per_report_point() {
 }
 
 #[test]
+fn augmented_runs_repeat_bit_for_bit_and_continue_the_same_distortions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_string();
+    let base = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "cpu", "--batch-size", "300"];
+    let aug = ["--augment", "elastic", "--rotate", "10", "--optimizer", "adam", "--lr", "0.003"];
+    let load = |p: &str| gpu_mnist::checkpoint::load(p.as_ref()).expect("loads");
+    let run = |extra: &[&str], out: &str| {
+        let o = gpu_mnist(&[&base[..], extra, &["--out", out]].concat(), &[]);
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "{stdout}\n{err}");
+        stdout
+    };
+    let straight = path("straight.safetensors");
+    let out = run(&[&aug[..], &["--epochs", "3"]].concat(), &straight);
+    assert!(
+        out.contains("augment: elastic (shift 2.5 px, rotate 10°, scale ±0.1, shear 8°, alpha 34, sigma 4)"),
+        "{out}"
+    );
+    assert!(test_accuracy(&out) > 60.0, "{out}");
+    let again = path("again.safetensors");
+    run(&[&aug[..], &["--epochs", "3"]].concat(), &again);
+    assert!(load(&straight).params == load(&again).params, "the same seed draws the same distortions");
+    // Cut in the middle of epoch 2; the continued run keeps the saved augmentation.
+    let half = path("half.safetensors");
+    run(&[&aug[..], &["--iterations", "6"]].concat(), &half);
+    assert_eq!(load(&half).run.augment.map(|a| a.rotate), Some(10.0), "the model file keeps the distortion");
+    let o = gpu_mnist(&["train", "--init-from", &half, "--iterations", "6", "--out", &half], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(load(&half).params == load(&straight).params, "a continued run draws the same distortions");
+    let plain = path("plain.safetensors");
+    run(&["--optimizer", "adam", "--lr", "0.003", "--epochs", "3"], &plain);
+    assert!(load(&plain).params != load(&straight).params, "augmentation changes the run");
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn gpu_augmented_runs_verify_against_the_cpu_step_by_step() {
+    // Iterations 1, 2, 4, ... are verified.
+    for (batching, verified) in [(&["--batch-size", "300", "--epochs", "2"][..], 5), (&["--iterations", "4"][..], 3)] {
+        let args = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "gpu", "--augment", "elastic"];
+        let o = gpu_mnist(&[&args[..], batching, &["--verify-every", "2"]].concat(), &[]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{batching:?}: {out}\n{err}");
+        let lines = out.lines().filter(|l| l.starts_with("verify iter")).count();
+        assert_eq!(lines, verified, "{batching:?}: every verified step agrees:\n{out}");
+    }
+}
+
+#[test]
 fn eval_draws_the_confusion_matrix_and_the_mistakes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let o = gpu_mnist(&["eval", "--plots", dir.path().to_str().expect("utf-8")], &[]);

@@ -325,6 +325,15 @@ fn every_key_a_model_file_holds_is_documented() {
         eval_every: Some(5),
         report_every: Some(5),
         target_accuracy: Some(0.9),
+        augment: Some(gpu_mnist::augment::Augment {
+            kind: gpu_mnist::augment::Augmentation::Elastic,
+            shift: 1.5,
+            rotate: 10.0,
+            scale: 0.15,
+            shear: 5.0,
+            alpha: 30.0,
+            sigma: 3.5,
+        }),
     };
     checkpoint::save(&path, &m).expect("saves");
     assert_eq!(checkpoint::load(&path).expect("loads"), m);

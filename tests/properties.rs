@@ -8,6 +8,7 @@ use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use gpu_mnist::augment::{Augment, Augmentation};
 use gpu_mnist::checkpoint::{self, LoadOptions, Model, Provenance, RunRecord, onnx};
 use gpu_mnist::data::csv::parse_csv;
 use gpu_mnist::data::{Dataset, parse_idx_images, parse_idx_labels};
@@ -190,7 +191,27 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
     let rows = (some(0.5), some(0.5), prop::option::of(0.01f64..0.99), some(0.5), prop::option::of(any::<usize>()));
     let backend = prop::option::of(prop::sample::select(gpu_mnist::backend::BackendChoice::ALL.to_vec()));
     let reports = (some(0.5), some(0.5), prop::option::of(0.01f64..0.99));
-    (prop::option::of(any::<u64>()), backend, data, schedule, optimizer, rows, reports).prop_map(
+    let augment = prop::option::of(
+        (
+            prop::sample::select(vec![Augmentation::Affine, Augmentation::Elastic]),
+            0f32..5.0,
+            0f32..60.0,
+            0f32..0.9,
+            0f32..60.0,
+            0f32..50.0,
+            0.1f32..10.0,
+        )
+            .prop_map(|(kind, shift, rotate, scale, shear, alpha, sigma)| Augment {
+                kind,
+                shift,
+                rotate,
+                scale,
+                shear,
+                alpha,
+                sigma,
+            }),
+    );
+    (prop::option::of(any::<u64>()), backend, data, schedule, optimizer, rows, reports, augment).prop_map(
         |(
             seed,
             backend,
@@ -199,6 +220,7 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
             optimizer,
             rows,
             (eval_every, report_every, target),
+            augment,
         )| {
             let (samples, test_samples, val_split, batch_size, batch_origin) = rows;
             RunRecord {
@@ -222,6 +244,7 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
                 eval_every,
                 report_every,
                 target_accuracy: target,
+                augment,
             }
         },
     )

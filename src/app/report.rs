@@ -43,6 +43,22 @@ pub fn describe_data(kind: DatasetKind, data: &Splits, path: &Path, format: Form
 }
 
 /// "model: 784-128-10 (relu), 101770 parameters; lr 0.8, 500 full-batch iterations, seed 0".
+/// `affine (shift 2.5 px, rotate 12°, scale ±0.1, shear 8°)`, with alpha and sigma for elastic.
+pub fn describe_augment(a: &gpu_mnist::augment::Augment) -> String {
+    let mut s = format!(
+        "{} (shift {} px, rotate {}°, scale ±{}, shear {}°",
+        a.kind.name(),
+        a.shift,
+        a.rotate,
+        a.scale,
+        a.shear
+    );
+    if a.kind == gpu_mnist::augment::Augmentation::Elastic {
+        s += &format!(", alpha {}, sigma {}", a.alpha, a.sigma);
+    }
+    s + "), a fresh draw of every training image each epoch"
+}
+
 pub fn describe_model(plan: &TrainPlan) -> String {
     let (s, b, count) = (&plan.shape, &plan.batching, plan.steps.count);
     let steps = match b.batches {

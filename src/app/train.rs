@@ -11,6 +11,7 @@ use super::cli::TrainArgs;
 use super::report;
 use super::serve::Page;
 use super::session::{self, Session};
+use gpu_mnist::augment::Augmentation;
 use gpu_mnist::backend::{Backend, BackendChoice, BackendError, Verifier};
 use gpu_mnist::checkpoint;
 use gpu_mnist::cpu::CpuBackend;
@@ -68,6 +69,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if plan.optimizer != OptimizerConfig::default() {
         println!("optimizer: {}", report::describe_optimizer(&plan.optimizer));
     }
+    if plan.augment.kind != Augmentation::None {
+        println!("augment: {}", report::describe_augment(&plan.augment));
+    }
     // A continued run updates the file it continues, unless another tool wrote it: that file
     // keeps its format, and the model goes beside it.
     let foreign = resumed.as_ref().is_some_and(|m| m.provenance.is_imported());
@@ -112,6 +116,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 optimizer: plan.optimizer,
                 batch_size: Some(plan.batching.size),
                 matmul: None,
+                augment: Some((plan.augment, plan.seed)),
             };
             let mut b = GpuBackend::new(ctx, &data, &params, act, options)?;
             if let Some(state) = &state {
@@ -121,9 +126,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             if b.chunk_rows() < plan.batching.size {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
-            let mut verifier = plan
-                .verify_every
-                .map(|_| CpuBackend::new(&data, params.clone(), act).with_batch_size(plan.batching.size));
+            let mut verifier = plan.verify_every.map(|_| {
+                CpuBackend::new(&data, params.clone(), act).with_batch_size(plan.batching.size).with_augment(
+                    &data.train,
+                    plan.augment,
+                    plan.seed,
+                )
+            });
             let verifier = verifier.as_mut().map(|v| v as &mut dyn Verifier);
             tell_page(&b);
             session::run(&mut b, &session, verifier, &stop)
@@ -135,7 +144,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 );
             }
             let batch_size = plan.batching.size;
-            let mut b = CpuBackend::new(&data, params, act).with_optimizer(plan.optimizer).with_batch_size(batch_size);
+            let mut b = CpuBackend::new(&data, params, act)
+                .with_optimizer(plan.optimizer)
+                .with_batch_size(batch_size)
+                .with_augment(&data.train, plan.augment, plan.seed);
             if let Some(state) = state {
                 b.set_optimizer_state(state)?;
             }

@@ -96,4 +96,6 @@ pub struct RunRecord {
     /// The report points the run used, given or not: a continued run keeps them.
     pub report_every: Option<usize>,
     pub target_accuracy: Option<f64>,
+    /// The distortion drawn each epoch, with its strengths (`None`: no augmentation).
+    pub augment: Option<crate::augment::Augment>,
 }

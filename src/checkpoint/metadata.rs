@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use super::file::{FORMAT, INPUT, Model, Provenance, RunRecord};
+use crate::augment::{Augment, Augmentation};
 use crate::backend::BackendChoice;
 use crate::data::Format;
 use crate::model::{Activation, MAX_HIDDEN_LAYERS, Shape};
@@ -30,7 +31,7 @@ pub const METADATA_KEYS: [&str; 12] = [
 
 /// Keys of the run's plan (`RunRecord`), each written when the run had it; `adam_t` is Adam's
 /// step count, written with its state.
-pub const RUN_KEYS: [&str; 25] = [
+pub const RUN_KEYS: [&str; 32] = [
     "seed",
     "backend_choice",
     "data",
@@ -56,6 +57,13 @@ pub const RUN_KEYS: [&str; 25] = [
     "eval_every",
     "report_every",
     "target_accuracy",
+    "augment",
+    "augment_shift",
+    "augment_rotate",
+    "augment_scale",
+    "augment_shear",
+    "augment_alpha",
+    "augment_sigma",
 ];
 
 /// The metadata of `model`, in a fixed (sorted) order: the same model always makes the same bytes.
@@ -114,6 +122,12 @@ pub(super) fn write(model: &Model) -> BTreeMap<&'static str, String> {
                 meta.insert("eps", c.eps.to_string());
             }
         }
+    }
+    if let Some(a) = &r.augment {
+        meta.insert("augment", a.kind.name().to_string());
+        let strengths = [("augment_shift", a.shift), ("augment_rotate", a.rotate), ("augment_scale", a.scale)];
+        let more = [("augment_shear", a.shear), ("augment_alpha", a.alpha), ("augment_sigma", a.sigma)];
+        meta.extend(strengths.into_iter().chain(more).map(|(k, v)| (k, v.to_string())));
     }
     if let Some(state) = model.optimizer.as_ref().filter(|s| s.kind == Optimizer::Adam) {
         meta.insert("adam_t", state.t.to_string());
@@ -227,7 +241,24 @@ pub(super) fn read_run(meta: &Meta) -> Result<RunRecord, String> {
             })
         }
     };
+    let augment = match named("augment") {
+        None => None,
+        Some(n) => {
+            let kind = Augmentation::from_name(n).ok_or_else(|| format!("unknown augment \"{n}\""))?;
+            let d = Augment::default();
+            Some(Augment {
+                kind,
+                shift: in_range("augment_shift", &ranges::STRENGTH)?.unwrap_or(d.shift),
+                rotate: in_range("augment_rotate", &ranges::ANGLE)?.unwrap_or(d.rotate),
+                scale: in_range("augment_scale", &ranges::SCALE)?.unwrap_or(d.scale),
+                shear: in_range("augment_shear", &ranges::ANGLE)?.unwrap_or(d.shear),
+                alpha: in_range("augment_alpha", &ranges::STRENGTH)?.unwrap_or(d.alpha),
+                sigma: in_range("augment_sigma", &ranges::SIGMA)?.unwrap_or(d.sigma),
+            })
+        }
+    };
     Ok(RunRecord {
+        augment,
         seed: optional(meta, "seed", "a whole number", |_| true)?,
         backend,
         data: named("data").map(PathBuf::from),

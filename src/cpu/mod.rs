@@ -4,6 +4,7 @@
 pub mod fast;
 pub mod reference;
 
+use crate::augment::{self, Augment, Augmentation};
 use crate::backend::{Backend, BackendError, Split, Verifier, batch_count, batch_range, check_order};
 use crate::data::{Dataset, Splits};
 use crate::model::{Activation, Params, Stats};
@@ -36,6 +37,16 @@ pub struct CpuBackend {
     train: SparseSet,
     validation: SparseSet,
     test: SparseSet,
+    augmenting: Option<Augmenting>,
+}
+
+/// The original training images and how each epoch distorts them (`with_augment`).
+struct Augmenting {
+    pixels: Vec<u8>,
+    rows: usize,
+    cols: usize,
+    augment: Augment,
+    seed: u64,
 }
 
 impl CpuBackend {
@@ -58,7 +69,21 @@ impl CpuBackend {
             train: SparseSet::new(&data.train),
             validation: SparseSet::new(&data.validation),
             test: SparseSet::new(&data.test),
+            augmenting: None,
         }
+    }
+
+    /// Trains each epoch on `augment`'s distortion of `train`'s images (the training split this
+    /// backend was made with), drawn from `seed` and the epoch.
+    pub fn with_augment(mut self, train: &Dataset, augment: Augment, seed: u64) -> Self {
+        self.augmenting = (augment.kind != Augmentation::None).then(|| Augmenting {
+            pixels: train.pixels.clone(),
+            rows: train.rows,
+            cols: train.cols,
+            augment,
+            seed,
+        });
+        self
     }
 
     /// Steps with `cfg`'s rule, from fresh state (zero moments, no steps taken).
@@ -119,6 +144,14 @@ impl Backend for CpuBackend {
 
     fn batches(&self) -> usize {
         self.batch_stats.len()
+    }
+
+    fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
+        if let Some(a) = &self.augmenting {
+            let pixels = augment::epoch_images(&a.pixels, a.rows, a.cols, &a.augment, a.seed, epoch);
+            self.train.x = SparseRows::from_pixels(&pixels, a.rows * a.cols);
+        }
+        Ok(())
     }
 
     fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
@@ -182,6 +215,10 @@ impl Verifier for CpuBackend {
 
     fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
         Backend::shuffle(self, order)
+    }
+
+    fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
+        Backend::begin_epoch(self, epoch)
     }
 
     fn recompute(&self, params: &Params, batch: usize) -> Result<(Params, Stats), BackendError> {

@@ -65,6 +65,14 @@ impl Batches {
         runs
     }
 
+    /// Replaces the training pixels kept for uploads (an epoch's distortion of them), packed as
+    /// `pack_rows` packs them; full batches keep none.
+    pub fn set_pixels(&mut self, packed: Vec<u8>) {
+        if let Some((pixels, _)) = &mut self.rows {
+            *pixels = packed;
+        }
+    }
+
     /// The packed pixel rows and labels in `order` (a checked permutation of 0..N); `None` for
     /// full batches.
     pub fn permuted(&self, order: &[u32]) -> Option<(Vec<u8>, Vec<u32>)> {

@@ -11,6 +11,7 @@ use super::queue::Queue;
 use super::step::{self, GpuSet, Steps};
 use super::tiles::MatmulConfig;
 use super::tune_cache;
+use crate::augment::{Augment, Augmentation};
 use crate::backend::BackendError;
 use crate::data::Splits;
 use crate::model::{Activation, Params, Shape};
@@ -40,6 +41,9 @@ pub struct GpuBackend {
     pub(super) optimizer: OptimizerConfig,
     /// The optimizer's moments `m` and `v` in the parameters' layout, where the rule keeps them.
     pub(super) moments: [Option<wgpu::Buffer>; 2],
+    /// The original training images (row-major, rows x cols each) when each epoch distorts them,
+    /// drawn on the host into the upload the epoch's order makes anyway.
+    pub(super) augmenting: Option<(crate::data::Dataset, Augment, u64)>,
 }
 
 /// Choices for the GPU backend; the defaults fit the adapter.
@@ -58,6 +62,8 @@ pub struct GpuOptions {
     /// Rows per step: mini-batches of this many rows (default, or N and more: the whole training
     /// set in every step).
     pub batch_size: Option<usize>,
+    /// Each epoch, train on this distortion of the training images, drawn from the seed.
+    pub augment: Option<(Augment, u64)>,
 }
 
 impl GpuBackend {
@@ -158,6 +164,10 @@ impl GpuBackend {
             batches,
             optimizer: cfg,
             moments,
+            augmenting: options
+                .augment
+                .filter(|(a, _)| a.kind != Augmentation::None)
+                .map(|(a, seed)| (train.clone(), a, seed)),
         })
     }
 

@@ -5,7 +5,9 @@ use std::ops::Range;
 use super::context;
 use super::dispatch::Dispatch;
 use super::gpu_backend::GpuBackend;
+use super::layout::pack_rows;
 use super::uniforms::ColumnSumParams;
+use crate::augment;
 use crate::backend::{Backend, BackendError, Split};
 use crate::model::{Params, Stats};
 use crate::optim::OptimizerState;
@@ -65,6 +67,23 @@ impl Backend for GpuBackend {
 
     fn batches(&self) -> usize {
         self.batches.count()
+    }
+
+    fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
+        let (Some((set, aug, seed)), Some(buffers)) = (&self.augmenting, &self.train.buffers) else {
+            return Ok(());
+        };
+        let pixels = augment::epoch_images(&set.pixels, set.rows, set.cols, aug, *seed, epoch);
+        let packed = pack_rows(&pixels, set.d());
+        // The recorded steps read the images before.
+        self.flush();
+        if self.batches.full() {
+            self.ctx.queue.write_buffer(&buffers.x, 0, &packed);
+        } else {
+            // The epoch's shuffle uploads them in its order.
+            self.batches.set_pixels(packed);
+        }
+        Ok(())
     }
 
     fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {

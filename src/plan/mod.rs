@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use crate::augment::{Augment, Augmentation};
 use crate::backend::{BackendChoice, batch_count};
 use crate::checkpoint::{Model, RunRecord};
 use crate::data::{DataSource, DatasetKind, Selection, Splits};
@@ -149,6 +150,9 @@ pub struct TrainPlan {
     pub reports: Reports,
     /// Recompute every K-th step on a second backend and stop if it differs.
     pub verify_every: Option<usize>,
+    /// The distortion of the training images drawn at the start of every epoch (of every step
+    /// for full batches); `kind` none: the images as they are.
+    pub augment: Augment,
     /// What the model file saves so that a later run can continue this one.
     pub record: RunRecord,
     /// Decisions worth a line to the user.
@@ -189,6 +193,7 @@ impl TrainPlan {
             ));
         }
         rules::check_model_size(&shape, &optimizer).map_err(PlanError)?;
+        let augment = rules::augment(r, saved.augment).map_err(PlanError)?;
         let init = match resumed {
             None => Init::Seeded(seed),
             Some(m) => Init::Resumed { keep_state: m.optimizer.as_ref().is_some_and(|s| s.kind == optimizer.kind) },
@@ -289,6 +294,7 @@ impl TrainPlan {
             eval_every,
             report_every: Some(every),
             target_accuracy,
+            augment: (augment.kind != Augmentation::None).then_some(augment),
         };
         Ok(TrainPlan {
             data,
@@ -303,6 +309,7 @@ impl TrainPlan {
             steps: Steps { done, count },
             reports,
             verify_every: r.verify_every,
+            augment,
             record,
             notes,
         })

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::augment::Augmentation;
 use crate::backend::BackendChoice;
 use crate::data::{DatasetKind, Format};
 use crate::model::Activation;
@@ -47,6 +48,15 @@ pub struct TrainRequest {
     pub eval_every: Option<usize>,
     pub target_accuracy: Option<f64>,
     pub verify_every: Option<usize>,
+    /// `--augment` and its strengths (`--shift`, `--rotate`, `--scale`, `--shear`, `--alpha`,
+    /// `--sigma`).
+    pub augment: Option<Augmentation>,
+    pub shift: Option<f32>,
+    pub rotate: Option<f32>,
+    pub scale: Option<f32>,
+    pub shear: Option<f32>,
+    pub alpha: Option<f32>,
+    pub sigma: Option<f32>,
     /// Outputs that draw held-out figures at every report point (`--plot`, `--metrics`).
     pub curves: bool,
 }

@@ -3,6 +3,7 @@
 
 use super::defaults::{DEFAULT_ACTIVATION, DEFAULT_HIDDEN};
 use super::request::TrainRequest;
+use crate::augment::{Augment, Augmentation};
 use crate::checkpoint::{MAX_MODEL_BYTES, Model};
 use crate::model::{Activation, K, MAX_HIDDEN_LAYERS, Shape};
 use crate::optim::OptimizerConfig;
@@ -50,6 +51,31 @@ pub(super) fn optimizer(r: &TrainRequest, saved: Option<OptimizerConfig>) -> Opt
         weight_decay: r.weight_decay.unwrap_or(base.weight_decay),
     }
     .normalized()
+}
+
+/// The distortion each epoch draws: as asked, else the saved run's; each strength as asked, else
+/// saved, else the default. Strengths without a distortion are refused, as they would do nothing.
+pub(super) fn augment(r: &TrainRequest, saved: Option<Augment>) -> Result<Augment, String> {
+    let base = saved.unwrap_or_default();
+    let a = Augment {
+        kind: r.augment.unwrap_or(base.kind),
+        shift: r.shift.unwrap_or(base.shift),
+        rotate: r.rotate.unwrap_or(base.rotate),
+        scale: r.scale.unwrap_or(base.scale),
+        shear: r.shear.unwrap_or(base.shear),
+        alpha: r.alpha.unwrap_or(base.alpha),
+        sigma: r.sigma.unwrap_or(base.sigma),
+    };
+    let affine = [("--shift", r.shift), ("--rotate", r.rotate), ("--scale", r.scale), ("--shear", r.shear)];
+    let elastic = [("--alpha", r.alpha), ("--sigma", r.sigma)];
+    let given = |opts: &[(&'static str, Option<f32>)]| opts.iter().find(|(_, v)| v.is_some()).map(|(n, _)| *n);
+    match (a.kind, given(&affine), given(&elastic)) {
+        (Augmentation::None, Some(o), _) | (Augmentation::None, None, Some(o)) => {
+            Err(format!("{o} sets a distortion's strength: add --augment affine or --augment elastic"))
+        }
+        (Augmentation::Affine, _, Some(o)) => Err(format!("{o} is for --augment elastic, not affine")),
+        _ => Ok(a),
+    }
 }
 
 /// Refuses a network whose model file (parameters and the optimizer's moments) would be larger

@@ -293,3 +293,32 @@ fn hyper_parameters_a_rule_does_not_use_are_not_planned() {
     });
     assert_eq!((m.optimizer.momentum, m.optimizer.beta1), (0.5, OptimizerConfig::default().beta1));
 }
+
+#[test]
+fn augmentation_is_asked_for_kept_by_a_continued_run_and_turned_off_by_none() {
+    use crate::augment::{Augment, Augmentation};
+    assert_eq!(plan(&TrainRequest::default()).augment.kind, Augmentation::None);
+    assert_eq!(plan(&TrainRequest::default()).record.augment, None, "nothing saved without augmentation");
+    let asked = TrainRequest { augment: Some(Augmentation::Elastic), rotate: Some(5.0), ..Default::default() };
+    let p = plan(&asked);
+    let want = Augment { kind: Augmentation::Elastic, rotate: 5.0, ..Augment::default() };
+    assert_eq!((p.augment, p.record.augment), (want, Some(want)));
+    // Continued: the saved distortion and strengths, each option still winning.
+    let model = saved(&p, 10);
+    assert_eq!(resume(&TrainRequest::default(), &model).augment, want);
+    let stronger = TrainRequest { shift: Some(3.0), ..Default::default() };
+    assert_eq!(resume(&stronger, &model).augment, Augment { shift: 3.0, ..want });
+    let off = TrainRequest { augment: Some(Augmentation::None), ..Default::default() };
+    assert_eq!(resume(&off, &model).record.augment, None, "--augment none turns it off");
+}
+
+#[test]
+fn a_strength_without_its_distortion_is_refused() {
+    use crate::augment::Augmentation;
+    let shift = TrainRequest { shift: Some(2.0), ..Default::default() };
+    assert!(refused(&shift, None, &FACTS).contains("--shift sets a distortion's strength: add --augment"));
+    let sigma = TrainRequest { sigma: Some(2.0), ..Default::default() };
+    assert!(refused(&sigma, None, &FACTS).contains("--sigma sets a distortion's strength"));
+    let affine = TrainRequest { augment: Some(Augmentation::Affine), alpha: Some(9.0), ..Default::default() };
+    assert!(refused(&affine, None, &FACTS).contains("--alpha is for --augment elastic, not affine"));
+}

@@ -56,6 +56,12 @@ pub fn train<B: Backend + ?Sized>(
         let step = steps.done + it - 1;
         let position = step - origin.min(step);
         let (epoch, batch) = batch_position(position, batches);
+        if batch == 0 || it == 1 {
+            backend.begin_epoch(epoch)?;
+            if let Some(v) = verifier.as_deref_mut() {
+                v.begin_epoch(epoch)?;
+            }
+        }
         if batches > 1 && (batch == 0 || it == 1) {
             let order = epoch_order(backend.train_rows(), plan.seed, epoch);
             backend.shuffle(&order)?;

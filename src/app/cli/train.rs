@@ -6,9 +6,11 @@ use clap::Args;
 
 use super::data::DataArgs;
 use super::values::{
-    ACTIVATIONS, BACKENDS, LIMITS, OPTIMIZERS, SCHEDULES, TILINGS, choice, chunk_rows, decay_factor, decay_rate,
-    epsilon, fraction, hidden_units, learning_rate, positive, weight_decay,
+    ACTIVATIONS, AUGMENTATIONS, BACKENDS, LIMITS, OPTIMIZERS, SCHEDULES, TILINGS, angle, choice, chunk_rows,
+    decay_factor, decay_rate, epsilon, fraction, hidden_units, learning_rate, positive, scale, sigma, strength,
+    weight_decay,
 };
+use gpu_mnist::augment::Augmentation;
 use gpu_mnist::backend::BackendChoice;
 use gpu_mnist::gpu::{DeviceLimits, Tiling};
 use gpu_mnist::model::Activation;
@@ -78,6 +80,29 @@ pub struct TrainArgs {
     /// step first does w -= lr * D * w (finite, 0 <= D, lr * D < 1) [default: 0].
     #[arg(long, value_parser = weight_decay)]
     pub weight_decay: Option<f32>,
+    /// Draw a fresh random distortion of every training image each epoch (each step of a
+    /// full-batch run), from --seed and the epoch: the same seed gives the same images on every
+    /// backend [default: none].
+    #[arg(long, value_parser = choice(AUGMENTATIONS))]
+    pub augment: Option<Augmentation>,
+    /// --augment: the largest shift, in pixels along each axis [default: 2.5].
+    #[arg(long, value_parser = strength)]
+    pub shift: Option<f32>,
+    /// --augment: the largest rotation, in degrees [default: 12].
+    #[arg(long, value_parser = angle)]
+    pub rotate: Option<f32>,
+    /// --augment: the largest change of size, as a fraction (0.1: from 0.9 to 1.1 times) [default: 0.1].
+    #[arg(long, value_parser = scale)]
+    pub scale: Option<f32>,
+    /// --augment: the largest shear, in degrees [default: 8].
+    #[arg(long, value_parser = angle)]
+    pub shear: Option<f32>,
+    /// --augment elastic: the displacement's scale in pixels (Simard's alpha) [default: 34].
+    #[arg(long, value_parser = strength)]
+    pub alpha: Option<f32>,
+    /// --augment elastic: the smoothing Gaussian's standard deviation in pixels [default: 4].
+    #[arg(long, value_parser = sigma)]
+    pub sigma: Option<f32>,
     /// Train without the bias vectors (b1, b2, ...).
     #[arg(long)]
     pub no_bias: bool,
@@ -190,6 +215,13 @@ impl TrainArgs {
             eval_every: self.eval_every,
             target_accuracy: self.target_accuracy,
             verify_every: self.verify_every,
+            augment: self.augment,
+            shift: self.shift,
+            rotate: self.rotate,
+            scale: self.scale,
+            shear: self.shear,
+            alpha: self.alpha,
+            sigma: self.sigma,
             curves: self.plot.is_some() || self.metrics.is_some(),
         }
     }

@@ -5,6 +5,7 @@ use std::fmt::Display;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
+use gpu_mnist::augment::Augmentation;
 use gpu_mnist::backend::BackendChoice;
 use gpu_mnist::data::{DatasetKind, Format};
 use gpu_mnist::gpu::{DeviceLimits, Tiling};
@@ -64,6 +65,12 @@ pub const FORMATS: &[(Format, &str, &str)] = &[
     (Format::Images, "images", "Folders of images, one per class: 0/..9/ (or train/0/.., test/0/..)"),
 ];
 
+pub const AUGMENTATIONS: &[(Augmentation, &str, &str)] = &[
+    (Augmentation::None, "none", "The images as they are (turns a continued run's augmentation off)"),
+    (Augmentation::Affine, "affine", "A random rotation, scale, shear and shift of every image each epoch"),
+    (Augmentation::Elastic, "elastic", "The affine distortion and Simard's elastic one (--alpha, --sigma)"),
+];
+
 pub fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -113,6 +120,22 @@ pub fn decay_rate(s: &str) -> Result<f32, String> {
 
 pub fn epsilon(s: &str) -> Result<f32, String> {
     number(s, &ranges::ABOVE_ZERO)
+}
+
+pub fn strength(s: &str) -> Result<f32, String> {
+    number(s, &ranges::STRENGTH)
+}
+
+pub fn angle(s: &str) -> Result<f32, String> {
+    number(s, &ranges::ANGLE)
+}
+
+pub fn scale(s: &str) -> Result<f32, String> {
+    number(s, &ranges::SCALE)
+}
+
+pub fn sigma(s: &str) -> Result<f32, String> {
+    number(s, &ranges::SIGMA)
 }
 
 pub fn weight_decay(s: &str) -> Result<f32, String> {

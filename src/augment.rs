@@ -1,0 +1,260 @@
+//! Data augmentation: a fresh random distortion of every training image each epoch, so that the
+//! network sees each digit in many positions, sizes, slants and strokes.
+//!
+//! * `affine`: rotation by up to `rotate` degrees, scale by 1 ± `scale`, shear by up to `shear`
+//!   degrees, shift by up to `shift` pixels each way, about the image's centre;
+//! * `elastic`: Simard et al. (2003) on top of that: a random displacement field, uniform in
+//!   [-1, 1] per pixel and direction, smoothed by a Gaussian of `sigma` pixels and scaled by
+//!   `alpha`, moves each pixel before the affine map.
+//!
+//! Each output pixel is sampled once, bilinearly, from the original image (0 outside it). The
+//! random numbers of image `i` in epoch `e` are words `i * WORDS..` of ChaCha8 stream `e` keyed
+//! by the run's seed: a counter-based draw, so the same seed gives the same distortions, bit for
+//! bit, on any thread count and whichever backend trains.
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Which distortion a run draws.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Augmentation {
+    #[default]
+    None,
+    Affine,
+    Elastic,
+}
+
+impl Augmentation {
+    pub const ALL: [Augmentation; 3] = [Augmentation::None, Augmentation::Affine, Augmentation::Elastic];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Augmentation::None => "none",
+            Augmentation::Affine => "affine",
+            Augmentation::Elastic => "elastic",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// A distortion and its strengths.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Augment {
+    pub kind: Augmentation,
+    /// Largest shift, in pixels, along each axis.
+    pub shift: f32,
+    /// Largest rotation, in degrees.
+    pub rotate: f32,
+    /// Largest relative change of size: the scale is drawn from 1 ± this.
+    pub scale: f32,
+    /// Largest shear, in degrees.
+    pub shear: f32,
+    /// Elastic displacement: scale (pixels) and the smoothing Gaussian's standard deviation.
+    pub alpha: f32,
+    pub sigma: f32,
+}
+
+impl Default for Augment {
+    /// Strengths that keep a digit readable: those of the PyTorch reference for the
+    /// affine part (12 degrees, 2.5 pixels), Simard et al.'s alpha 34 and sigma 4 for the elastic.
+    fn default() -> Self {
+        Augment { kind: Augmentation::None, shift: 2.5, rotate: 12.0, scale: 0.1, shear: 8.0, alpha: 34.0, sigma: 4.0 }
+    }
+}
+
+/// Random words one image may use: 5 for the affine map, two per pixel for an elastic field.
+fn words(d: usize) -> u128 {
+    8 + 2 * d as u128
+}
+
+/// The key of the run's augmentation stream (apart from its other uses of the seed).
+const SALT: u64 = 0x6175_676d_656e_7421;
+
+/// A uniform draw in [-1, 1) from one word.
+fn signed(rng: &mut ChaCha8Rng) -> f32 {
+    (rng.next_u32() >> 8) as f32 * (2.0 / (1u32 << 24) as f32) - 1.0
+}
+
+/// Epoch `epoch`'s distortion of every image of `pixels` (`n` images of `rows` x `cols`, row-major).
+pub fn epoch_images(pixels: &[u8], rows: usize, cols: usize, aug: &Augment, seed: u64, epoch: usize) -> Vec<u8> {
+    let d = rows * cols;
+    let mut out = vec![0u8; pixels.len()];
+    if aug.kind == Augmentation::None || d == 0 {
+        out.copy_from_slice(pixels);
+        return out;
+    }
+    out.par_chunks_mut(d).zip(pixels.par_chunks(d)).enumerate().for_each(|(i, (dst, src))| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SALT);
+        rng.set_stream(epoch as u64);
+        rng.set_word_pos(i as u128 * words(d));
+        distort(dst, src, rows, cols, aug, &mut rng);
+    });
+    out
+}
+
+/// One image's distortion into `out`, drawing from `rng`.
+pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
+    let rad = |deg: f32| deg.to_radians();
+    let (theta, s) = (rad(aug.rotate) * signed(rng), 1.0 + aug.scale * signed(rng));
+    let shear = rad(aug.shear * signed(rng)).tan();
+    let (tx, ty) = (aug.shift * signed(rng), aug.shift * signed(rng));
+    // The forward map: p' = A (p - c) + c + t with A = s · R(theta) · [[1, shear], [0, 1]]; each
+    // output pixel samples the original at A^-1 (p' - c - t) + c.
+    let (cos, sin) = (theta.cos(), theta.sin());
+    let a = [s * cos, s * (cos * shear - sin), s * sin, s * (sin * shear + cos)];
+    let det = a[0] * a[3] - a[1] * a[2];
+    let inv = [a[3] / det, -a[1] / det, -a[2] / det, a[0] / det];
+    let (cx, cy) = ((cols as f32 - 1.0) / 2.0, (rows as f32 - 1.0) / 2.0);
+    let field = (aug.kind == Augmentation::Elastic).then(|| elastic_field(rows, cols, aug, rng));
+    for y in 0..rows {
+        for x in 0..cols {
+            let (mut qx, mut qy) = (x as f32, y as f32);
+            if let Some((dx, dy)) = &field {
+                qx += dx[y * cols + x];
+                qy += dy[y * cols + x];
+            }
+            let (ux, uy) = (qx - cx - tx, qy - cy - ty);
+            let sx = inv[0] * ux + inv[1] * uy + cx;
+            let sy = inv[2] * ux + inv[3] * uy + cy;
+            out[y * cols + x] = bilinear(image, rows, cols, sx, sy).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// Simard's displacement field: uniform noise, Gaussian-smoothed, times alpha.
+fn elastic_field(rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>) {
+    let d = rows * cols;
+    let dx: Vec<f32> = (0..d).map(|_| signed(rng)).collect();
+    let dy: Vec<f32> = (0..d).map(|_| signed(rng)).collect();
+    let kernel = gaussian(aug.sigma);
+    let smooth = |f: Vec<f32>| -> Vec<f32> {
+        let f = blur(&f, rows, cols, &kernel, true);
+        blur(&f, rows, cols, &kernel, false).into_iter().map(|v| v * aug.alpha).collect()
+    };
+    (smooth(dx), smooth(dy))
+}
+
+/// A normalised Gaussian kernel of radius ceil(3 sigma).
+fn gaussian(sigma: f32) -> Vec<f32> {
+    let sigma = sigma.max(1e-3);
+    let r = (3.0 * sigma).ceil() as i32;
+    let k: Vec<f32> = (-r..=r).map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()).collect();
+    let total: f32 = k.iter().sum();
+    k.into_iter().map(|v| v / total).collect()
+}
+
+/// One pass of a separable blur along rows (`horizontal`) or columns, 0 beyond the edges.
+fn blur(f: &[f32], rows: usize, cols: usize, kernel: &[f32], horizontal: bool) -> Vec<f32> {
+    let r = (kernel.len() / 2) as isize;
+    let mut out = vec![0.0; f.len()];
+    for y in 0..rows as isize {
+        for x in 0..cols as isize {
+            let mut acc = 0.0;
+            for (k, w) in kernel.iter().enumerate() {
+                let o = k as isize - r;
+                let (sx, sy) = if horizontal { (x + o, y) } else { (x, y + o) };
+                if (0..cols as isize).contains(&sx) && (0..rows as isize).contains(&sy) {
+                    acc += w * f[sy as usize * cols + sx as usize];
+                }
+            }
+            out[y as usize * cols + x as usize] = acc;
+        }
+    }
+    out
+}
+
+/// The image at (x, y), interpolated between its four nearest pixels; 0 outside.
+fn bilinear(image: &[u8], rows: usize, cols: usize, x: f32, y: f32) -> f32 {
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let at = |xi: f32, yi: f32| -> f32 {
+        if xi < 0.0 || yi < 0.0 || xi >= cols as f32 || yi >= rows as f32 {
+            0.0
+        } else {
+            image[yi as usize * cols + xi as usize] as f32
+        }
+    };
+    let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1.0, y0) * fx;
+    let bottom = at(x0, y0 + 1.0) * (1.0 - fx) + at(x0 + 1.0, y0 + 1.0) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digit() -> Vec<u8> {
+        // A vertical bar and a blob: asymmetric, so every distortion moves something.
+        let mut img = vec![0u8; 28 * 28];
+        for y in 6..22 {
+            img[y * 28 + 12] = 255;
+            img[y * 28 + 13] = 200;
+        }
+        (8..12).for_each(|x| img[8 * 28 + x] = 180);
+        img
+    }
+
+    #[test]
+    fn none_and_zero_strengths_leave_images_alone() {
+        let img: Vec<u8> = [digit(), digit()].concat();
+        assert_eq!(epoch_images(&img, 28, 28, &Augment::default(), 1, 0), img);
+        let still = Augment {
+            kind: Augmentation::Affine,
+            shift: 0.0,
+            rotate: 0.0,
+            scale: 0.0,
+            shear: 0.0,
+            ..Default::default()
+        };
+        assert_eq!(epoch_images(&img, 28, 28, &still, 1, 3), img, "the identity map samples every pixel exactly");
+    }
+
+    #[test]
+    fn distortions_are_seeded_per_image_and_epoch() {
+        let img: Vec<u8> = [digit(), digit(), digit()].concat();
+        for kind in [Augmentation::Affine, Augmentation::Elastic] {
+            let aug = Augment { kind, ..Default::default() };
+            let a = epoch_images(&img, 28, 28, &aug, 7, 2);
+            assert_eq!(a, epoch_images(&img, 28, 28, &aug, 7, 2), "{kind:?}: same seed and epoch, same images");
+            assert_ne!(a, epoch_images(&img, 28, 28, &aug, 7, 3), "{kind:?}: each epoch its own");
+            assert_ne!(a, epoch_images(&img, 28, 28, &aug, 8, 2), "{kind:?}: each seed its own");
+            assert_ne!(a[..784], a[784..1568], "{kind:?}: each image its own");
+            // The draw of one image does not depend on the others (thread counts cannot matter).
+            assert_eq!(epoch_images(&img[..784], 28, 28, &aug, 7, 2), a[..784]);
+            let ink = |v: &[u8]| v.iter().map(|&p| p as u64).sum::<u64>();
+            let (before, after) = (ink(&img[..784]), ink(&a[..784]));
+            assert!(after > before / 2 && after < before * 2, "{kind:?}: the ink stays ({before} -> {after})");
+        }
+    }
+
+    #[test]
+    fn a_pure_shift_samples_the_original_at_the_shifted_place() {
+        let img = digit();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let aug = Augment {
+            kind: Augmentation::Affine,
+            shift: 2.0,
+            rotate: 0.0,
+            scale: 0.0,
+            shear: 0.0,
+            ..Default::default()
+        };
+        let mut out = vec![0u8; 784];
+        distort(&mut out, &img, 28, 28, &aug, &mut rng);
+        let mut again = ChaCha8Rng::seed_from_u64(3);
+        let (_, _) = (signed(&mut again), signed(&mut again));
+        let _ = signed(&mut again);
+        let (tx, ty) = (2.0 * signed(&mut again), 2.0 * signed(&mut again));
+        // Sampling at p - t: each output pixel is the bilinear mix of the shifted original.
+        for y in 0..28 {
+            for x in 0..28 {
+                let want = bilinear(&img, 28, 28, x as f32 - tx, y as f32 - ty).round() as u8;
+                assert_eq!(out[y * 28 + x], want, "({x}, {y}) shifted by ({tx}, {ty})");
+            }
+        }
+    }
+}
