@@ -406,6 +406,54 @@ fn gpu_augmented_runs_verify_against_the_cpu_step_by_step() {
 }
 
 #[test]
+fn keep_best_saves_the_best_report_point_and_patience_stops_the_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("best.safetensors");
+    // A rate too large for a steady descent: validation accuracy rises and falls.
+    let args = ["train", "--backend", "cpu", "--samples", "1000", "--test-samples", "300", "--val-split", "0.2"];
+    let run = ["--iterations", "40", "--eval-every", "2", "--lr", "2.5", "--keep-best", "--patience", "4"];
+    let o = gpu_mnist(&[&args[..], &run, &["--out", out.to_str().expect("utf-8")]].concat(), &[]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{err}");
+    let points: Vec<(usize, f64)> = stdout
+        .lines()
+        .filter(|l| l.starts_with("iter "))
+        .map(|l| {
+            let it = l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("an iteration");
+            let at = l.find("val acc ").expect("validation accuracy") + "val acc ".len();
+            (it, l[at..].split('%').next().and_then(|v| v.parse().ok()).expect("a percentage"))
+        })
+        .collect();
+    let (best, best_acc) = points.iter().fold((0, -1.0), |b, &(i, a)| if a > b.1 { (i, a) } else { b });
+    let last = points.last().expect("report points").0;
+    assert_eq!(last, best + 4 * 2, "patience 4 stops four report points after the best: {points:?}");
+    assert!(last < 40, "the run stopped early: {stdout}");
+    let said = format!(
+        "stopped at iteration {last}: 4 report points without a better validation accuracy than {best_acc:.2}%"
+    );
+    assert!(stdout.contains(&said), "{said}\n{stdout}");
+    assert!(
+        stdout.contains(&format!("kept: the model of step {best} (validation accuracy {best_acc:.2}%)")),
+        "{stdout}"
+    );
+    let m = gpu_mnist::checkpoint::load(&out).expect("loads");
+    assert_eq!((m.provenance.iterations, m.run.best_of), (best, Some(last)), "the file says which point it holds");
+    // The kept model is the best point's: eval on the same validation rows is not possible here,
+    // but its saved test accuracy is the one reported with that point.
+    let line = stdout.lines().find(|l| l.starts_with(&format!("iter {best:>5}"))).expect("the best point's line");
+    let at = line.find("test acc ").expect("test accuracy") + "test acc ".len();
+    let test: f64 = line[at..].split('%').next().and_then(|v| v.parse().ok()).expect("a percentage");
+    assert!((100.0 * m.provenance.test_accuracy - test).abs() < 0.01, "{} vs {test}", m.provenance.test_accuracy);
+    // Judged on validation data only.
+    let o = gpu_mnist(&["train", "--samples", "500", "--iterations", "2", "--keep-best"], &[]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("--keep-best judges the model on validation data"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+#[test]
 fn eval_draws_the_confusion_matrix_and_the_mistakes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let o = gpu_mnist(&["eval", "--plots", dir.path().to_str().expect("utf-8")], &[]);

@@ -334,6 +334,9 @@ fn every_key_a_model_file_holds_is_documented() {
             alpha: 30.0,
             sigma: 3.5,
         }),
+        keep_best: Some(true),
+        patience: Some(3),
+        best_of: Some(40),
     };
     checkpoint::save(&path, &m).expect("saves");
     assert_eq!(checkpoint::load(&path).expect("loads"), m);

@@ -211,7 +211,8 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
                 sigma,
             }),
     );
-    (prop::option::of(any::<u64>()), backend, data, schedule, optimizer, rows, reports, augment).prop_map(
+    let best = (prop::option::of(any::<bool>()), some(0.5), prop::option::of(any::<usize>()));
+    (prop::option::of(any::<u64>()), backend, data, schedule, optimizer, rows, reports, (augment, best)).prop_map(
         |(
             seed,
             backend,
@@ -220,7 +221,7 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
             optimizer,
             rows,
             (eval_every, report_every, target),
-            augment,
+            (augment, (keep_best, patience, best_of)),
         )| {
             let (samples, test_samples, val_split, batch_size, batch_origin) = rows;
             RunRecord {
@@ -245,6 +246,9 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
                 report_every,
                 target_accuracy: target,
                 augment,
+                keep_best,
+                patience,
+                best_of,
             }
         },
     )

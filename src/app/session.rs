@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::report::{format_epochs, percent};
 use gpu_mnist::backend::{Backend, Split, Verifier};
-use gpu_mnist::checkpoint::{self, Model, Provenance};
+use gpu_mnist::checkpoint::{self, Model, Provenance, RunRecord};
 use gpu_mnist::model::{Params, Stats};
 use gpu_mnist::optim::OptimizerState;
 use gpu_mnist::plan::TrainPlan;
@@ -49,6 +49,7 @@ struct Failed(TrainError);
 
 /// Parameters after `iteration`, all finite, the optimizer's state with them, and the test
 /// accuracy reported with them.
+#[derive(Clone)]
 struct Snapshot {
     iteration: usize,
     params: Params,
@@ -64,14 +65,28 @@ pub fn run<B: Backend>(
     stop: &AtomicBool,
 ) -> Result<Summary> {
     let mut last_good = None;
+    let mut best = None;
     // The saved plan continues the run, so the model file alone is what resuming needs.
     let resume = format!("gpu-mnist train --init-from {}", s.out.display());
     let out = s.out.display().to_string();
-    match progress(b, s, verifier, stop, &mut last_good) {
+    match progress(b, s, verifier, stop, &mut last_good, &mut best) {
         Ok(summary) => {
             let test_accuracy = (summary.test.n > 0).then(|| summary.test.accuracy());
-            let state = b.optimizer_state()?;
-            save(s, b, b.params()?, Some(state), summary.iterations, test_accuracy)?;
+            match best.filter(|(snap, _)| s.plan.reports.keep_best && snap.iteration != summary.iterations) {
+                Some((Snapshot { iteration, params, state, test_accuracy }, accuracy)) => {
+                    let to = s.plan.steps.done + summary.iterations;
+                    save(s, b, params, Some(state), iteration, test_accuracy, Some(to))?;
+                    println!(
+                        "kept: the model of step {} (validation accuracy {}), the best report point of the run to step {to}",
+                        s.plan.steps.done + iteration,
+                        percent(accuracy)
+                    );
+                }
+                _ => {
+                    let state = b.optimizer_state()?;
+                    save(s, b, b.params()?, Some(state), summary.iterations, test_accuracy, None)?;
+                }
+            }
             if summary.interrupted {
                 let (iteration, planned) = (summary.iterations, s.plan.steps.count);
                 return Err(Interrupted { iteration, planned, out, resume }.into());
@@ -80,7 +95,7 @@ pub fn run<B: Backend>(
         }
         Err(e) if e.is::<Failed>() => match last_good {
             Some(Snapshot { iteration, params, state, test_accuracy }) => {
-                save(s, b, params, Some(state), iteration, test_accuracy)
+                save(s, b, params, Some(state), iteration, test_accuracy, None)
                     .with_context(|| format!("{e}; saving the model of iteration {iteration} also failed"))?;
                 Err(anyhow::anyhow!(
                     "{e}; saved the last good model (iteration {iteration}) to {out}; to go on: {resume}"
@@ -101,6 +116,7 @@ fn save<B: Backend>(
     state: Option<OptimizerState>,
     iterations: usize,
     test_accuracy: Option<f64>,
+    best_of: Option<usize>,
 ) -> Result<()> {
     let plan = s.plan;
     let provenance = Provenance {
@@ -111,7 +127,8 @@ fn save<B: Backend>(
         version: env!("CARGO_PKG_VERSION").into(),
     };
     let optimizer = state.filter(|st| !st.kind.moments().is_empty());
-    let model = Model { params, activation: plan.activation, provenance, run: plan.record.clone(), optimizer };
+    let run = RunRecord { best_of, ..plan.record.clone() };
+    let model = Model { params, activation: plan.activation, provenance, run, optimizer };
     checkpoint::save(&s.out, &model)?;
     println!("saved: {}", s.out.display());
     Ok(())
@@ -171,12 +188,13 @@ fn progress<B: Backend>(
     verifier: Option<&mut dyn Verifier>,
     stop: &AtomicBool,
     last_good: &mut Option<Snapshot>,
+    best: &mut Option<(Snapshot, f64)>,
 ) -> Result<Summary> {
     let plan = s.plan;
     let batches = b.batches();
     let mut outputs = Outputs::new(s)?;
     let mut output_error = None;
-    let mut last_test = None;
+    let (mut last_test, mut last_validation) = (None, None);
     let (backend, device) = (b.name(), b.device());
     println!("backend: {backend} ({device})");
     let tty = std::io::stdout().is_terminal();
@@ -196,6 +214,7 @@ fn progress<B: Backend>(
         Event::Step { .. } => bar.inc(1),
         Event::Report { iteration, train, validation, test, seconds } => {
             last_test = test.map(|t| t.accuracy());
+            last_validation = validation.map(|v| v.accuracy());
             if let Err(e) = outputs.report(iteration, &train, validation.as_ref(), test.as_ref(), seconds) {
                 output_error.get_or_insert(e);
             }
@@ -226,7 +245,13 @@ fn progress<B: Backend>(
                     output_error.get_or_insert(e.into());
                 }
             }
-            *last_good = Some(Snapshot { iteration, params, state, test_accuracy: last_test });
+            let snapshot = Snapshot { iteration, params, state, test_accuracy: last_test };
+            if let Some(v) = last_validation.filter(|_| plan.reports.keep_best)
+                && best.as_ref().is_none_or(|(_, b)| v > *b)
+            {
+                *best = Some((snapshot.clone(), v));
+            }
+            *last_good = Some(snapshot);
         }
         Event::Verified { iteration, verifier, loss, grads } => {
             let g: Vec<String> = grads.iter().map(|(n, d)| format!("d{n} {d:.1e}")).collect();
@@ -278,6 +303,14 @@ fn print_summary(s: &Summary, plan: &TrainPlan, batches: usize, backend: &str, d
             format_epochs(r.epochs),
             r.seconds,
             r.wall_seconds
+        );
+    } else if let Some(b) = s.patience_ran_out {
+        println!(
+            "stopped at iteration {}: {} report points without a better validation accuracy than {} (iteration {})",
+            s.iterations,
+            plan.reports.patience.unwrap_or(0),
+            percent(b.accuracy),
+            b.iteration
         );
     } else if let Some(target) = plan.reports.target_accuracy {
         println!("target {} not reached in {} iterations", percent(target), s.iterations);

@@ -98,4 +98,10 @@ pub struct RunRecord {
     pub target_accuracy: Option<f64>,
     /// The distortion drawn each epoch, with its strengths (`None`: no augmentation).
     pub augment: Option<crate::augment::Augment>,
+    /// `--keep-best` and `--patience`, when the run had them.
+    pub keep_best: Option<bool>,
+    pub patience: Option<usize>,
+    /// Set in a file `--keep-best` chose: the step the run went on to (the file holds the best
+    /// report point before it, its `iterations`).
+    pub best_of: Option<usize>,
 }

@@ -31,7 +31,7 @@ pub const METADATA_KEYS: [&str; 12] = [
 
 /// Keys of the run's plan (`RunRecord`), each written when the run had it; `adam_t` is Adam's
 /// step count, written with its state.
-pub const RUN_KEYS: [&str; 32] = [
+pub const RUN_KEYS: [&str; 35] = [
     "seed",
     "backend_choice",
     "data",
@@ -64,6 +64,9 @@ pub const RUN_KEYS: [&str; 32] = [
     "augment_shear",
     "augment_alpha",
     "augment_sigma",
+    "keep_best",
+    "patience",
+    "best_of",
 ];
 
 /// The metadata of `model`, in a fixed (sorted) order: the same model always makes the same bytes.
@@ -106,6 +109,9 @@ pub(super) fn write(model: &Model) -> BTreeMap<&'static str, String> {
         ("eval_every", r.eval_every.map(|v| v.to_string())),
         ("report_every", r.report_every.map(|v| v.to_string())),
         ("target_accuracy", r.target_accuracy.map(|v| v.to_string())),
+        ("keep_best", r.keep_best.map(|v| v.to_string())),
+        ("patience", r.patience.map(|v| v.to_string())),
+        ("best_of", r.best_of.map(|v| v.to_string())),
     ];
     meta.extend(fields.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
     if let Some(c) = &r.optimizer {
@@ -257,8 +263,17 @@ pub(super) fn read_run(meta: &Meta) -> Result<RunRecord, String> {
             })
         }
     };
+    let keep_best = match named("keep_best") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(v) => return Err(format!("metadata \"keep_best\" is \"{v}\", not true or false")),
+    };
     Ok(RunRecord {
         augment,
+        keep_best,
+        patience: positive("patience")?,
+        best_of: count("best_of")?,
         seed: optional(meta, "seed", "a whole number", |_| true)?,
         backend,
         data: named("data").map(PathBuf::from),

@@ -129,6 +129,10 @@ pub struct Reports {
     /// Stop at the first report point whose held-out accuracy (validation if there is a
     /// validation split, else test) reaches this fraction.
     pub target_accuracy: Option<f64>,
+    /// Keep (save) the model of the report point with the best validation accuracy.
+    pub keep_best: bool,
+    /// Stop after this many report points in a row without a better validation accuracy.
+    pub patience: Option<usize>,
 }
 
 /// Everything a training run does, resolved.
@@ -268,8 +272,21 @@ impl TrainPlan {
             (None, None, 1, Some(_)) => (count / REPORTS_PER_RUN).clamp(1, TARGET_REPORT_GAP),
             (None, None, b, _) => b,
         };
-        let held_out = eval_every.is_some() || r.curves || target_accuracy.is_some() || batches > 1;
-        let reports = Reports { every, held_out, target_accuracy };
+        let keep_best = r.keep_best || saved.keep_best == Some(true);
+        let patience = r.patience.or(saved.patience);
+        if (keep_best || patience.is_some()) && facts.validation == 0 {
+            let option = if keep_best { "--keep-best" } else { "--patience" };
+            return refuse(format!(
+                "{option} judges the model on validation data, which this run has none of: add --val-split 0.1"
+            ));
+        }
+        let held_out = eval_every.is_some()
+            || r.curves
+            || target_accuracy.is_some()
+            || batches > 1
+            || keep_best
+            || patience.is_some();
+        let reports = Reports { every, held_out, target_accuracy, keep_best, patience };
 
         // Paths are saved absolute, so that a continued run finds its data from any folder.
         let absolute = |p: &Option<PathBuf>| p.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
@@ -295,6 +312,9 @@ impl TrainPlan {
             report_every: Some(every),
             target_accuracy,
             augment: (augment.kind != Augmentation::None).then_some(augment),
+            keep_best: keep_best.then_some(true),
+            patience,
+            best_of: None,
         };
         Ok(TrainPlan {
             data,

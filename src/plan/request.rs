@@ -51,6 +51,10 @@ pub struct TrainRequest {
     /// `--augment` and its strengths (`--shift`, `--rotate`, `--scale`, `--shear`, `--alpha`,
     /// `--sigma`).
     pub augment: Option<Augmentation>,
+    /// `--keep-best`: save the model of the best validation accuracy at a report point.
+    pub keep_best: bool,
+    /// `--patience K`: stop after K report points without a better validation accuracy.
+    pub patience: Option<usize>,
     pub shift: Option<f32>,
     pub rotate: Option<f32>,
     pub scale: Option<f32>,

@@ -62,7 +62,10 @@ fn a_new_run_takes_the_defaults() {
     );
     assert_eq!(p.batching, Batching { size: 1000, batches: 1, origin: 0 });
     assert_eq!(p.steps, Steps { done: 0, count: DEFAULT_ITERATIONS });
-    assert_eq!(p.reports, Reports { every: 25, held_out: false, target_accuracy: None });
+    assert_eq!(
+        p.reports,
+        Reports { every: 25, held_out: false, target_accuracy: None, keep_best: false, patience: None }
+    );
     assert!(p.notes.is_empty());
 }
 
@@ -321,4 +324,18 @@ fn a_strength_without_its_distortion_is_refused() {
     assert!(refused(&sigma, None, &FACTS).contains("--sigma sets a distortion's strength"));
     let affine = TrainRequest { augment: Some(Augmentation::Affine), alpha: Some(9.0), ..Default::default() };
     assert!(refused(&affine, None, &FACTS).contains("--alpha is for --augment elastic, not affine"));
+}
+
+#[test]
+fn keep_best_and_patience_need_validation_data_and_a_continued_run_keeps_them() {
+    let with_val = DataFacts { validation: 100, ..FACTS };
+    let asked = TrainRequest { keep_best: true, patience: Some(3), ..Default::default() };
+    let p = resolve(&asked, None, &with_val).expect("a valid plan");
+    assert!(p.reports.keep_best && p.reports.patience == Some(3) && p.reports.held_out);
+    assert_eq!((p.record.keep_best, p.record.patience), (Some(true), Some(3)));
+    let continued = resolve(&TrainRequest::default(), Some(&saved(&p, 10)), &with_val).expect("a valid plan");
+    assert_eq!((continued.reports.keep_best, continued.reports.patience), (true, Some(3)));
+    assert!(refused(&asked, None, &FACTS).contains("--keep-best judges the model on validation data"));
+    let patience = TrainRequest { patience: Some(2), ..Default::default() };
+    assert!(refused(&patience, None, &FACTS).contains("--patience judges the model on validation data"));
 }

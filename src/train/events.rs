@@ -47,6 +47,16 @@ pub struct Summary {
     pub seconds: f64,
     /// Stopped early by the stop flag after `iterations` of the planned iterations.
     pub interrupted: bool,
+    /// Set when the run stopped because `plan.reports.patience` report points in a row brought
+    /// no better validation accuracy.
+    pub patience_ran_out: Option<Best>,
+}
+
+/// The best validation accuracy a run measured, and where.
+#[derive(Clone, Copy, Debug)]
+pub struct Best {
+    pub iteration: usize,
+    pub accuracy: f64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backend::{Backend, Split, Verifier};
 use crate::plan::TrainPlan;
-pub use events::{Event, Reached, Summary, TrainError};
+pub use events::{Best, Event, Reached, Summary, TrainError};
 pub use verify::{KINK_ROWS, KINK_SAMPLES, VERIFY_TOLERANCE, relative_difference, worst};
 
 /// The order in which mini-batch epoch `epoch` visits `n` training rows: a permutation seeded by
@@ -49,6 +49,9 @@ pub fn train<B: Backend + ?Sized>(
     let mut checking = 0.0;
     let mut done = 0;
     let mut reached = None;
+    // The best validation accuracy so far, and the report points since it (for --patience).
+    let (mut best, mut since_best): (Option<Best>, usize) = (None, 0);
+    let mut patience_ran_out = None;
     let batches = backend.batches();
     for it in 1..=steps.count {
         // The model's step count so far decides the epoch and batch, so a resumed run goes on
@@ -123,6 +126,17 @@ pub fn train<B: Backend + ?Sized>(
             if params.is_finite() {
                 on_event(Event::Snapshot { iteration: it, params, state });
             }
+            if let (Some(patience), Some(v)) = (reports.patience, validation) {
+                if best.is_none_or(|b| v.accuracy() > b.accuracy) {
+                    (best, since_best) = (Some(Best { iteration: it, accuracy: v.accuracy() }), 0);
+                } else {
+                    since_best += 1;
+                    if since_best >= patience {
+                        patience_ran_out = best;
+                        break;
+                    }
+                }
+            }
             let judged = validation.map(|s| (s, Split::Validation)).or(test.map(|s| (s, Split::Test)));
             if let (Some(target), Some((stats, split))) = (reports.target_accuracy, judged)
                 && stats.accuracy() >= target
@@ -145,8 +159,8 @@ pub fn train<B: Backend + ?Sized>(
     }
     let validation = backend.evaluate(Split::Validation)?;
     let test = backend.evaluate(Split::Test)?;
-    let interrupted = done < steps.count && reached.is_none();
-    Ok(Summary { iterations: done, reached, train, validation, test, seconds, interrupted })
+    let interrupted = done < steps.count && reached.is_none() && patience_ran_out.is_none();
+    Ok(Summary { iterations: done, reached, train, validation, test, seconds, interrupted, patience_ran_out })
 }
 
 #[cfg(test)]

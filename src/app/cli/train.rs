@@ -157,6 +157,14 @@ pub struct TrainArgs {
     /// fraction at a report point, and print the time it took (e.g. 0.98).
     #[arg(long, value_parser = fraction)]
     pub target_accuracy: Option<f64>,
+    /// Save the model of the report point with the best validation accuracy (needs --val-split),
+    /// not the last one; the file records the step the run went on to.
+    #[arg(long)]
+    pub keep_best: bool,
+    /// Stop after K report points in a row without a better validation accuracy (needs
+    /// --val-split).
+    #[arg(long, value_parser = positive)]
+    pub patience: Option<usize>,
     /// GPU runs: recompute every K-th step on the CPU and stop if loss or gradients differ.
     #[arg(long, value_parser = positive)]
     pub verify_every: Option<usize>,
@@ -216,6 +224,8 @@ impl TrainArgs {
             target_accuracy: self.target_accuracy,
             verify_every: self.verify_every,
             augment: self.augment,
+            keep_best: self.keep_best,
+            patience: self.patience,
             shift: self.shift,
             rotate: self.rotate,
             scale: self.scale,
