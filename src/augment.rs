@@ -110,6 +110,7 @@ pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Aug
     let inv = [a[3] / det, -a[1] / det, -a[2] / det, a[0] / det];
     let (cx, cy) = ((cols as f32 - 1.0) / 2.0, (rows as f32 - 1.0) / 2.0);
     let field = (aug.kind == Augmentation::Elastic).then(|| elastic_field(rows, cols, aug, rng));
+    let padded = Padded::new(image, rows, cols);
     for y in 0..rows {
         for x in 0..cols {
             let (mut qx, mut qy) = (x as f32, y as f32);
@@ -120,8 +121,41 @@ pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Aug
             let (ux, uy) = (qx - cx - tx, qy - cy - ty);
             let sx = inv[0] * ux + inv[1] * uy + cx;
             let sy = inv[2] * ux + inv[3] * uy + cy;
-            out[y * cols + x] = bilinear(image, rows, cols, sx, sy).round().clamp(0.0, 255.0) as u8;
+            out[y * cols + x] = padded.bilinear(sx, sy).round().clamp(0.0, 255.0) as u8;
         }
+    }
+}
+
+/// An image with a border of zeros (one pixel before, two after each axis), so that bilinear
+/// taps need no bounds checks: coordinates are clamped into the border, where they read 0.
+struct Padded {
+    pixels: Vec<f32>,
+    stride: usize,
+    rows: f32,
+    cols: f32,
+}
+
+impl Padded {
+    fn new(image: &[u8], rows: usize, cols: usize) -> Padded {
+        let stride = cols + 3;
+        let mut pixels = vec![0.0; (rows + 3) * stride];
+        for (y, row) in image.chunks_exact(cols).enumerate() {
+            let at = (y + 1) * stride + 1;
+            pixels[at..at + cols].iter_mut().zip(row).for_each(|(p, &v)| *p = v as f32);
+        }
+        Padded { pixels, stride, rows: rows as f32, cols: cols as f32 }
+    }
+
+    /// As `bilinear`: the image at (x, y), 0 outside.
+    fn bilinear(&self, x: f32, y: f32) -> f32 {
+        let (x, y) = (x.clamp(-1.0, self.cols), y.clamp(-1.0, self.rows));
+        let (x0, y0) = (x.floor(), y.floor());
+        let (fx, fy) = (x - x0, y - y0);
+        let at = (y0 + 1.0) as usize * self.stride + (x0 + 1.0) as usize;
+        let p = &self.pixels;
+        let top = p[at] * (1.0 - fx) + p[at + 1] * fx;
+        let bottom = p[at + self.stride] * (1.0 - fx) + p[at + self.stride + 1] * fx;
+        top * (1.0 - fy) + bottom * fy
     }
 }
 
@@ -147,27 +181,36 @@ fn gaussian(sigma: f32) -> Vec<f32> {
     k.into_iter().map(|v| v / total).collect()
 }
 
-/// One pass of a separable blur along rows (`horizontal`) or columns, 0 beyond the edges.
+/// One pass of a separable blur along rows (`horizontal`) or columns, 0 beyond the edges. Each
+/// kernel tap adds a shifted copy of the field (a contiguous run of a row, or a whole row), so
+/// the loops have no branches and vectorise: the elastic field is the costliest part of a draw.
 fn blur(f: &[f32], rows: usize, cols: usize, kernel: &[f32], horizontal: bool) -> Vec<f32> {
-    let r = (kernel.len() / 2) as isize;
+    let r = kernel.len() / 2;
     let mut out = vec![0.0; f.len()];
-    for y in 0..rows as isize {
-        for x in 0..cols as isize {
-            let mut acc = 0.0;
-            for (k, w) in kernel.iter().enumerate() {
-                let o = k as isize - r;
-                let (sx, sy) = if horizontal { (x + o, y) } else { (x, y + o) };
-                if (0..cols as isize).contains(&sx) && (0..rows as isize).contains(&sy) {
-                    acc += w * f[sy as usize * cols + sx as usize];
-                }
+    for (k, &w) in kernel.iter().enumerate() {
+        if horizontal {
+            // out[y][x] += w * f[y][x + k - r] where 0 <= x + k - r < cols.
+            let (from, to) = (r.saturating_sub(k), (cols + r).saturating_sub(k).min(cols));
+            for y in 0..rows {
+                let row = y * cols;
+                let src = &f[row + from + k - r..row + to + k - r];
+                out[row + from..row + to].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
             }
-            out[y as usize * cols + x as usize] = acc;
+        } else {
+            // out[y][..] += w * f[y + k - r][..] where 0 <= y + k - r < rows.
+            let (from, to) = (r.saturating_sub(k), (rows + r).saturating_sub(k).min(rows));
+            for y in from..to {
+                let src = &f[(y + k - r) * cols..(y + k - r + 1) * cols];
+                out[y * cols..(y + 1) * cols].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
+            }
         }
     }
     out
 }
 
-/// The image at (x, y), interpolated between its four nearest pixels; 0 outside.
+/// The image at (x, y), interpolated between its four nearest pixels; 0 outside (the
+/// definition `Padded::bilinear` is tested against).
+#[cfg(test)]
 fn bilinear(image: &[u8], rows: usize, cols: usize, x: f32, y: f32) -> f32 {
     let (x0, y0) = (x.floor(), y.floor());
     let (fx, fy) = (x - x0, y - y0);
@@ -228,6 +271,43 @@ mod tests {
             let ink = |v: &[u8]| v.iter().map(|&p| p as u64).sum::<u64>();
             let (before, after) = (ink(&img[..784]), ink(&a[..784]));
             assert!(after > before / 2 && after < before * 2, "{kind:?}: the ink stays ({before} -> {after})");
+        }
+    }
+
+    #[test]
+    fn the_blur_is_the_zero_padded_convolution() {
+        let (rows, cols) = (7, 9);
+        let f: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
+        let kernel = gaussian(1.3);
+        let r = (kernel.len() / 2) as isize;
+        for horizontal in [true, false] {
+            let got = blur(&f, rows, cols, &kernel, horizontal);
+            for y in 0..rows as isize {
+                for x in 0..cols as isize {
+                    let mut want = 0.0f32;
+                    for (k, w) in kernel.iter().enumerate() {
+                        let o = k as isize - r;
+                        let (sx, sy) = if horizontal { (x + o, y) } else { (x, y + o) };
+                        if (0..cols as isize).contains(&sx) && (0..rows as isize).contains(&sy) {
+                            want += w * f[sy as usize * cols + sx as usize];
+                        }
+                    }
+                    let g = got[y as usize * cols + x as usize];
+                    assert!((g - want).abs() <= 1e-5, "({x}, {y}) horizontal {horizontal}: {g} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_padded_image_samples_as_the_plain_one() {
+        let img = digit();
+        let padded = Padded::new(&img, 28, 28);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..20_000 {
+            let (x, y) = (20.0 * signed(&mut rng) + 13.5, 20.0 * signed(&mut rng) + 13.5);
+            let (a, b) = (padded.bilinear(x, y), bilinear(&img, 28, 28, x, y));
+            assert!((a - b).abs() <= 1e-3, "({x}, {y}): {a} vs {b}");
         }
     }
 
