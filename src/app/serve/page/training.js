@@ -90,8 +90,9 @@ async function stopRun() {
 
 /* While a run trains on the same machine, every millisecond the page spends competing for a core
  * stalls a training step, so the page refetches and redraws the weights at most once per second
- * and never spends more than WEIGHTS_SHARE of the time doing so. */
-const WEIGHTS_SHARE = 0.02;
+ * and never spends more than WEIGHTS_SHARE of the time doing so; the curves are redrawn at most
+ * every CURVES_GAP ms. */
+const WEIGHTS_SHARE = 0.01;
 const weightsRefresh = { last: -Infinity, cost: 0, timer: null, busy: false };
 
 /** Refetch the weights soon (see WEIGHTS_SHARE). */
@@ -121,11 +122,18 @@ async function refreshWeights() {
 
 // ---------- charts ----------
 
+const CURVES_GAP = 500;
 let curvesQueued = false;
+let curvesDrawn = -Infinity;
 function scheduleCurves() {
   if (curvesQueued) return;
   curvesQueued = true;
-  requestAnimationFrame(() => { curvesQueued = false; drawCurves(); });
+  const wait = state.done ? 0 : Math.max(0, curvesDrawn + CURVES_GAP - performance.now());
+  setTimeout(() => requestAnimationFrame(() => {
+    curvesQueued = false;
+    curvesDrawn = performance.now();
+    drawCurves();
+  }), wait);
 }
 
 function drawCurves() {
