@@ -225,13 +225,18 @@ fn diverging(v: f32) -> RGBColor {
 /// The first layer's hidden units in the order `weight_tiles` draws them: by how much each
 /// feeds the next layer (the L2 norm of its outgoing weights), largest first; ties by index.
 pub fn units_by_contribution(params: &Params) -> Vec<usize> {
+    let norm = contributions(params);
+    let mut units: Vec<usize> = (0..norm.len()).collect();
+    units.sort_by(|&a, &b| norm[b].total_cmp(&norm[a]).then(a.cmp(&b)));
+    units
+}
+
+/// How much each first-layer hidden unit feeds the next layer: the L2 norm of its outgoing weights.
+pub fn contributions(params: &Params) -> Vec<f32> {
     let h = params.shape.layer(0).1;
     let next = &params.layers[1];
     let out = params.shape.layer(1).1;
-    let norm = |j: usize| next.w[j * out..(j + 1) * out].iter().map(|w| w * w).sum::<f32>();
-    let mut units: Vec<usize> = (0..h).collect();
-    units.sort_by(|&a, &b| norm(b).total_cmp(&norm(a)).then(a.cmp(&b)));
-    units
+    (0..h).map(|j| next.w[j * out..(j + 1) * out].iter().map(|w| w * w).sum::<f32>().sqrt()).collect()
 }
 
 /// The most tiles `weight_tiles` draws (the units that contribute most).

@@ -111,10 +111,7 @@ impl State {
         let w = &m.params.layers[0].w;
         let tiles = gpu_mnist::model::transpose(w, d, h);
         let scale = w.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let next = &m.params.layers[1];
-        let out = m.params.shape.layer(1).1;
-        let contribution: Vec<f32> =
-            (0..h).map(|j| next.w[j * out..(j + 1) * out].iter().map(|w| w * w).sum::<f32>().sqrt()).collect();
+        let contribution = plots::contributions(&m.params);
         let bytes: &[u8] = bytemuck::cast_slice(&tiles);
         json!({
             "version": m.version,
