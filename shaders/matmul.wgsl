@@ -8,6 +8,13 @@
 //                                                          aux = the layer's input activations (M x N)
 // act/act' use the codes ACT_IDENTITY, ACT_SIGMOID, ACT_RELU, ACT_ELU (the host's
 // shaders::activation_code); act' is written via a = act(z).
+// Dropout (src/dropout.rs, when p.drop_threshold > 0): element (row, col) of a hidden layer's
+// output is kept iff dropout_keeps(p.drop_row0 + row, col), i.e. hash32(hash32(word ^ r) ^ col)
+// >= drop_threshold with word = p.drop_word, and then scaled by p.drop_scale = 1/(1-P):
+//   linear_forward         C = act(...) * keep * drop_scale
+//   linear_backward_input  C = (A·B^T) * keep * drop_scale * act'(aux / drop_scale)
+//                          (aux holds the masked output; dividing by the scale recovers act's
+//                          output to rounding, and exactly where it matters for ReLU: its sign)
 //
 // Bindings (group 0):
 //   0 uniform p: Params (below)
@@ -51,6 +58,10 @@ struct Params {
     accumulate: u32,  // linear_backward_weight: 1 adds to C instead of overwriting it
     a_row0: u32,      // stored row r of A is row a_row0 + r of binding a
     k_slice: u32,     // linear_backward_weight: rows of K per slice of a split product
+    drop_threshold: u32,  // dropout: hashes below it drop the element; 0: no dropout
+    drop_scale: f32,      // dropout: 1 / (1 - P), for kept elements
+    drop_word: u32,       // dropout: the step and layer's mask word
+    drop_row0: u32,       // dropout: row of the step's batch where C's first row lies
     _pad0: u32,
 }
 
@@ -177,22 +188,45 @@ fn activate_derivative(a: f32, code: u32) -> f32 {
     }
 }
 
+// Wellons' lowbias32, a bijection on u32 (the twin of dropout::hash32).
+fn hash32(v: u32) -> u32 {
+    var x = v;
+    x ^= x >> 16u; x *= 0x7feb352du;
+    x ^= x >> 15u; x *= 0x846ca68bu;
+    x ^= x >> 16u;
+    return x;
+}
+
+// Whether dropout keeps element (row, col) of C (the twin of dropout::keeps).
+fn dropout_keeps(row: u32, col: u32) -> bool {
+    return hash32(hash32(p.drop_word ^ (p.drop_row0 + row)) ^ col) >= p.drop_threshold;
+}
+
 // Each entry point finishes the tile with its epilogue, one 4 x 4 quadrant at a time; the
 // epilogue is a constant at every call site, so the compiler keeps only its own branch.
 const EPILOGUE_FORWARD: u32 = 0u;   // act(acc + bias)
 const EPILOGUE_WEIGHT: u32 = 1u;    // acc, or C + acc when accumulating across chunks
 const EPILOGUE_INPUT: u32 = 2u;     // acc * act'(aux)
 
-// The value to store at element idx (row-major in M x N) of C's slot that starts at c[base].
-fn epilogue(kind: u32, base: u32, idx: u32, col: u32, acc: f32) -> f32 {
+// The value to store at element idx = row * N + col of C's slot that starts at c[base].
+fn epilogue(kind: u32, base: u32, idx: u32, row: u32, col: u32, acc: f32) -> f32 {
+    let dropping = p.drop_threshold > 0u;
     switch kind {
         case EPILOGUE_FORWARD: {
             var z = acc;
             if (p.bias == 1u) { z += aux[col]; }   // aux is the bias only when there is one
-            return activate(z, p.act);
+            let a = activate(z, p.act);
+            if (dropping) { return select(0.0, a * p.drop_scale, dropout_keeps(row, col)); }
+            return a;
         }
         case EPILOGUE_WEIGHT: { return select(acc, c[base + idx] + acc, p.accumulate == 1u); }
-        default: { return acc * activate_derivative(aux[idx], p.act); }   // EPILOGUE_INPUT
+        default: {   // EPILOGUE_INPUT
+            if (dropping) {
+                let kept = acc * p.drop_scale * activate_derivative(aux[idx] / p.drop_scale, p.act);
+                return select(0.0, kept, dropout_keeps(row, col));
+            }
+            return acc * activate_derivative(aux[idx], p.act);
+        }
     }
 }
 
@@ -204,7 +238,7 @@ fn store(kind: u32, base: u32, r0: u32, c0: u32, q: mat4x4<f32>) {
             let row = r0 + i; let col = c0 + t;
             if (row < p.m && col < p.n) {
                 let idx = row * p.n + col;
-                c[base + idx] = epilogue(kind, base, idx, col, q[t][i]);
+                c[base + idx] = epilogue(kind, base, idx, row, col, q[t][i]);
             }
         }
     }

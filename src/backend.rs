@@ -89,6 +89,9 @@ pub trait Backend {
     fn begin_epoch(&mut self, _epoch: usize) -> Result<(), BackendError> {
         Ok(())
     }
+    /// The next `step` is the model's step `step` (0-based, counting a continued run's earlier
+    /// steps): it decides that step's dropout masks.
+    fn begin_step(&mut self, _step: u64) {}
     /// Waits until every step submitted so far has finished (a GPU's queue); the CPU's steps are
     /// done when `step` returns. Timers that time training call it before they stop.
     fn wait(&self) -> Result<(), BackendError> {
@@ -119,6 +122,8 @@ pub trait Verifier {
     fn begin_epoch(&mut self, _epoch: usize) -> Result<(), BackendError> {
         Ok(())
     }
+    /// As `Backend::begin_step`: the verifier must draw the same dropout masks.
+    fn begin_step(&mut self, _step: u64) {}
     /// The mean gradient over batch `batch`'s rows at `params`, and that forward pass's statistics.
     fn recompute(&self, params: &Params, batch: usize) -> Result<(Params, Stats), BackendError>;
 }

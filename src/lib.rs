@@ -27,6 +27,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod digit;
+pub mod dropout;
 pub mod gpu;
 pub mod metrics;
 pub mod model;

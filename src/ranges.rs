@@ -16,6 +16,9 @@ impl<T: Copy + Display> Range<T> {
     }
 }
 
+/// `--dropout`: the probability of dropping a hidden unit (0 turns dropout off).
+pub const DROPOUT: Range<f32> = Range { what: "a probability at least 0 and below 1", ok: |v| (0.0..1.0).contains(v) };
+
 /// `--lr`, `--eps`.
 pub const ABOVE_ZERO: Range<f32> = Range { what: "a finite number above 0", ok: |v| v.is_finite() && *v > 0.0 };
 /// `--momentum`, `--beta1`, `--beta2`: the decay of a running average.

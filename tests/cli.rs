@@ -392,10 +392,47 @@ fn augmented_runs_repeat_bit_for_bit_and_continue_the_same_distortions() {
 }
 
 #[test]
+fn dropout_runs_repeat_bit_for_bit_and_continue_with_the_same_masks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8 path").to_string();
+    let base = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "cpu", "--batch-size", "300"];
+    let drop = ["--dropout", "0.3", "--hidden", "64,32", "--optimizer", "adam", "--lr", "0.01"];
+    let load = |p: &str| gpu_mnist::checkpoint::load(p.as_ref()).expect("loads");
+    let run = |extra: &[&str], out: &str| {
+        let o = gpu_mnist(&[&base[..], extra, &["--out", out]].concat(), &[]);
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "{stdout}\n{err}");
+        stdout
+    };
+    let straight = path("straight.safetensors");
+    let out = run(&[&drop[..], &["--epochs", "3"]].concat(), &straight);
+    assert!(out.contains("dropout: 0.3 of the hidden units"), "{out}");
+    assert!(test_accuracy(&out) > 60.0, "{out}");
+    let again = path("again.safetensors");
+    run(&[&drop[..], &["--epochs", "3"]].concat(), &again);
+    assert!(load(&straight).params == load(&again).params, "the same seed draws the same masks");
+    // Cut in the middle of epoch 2; the continued run keeps the saved dropout and its step count.
+    let half = path("half.safetensors");
+    run(&[&drop[..], &["--iterations", "5"]].concat(), &half);
+    assert_eq!(load(&half).run.dropout, Some(0.3), "the model file keeps the dropout");
+    let o = gpu_mnist(&["train", "--init-from", &half, "--iterations", "7", "--out", &half], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(load(&half).params == load(&straight).params, "a continued run draws the same masks");
+    let plain = path("plain.safetensors");
+    run(&["--hidden", "64,32", "--optimizer", "adam", "--lr", "0.01", "--epochs", "3"], &plain);
+    assert!(load(&plain).params != load(&straight).params, "dropout changes the run");
+}
+
+#[test]
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn gpu_augmented_runs_verify_against_the_cpu_step_by_step() {
-    // Iterations 1, 2, 4, ... are verified.
-    for (batching, verified) in [(&["--batch-size", "300", "--epochs", "2"][..], 5), (&["--iterations", "4"][..], 3)] {
+    // Iterations 1, 2, 4, ... are verified; with dropout on two hidden layers too.
+    let runs = [
+        (&["--batch-size", "300", "--epochs", "2"][..], 5),
+        (&["--iterations", "4"][..], 3),
+        (&["--batch-size", "300", "--epochs", "2", "--dropout", "0.3", "--hidden", "48,24"][..], 5),
+    ];
+    for (batching, verified) in runs {
         let args = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "gpu", "--augment", "elastic"];
         let o = gpu_mnist(&[&args[..], batching, &["--verify-every", "2"]].concat(), &[]);
         let (out, err) = text(&o);

@@ -6,6 +6,7 @@ use common::tolerance::{FAST_PATH, FD_EPS, FINITE_DIFFERENCES, LOSS_RTOL};
 use common::{assert_close, mnist, rng, subset, uniform};
 use gpu_mnist::cpu::{fast, reference};
 use gpu_mnist::data::Dataset;
+use gpu_mnist::dropout::Dropout;
 use gpu_mnist::model::{Activation, Params, Shape};
 use rand::seq::SliceRandom;
 
@@ -272,4 +273,84 @@ fn plain_descent_is_bit_identical_to_sgd_update() {
     let mut state = OptimizerState::new(cfg.kind, got.shape.clone());
     optim::optimizer_update(&mut got, &grads, &mut state, &cfg, 0.8);
     assert_eq!(got, want);
+}
+
+/// Dropout probability of the dropout checks: high enough that every layer drops many units.
+const DROPOUT_P: f32 = 0.4;
+
+#[test]
+fn reference_gradients_with_dropout_match_finite_differences() {
+    for hidden in FD_HIDDEN {
+        for act in ACTIVATIONS {
+            let shape = Shape::new(7, hidden, 4, true);
+            let mut r = rng(12);
+            let n = 9;
+            let x = uniform(&mut r, n * shape.d, 0.0, 1.0);
+            let labels: Vec<u8> = (0..n).map(|i| (i % shape.k) as u8).collect();
+            let params = with_random_biases(Params::init(shape.clone(), act, 3), 13);
+            // One step's masks, held fixed: the loss is then a smooth function of the parameters.
+            let masks = Dropout { p: DROPOUT_P, seed: 5 }.step(3, hidden.len());
+            let dropped = (0..hidden.len())
+                .map(|l| {
+                    (0..n)
+                        .flat_map(|i| (0..hidden[l]).map(move |j| (i, j)))
+                        .filter(|&(i, j)| masks.factor(l, i, j) == 0.0)
+                        .count()
+                })
+                .collect::<Vec<_>>();
+            assert!(dropped.iter().all(|&d| d > 0), "every layer drops some units: {dropped:?}");
+            let (grads, _) = reference::forward_backward_dropout(&params, act, &x, &labels, Some(&masks));
+            let loss_at =
+                |p: &Params| reference::forward_backward_dropout(p, act, &x, &labels, Some(&masks)).1.loss as f32;
+            let mut numeric = Params::zeros(shape.clone());
+            for t in 0..numeric.tensors().len() {
+                for i in 0..numeric.tensors()[t].1.len() {
+                    let (mut plus, mut minus) = (params.clone(), params.clone());
+                    plus.tensors_mut()[t].1[i] += FD_EPS;
+                    minus.tensors_mut()[t].1[i] -= FD_EPS;
+                    numeric.tensors_mut()[t].1[i] = (loss_at(&plus) - loss_at(&minus)) / (2.0 * FD_EPS);
+                }
+            }
+            for ((name, g), (_, num)) in grads.tensors().into_iter().zip(numeric.tensors()) {
+                let what =
+                    format!("d{name} ({}, {act:?}, dropout {DROPOUT_P}) vs finite differences", shape.describe());
+                assert_close(&what, g, num, FINITE_DIFFERENCES.atol, FINITE_DIFFERENCES.rtol);
+            }
+            let (plain, _) = reference::forward_backward(&params, act, &x, &labels);
+            assert!(plain != grads, "dropout changes the gradients");
+        }
+    }
+}
+
+#[test]
+fn fast_step_with_dropout_matches_reference() {
+    let m = mnist();
+    let train = subset(&m.train, 700);
+    let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
+    let mut order: Vec<u32> = (0..train.n as u32).collect();
+    order.shuffle(&mut rng(9));
+    // The whole set (11 shards, the last block short), and mini-batches of 1 and 300 rows.
+    for (hidden, batch) in [(&[33][..], None), (&[37, 13], Some(300)), (&[20, 9, 11], Some(1)), (&[64, 33, 17], None)] {
+        for act in ACTIVATIONS {
+            let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 6), 7);
+            let masks = Dropout { p: DROPOUT_P, seed: 1 }.step(11, hidden.len());
+            let rows = batch.map(|b| &order[100..100 + b]);
+            let (pixels, labels) = gather(&train, rows.unwrap_or(&order[..]));
+            let (pixels, labels) =
+                if rows.is_some() { (pixels, labels) } else { (train.pixels.clone(), train.labels.clone()) };
+            let x = reference::scale_pixels(&pixels);
+            let what = format!("{} {act:?}, batch {batch:?}, dropout {DROPOUT_P}", params.shape.describe());
+            let (want, want_stats) = reference::forward_backward_dropout(&params, act, &x, &labels, Some(&masks));
+            let (got, got_stats) =
+                fast::forward_backward_dropout(&params, act, &sparse, &train.labels, rows, Some(&masks));
+            for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
+                assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_PATH.atol, FAST_PATH.rtol);
+            }
+            assert!(
+                (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
+                "{what}: {got_stats:?} vs {want_stats:?}"
+            );
+            assert_eq!((got_stats.correct, got_stats.n), (want_stats.correct, want_stats.n), "{what}");
+        }
+    }
 }

@@ -11,6 +11,9 @@
 //! * for plain descent, an independent run of the CPU backend from the same start stays with the
 //!   GPU.
 //!
+//! With dropout, every step's masks are drawn from (seed, step, layer, row, unit) on both sides:
+//! the reference gets the step's masks, the CPU backend draws its own.
+//!
 //! Adam is checked anchored only: it divides by the root of the second moment, so an element
 //! whose gradient is at rounding level moves by up to lr whichever sign the rounding gives it
 //! (see tests/gpu_optimizers.rs). Sigmoid and ELU avoid ReLU's kink (see tests/gpu_training.rs).
@@ -23,6 +26,7 @@ use common::{mnist, subset};
 use gpu_mnist::backend::{Backend, Split};
 use gpu_mnist::cpu::{combine, reference};
 use gpu_mnist::data::Splits;
+use gpu_mnist::dropout::Dropout;
 use gpu_mnist::gpu::{GpuOptions, Tiling};
 use gpu_mnist::model::{Activation, Params, Shape, Stats};
 use gpu_mnist::optim::{Optimizer, OptimizerConfig};
@@ -42,6 +46,8 @@ struct Config {
     tiling: Tiling,
     /// The model's steps before this run (a resumed run starts in the middle of an epoch).
     first_step: usize,
+    /// Dropout's probability on the hidden layers (0: none).
+    dropout: f32,
 }
 
 fn parity(c: Config) {
@@ -54,6 +60,7 @@ fn parity(c: Config) {
         tiling: Some(c.tiling),
         optimizer: c.cfg,
         batch_size: Some(BATCH),
+        dropout: Some(Dropout { p: c.dropout, seed: SEED }),
         ..Default::default()
     };
     let setup = Setup { data, start, act: c.act, options, lr: c.lr, seed: SEED, first_step: c.first_step };
@@ -70,7 +77,10 @@ fn parity(c: Config) {
     for _ in 0..STEPS {
         let s = run.step();
         let (step, b) = (c.first_step + s.number - 1, s.batch);
-        let what = format!("at step {step} (batch {b}, {:?}, {:?}, H {:?})", c.cfg.kind, c.act, c.hidden);
+        let what = format!(
+            "at step {step} (batch {b}, {:?}, {:?}, H {:?}, dropout {})",
+            c.cfg.kind, c.act, c.hidden, c.dropout
+        );
         let (want_grads, want) = run.reference(&s);
         anchored[b] = want;
         assert_gradients(&what, &s.grads, &want_grads, GRADIENTS_BATCH);
@@ -110,6 +120,7 @@ fn gd_one_hidden_layer_chunked_batches() {
         chunk: Some(64),
         tiling: Tiling::Register,
         first_step: 0,
+        dropout: 0.0,
     });
 }
 
@@ -126,6 +137,7 @@ fn adam_one_hidden_layer_resumed_mid_epoch() {
         chunk: None,
         tiling: Tiling::Register,
         first_step: 7,
+        dropout: 0.0,
     });
 }
 
@@ -142,6 +154,7 @@ fn gd_two_hidden_layers_resumed_mid_epoch() {
         chunk: None,
         tiling: Tiling::Shared,
         first_step: 4,
+        dropout: 0.0,
     });
 }
 
@@ -158,5 +171,80 @@ fn adam_two_hidden_layers_chunked_batches() {
         chunk: Some(64),
         tiling: Tiling::Register,
         first_step: 0,
+        dropout: 0.0,
     });
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn gd_dropout_one_hidden_layer_chunked_batches() {
+    parity(Config {
+        hidden: &[32],
+        act: Activation::Sigmoid,
+        bias: true,
+        cfg: OptimizerConfig::default(),
+        lr: 1.0,
+        chunk: Some(64),
+        tiling: Tiling::Register,
+        first_step: 0,
+        dropout: 0.3,
+    });
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn gd_dropout_two_hidden_layers_resumed_mid_epoch() {
+    parity(Config {
+        hidden: &[37, 19],
+        act: Activation::Elu,
+        bias: true,
+        cfg: OptimizerConfig::default(),
+        lr: 0.2,
+        chunk: None,
+        tiling: Tiling::Shared,
+        first_step: 4,
+        dropout: 0.5,
+    });
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn adam_dropout_two_hidden_layers_chunked_batches() {
+    parity(Config {
+        hidden: &[37, 19],
+        act: Activation::Sigmoid,
+        bias: false,
+        cfg: OptimizerConfig { kind: Optimizer::Adam, weight_decay: 0.1, ..Default::default() },
+        lr: 1e-2,
+        chunk: Some(64),
+        tiling: Tiling::Register,
+        first_step: 0,
+        dropout: 0.2,
+    });
+}
+
+/// Steps that one submit holds without a read between them and without the shuffles that submit
+/// at every epoch in training: 3 batches an epoch, so the same batch's dispatches come back within
+/// a submit, each time with its own step's masks (a queued uniform write lands before the whole
+/// submit, so the backend must submit before rewriting them).
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn dropout_masks_hold_across_the_steps_of_one_submit() {
+    let m = mnist();
+    let data = Splits::new(subset(&m.train, 300), subset(&m.test, 100));
+    let (act, steps) = (Activation::Sigmoid, 10);
+    let start = Params::init(Shape::new(data.train.d(), &[24, 16], 10, true), act, 5);
+    let dropout = Dropout { p: 0.4, seed: SEED };
+    let options = GpuOptions { batch_size: Some(BATCH), dropout: Some(dropout), ..Default::default() };
+    let mut gpu = gpu_mnist::gpu::GpuBackend::new(common::gpu(), &data, &start, act, options).expect("GPU backend");
+    assert!(gpu.steps_per_submit() > steps, "the steps must share a submit");
+    let mut cpu = gpu_mnist::cpu::CpuBackend::new(&data, start, act).with_batch_size(BATCH).with_dropout(dropout);
+    for step in 0..steps {
+        gpu.begin_step(step as u64);
+        cpu.begin_step(step as u64);
+        gpu.step(step % 3, 0.5).expect("GPU step");
+        cpu.step(step % 3, 0.5).expect("CPU step");
+    }
+    let (g, c) = (gpu.params().expect("GPU params"), cpu.params().expect("CPU params"));
+    assert_params(&format!("{steps} dropout steps, read once"), &g, &c, RUNS);
 }

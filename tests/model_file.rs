@@ -336,6 +336,7 @@ fn every_key_a_model_file_holds_is_documented() {
         }),
         keep_best: Some(true),
         patience: Some(3),
+        dropout: Some(0.25),
         best_of: Some(40),
     };
     checkpoint::save(&path, &m).expect("saves");

@@ -211,7 +211,8 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
                 sigma,
             }),
     );
-    let best = (prop::option::of(any::<bool>()), some(0.5), prop::option::of(any::<usize>()));
+    let best =
+        (prop::option::of(any::<bool>()), some(0.5), prop::option::of(any::<usize>()), prop::option::of(0f32..0.99));
     (prop::option::of(any::<u64>()), backend, data, schedule, optimizer, rows, reports, (augment, best)).prop_map(
         |(
             seed,
@@ -221,7 +222,7 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
             optimizer,
             rows,
             (eval_every, report_every, target),
-            (augment, (keep_best, patience, best_of)),
+            (augment, (keep_best, patience, best_of, dropout)),
         )| {
             let (samples, test_samples, val_split, batch_size, batch_origin) = rows;
             RunRecord {
@@ -248,6 +249,7 @@ fn any_run() -> impl Strategy<Value = RunRecord> {
                 augment,
                 keep_best,
                 patience,
+                dropout,
                 best_of,
             }
         },

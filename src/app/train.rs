@@ -72,6 +72,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if plan.augment.kind != Augmentation::None {
         println!("augment: {}", report::describe_augment(&plan.augment));
     }
+    if plan.dropout.is_on() {
+        println!(
+            "dropout: {} of the hidden units of every row each step, the kept ones scaled by {:.4}",
+            plan.dropout.p,
+            1.0 / (1.0 - plan.dropout.p)
+        );
+    }
     // A continued run updates the file it continues, unless another tool wrote it: that file
     // keeps its format, and the model goes beside it.
     let foreign = resumed.as_ref().is_some_and(|m| m.provenance.is_imported());
@@ -117,6 +124,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 batch_size: Some(plan.batching.size),
                 matmul: None,
                 augment: Some((plan.augment, plan.seed)),
+                dropout: Some(plan.dropout),
             };
             let mut b = GpuBackend::new(ctx, &data, &params, act, options)?;
             if let Some(state) = &state {
@@ -127,11 +135,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 println!("GPU: training set processed in chunks of {} rows", b.chunk_rows());
             }
             let mut verifier = plan.verify_every.map(|_| {
-                CpuBackend::new(&data, params.clone(), act).with_batch_size(plan.batching.size).with_augment(
-                    &data.train,
-                    plan.augment,
-                    plan.seed,
-                )
+                CpuBackend::new(&data, params.clone(), act)
+                    .with_batch_size(plan.batching.size)
+                    .with_augment(&data.train, plan.augment, plan.seed)
+                    .with_dropout(plan.dropout)
             });
             let verifier = verifier.as_mut().map(|v| v as &mut dyn Verifier);
             tell_page(&b);
@@ -147,7 +154,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let mut b = CpuBackend::new(&data, params, act)
                 .with_optimizer(plan.optimizer)
                 .with_batch_size(batch_size)
-                .with_augment(&data.train, plan.augment, plan.seed);
+                .with_augment(&data.train, plan.augment, plan.seed)
+                .with_dropout(plan.dropout);
             if let Some(state) = state {
                 b.set_optimizer_state(state)?;
             }

@@ -98,6 +98,8 @@ pub struct RunRecord {
     pub target_accuracy: Option<f64>,
     /// The distortion drawn each epoch, with its strengths (`None`: no augmentation).
     pub augment: Option<crate::augment::Augment>,
+    /// Dropout's probability on the hidden layers, when above 0.
+    pub dropout: Option<f32>,
     /// `--keep-best` and `--patience`, when the run had them.
     pub keep_best: Option<bool>,
     pub patience: Option<usize>,

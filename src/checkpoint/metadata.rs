@@ -31,7 +31,7 @@ pub const METADATA_KEYS: [&str; 12] = [
 
 /// Keys of the run's plan (`RunRecord`), each written when the run had it; `adam_t` is Adam's
 /// step count, written with its state.
-pub const RUN_KEYS: [&str; 35] = [
+pub const RUN_KEYS: [&str; 36] = [
     "seed",
     "backend_choice",
     "data",
@@ -66,6 +66,7 @@ pub const RUN_KEYS: [&str; 35] = [
     "augment_sigma",
     "keep_best",
     "patience",
+    "dropout",
     "best_of",
 ];
 
@@ -111,6 +112,7 @@ pub(super) fn write(model: &Model) -> BTreeMap<&'static str, String> {
         ("target_accuracy", r.target_accuracy.map(|v| v.to_string())),
         ("keep_best", r.keep_best.map(|v| v.to_string())),
         ("patience", r.patience.map(|v| v.to_string())),
+        ("dropout", r.dropout.map(|v| v.to_string())),
         ("best_of", r.best_of.map(|v| v.to_string())),
     ];
     meta.extend(fields.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
@@ -273,6 +275,7 @@ pub(super) fn read_run(meta: &Meta) -> Result<RunRecord, String> {
         augment,
         keep_best,
         patience: positive("patience")?,
+        dropout: in_range("dropout", &ranges::DROPOUT)?,
         best_of: count("best_of")?,
         seed: optional(meta, "seed", "a whole number", |_| true)?,
         backend,

@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use block::{Columns, axpy};
 
+use crate::dropout::StepMasks;
 use crate::model::{Activation, Layer, Params, Stats, transpose};
 
 mod block;
@@ -161,7 +162,8 @@ impl PhaseTimes {
 /// What every shard reads: parameters, each layer above the first transposed (`wt[l - 1]` is
 /// layer l's W^T, fan_out rows of length fan_in), data, the rows of `x` to visit (`None`: all of
 /// them in order; a mini-batch otherwise), and whether to run the backward pass (`inv_n` =
-/// 1/(rows visited)) and time the phases.
+/// 1/(rows visited)) and time the phases. With `masks`, the hidden layers' outputs go through
+/// dropout (row = position in the visit order), as in `reference::forward_backward_dropout`.
 struct Job<'a> {
     p: &'a Params,
     wt: Vec<Vec<f32>>,
@@ -171,6 +173,7 @@ struct Job<'a> {
     rows: Option<&'a [u32]>,
     inv_n: Option<f32>,
     timed: bool,
+    masks: Option<&'a StepMasks>,
 }
 
 impl Job<'_> {
@@ -178,6 +181,44 @@ impl Job<'_> {
     #[inline(always)]
     fn row(&self, i: usize) -> usize {
         self.rows.map_or(i, |r| r[i] as usize)
+    }
+}
+
+/// Dropout of hidden layer `l`'s outputs `a` for the block's rows at positions `block`: `pre`
+/// keeps them as they were (for act'), `a` gets its mask.
+#[inline(always)]
+fn drop_out(a: &mut [f32], pre: &mut [f32], masks: &StepMasks, l: usize, block: Range<usize>, h: usize) {
+    pre.copy_from_slice(a);
+    for (r, i) in block.enumerate() {
+        for (j, v) in a[r * h..(r + 1) * h].iter_mut().enumerate() {
+            *v *= masks.factor(l, i, j);
+        }
+    }
+}
+
+/// `dz ⊙= act'(a)` for hidden layer `l`'s gradient, through its mask first when dropping out
+/// (then `pre` holds the outputs before the mask).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn activation_backward(
+    dz: &mut [f32],
+    a: &[f32],
+    pre: &[f32],
+    masks: Option<&StepMasks>,
+    l: usize,
+    block: Range<usize>,
+    h: usize,
+    act: Activation,
+) {
+    let Some(m) = masks else {
+        dz.iter_mut().zip(a).for_each(|(d, &av)| *d *= act.derivative_from_output(av));
+        return;
+    };
+    for (r, i) in block.enumerate() {
+        let (dz, pre) = (&mut dz[r * h..(r + 1) * h], &pre[r * h..(r + 1) * h]);
+        for (j, (d, &av)) in dz.iter_mut().zip(pre).enumerate() {
+            *d = *d * m.factor(l, i, j) * act.derivative_from_output(av);
+        }
     }
 }
 
@@ -217,6 +258,8 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
     let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
     let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
+    let mut pre: Vec<Vec<f32>> =
+        hidden.iter().map(|&w| vec![0.0; if job.masks.is_some() { BLOCK * w } else { 0 }]).collect();
     let (mut z, mut pixels, mut nz) = (vec![0.0; k], Columns::default(), Columns::default());
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
@@ -232,6 +275,9 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
         let a = &mut acts[0][..block.len() * h1];
         block::forward(a, b1, &pixels, w1, h1);
         a.iter_mut().for_each(|v| *v = act.apply(*v));
+        if let Some(m) = job.masks {
+            drop_out(a, &mut pre[0][..block.len() * h1], m, 0, block.clone(), h1);
+        }
         lap(&mut t, &mut times.sparse_forward);
         for l in 1..last {
             let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
@@ -239,6 +285,9 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             let (input, out) = (&below[l - 1][..block.len() * fan_in], &mut above[0][..block.len() * fan_out]);
             let b = bias.then_some(&p.layers[l].b[..]);
             dense_block_forward(out, b, input, &p.layers[l].w, (fan_in, fan_out), &mut nz, act);
+            if let Some(m) = job.masks {
+                drop_out(out, &mut pre[l][..block.len() * fan_out], m, l, block.clone(), fan_out);
+            }
         }
         let (a_last, dz_last) = (&acts[last - 1], &mut dzs[last - 1]);
         for (r, i) in block.clone().enumerate() {
@@ -262,9 +311,8 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
                 axpy(&mut g_out.w[c * h..(c + 1) * h], z[c], a);
                 axpy(dz, z[c], &wt_out[c * h..(c + 1) * h]);
             }
-            for (d, &av) in dz.iter_mut().zip(a) {
-                *d *= act.derivative_from_output(av);
-            }
+            let pre = if job.masks.is_some() { &pre[last - 1][r * h..(r + 1) * h] } else { &[][..] };
+            activation_backward(dz, a, pre, job.masks, last - 1, i..i + 1, h, act);
             if bias {
                 axpy(&mut g_out.b, 1.0, &z);
             }
@@ -285,9 +333,8 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
                 }
                 nz.set_dense(dz, fan_out);
                 block::forward(dz_in, None, &nz, &job.wt[l - 1], fan_in);
-                for (d, &av) in dz_in.iter_mut().zip(input) {
-                    *d *= act.derivative_from_output(av);
-                }
+                let pre = &pre[l - 1][..if job.masks.is_some() { block.len() * fan_in } else { 0 }];
+                activation_backward(dz_in, input, pre, job.masks, l - 1, block.clone(), fan_in, act);
             }
         }
         lap(&mut t, &mut times.dense);
@@ -352,7 +399,7 @@ fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
 
 /// Loss and accuracy of `params` on `x` (forward only, threaded).
 pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> Stats {
-    let (_, stats, _) = run(Simd::detect(), params, act, x, labels, None, false, false);
+    let (_, stats, _) = run(Simd::detect(), params, act, x, labels, None, false, false, None);
     stats
 }
 
@@ -399,7 +446,20 @@ pub fn forward_backward_rows(
     labels: &[u8],
     rows: &[u32],
 ) -> (Params, Stats) {
-    let (g, s, _) = run(Simd::detect(), params, act, x, labels, Some(rows), true, false);
+    forward_backward_dropout(params, act, x, labels, Some(rows), None)
+}
+
+/// `forward_backward` (over `rows`, or all of `x` when `None`) with one step's dropout masks on
+/// the hidden layers, row = position in the visit order.
+pub fn forward_backward_dropout(
+    params: &Params,
+    act: Activation,
+    x: &SparseRows,
+    labels: &[u8],
+    rows: Option<&[u32]>,
+    masks: Option<&StepMasks>,
+) -> (Params, Stats) {
+    let (g, s, _) = run(Simd::detect(), params, act, x, labels, rows, true, false, masks);
     (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s)
 }
 
@@ -413,7 +473,7 @@ pub fn forward_backward_with(
     x: &SparseRows,
     labels: &[u8],
 ) -> (Params, Stats, PhaseTimes) {
-    let (g, s, t) = run(simd, params, act, x, labels, None, true, timed);
+    let (g, s, t) = run(simd, params, act, x, labels, None, true, timed, None);
     (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s, t)
 }
 
@@ -428,6 +488,7 @@ fn run(
     rows: Option<&[u32]>,
     backward: bool,
     timed: bool,
+    masks: Option<&StepMasks>,
 ) -> (Option<Params>, Stats, PhaseTimes) {
     let s = &p.shape;
     let (last, n) = (s.hidden.len(), rows.map_or(x.n(), |r| r.len()));
@@ -439,7 +500,7 @@ fn run(
             transpose(&p.layers[l].w, fan_in, fan_out)
         })
         .collect();
-    let job = Job { p, wt, act, x, labels, rows, inv_n, timed };
+    let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks };
     let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
     let mut grads = backward.then(|| Params::zeros(s.clone()));
     let mut dwt_out = vec![0.0; s.k * h];

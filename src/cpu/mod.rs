@@ -7,6 +7,7 @@ pub mod reference;
 use crate::augment::{self, Augment, Augmentation};
 use crate::backend::{Backend, BackendError, Split, Verifier, batch_count, batch_range, check_order};
 use crate::data::{Dataset, Splits};
+use crate::dropout::Dropout;
 use crate::model::{Activation, Params, Stats};
 use crate::optim::{self, OptimizerConfig, OptimizerState};
 use fast::SparseRows;
@@ -38,6 +39,9 @@ pub struct CpuBackend {
     validation: SparseSet,
     test: SparseSet,
     augmenting: Option<Augmenting>,
+    /// Dropout on the hidden layers, and the model's step the next `step` takes (its masks).
+    dropout: Option<Dropout>,
+    step_index: u64,
 }
 
 /// The original training images and how each epoch distorts them (`with_augment`).
@@ -70,7 +74,15 @@ impl CpuBackend {
             validation: SparseSet::new(&data.validation),
             test: SparseSet::new(&data.test),
             augmenting: None,
+            dropout: None,
+            step_index: 0,
         }
+    }
+
+    /// Steps with inverted dropout of probability `dropout.p` on the hidden layers (off at 0).
+    pub fn with_dropout(mut self, dropout: Dropout) -> Self {
+        self.dropout = dropout.is_on().then_some(dropout);
+        self
     }
 
     /// Trains each epoch on `augment`'s distortion of `train`'s images (the training split this
@@ -112,11 +124,10 @@ impl CpuBackend {
     /// unchanged (what `--verify-every` compares a GPU step with).
     pub fn gradients_at(&self, params: &Params, batch: usize) -> (Params, Stats) {
         let (x, labels) = (&self.train.x, &self.train.labels);
-        if self.batch_stats.len() == 1 {
-            return fast::forward_backward(params, self.act, x, labels);
-        }
-        let rows = &self.order[batch_range(batch, self.batch_size, self.order.len())];
-        fast::forward_backward_rows(params, self.act, x, labels, rows)
+        let masks = self.dropout.map(|d| d.step(self.step_index, params.shape.hidden.len()));
+        let rows =
+            (self.batch_stats.len() > 1).then(|| &self.order[batch_range(batch, self.batch_size, self.order.len())]);
+        fast::forward_backward_dropout(params, self.act, x, labels, rows, masks.as_ref())
     }
 
     pub fn activation(&self) -> Activation {
@@ -154,6 +165,10 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn begin_step(&mut self, step: u64) {
+        self.step_index = step;
+    }
+
     fn shuffle(&mut self, order: &[u32]) -> Result<(), BackendError> {
         check_order(order, self.order.len())?;
         self.order.copy_from_slice(order);
@@ -168,6 +183,7 @@ impl Backend for CpuBackend {
         optim::optimizer_update(&mut self.params, &grads, &mut self.state, &self.optimizer, lr);
         self.grads = grads;
         self.batch_stats[batch] = stats;
+        self.step_index += 1;
         Ok(())
     }
 
@@ -219,6 +235,10 @@ impl Verifier for CpuBackend {
 
     fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
         Backend::begin_epoch(self, epoch)
+    }
+
+    fn begin_step(&mut self, step: u64) {
+        Backend::begin_step(self, step)
     }
 
     fn recompute(&self, params: &Params, batch: usize) -> Result<(Params, Stats), BackendError> {

@@ -2,6 +2,7 @@
 //! layer. Every fast path (the threaded sparse CPU step, the WGSL kernels) is tested against these
 //! functions. Arguments go outputs first, then inputs, then sizes. Matrices are row-major.
 
+use crate::dropout::StepMasks;
 use crate::model::{Activation, Params, Stats};
 
 /// `z[n x m] = x[n x d] · w[d x m] + b[m]` (no bias term when `b` is `None`).
@@ -84,6 +85,25 @@ pub fn activation_backward(dz: &mut [f32], da: &[f32], a: &[f32], act: Activatio
     }
 }
 
+/// Inverted dropout of hidden layer `l`'s output `a` (n x h): `out = a ⊙ mask_l`, each element
+/// kept and scaled by 1/(1-p) or set to 0 (`StepMasks::factor`).
+pub fn dropout_forward(out: &mut [f32], a: &[f32], masks: &StepMasks, l: usize, n: usize, h: usize) {
+    for i in 0..n {
+        for j in 0..h {
+            out[i * h + j] = a[i * h + j] * masks.factor(l, i, j);
+        }
+    }
+}
+
+/// Backward of `dropout_forward`: `da = dout ⊙ mask_l`.
+pub fn dropout_backward(da: &mut [f32], dout: &[f32], masks: &StepMasks, l: usize, n: usize, h: usize) {
+    for i in 0..n {
+        for j in 0..h {
+            da[i * h + j] = dout[i * h + j] * masks.factor(l, i, j);
+        }
+    }
+}
+
 /// Row softmax and cross-entropy: `probs[i] = softmax(logits[i])`, `losses[i] = -log probs[i][y_i]`
 /// (computed as logsumexp - logit, stable for large logits), `correct[i]` = arg-max equals label.
 pub fn softmax_xent_forward(
@@ -135,7 +155,7 @@ pub fn sgd_update(param: &mut [f32], grad: &[f32], lr: f32) {
 
 /// Forward pass only: loss and accuracy of `params` on `x` (n x D, scaled to [0,1]).
 pub fn evaluate(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> Stats {
-    let t = Trace::forward(params, act, x, labels);
+    let t = Trace::forward(params, act, x, labels, None);
     t.stats()
 }
 
@@ -143,29 +163,36 @@ pub fn evaluate(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> S
 /// activations (`[l]` is hidden layer `l + 1`'s, n x H_{l+1}) and the probabilities (n x K).
 pub fn activations(params: &Params, act: Activation, x: &[f32]) -> (Vec<Vec<f32>>, Vec<f32>) {
     let n = x.len() / params.shape.d.max(1);
-    let t = Trace::forward(params, act, x, &vec![0; n]);
+    let t = Trace::forward(params, act, x, &vec![0; n], None);
     (t.acts, t.probs)
 }
 
 /// Activations of one forward pass, kept for the backward pass: `acts[l]` is hidden layer
-/// `l + 1`'s output (N x H_{l+1}).
+/// `l + 1`'s output (N x H_{l+1}); with dropout, `dropped[l]` is that output after its mask, the
+/// next layer's input.
 struct Trace {
     acts: Vec<Vec<f32>>,
+    dropped: Option<Vec<Vec<f32>>>,
     probs: Vec<f32>,
     losses: Vec<f32>,
     correct: Vec<bool>,
 }
 
 impl Trace {
-    fn forward(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> Trace {
+    fn forward(params: &Params, act: Activation, x: &[f32], labels: &[u8], masks: Option<&StepMasks>) -> Trace {
         let s = &params.shape;
         let n = labels.len();
         let last = s.layer_count() - 1;
         let mut acts: Vec<Vec<f32>> = Vec::with_capacity(last);
+        let mut dropped: Vec<Vec<f32>> = Vec::new();
         let mut logits = Vec::new();
         for (l, layer) in params.layers.iter().enumerate() {
             let (fan_in, fan_out) = s.layer(l);
-            let input = if l == 0 { x } else { &acts[l - 1][..] };
+            let input = match (l, masks) {
+                (0, _) => x,
+                (_, Some(_)) => &dropped[l - 1][..],
+                (_, None) => &acts[l - 1][..],
+            };
             let b = s.bias.then_some(&layer.b[..]);
             let mut z = vec![0.0; n * fan_out];
             linear_forward(&mut z, input, &layer.w, b, n, fan_in, fan_out);
@@ -174,6 +201,11 @@ impl Trace {
             } else {
                 let mut a = vec![0.0; n * fan_out];
                 activation_forward(&mut a, &z, act);
+                if let Some(m) = masks {
+                    let mut d = vec![0.0; n * fan_out];
+                    dropout_forward(&mut d, &a, m, l, n, fan_out);
+                    dropped.push(d);
+                }
                 acts.push(a);
             }
         }
@@ -181,7 +213,16 @@ impl Trace {
         let mut losses = vec![0.0; n];
         let mut correct = vec![false; n];
         softmax_xent_forward(&mut probs, &mut losses, &mut correct, &logits, labels, n, s.k);
-        Trace { acts, probs, losses, correct }
+        Trace { acts, dropped: masks.map(|_| dropped), probs, losses, correct }
+    }
+
+    /// Layer `l`'s input: the pixels, or the layer below's output after any dropout.
+    fn input<'a>(&'a self, l: usize, x: &'a [f32]) -> &'a [f32] {
+        match (l, &self.dropped) {
+            (0, _) => x,
+            (_, Some(d)) => &d[l - 1],
+            (_, None) => &self.acts[l - 1],
+        }
     }
 
     fn stats(&self) -> Stats {
@@ -198,15 +239,29 @@ impl Trace {
 /// forward pass. Backward from the output layer: `dZ_out = (P - onehot(Y)) / B`; for each layer,
 /// `dW = A_in^T · dZ`, `db = Σ_rows dZ`, and below it `dZ_in = (dZ · W^T) ⊙ act'(A_in)`.
 pub fn forward_backward(params: &Params, act: Activation, x: &[f32], labels: &[u8]) -> (Params, Stats) {
+    forward_backward_dropout(params, act, x, labels, None)
+}
+
+/// `forward_backward` with dropout's masks of one step on the hidden layers (`None`: none): a
+/// hidden layer's output goes through `dropout_forward` into the layer above, and its gradient
+/// back through `dropout_backward`, `dZ_in = ((dZ · W^T) ⊙ mask) ⊙ act'(A_in)`, with `A_in`
+/// the output before its mask.
+pub fn forward_backward_dropout(
+    params: &Params,
+    act: Activation,
+    x: &[f32],
+    labels: &[u8],
+    masks: Option<&StepMasks>,
+) -> (Params, Stats) {
     let s = &params.shape;
     let n = labels.len();
-    let t = Trace::forward(params, act, x, labels);
+    let t = Trace::forward(params, act, x, labels, masks);
     let mut grads = Params::zeros(s.clone());
     let mut dz = vec![0.0; n * s.k];
     softmax_xent_backward(&mut dz, &t.probs, labels, n, s.k, 1.0 / n as f32);
     for l in (0..s.layer_count()).rev() {
         let (fan_in, fan_out) = s.layer(l);
-        let input = if l == 0 { x } else { &t.acts[l - 1][..] };
+        let input = t.input(l, x);
         let g = &mut grads.layers[l];
         let db = s.bias.then_some(&mut g.b[..]);
         if l == 0 {
@@ -214,8 +269,13 @@ pub fn forward_backward(params: &Params, act: Activation, x: &[f32], labels: &[u
         } else {
             let mut da = vec![0.0; n * fan_in];
             linear_backward(Some(&mut da), &mut g.w, db, &dz, input, &params.layers[l].w, n, fan_in, fan_out);
+            if let Some(m) = masks {
+                let mut d = vec![0.0; n * fan_in];
+                dropout_backward(&mut d, &da, m, l - 1, n, fan_in);
+                da = d;
+            }
             let mut dz_in = vec![0.0; n * fan_in];
-            activation_backward(&mut dz_in, &da, input, act);
+            activation_backward(&mut dz_in, &da, &t.acts[l - 1], act);
             dz = dz_in;
         }
     }

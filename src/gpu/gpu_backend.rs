@@ -14,6 +14,7 @@ use super::tune_cache;
 use crate::augment::{Augment, Augmentation};
 use crate::backend::BackendError;
 use crate::data::Splits;
+use crate::dropout::{self, Dropout};
 use crate::model::{Activation, Params, Shape};
 use crate::optim::{OptimizerConfig, OptimizerState};
 
@@ -44,6 +45,9 @@ pub struct GpuBackend {
     /// The original training images (row-major, rows x cols each) when each epoch distorts them,
     /// drawn on the host into the upload the epoch's order makes anyway.
     pub(super) augmenting: Option<(crate::data::Dataset, Augment, u64)>,
+    /// Dropout on the hidden layers, and the model's step the next `step` takes (its masks).
+    pub(super) dropout: Option<Dropout>,
+    pub(super) step_index: u64,
 }
 
 /// Choices for the GPU backend; the defaults fit the adapter.
@@ -64,6 +68,8 @@ pub struct GpuOptions {
     pub batch_size: Option<usize>,
     /// Each epoch, train on this distortion of the training images, drawn from the seed.
     pub augment: Option<(Augment, u64)>,
+    /// Inverted dropout on the hidden layers (`crate::dropout`), masks the CPU's twins.
+    pub dropout: Option<Dropout>,
 }
 
 impl GpuBackend {
@@ -116,6 +122,7 @@ impl GpuBackend {
         let stats = ctx.zeros("stats", 2, usage);
         let staging = ctx.staging(layout.total.max(2));
         let cb = ChunkBuffers::new(&ctx, s, rows);
+        let dropout = options.dropout.filter(Dropout::is_on);
         let builder = Steps {
             ctx: &ctx,
             k: &kernels,
@@ -129,6 +136,7 @@ impl GpuBackend {
             stats: &stats,
             cb: &cb,
             partials: partials.as_ref(),
+            dropout: dropout.map(|d| (dropout::threshold(d.p), 1.0 / (1.0 - d.p))),
         };
         let [train_set, validation_set, test_set] = [(train, true), (validation, false), (test, false)]
             .map(|(set, training)| GpuSet::new(&builder, set, training));
@@ -168,6 +176,8 @@ impl GpuBackend {
                 .augment
                 .filter(|(a, _)| a.kind != Augmentation::None)
                 .map(|(a, seed)| (train.clone(), a, seed)),
+            dropout,
+            step_index: 0,
         })
     }
 

@@ -56,6 +56,11 @@ impl Queue {
         Queue { updates, cfg, layout: layout.clone(), pending: RefCell::new(Vec::new()), t: 0 }
     }
 
+    /// Whether a step on batch `batch` is recorded and not yet submitted.
+    pub fn is_pending(&self, batch: usize) -> bool {
+        self.pending.borrow().contains(&batch)
+    }
+
     /// Steps one submit holds.
     pub fn per_submit(&self) -> usize {
         self.updates.len()

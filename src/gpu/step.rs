@@ -70,6 +70,31 @@ pub(super) struct Steps<'a> {
     pub cb: &'a ChunkBuffers,
     /// The slots of the weight gradients split into slices of rows (`None`: none is split).
     pub partials: Option<&'a wgpu::Buffer>,
+    /// Dropout's threshold and scale for the steps' hidden layers (`None`: no dropout). Each
+    /// step writes its mask words into the dispatches `masked_layer` names.
+    pub dropout: Option<(u32, f32)>,
+}
+
+/// The hidden layer (0-based) whose dropout mask a step's dispatch applies, if any: the forward
+/// product of a hidden layer, and the backward-input product that ends in its gradient.
+pub(super) fn masked_layer(d: &Dispatch, layers: usize) -> Option<usize> {
+    let l = (d.layer as usize).checked_sub(1)?;
+    match d.label {
+        "linear_forward" if l + 1 < layers => Some(l),
+        "linear_backward_input" if l > 0 => Some(l - 1),
+        _ => None,
+    }
+}
+
+/// Dropout's threshold, scale, and the chunk's first row in its batch.
+type Drop = (u32, f32, u32);
+
+/// `p` with dropout's uniform fields set (its mask word is written every step).
+fn with_drop(p: MatmulParams, drop: Option<Drop>) -> MatmulParams {
+    match drop {
+        Some((drop_threshold, drop_scale, drop_row0)) => MatmulParams { drop_threshold, drop_scale, drop_row0, ..p },
+        None => p,
+    }
 }
 
 /// An `m x n` product over an inner dimension `k`, with row strides `lda` and `ldb`.
@@ -118,10 +143,12 @@ impl Steps<'_> {
     /// chunk (see the module documentation).
     pub fn step(&self, set: &SetBuffers, rows: Range<usize>) -> Vec<Dispatch> {
         let scale = 1.0 / rows.len().max(1) as f32;
+        let first = rows.start;
         let mut out = Vec::new();
         for (c, r0, m) in self.chunks(rows) {
-            out.extend(self.forward(set, &set.row_stats, r0, m, c > 0));
-            out.extend(self.backward(set, r0, m, scale, c > 0));
+            let drop = self.dropout.map(|(threshold, scale)| (threshold, scale, (r0 - first) as u32));
+            out.extend(self.forward(set, &set.row_stats, r0, m, c > 0, drop));
+            out.extend(self.backward(set, r0, m, scale, c > 0, drop));
         }
         out
     }
@@ -131,7 +158,7 @@ impl Steps<'_> {
     pub fn evaluate(&self, set: &SetBuffers) -> Vec<Dispatch> {
         let mut out = Vec::new();
         for (c, r0, m) in self.chunks(0..set.n) {
-            out.extend(self.forward(set, &set.eval_stats, r0, m, c > 0));
+            out.extend(self.forward(set, &set.eval_stats, r0, m, c > 0, None));
         }
         out.push(self.total(&set.eval_stats, set.n));
         out
@@ -151,10 +178,19 @@ impl Steps<'_> {
     }
 
     /// The chunk's forward pass: `linear_forward` up the layers, then each row's loss and
-    /// correctness into `row_stats`.
-    fn forward(&self, set: &SetBuffers, row_stats: &wgpu::Buffer, r0: usize, m: usize, acc: bool) -> Vec<Dispatch> {
+    /// correctness into `row_stats`. `drop`: dropout's threshold, scale and the chunk's first row
+    /// in the batch, for a training step with dropout.
+    fn forward(
+        &self,
+        set: &SetBuffers,
+        row_stats: &wgpu::Buffer,
+        r0: usize,
+        m: usize,
+        acc: bool,
+        drop: Option<Drop>,
+    ) -> Vec<Dispatch> {
         let last = self.s.layer_count() - 1;
-        let mut out: Vec<Dispatch> = (0..=last).map(|l| self.linear_forward(set, l, r0, m, acc)).collect();
+        let mut out: Vec<Dispatch> = (0..=last).map(|l| self.linear_forward(set, l, r0, m, acc, drop)).collect();
         let logits = View::floats(&self.cb.outputs[last], 0, m * self.s.k);
         let sm = self.softmax(r0, m, 1.0);
         let labels = View::all(&set.labels);
@@ -163,16 +199,26 @@ impl Steps<'_> {
     }
 
     /// Layer `l`'s output for the chunk: `act(A_{l-1}·W_l + b_l)`, the activation fused into the
-    /// product's epilogue (none on the output layer, whose output is the logits).
-    fn linear_forward(&self, set: &SetBuffers, l: usize, r0: usize, m: usize, acc: bool) -> Dispatch {
+    /// product's epilogue (none on the output layer, whose output is the logits), and on a hidden
+    /// layer dropout's mask with `drop`.
+    fn linear_forward(
+        &self,
+        set: &SetBuffers,
+        l: usize,
+        r0: usize,
+        m: usize,
+        acc: bool,
+        drop: Option<Drop>,
+    ) -> Dispatch {
         let (s, k) = (self.s, self.k);
         let (fan_in, fan_out) = s.layer(l);
-        let act = (l + 1 < s.layer_count()).then_some(self.act);
+        let hidden = l + 1 < s.layer_count();
+        let act = hidden.then_some(self.act);
         let p = MatmulParams {
             bias: s.bias as u32,
             act: activation_code(act),
             accumulate: acc as u32,
-            ..product(m, fan_out, fan_in, 0, fan_out)
+            ..with_drop(product(m, fan_out, fan_in, 0, fan_out), drop.filter(|_| hidden))
         };
         let (a, p) = self.input(set, l, r0, m, p);
         let bias = if s.bias { self.bias(self.params, l) } else { k.dummy() };
@@ -182,7 +228,15 @@ impl Steps<'_> {
 
     /// The chunk's backward pass after its forward pass: dZ of the output layer, then
     /// `linear_backward` down the layers.
-    fn backward(&self, set: &SetBuffers, r0: usize, m: usize, scale: f32, acc: bool) -> Vec<Dispatch> {
+    fn backward(
+        &self,
+        set: &SetBuffers,
+        r0: usize,
+        m: usize,
+        scale: f32,
+        acc: bool,
+        drop: Option<Drop>,
+    ) -> Vec<Dispatch> {
         let last = self.s.layer_count() - 1;
         let logits = View::floats(&self.cb.outputs[last], 0, m * self.s.k);
         let dz_out = View::floats(&self.cb.dz[last], 0, m * self.s.k);
@@ -190,14 +244,23 @@ impl Steps<'_> {
         let labels = View::all(&set.labels);
         let mut out = vec![self.k.softmax_xent_backward(&self.ctx.device, sm, logits, labels, dz_out)];
         for l in (0..=last).rev() {
-            out.extend(self.linear_backward(set, l, r0, m, acc));
+            out.extend(self.linear_backward(set, l, r0, m, acc, drop));
         }
         out
     }
 
     /// Layer `l`'s gradients from its dZ: dW_l (+)= A_{l-1}^T·dZ_l, db_l (+)= its column sums,
-    /// and below the first layer dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'(A_{l-1}), the derivative fused.
-    fn linear_backward(&self, set: &SetBuffers, l: usize, r0: usize, m: usize, acc: bool) -> Vec<Dispatch> {
+    /// and below the first layer dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'(A_{l-1}), the derivative fused
+    /// (and with `drop`, the mask of hidden layer l - 1 before it).
+    fn linear_backward(
+        &self,
+        set: &SetBuffers,
+        l: usize,
+        r0: usize,
+        m: usize,
+        acc: bool,
+        drop: Option<Drop>,
+    ) -> Vec<Dispatch> {
         let (s, k, dev) = (self.s, self.k, &self.ctx.device);
         let (fan_in, fan_out) = s.layer(l);
         let layer = l as u8 + 1;
@@ -213,8 +276,10 @@ impl Steps<'_> {
             out.push(k.column_sum(dev, sums, dz, self.bias(self.grads, l)).on_layer(layer));
         }
         if l > 0 {
-            let p =
-                MatmulParams { act: activation_code(Some(self.act)), ..product(m, fan_in, fan_out, fan_out, fan_out) };
+            let p = MatmulParams {
+                act: activation_code(Some(self.act)),
+                ..with_drop(product(m, fan_in, fan_out, fan_out, fan_out), drop)
+            };
             let below = View::floats(&self.cb.outputs[l - 1], 0, m * fan_in);
             let dz_below = View::floats(&self.cb.dz[l - 1], 0, m * fan_in);
             let w = self.weights(self.params, l);

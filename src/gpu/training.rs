@@ -6,9 +6,11 @@ use super::context;
 use super::dispatch::Dispatch;
 use super::gpu_backend::GpuBackend;
 use super::layout::pack_rows;
-use super::uniforms::ColumnSumParams;
+use super::step;
+use super::uniforms::{ColumnSumParams, MatmulParams};
 use crate::augment;
 use crate::backend::{Backend, BackendError, Split};
+use crate::dropout::{self, Dropout};
 use crate::model::{Params, Stats};
 use crate::optim::OptimizerState;
 
@@ -33,6 +35,23 @@ impl GpuBackend {
             self.ctx.submit(&[total]);
         }
         self.read_stats(runs.iter().map(|r| r.len()).sum())
+    }
+
+    /// Writes this step's dropout mask words into batch `batch`'s masked dispatches. A queued
+    /// write lands before the whole next submit, so a batch already recorded for it (a submit may
+    /// hold an epoch and more of a small set) is submitted first.
+    fn write_mask_words(&self, batch: usize, d: Dropout) {
+        if self.queue.is_pending(batch) {
+            self.flush();
+        }
+        let layers = self.shape.layer_count();
+        let offset = std::mem::offset_of!(MatmulParams, drop_word) as u64;
+        for dispatch in &self.steps[batch] {
+            if let Some(l) = step::masked_layer(dispatch, layers) {
+                let word = dropout::word(d.seed, self.step_index, l);
+                self.ctx.queue.write_buffer(&dispatch.params, offset, bytemuck::bytes_of(&word));
+            }
+        }
     }
 
     fn read_stats(&self, n: usize) -> Result<Stats, BackendError> {
@@ -101,9 +120,17 @@ impl Backend for GpuBackend {
         if batch >= self.batches.count() {
             return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches.count())));
         }
+        if let Some(d) = self.dropout {
+            self.write_mask_words(batch, d);
+        }
         self.queue.step(&self.ctx, &self.steps, batch, lr);
         self.batches.visit(batch);
+        self.step_index += 1;
         Ok(())
+    }
+
+    fn begin_step(&mut self, step: u64) {
+        self.step_index = step;
     }
 
     fn step_stats(&self) -> Result<Stats, BackendError> {

@@ -57,6 +57,14 @@ uniform! {
         pub a_row0: u32,
         /// linear_backward_weight: rows of K per slice of a split product (K when not split).
         pub k_slice: u32,
+        /// Dropout (`crate::dropout`): hashes below this drop an element; 0 turns it off.
+        pub drop_threshold: u32,
+        /// Dropout: 1 / (1 - p), the factor of kept elements.
+        pub drop_scale: f32,
+        /// Dropout: the step and layer's mask word (`dropout::word`), rewritten every step.
+        pub drop_word: u32,
+        /// Dropout: the row of the step's batch where C's first row lies.
+        pub drop_row0: u32,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::augment::{Augment, Augmentation};
 use crate::backend::{BackendChoice, batch_count};
 use crate::checkpoint::{Model, RunRecord};
 use crate::data::{DataSource, DatasetKind, Selection, Splits};
+use crate::dropout::Dropout;
 use crate::model::{Activation, Shape};
 use crate::optim::OptimizerConfig;
 use crate::schedule::Schedule;
@@ -157,6 +158,8 @@ pub struct TrainPlan {
     /// The distortion of the training images drawn at the start of every epoch (of every step
     /// for full batches); `kind` none: the images as they are.
     pub augment: Augment,
+    /// Inverted dropout on the hidden layers (`p` 0: none), its masks seeded by `seed`.
+    pub dropout: Dropout,
     /// What the model file saves so that a later run can continue this one.
     pub record: RunRecord,
     /// Decisions worth a line to the user.
@@ -198,6 +201,7 @@ impl TrainPlan {
         }
         rules::check_model_size(&shape, &optimizer).map_err(PlanError)?;
         let augment = rules::augment(r, saved.augment).map_err(PlanError)?;
+        let dropout = Dropout { p: r.dropout.or(saved.dropout).unwrap_or(0.0), seed };
         let init = match resumed {
             None => Init::Seeded(seed),
             Some(m) => Init::Resumed { keep_state: m.optimizer.as_ref().is_some_and(|s| s.kind == optimizer.kind) },
@@ -314,6 +318,7 @@ impl TrainPlan {
             augment: (augment.kind != Augmentation::None).then_some(augment),
             keep_best: keep_best.then_some(true),
             patience,
+            dropout: dropout.is_on().then_some(dropout.p),
             best_of: None,
         };
         Ok(TrainPlan {
@@ -330,6 +335,7 @@ impl TrainPlan {
             reports,
             verify_every: r.verify_every,
             augment,
+            dropout,
             record,
             notes,
         })

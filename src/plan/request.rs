@@ -51,6 +51,8 @@ pub struct TrainRequest {
     /// `--augment` and its strengths (`--shift`, `--rotate`, `--scale`, `--shear`, `--alpha`,
     /// `--sigma`).
     pub augment: Option<Augmentation>,
+    /// `--dropout P`: inverted dropout of the hidden layers' units with probability P in training.
+    pub dropout: Option<f32>,
     /// `--keep-best`: save the model of the best validation accuracy at a report point.
     pub keep_best: bool,
     /// `--patience K`: stop after K report points without a better validation accuracy.

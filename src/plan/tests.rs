@@ -339,3 +339,17 @@ fn keep_best_and_patience_need_validation_data_and_a_continued_run_keeps_them() 
     let patience = TrainRequest { patience: Some(2), ..Default::default() };
     assert!(refused(&patience, None, &FACTS).contains("--patience judges the model on validation data"));
 }
+
+#[test]
+fn dropout_is_asked_for_seeded_kept_by_a_continued_run_and_turned_off_by_zero() {
+    let p = plan(&TrainRequest::default());
+    assert!(!p.dropout.is_on() && p.record.dropout.is_none(), "no dropout unless asked, nothing saved");
+    let asked = TrainRequest { dropout: Some(0.3), seed: Some(4), ..Default::default() };
+    let p = plan(&asked);
+    assert_eq!((p.dropout.p, p.dropout.seed, p.record.dropout), (0.3, 4, Some(0.3)));
+    let model = saved(&p, 10);
+    let continued = resume(&TrainRequest::default(), &model);
+    assert_eq!((continued.dropout.p, continued.dropout.seed), (0.3, 4), "the same masks' seed");
+    let off = resume(&TrainRequest { dropout: Some(0.0), ..Default::default() }, &model);
+    assert!(!off.dropout.is_on() && off.record.dropout.is_none(), "--dropout 0 turns it off");
+}

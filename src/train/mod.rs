@@ -72,6 +72,10 @@ pub fn train<B: Backend + ?Sized>(
                 v.shuffle(&order)?;
             }
         }
+        backend.begin_step(step as u64);
+        if let Some(v) = verifier.as_deref_mut() {
+            v.begin_step(step as u64);
+        }
         let verify = verifier.as_deref().filter(|_| plan.verify_every.is_some_and(|k| it % k == 0 || it == 1));
         // Reading from a GPU waits for its queue: the steps still running finish on the training
         // clock first, so that checking never absorbs training work.

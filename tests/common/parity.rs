@@ -5,6 +5,7 @@
 use gpu_mnist::backend::{Backend, batch_range};
 use gpu_mnist::cpu::{CpuBackend, reference};
 use gpu_mnist::data::Splits;
+use gpu_mnist::dropout::Dropout;
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions};
 use gpu_mnist::model::{Activation, Params, Stats};
 use gpu_mnist::optim::{self, OptimizerConfig, OptimizerState};
@@ -56,6 +57,7 @@ pub struct Run {
     first_step: usize,
     order: Vec<u32>,
     x: Vec<f32>,
+    dropout: Option<Dropout>,
 }
 
 impl Run {
@@ -68,9 +70,12 @@ impl Run {
         let n = s.data.train.n;
         let batch_size = s.options.batch_size.unwrap_or(n).clamp(1, n);
         let gpu = GpuBackend::new(ctx, &s.data, &s.start, s.act, s.options).expect("GPU backend");
-        let cpu = CpuBackend::new(&s.data, s.start.clone(), s.act)
+        let mut cpu = CpuBackend::new(&s.data, s.start.clone(), s.act)
             .with_optimizer(s.options.optimizer)
             .with_batch_size(batch_size);
+        if let Some(d) = s.options.dropout {
+            cpu = cpu.with_dropout(d);
+        }
         let x = reference::scale_pixels(&s.data.train.pixels);
         Run {
             act: s.act,
@@ -84,6 +89,7 @@ impl Run {
             first_step: s.first_step,
             order: (0..n as u32).collect(),
             x,
+            dropout: s.options.dropout.filter(Dropout::is_on),
             data: s.data,
         }
     }
@@ -97,6 +103,9 @@ impl Run {
             self.gpu.shuffle(&self.order).expect("GPU shuffle");
             Backend::shuffle(&mut self.cpu, &self.order).expect("CPU shuffle");
         }
+        let model_step = (self.first_step + self.next) as u64;
+        self.gpu.begin_step(model_step);
+        self.cpu.begin_step(model_step);
         self.next += 1;
         let before = self.gpu.params().expect("GPU params");
         let state_before = self.gpu.optimizer_state().expect("GPU state");
@@ -116,13 +125,19 @@ impl Run {
     }
 
     /// The readable reference's gradients and statistics of the step's batch at the
-    /// parameters the GPU started the step from.
+    /// parameters the GPU started the step from (with the step's dropout masks).
     pub fn reference(&self, s: &Step) -> (Params, Stats) {
         let d = s.before.shape.d;
         let rows = &self.order[batch_range(s.batch, self.batch_size, self.order.len())];
         let x: Vec<f32> = rows.iter().flat_map(|&i| &self.x[i as usize * d..(i as usize + 1) * d]).copied().collect();
         let labels: Vec<u8> = rows.iter().map(|&i| self.data.train.labels[i as usize]).collect();
-        reference::forward_backward(&s.before, self.act, &x, &labels)
+        let masks = self.dropout.map(|d| d.step(self.model_step(s), s.before.shape.hidden.len()));
+        reference::forward_backward_dropout(&s.before, self.act, &x, &labels, masks.as_ref())
+    }
+
+    /// The model's step (0-based) that `s` took.
+    pub fn model_step(&self, s: &Step) -> u64 {
+        (self.first_step + s.number - 1) as u64
     }
 
     /// The CPU rule's update from the step's starting parameters and state, with the GPU's

@@ -7,8 +7,8 @@ use clap::Args;
 use super::data::DataArgs;
 use super::values::{
     ACTIVATIONS, AUGMENTATIONS, BACKENDS, LIMITS, OPTIMIZERS, SCHEDULES, TILINGS, angle, choice, chunk_rows,
-    decay_factor, decay_rate, epsilon, fraction, hidden_units, learning_rate, positive, scale, sigma, strength,
-    weight_decay,
+    decay_factor, decay_rate, dropout, epsilon, fraction, hidden_units, learning_rate, positive, scale, sigma,
+    strength, weight_decay,
 };
 use gpu_mnist::augment::Augmentation;
 use gpu_mnist::backend::BackendChoice;
@@ -157,6 +157,10 @@ pub struct TrainArgs {
     /// fraction at a report point, and print the time it took (e.g. 0.98).
     #[arg(long, value_parser = fraction)]
     pub target_accuracy: Option<f64>,
+    /// Inverted dropout: in training, drop each hidden unit of each row with probability P and
+    /// scale the kept ones by 1/(1-P) (0 turns a continued run's dropout off) [default: 0].
+    #[arg(long, value_parser = dropout)]
+    pub dropout: Option<f32>,
     /// Save the model of the report point with the best validation accuracy (needs --val-split),
     /// not the last one; the file records the step the run went on to.
     #[arg(long)]
@@ -224,6 +228,7 @@ impl TrainArgs {
             target_accuracy: self.target_accuracy,
             verify_every: self.verify_every,
             augment: self.augment,
+            dropout: self.dropout,
             keep_best: self.keep_best,
             patience: self.patience,
             shift: self.shift,

@@ -138,6 +138,10 @@ pub fn sigma(s: &str) -> Result<f32, String> {
     number(s, &ranges::SIGMA)
 }
 
+pub fn dropout(s: &str) -> Result<f32, String> {
+    number(s, &ranges::DROPOUT)
+}
+
 pub fn weight_decay(s: &str) -> Result<f32, String> {
     number(s, &ranges::WEIGHT_DECAY)
 }
