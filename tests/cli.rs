@@ -501,21 +501,28 @@ fn eval_draws_the_confusion_matrix_and_the_mistakes() {
         // Drawn, not blank: some pixels are dark (text, digits).
         assert!(img.to_luma8().pixels().filter(|p| p[0] < 64).count() > 500, "{name} looks empty");
     }
-    // weights.png: 128 tiles of 28x28 at 3 px, 12 a row; the first is the unit that feeds the
-    // output most, coloured blue-white-red on the scale of the largest |weight|.
-    let img = image::open(dir.path().join("weights.png")).expect("weights.png").to_rgb8();
-    assert_eq!((img.width(), img.height()), (4 + 12 * (84 + 4), 64 + 11 * (84 + 4) + 4 + 50));
+    // weights.png: a tile of 28x28 per hidden unit (the shipped model's 300), at 2 px when there
+    // are more than 256, ceil(sqrt(H)) a row; the first is the unit that feeds the output most,
+    // coloured blue-white-red on the scale of the largest |weight|.
     let m = gpu_mnist::checkpoint::load(std::path::Path::new("data/model.safetensors")).expect("shipped model");
+    let h = m.params.shape.hidden[0];
+    let (px, columns) = (if h > 256 { 2 } else { 3 }, (h as f64).sqrt().ceil() as u32);
+    let tile = 28 * px + 4;
+    let img = image::open(dir.path().join("weights.png")).expect("weights.png").to_rgb8();
+    assert_eq!(
+        (img.width(), img.height()),
+        ((4 + columns * tile).max(640), 64 + (h as u32).div_ceil(columns) * tile + 4 + 50)
+    );
     let first = gpu_mnist::plots::units_by_contribution(&m.params)[0];
     let w = &m.params.layers[0].w;
     let scale = w.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     let norm = |j: usize| m.params.layers[1].w[j * 10..(j + 1) * 10].iter().map(|v| v * v).sum::<f32>();
-    assert!((0..128).all(|j| norm(j) <= norm(first)), "the first tile contributes most");
+    assert!((0..h).all(|j| norm(j) <= norm(first)), "the first tile contributes most");
     for i in [0, 14 * 28 + 14, 20 * 28 + 9] {
-        let v = w[i * 128 + first] / scale;
+        let v = w[i * h + first] / scale;
         let (end, t) = if v < 0.0 { ([33.0, 102.0, 172.0], -v) } else { ([178.0, 24.0, 43.0], v) };
         let want = end.map(|e: f32| (255.0 + (e - 255.0) * t).round() as u8);
-        let (x, y) = (4 + (i % 28) as u32 * 3 + 1, 64 + (i / 28) as u32 * 3 + 1);
+        let (x, y) = (4 + (i % 28) as u32 * px + 1, 64 + (i / 28) as u32 * px + 1);
         assert_eq!(img.get_pixel(x, y).0, want, "input pixel {i} of unit {first}");
     }
 }
