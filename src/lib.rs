@@ -13,6 +13,8 @@
 //! Dependencies flow one way, and the command line (the binary's `app`) sits on top:
 //! - `data`, `model`, `optim`, `schedule`, `ranges`: data sets, the network, update rules, learning
 //!   rates, the values options may take;
+//! - `augment`, `dropout`: the training images' distortions and the hidden layers' masks, both
+//!   counter-based so that every backend draws the same;
 //! - `checkpoint`: model files; `plan`: a run's every default and consistency rule;
 //! - `backend` and its implementations `cpu` (the readable reference and the fast path) and `gpu`;
 //! - `train`: the loop that carries out a plan on a backend;
