@@ -180,18 +180,31 @@ impl Padded {
     }
 }
 
-/// Simard's displacement field: uniform noise, Gaussian-smoothed, times alpha.
+/// Simard's displacement field: uniform noise, Gaussian-smoothed, times alpha. The noise is
+/// drawn column by column, dx's column x then dy's, into a buffer whose row x holds both (2 x rows
+/// wide), so that the blur along x runs over rows twice as long; transposed, the blur along y
+/// does the same. Returns (dx, dy), each row-major rows x cols.
 #[inline(always)]
 fn elastic_field(rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>) {
-    let d = rows * cols;
-    let dx: Vec<f32> = (0..d).map(|_| signed(rng)).collect();
-    let dy: Vec<f32> = (0..d).map(|_| signed(rng)).collect();
     let kernel = gaussian(aug.sigma);
-    let smooth = |f: Vec<f32>| -> Vec<f32> {
-        let f = blur(&f, rows, cols, &kernel, true);
-        blur(&f, rows, cols, &kernel, false).into_iter().map(|v| v * aug.alpha).collect()
-    };
-    (smooth(dx), smooth(dy))
+    // by_x[x][y] = dx(x, y), by_x[x][rows + y] = dy(x, y).
+    let by_x: Vec<f32> = (0..2 * rows * cols).map(|_| signed(rng)).collect();
+    let by_x = blur_columns(&by_x, cols, 2 * rows, &kernel);
+    // by_y[y][x] = dx(x, y), by_y[y][cols + x] = dy(x, y).
+    let mut by_y = vec![0.0; 2 * rows * cols];
+    for x in 0..cols {
+        for y in 0..rows {
+            by_y[y * 2 * cols + x] = by_x[x * 2 * rows + y];
+            by_y[y * 2 * cols + cols + x] = by_x[x * 2 * rows + rows + y];
+        }
+    }
+    let by_y = blur_columns(&by_y, rows, 2 * cols, &kernel);
+    let (mut dx, mut dy) = (Vec::with_capacity(rows * cols), Vec::with_capacity(rows * cols));
+    for row in by_y.chunks_exact(2 * cols) {
+        dx.extend(row[..cols].iter().map(|v| v * aug.alpha));
+        dy.extend(row[cols..].iter().map(|v| v * aug.alpha));
+    }
+    (dx, dy)
 }
 
 /// A normalised Gaussian kernel of radius ceil(3 sigma).
@@ -203,29 +216,19 @@ fn gaussian(sigma: f32) -> Vec<f32> {
     k.into_iter().map(|v| v / total).collect()
 }
 
-/// One pass of a separable blur along rows (`horizontal`) or columns, 0 beyond the edges. Each
-/// kernel tap adds a shifted copy of the field (a contiguous run of a row, or a whole row), so
-/// the loops have no branches and vectorise: the elastic field is the costliest part of a draw.
+/// The blur down the columns of `f` (`rows` rows of `width`), 0 beyond the first and last row:
+/// `out[y][..] = Σ_k kernel[k] f[y + k - r][..]`. Each tap adds a whole shifted row, so the
+/// loops have no branches and vectorise: the elastic field is the costliest part of a draw.
 #[inline(always)]
-fn blur(f: &[f32], rows: usize, cols: usize, kernel: &[f32], horizontal: bool) -> Vec<f32> {
+fn blur_columns(f: &[f32], rows: usize, width: usize, kernel: &[f32]) -> Vec<f32> {
     let r = kernel.len() / 2;
     let mut out = vec![0.0; f.len()];
     for (k, &w) in kernel.iter().enumerate() {
-        if horizontal {
-            // out[y][x] += w * f[y][x + k - r] where 0 <= x + k - r < cols.
-            let (from, to) = (r.saturating_sub(k), (cols + r).saturating_sub(k).min(cols));
-            for y in 0..rows {
-                let row = y * cols;
-                let src = &f[row + from + k - r..row + to + k - r];
-                out[row + from..row + to].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
-            }
-        } else {
-            // out[y][..] += w * f[y + k - r][..] where 0 <= y + k - r < rows.
-            let (from, to) = (r.saturating_sub(k), (rows + r).saturating_sub(k).min(rows));
-            for y in from..to {
-                let src = &f[(y + k - r) * cols..(y + k - r + 1) * cols];
-                out[y * cols..(y + 1) * cols].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
-            }
+        // Rows y with 0 <= y + k - r < rows.
+        let (from, to) = (r.saturating_sub(k), (rows + r).saturating_sub(k).min(rows));
+        for y in from..to {
+            let src = &f[(y + k - r) * width..(y + k - r + 1) * width];
+            out[y * width..(y + 1) * width].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
         }
     }
     out
@@ -312,25 +315,34 @@ mod tests {
     }
 
     #[test]
-    fn the_blur_is_the_zero_padded_convolution() {
+    fn the_field_is_the_zero_padded_gaussian_blur_of_its_noise() {
         let (rows, cols) = (7, 9);
-        let f: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
-        let kernel = gaussian(1.3);
+        let aug = Augment { kind: Augmentation::Elastic, alpha: 3.0, sigma: 1.3, ..Default::default() };
+        let (dx, dy) = elastic_field(rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(4));
+        // The same noise, in the order the field draws it: column x of dx, then of dy.
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (mut nx, mut ny) = (vec![0.0f32; rows * cols], vec![0.0f32; rows * cols]);
+        for x in 0..cols {
+            (0..rows).for_each(|y| nx[y * cols + x] = signed(&mut rng));
+            (0..rows).for_each(|y| ny[y * cols + x] = signed(&mut rng));
+        }
+        let kernel = gaussian(aug.sigma);
         let r = (kernel.len() / 2) as isize;
-        for horizontal in [true, false] {
-            let got = blur(&f, rows, cols, &kernel, horizontal);
+        let at = |f: &[f32], x: isize, y: isize| {
+            let inside = (0..cols as isize).contains(&x) && (0..rows as isize).contains(&y);
+            if inside { f[y as usize * cols + x as usize] } else { 0.0 }
+        };
+        for (got, noise) in [(&dx, &nx), (&dy, &ny)] {
             for y in 0..rows as isize {
                 for x in 0..cols as isize {
                     let mut want = 0.0f32;
-                    for (k, w) in kernel.iter().enumerate() {
-                        let o = k as isize - r;
-                        let (sx, sy) = if horizontal { (x + o, y) } else { (x, y + o) };
-                        if (0..cols as isize).contains(&sx) && (0..rows as isize).contains(&sy) {
-                            want += w * f[sy as usize * cols + sx as usize];
+                    for (i, wi) in kernel.iter().enumerate() {
+                        for (j, wj) in kernel.iter().enumerate() {
+                            want += wi * wj * at(noise, x + j as isize - r, y + i as isize - r);
                         }
                     }
                     let g = got[y as usize * cols + x as usize];
-                    assert!((g - want).abs() <= 1e-5, "({x}, {y}) horizontal {horizontal}: {g} vs {want}");
+                    assert!((g - aug.alpha * want).abs() <= 1e-5, "({x}, {y}): {g} vs {}", aug.alpha * want);
                 }
             }
         }
