@@ -23,6 +23,7 @@ use common::{assert_close, mnist, pixels, rng, subset, uniform};
 use gpu_mnist::backend::{Backend, batch_range};
 use gpu_mnist::cpu::reference;
 use gpu_mnist::data::Splits;
+use gpu_mnist::dropout::Dropout;
 use gpu_mnist::gpu::dispatch::{Dispatch, View};
 use gpu_mnist::gpu::kernels::Kernels;
 use gpu_mnist::gpu::matmul::NaiveKernels;
@@ -356,6 +357,17 @@ fn training_steps_in_chromium_agree_with_the_cpu() {
             lr: 0.003,
             options: GpuOptions { tiling: Some(Tiling::Register), batch_size: Some(100), ..Default::default() },
         },
+        Run {
+            name: "descent with dropout 0.3, mini-batches of 100",
+            optimizer: OptimizerConfig::default(),
+            lr: 1.0,
+            options: GpuOptions {
+                tiling: Some(Tiling::Register),
+                batch_size: Some(100),
+                dropout: Some(Dropout { p: 0.3, seed: 5 }),
+                ..Default::default()
+            },
+        },
     ];
     let mut browser = Chromium::start();
     for run in runs {
@@ -377,7 +389,10 @@ fn training_steps_in_chromium_agree_with_the_cpu() {
             let what = format!("{}: step {} in Chromium", run.name, s + 1);
             let rows = batch_range(s % batches, batch_size, data.train.n);
             let xb = &x[rows.start * shape.d..rows.end * shape.d];
-            let (want_grads, _) = reference::forward_backward(&params, act, xb, &data.train.labels[rows]);
+            // record_step draws step s's masks (the run's steps count from 0).
+            let masks = options.dropout.map(|d| d.step(s as u64, shape.hidden.len()));
+            let labels = &data.train.labels[rows];
+            let (want_grads, _) = reference::forward_backward_dropout(&params, act, xb, labels, masks.as_ref());
             let grads = layout.unflatten(&out["grads"], shape.clone());
             assert_gradients(&what, &grads, &want_grads, GRADIENTS_BATCH);
             optim::optimizer_update(&mut params, &grads, &mut state, &run.optimizer, run.lr);

@@ -25,12 +25,16 @@ impl GpuBackend {
             return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches.count())));
         }
         self.flush();
+        if let Some(d) = self.dropout {
+            self.write_mask_words(batch, d);
+        }
         let (ctx, queue, steps) = (&self.ctx, &mut self.queue, &self.steps);
         let ((), kept) = ctx.record(|| {
             queue.step(ctx, steps, batch, lr);
             queue.flush(ctx, steps);
         });
         self.batches.visit(batch);
+        self.step_index += 1;
         Ok(kept)
     }
 

@@ -40,7 +40,7 @@ impl GpuBackend {
     /// Writes this step's dropout mask words into batch `batch`'s masked dispatches. A queued
     /// write lands before the whole next submit, so a batch already recorded for it (a submit may
     /// hold an epoch and more of a small set) is submitted first.
-    fn write_mask_words(&self, batch: usize, d: Dropout) {
+    pub(super) fn write_mask_words(&self, batch: usize, d: Dropout) {
         if self.queue.is_pending(batch) {
             self.flush();
         }
