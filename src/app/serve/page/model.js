@@ -100,7 +100,8 @@ function drawTiles() {
   const pixels = new Uint32Array(img.data.buffer);
   const lut = divergingTable();
   L.order.forEach((unit, k) => paintTile(pixels, img.width, lut, L, unit, k));
-  state.tiles = { ...L, img };
+  state.tiles = { ...L, img, outlined: [] };
+  ctx.putImageData(img, 0, 0);
   drawTileOverlay();
 }
 
@@ -138,12 +139,15 @@ function paintTile(pixels, width, lut, L, unit, k) {
   }
 }
 
-/** The base tiles, outlined: the most active units (green) and the picked one (dark). */
+/** The base tiles, outlined: the most active units (green) and the picked one (dark). Only the
+ * outlines drawn last time are painted over from the base image: every answer redraws them, and
+ * a whole canvas of hundreds of tiles costs tens of milliseconds on a software canvas. */
 function drawTileOverlay() {
   const T = state.tiles;
   if (!T) return;
   const ctx = $('tiles').getContext('2d');
-  ctx.putImageData(T.img, 0, 0);
+  T.outlined.forEach(([x, y, w, h]) => ctx.putImageData(T.img, 0, 0, x, y, w, h));
+  T.outlined = [];
   const layer = state.analysis && state.analysis.layers && state.analysis.layers[0];
   if (layer && layer.length === state.weights.units) {
     const top = range(layer.length).sort((a, b) => layer[b] - layer[a]).slice(0, 8);
@@ -160,6 +164,8 @@ function outlineTile(ctx, T, unit, colour) {
   ctx.strokeStyle = colour;
   ctx.lineWidth = 2;
   ctx.strokeRect(x - 1.5, y - 1.5, T.tile + 3, T.tile + 3);
+  // The outline's pixels, with a pixel to spare for anti-aliasing.
+  T.outlined.push([x - 3, y - 3, T.tile + 6, T.tile + 6]);
 }
 
 function tileAt(event) {
