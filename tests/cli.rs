@@ -356,6 +356,14 @@ fn plot_weights_into_a_folder_draws_a_frame_per_report_point() {
     assert_ne!(first.as_raw(), last.as_raw(), "the weights changed between the frames");
 }
 
+/// The program's stdout for `args`, which must succeed.
+fn succeeds(args: &[&str]) -> String {
+    let o = gpu_mnist(args, &[]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{err}");
+    stdout
+}
+
 #[test]
 fn augmented_runs_repeat_bit_for_bit_and_continue_the_same_distortions() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -363,12 +371,7 @@ fn augmented_runs_repeat_bit_for_bit_and_continue_the_same_distortions() {
     let base = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "cpu", "--batch-size", "300"];
     let aug = ["--augment", "elastic", "--rotate", "10", "--optimizer", "adam", "--lr", "0.003"];
     let load = |p: &str| gpu_mnist::checkpoint::load(p.as_ref()).expect("loads");
-    let run = |extra: &[&str], out: &str| {
-        let o = gpu_mnist(&[&base[..], extra, &["--out", out]].concat(), &[]);
-        let (stdout, err) = text(&o);
-        assert!(o.status.success(), "{stdout}\n{err}");
-        stdout
-    };
+    let run = |extra: &[&str], out: &str| succeeds(&[&base[..], extra, &["--out", out]].concat());
     let straight = path("straight.safetensors");
     let out = run(&[&aug[..], &["--epochs", "3"]].concat(), &straight);
     assert!(
@@ -398,12 +401,7 @@ fn dropout_runs_repeat_bit_for_bit_and_continue_with_the_same_masks() {
     let base = ["train", "--samples", "1000", "--test-samples", "300", "--backend", "cpu", "--batch-size", "300"];
     let drop = ["--dropout", "0.3", "--hidden", "64,32", "--optimizer", "adam", "--lr", "0.01"];
     let load = |p: &str| gpu_mnist::checkpoint::load(p.as_ref()).expect("loads");
-    let run = |extra: &[&str], out: &str| {
-        let o = gpu_mnist(&[&base[..], extra, &["--out", out]].concat(), &[]);
-        let (stdout, err) = text(&o);
-        assert!(o.status.success(), "{stdout}\n{err}");
-        stdout
-    };
+    let run = |extra: &[&str], out: &str| succeeds(&[&base[..], extra, &["--out", out]].concat());
     let straight = path("straight.safetensors");
     let out = run(&[&drop[..], &["--epochs", "3"]].concat(), &straight);
     assert!(out.contains("dropout: 0.3 of the hidden units"), "{out}");

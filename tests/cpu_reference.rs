@@ -7,7 +7,7 @@ use common::{assert_close, mnist, rng, subset, uniform};
 use gpu_mnist::cpu::{fast, reference};
 use gpu_mnist::data::Dataset;
 use gpu_mnist::dropout::Dropout;
-use gpu_mnist::model::{Activation, Params, Shape};
+use gpu_mnist::model::{Activation, Params, Shape, Stats};
 use rand::seq::SliceRandom;
 
 const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Elu];
@@ -159,6 +159,18 @@ fn gather(set: &Dataset, rows: &[u32]) -> (Vec<u8>, Vec<u8>) {
     (pixels, rows.iter().map(|&i| set.labels[i as usize]).collect())
 }
 
+/// A fast step's gradients and statistics against the reference's for the same rows.
+fn assert_step_matches(what: &str, (got, got_stats): (&Params, Stats), (want, want_stats): (&Params, Stats)) {
+    for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
+        assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_PATH.atol, FAST_PATH.rtol);
+    }
+    assert!(
+        (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
+        "{what}: {got_stats:?} vs {want_stats:?}"
+    );
+    assert_eq!((got_stats.correct, got_stats.n), (want_stats.correct, want_stats.n), "{what}");
+}
+
 #[test]
 fn mini_batch_step_matches_reference_on_the_gathered_rows() {
     let m = mnist();
@@ -176,14 +188,7 @@ fn mini_batch_step_matches_reference_on_the_gathered_rows() {
             let what = format!("{} {act:?}, batch {batch}", params.shape.describe());
             let (want, want_stats) = reference::forward_backward(&params, act, &x, &labels);
             let (got, got_stats) = fast::forward_backward_rows(&params, act, &sparse, &train.labels, rows);
-            for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
-                assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_PATH.atol, FAST_PATH.rtol);
-            }
-            assert!(
-                (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
-                "{what}: {got_stats:?} vs {want_stats:?}"
-            );
-            assert_eq!((got_stats.correct, got_stats.n), (want_stats.correct, want_stats.n), "{what}");
+            assert_step_matches(&what, (&got, got_stats), (&want, want_stats));
         }
     }
 }
@@ -335,22 +340,16 @@ fn fast_step_with_dropout_matches_reference() {
             let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 6), 7);
             let masks = Dropout { p: DROPOUT_P, seed: 1 }.step(11, hidden.len());
             let rows = batch.map(|b| &order[100..100 + b]);
-            let (pixels, labels) = gather(&train, rows.unwrap_or(&order[..]));
-            let (pixels, labels) =
-                if rows.is_some() { (pixels, labels) } else { (train.pixels.clone(), train.labels.clone()) };
+            let (pixels, labels) = match rows {
+                Some(rows) => gather(&train, rows),
+                None => (train.pixels.clone(), train.labels.clone()),
+            };
             let x = reference::scale_pixels(&pixels);
             let what = format!("{} {act:?}, batch {batch:?}, dropout {DROPOUT_P}", params.shape.describe());
             let (want, want_stats) = reference::forward_backward_dropout(&params, act, &x, &labels, Some(&masks));
             let (got, got_stats) =
                 fast::forward_backward_dropout(&params, act, &sparse, &train.labels, rows, Some(&masks));
-            for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
-                assert_close(&format!("d{name} ({what}) fast vs reference"), g, w, FAST_PATH.atol, FAST_PATH.rtol);
-            }
-            assert!(
-                (got_stats.loss - want_stats.loss).abs() <= LOSS_RTOL * want_stats.loss,
-                "{what}: {got_stats:?} vs {want_stats:?}"
-            );
-            assert_eq!((got_stats.correct, got_stats.n), (want_stats.correct, want_stats.n), "{what}");
+            assert_step_matches(&what, (&got, got_stats), (&want, want_stats));
         }
     }
 }
