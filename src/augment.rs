@@ -76,7 +76,12 @@ const SALT: u64 = 0x6175_676d_656e_7421;
 
 /// A uniform draw in [-1, 1) from one word.
 fn signed(rng: &mut ChaCha8Rng) -> f32 {
-    (rng.next_u32() >> 8) as f32 * (2.0 / (1u32 << 24) as f32) - 1.0
+    from_word(rng.next_u32())
+}
+
+#[inline(always)]
+fn from_word(w: u32) -> f32 {
+    (w >> 8) as f32 * (2.0 / (1u32 << 24) as f32) - 1.0
 }
 
 /// Epoch `epoch`'s distortion of every image of `pixels` (`n` images of `rows` x `cols`, row-major).
@@ -131,19 +136,44 @@ pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Aug
     let (cx, cy) = ((cols as f32 - 1.0) / 2.0, (rows as f32 - 1.0) / 2.0);
     let field = (aug.kind == Augmentation::Elastic).then(|| elastic_field(rows, cols, aug, rng));
     let padded = Padded::new(image, rows, cols);
+    // Eight output pixels of a row at a time, each stage a loop over the lanes that the compiler
+    // vectorises; the lanes past the row's end repeat its last pixel and are not stored.
+    let (mut sx, mut sy) = ([0.0f32; LANES], [0.0f32; LANES]);
     for y in 0..rows {
-        for x in 0..cols {
-            let (mut qx, mut qy) = (x as f32, y as f32);
-            if let Some((dx, dy)) = &field {
-                qx += dx[y * cols + x];
-                qy += dy[y * cols + x];
+        for x0 in (0..cols).step_by(LANES) {
+            let at = |l: usize| y * cols + (x0 + l).min(cols - 1);
+            let (mut qx, mut qy) = ([0.0f32; LANES], [y as f32; LANES]);
+            for (l, q) in qx.iter_mut().enumerate() {
+                *q = (x0 + l).min(cols - 1) as f32;
             }
-            let (ux, uy) = (qx - cx - tx, qy - cy - ty);
-            let sx = inv[0] * ux + inv[1] * uy + cx;
-            let sy = inv[2] * ux + inv[3] * uy + cy;
-            out[y * cols + x] = padded.bilinear(sx, sy).round().clamp(0.0, 255.0) as u8;
+            if let Some((dx, dy)) = &field {
+                for l in 0..LANES {
+                    (qx[l], qy[l]) = (qx[l] + dx[at(l)], qy[l] + dy[at(l)]);
+                }
+            }
+            for l in 0..LANES {
+                let (ux, uy) = (qx[l] - cx - tx, qy[l] - cy - ty);
+                sx[l] = inv[0] * ux + inv[1] * uy + cx;
+                sy[l] = inv[2] * ux + inv[3] * uy + cy;
+            }
+            let v = padded.bilinear(&sx, &sy);
+            for (o, v) in out[y * cols + x0..(y + 1) * cols].iter_mut().zip(v) {
+                *o = round_half_away(v).clamp(0.0, 255.0) as u8;
+            }
         }
     }
+}
+
+/// Output pixels sampled together.
+const LANES: usize = 8;
+
+/// `v.round()` for `v >= 0` (bilinear mixes of grey levels are), in operations that vectorise:
+/// `v - floor(v)` is exact, so comparing it with 0.5 rounds halves away from zero as `round` does.
+/// Negative `v` may round differently, but to a value <= 0, which the caller clamps to 0 either way.
+#[inline(always)]
+fn round_half_away(v: f32) -> f32 {
+    let f = v.floor();
+    if v - f >= 0.5 { f + 1.0 } else { f }
 }
 
 /// An image with a border of zeros (one pixel before, two after each axis), so that bilinear
@@ -161,22 +191,38 @@ impl Padded {
         let mut pixels = vec![0.0; (rows + 3) * stride];
         for (y, row) in image.chunks_exact(cols).enumerate() {
             let at = (y + 1) * stride + 1;
-            pixels[at..at + cols].iter_mut().zip(row).for_each(|(p, &v)| *p = v as f32);
+            for (p, &v) in pixels[at..at + cols].iter_mut().zip(row) {
+                *p = v as f32;
+            }
         }
         Padded { pixels, stride, rows: rows as f32, cols: cols as f32 }
     }
 
-    /// As `bilinear`: the image at (x, y), 0 outside.
+    /// As `bilinear`, lane by lane: the image at (x[l], y[l]), 0 outside.
     #[inline(always)]
-    fn bilinear(&self, x: f32, y: f32) -> f32 {
-        let (x, y) = (x.clamp(-1.0, self.cols), y.clamp(-1.0, self.rows));
-        let (x0, y0) = (x.floor(), y.floor());
-        let (fx, fy) = (x - x0, y - y0);
-        let at = (y0 + 1.0) as usize * self.stride + (x0 + 1.0) as usize;
+    fn bilinear(&self, x: &[f32; LANES], y: &[f32; LANES]) -> [f32; LANES] {
+        let (mut at, mut fx, mut fy) = ([0usize; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        for l in 0..LANES {
+            let (x, y) = (x[l].clamp(-1.0, self.cols), y[l].clamp(-1.0, self.rows));
+            let (x0, y0) = (x.floor(), y.floor());
+            (fx[l], fy[l]) = (x - x0, y - y0);
+            // In 0..=rows+1 and 0..=cols+1 after the clamp: i32 is wide enough and converts in lanes.
+            at[l] = (y0 + 1.0) as i32 as usize * self.stride + (x0 + 1.0) as i32 as usize;
+        }
         let p = &self.pixels;
-        let top = p[at] * (1.0 - fx) + p[at + 1] * fx;
-        let bottom = p[at + self.stride] * (1.0 - fx) + p[at + self.stride + 1] * fx;
-        top * (1.0 - fy) + bottom * fy
+        let mut taps = [[0.0f32; LANES]; 4];
+        for l in 0..LANES {
+            let a = at[l];
+            (taps[0][l], taps[1][l]) = (p[a], p[a + 1]);
+            (taps[2][l], taps[3][l]) = (p[a + self.stride], p[a + self.stride + 1]);
+        }
+        let mut v = [0.0f32; LANES];
+        for l in 0..LANES {
+            let top = taps[0][l] * (1.0 - fx[l]) + taps[1][l] * fx[l];
+            let bottom = taps[2][l] * (1.0 - fx[l]) + taps[3][l] * fx[l];
+            v[l] = top * (1.0 - fy[l]) + bottom * fy[l];
+        }
+        v
     }
 }
 
@@ -187,8 +233,14 @@ impl Padded {
 #[inline(always)]
 fn elastic_field(rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>) {
     let kernel = gaussian(aug.sigma);
-    // by_x[x][y] = dx(x, y), by_x[x][rows + y] = dy(x, y).
-    let by_x: Vec<f32> = (0..2 * rows * cols).map(|_| signed(rng)).collect();
+    // by_x[x][y] = dx(x, y), by_x[x][rows + y] = dy(x, y): the words `signed` would draw one by
+    // one, drawn in one go (the same words, in order).
+    let mut words = vec![0u8; 4 * 2 * rows * cols];
+    rng.fill_bytes(&mut words);
+    let mut by_x = vec![0.0f32; 2 * rows * cols];
+    for (v, w) in by_x.iter_mut().zip(words.chunks_exact(4)) {
+        *v = from_word(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    }
     let by_x = blur_columns(&by_x, cols, 2 * rows, &kernel);
     // by_y[y][x] = dx(x, y), by_y[y][cols + x] = dy(x, y).
     let mut by_y = vec![0.0; 2 * rows * cols];
@@ -199,10 +251,11 @@ fn elastic_field(rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) 
         }
     }
     let by_y = blur_columns(&by_y, rows, 2 * cols, &kernel);
-    let (mut dx, mut dy) = (Vec::with_capacity(rows * cols), Vec::with_capacity(rows * cols));
-    for row in by_y.chunks_exact(2 * cols) {
-        dx.extend(row[..cols].iter().map(|v| v * aug.alpha));
-        dy.extend(row[cols..].iter().map(|v| v * aug.alpha));
+    let (mut dx, mut dy) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+    for ((row, dx), dy) in by_y.chunks_exact(2 * cols).zip(dx.chunks_exact_mut(cols)).zip(dy.chunks_exact_mut(cols)) {
+        for x in 0..cols {
+            (dx[x], dy[x]) = (row[x] * aug.alpha, row[cols + x] * aug.alpha);
+        }
     }
     (dx, dy)
 }
@@ -217,18 +270,31 @@ fn gaussian(sigma: f32) -> Vec<f32> {
 }
 
 /// The blur down the columns of `f` (`rows` rows of `width`), 0 beyond the first and last row:
-/// `out[y][..] = Σ_k kernel[k] f[y + k - r][..]`. Each tap adds a whole shifted row, so the
-/// loops have no branches and vectorise: the elastic field is the costliest part of a draw.
+/// `out[y][..] = Σ_k kernel[k] f[y + k - r][..]`, the taps added in increasing k. Eight columns
+/// at a time stay in registers while the taps go by: the elastic field is the costliest part of
+/// a draw.
 #[inline(always)]
 fn blur_columns(f: &[f32], rows: usize, width: usize, kernel: &[f32]) -> Vec<f32> {
     let r = kernel.len() / 2;
     let mut out = vec![0.0; f.len()];
-    for (k, &w) in kernel.iter().enumerate() {
-        // Rows y with 0 <= y + k - r < rows.
-        let (from, to) = (r.saturating_sub(k), (rows + r).saturating_sub(k).min(rows));
-        for y in from..to {
-            let src = &f[(y + k - r) * width..(y + k - r + 1) * width];
-            out[y * width..(y + 1) * width].iter_mut().zip(src).for_each(|(o, &v)| *o += w * v);
+    for (y, o) in out.chunks_exact_mut(width).enumerate() {
+        // Taps k with 0 <= y + k - r < rows.
+        let taps = r.saturating_sub(y)..kernel.len().min(rows + r - y);
+        for (c0, o) in (0..width).step_by(LANES).zip(o.chunks_mut(LANES)) {
+            let mut acc = [0.0f32; LANES];
+            for k in taps.clone() {
+                let src = &f[(y + k - r) * width + c0..][..o.len()];
+                if let Ok(src) = <&[f32; LANES]>::try_from(src) {
+                    for l in 0..LANES {
+                        acc[l] += kernel[k] * src[l];
+                    }
+                } else {
+                    for (a, &v) in acc.iter_mut().zip(src) {
+                        *a += kernel[k] * v;
+                    }
+                }
+            }
+            o.copy_from_slice(&acc[..o.len()]);
         }
     }
     out
@@ -353,10 +419,81 @@ mod tests {
         let img = digit();
         let padded = Padded::new(&img, 28, 28);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        for _ in 0..20_000 {
-            let (x, y) = (20.0 * signed(&mut rng) + 13.5, 20.0 * signed(&mut rng) + 13.5);
-            let (a, b) = (padded.bilinear(x, y), bilinear(&img, 28, 28, x, y));
-            assert!((a - b).abs() <= 1e-3, "({x}, {y}): {a} vs {b}");
+        for _ in 0..20_000 / LANES {
+            let (mut x, mut y) = ([0.0f32; LANES], [0.0f32; LANES]);
+            for l in 0..LANES {
+                (x[l], y[l]) = (20.0 * signed(&mut rng) + 13.5, 20.0 * signed(&mut rng) + 13.5);
+            }
+            for (l, a) in padded.bilinear(&x, &y).into_iter().enumerate() {
+                let b = bilinear(&img, 28, 28, x[l], y[l]);
+                assert!((a - b).abs() <= 1e-3, "({}, {}): {a} vs {b}", x[l], y[l]);
+            }
+        }
+    }
+
+    /// The draw one pixel at a time, with `f32::round`: what the lanes of `distort` compute.
+    fn distort_pixelwise(out: &mut [u8], image: &[u8], (rows, cols): (usize, usize), aug: &Augment, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let rad = |deg: f32| deg.to_radians();
+        let (theta, s) = (rad(aug.rotate) * signed(&mut rng), 1.0 + aug.scale * signed(&mut rng));
+        let shear = rad(aug.shear * signed(&mut rng)).tan();
+        let (tx, ty) = (aug.shift * signed(&mut rng), aug.shift * signed(&mut rng));
+        let (cos, sin) = (theta.cos(), theta.sin());
+        let a = [s * cos, s * (cos * shear - sin), s * sin, s * (sin * shear + cos)];
+        let det = a[0] * a[3] - a[1] * a[2];
+        let inv = [a[3] / det, -a[1] / det, -a[2] / det, a[0] / det];
+        let (cx, cy) = ((cols as f32 - 1.0) / 2.0, (rows as f32 - 1.0) / 2.0);
+        let field = (aug.kind == Augmentation::Elastic).then(|| elastic_field(rows, cols, aug, &mut rng));
+        let p = Padded::new(image, rows, cols);
+        for y in 0..rows {
+            for x in 0..cols {
+                let (mut qx, mut qy) = (x as f32, y as f32);
+                if let Some((dx, dy)) = &field {
+                    (qx, qy) = (qx + dx[y * cols + x], qy + dy[y * cols + x]);
+                }
+                let (ux, uy) = (qx - cx - tx, qy - cy - ty);
+                let (sx, sy) = (inv[0] * ux + inv[1] * uy + cx, inv[2] * ux + inv[3] * uy + cy);
+                let (sx, sy) = (sx.clamp(-1.0, cols as f32), sy.clamp(-1.0, rows as f32));
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = (sx - x0, sy - y0);
+                let at = (y0 + 1.0) as usize * p.stride + (x0 + 1.0) as usize;
+                let top = p.pixels[at] * (1.0 - fx) + p.pixels[at + 1] * fx;
+                let bottom = p.pixels[at + p.stride] * (1.0 - fx) + p.pixels[at + p.stride + 1] * fx;
+                let v = top * (1.0 - fy) + bottom * fy;
+                out[y * cols + x] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+
+    #[test]
+    fn the_lanes_draw_what_one_pixel_at_a_time_draws() {
+        // Awkward widths leave partial groups of lanes; strong maps sample outside the image.
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for (rows, cols) in [(28, 28), (5, 3), (9, 17), (32, 8)] {
+            let img: Vec<u8> = (0..rows * cols).map(|_| rng.next_u32() as u8).collect();
+            for kind in [Augmentation::Affine, Augmentation::Elastic] {
+                for aug in [
+                    Augment { kind, ..Default::default() },
+                    Augment { kind, shift: 9.0, rotate: 40.0, ..Default::default() },
+                ] {
+                    for seed in 0..40 {
+                        let (mut lanes, mut plain) = (vec![0u8; rows * cols], vec![0u8; rows * cols]);
+                        distort_simd(&mut lanes, &img, rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
+                        distort_pixelwise(&mut plain, &img, (rows, cols), &aug, seed);
+                        assert_eq!(lanes, plain, "{rows}x{cols} {kind:?} seed {seed}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_in_lanes_is_rounding_half_away_from_zero() {
+        let mut v = vec![0.0f32, 0.5, 1.5, 2.5, 254.5, 255.49998, f32::from_bits(0.5f32.to_bits() - 1)];
+        v.extend((0..2_000_000u32).map(|i| i as f32 * 1.373e-4));
+        v.extend((0..100_000u32).map(|i| f32::from_bits(0.5f32.to_bits() + i) + (i % 300) as f32));
+        for x in v {
+            assert_eq!(round_half_away(x).to_bits(), x.round().to_bits(), "{x}");
         }
     }
 
