@@ -129,6 +129,9 @@ fn fast_step_matches_reference_on_real_digits() {
     {
         let params = with_random_biases(Params::init(Shape::new(train.d(), &[h], 10, bias), act, 5), 2);
         check_fast_against_reference(&train.pixels, &train.labels, &params, act);
+        // Inverted digits are 81% inked: every block takes the dense products.
+        let inverted: Vec<u8> = train.pixels.iter().map(|p| 255 - p).collect();
+        check_fast_against_reference(&inverted, &train.labels, &params, act);
     }
 }
 
@@ -233,22 +236,46 @@ fn bits(p: &Params) -> Vec<u32> {
 }
 
 #[test]
-fn fast_step_is_bit_identical_on_every_simd_level() {
-    if fast::Simd::detect() == fast::Simd::Baseline {
+fn fast_step_is_bit_identical_on_every_simd_level_and_product() {
+    let levels: Vec<fast::Simd> =
+        [fast::Simd::Avx2, fast::Simd::Avx512].into_iter().filter(|&s| s <= fast::Simd::detect()).collect();
+    if levels.is_empty() {
         eprintln!("skipped: this CPU has no AVX2, only the baseline build runs");
         return;
     }
+    if !levels.contains(&fast::Simd::Avx512) {
+        eprintln!("note: this CPU has no AVX-512; its build is not compared");
+    }
     let m = mnist();
     let train = subset(&m.train, 1000);
-    let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
-    for hidden in [&[128][..], &[100], &[130, 70], &[64, 33, 17]] {
-        for act in ACTIVATIONS {
-            let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 4), 2);
-            let run = |simd| fast::forward_backward_with(simd, false, &params, act, &sparse, &train.labels);
-            let (g0, s0, _) = run(fast::Simd::Baseline);
-            let (g2, s2, _) = run(fast::Simd::Avx2);
-            assert_eq!(bits(&g2), bits(&g0), "{hidden:?} {act:?}: the AVX2 build differs from the baseline build");
-            assert_eq!(s2, s0);
+    // Every other block of 64 rows inverted: about 80% of its pixels inked, so blocks go dense
+    // or sparse by their own density.
+    let mut pixels = train.pixels.clone();
+    for (i, row) in pixels.chunks_exact_mut(train.d()).enumerate() {
+        if (i / 64) % 2 == 1 {
+            row.iter_mut().for_each(|p| *p = 255 - *p);
+        }
+    }
+    for (what, pixels) in [("digits", &train.pixels), ("half inverted", &pixels)] {
+        let sparse = fast::SparseRows::from_pixels(pixels, train.d());
+        for hidden in [&[128][..], &[100], &[130, 70], &[64, 33, 17]] {
+            for act in ACTIVATIONS {
+                let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 4), 2);
+                let run = |simd, dense_from| {
+                    let kernels = fast::Kernels { simd, dense_from };
+                    fast::forward_backward_with(kernels, false, &params, act, &sparse, &train.labels)
+                };
+                let (g0, s0, _) = run(fast::Simd::Baseline, 2.0);
+                for &simd in &levels {
+                    // Sparse only, dense only, and chosen by density.
+                    for dense_from in [2.0, 0.0, fast::dense_from(simd)] {
+                        let (g, s, _) = run(simd, dense_from);
+                        let how = format!("{what} {hidden:?} {act:?}: {simd:?} dense from {dense_from}");
+                        assert_eq!(bits(&g), bits(&g0), "{how} differs from the sparse baseline build");
+                        assert_eq!(s, s0, "{how}");
+                    }
+                }
+            }
         }
     }
 }

@@ -11,6 +11,9 @@
 //!   over the block's rows in registers and stored once per block.
 //! * Hidden-to-hidden layers run the same block products on the non-zero activations (a ReLU row
 //!   is about half zeros) and, backwards, on the non-zero gradients with W^T.
+//! * Dense blocks: a block whose inputs are mostly non-zero (Fashion-MNIST's garments, photos,
+//!   sigmoid activations) takes register-tiled dense products instead (`dense`), from the
+//!   density `dense_from` gives for the SIMD level. Zeros add +0, so both give the same bits.
 //! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
 //! * Rows go in blocks of `BLOCK` through three phases (sparse forward | dense layers, softmax and
 //!   their backward | sparse backward), which keeps each phase's weights hot and lets `bench`
@@ -18,7 +21,7 @@
 //! * Threads: rows are cut into a fixed number of shards (independent of the thread count), each
 //!   shard accumulates its own gradients in row order, and the shards are summed in order. The
 //!   loops use no FMA and sums with a fixed lane order, so results are bit-identical on any
-//!   thread count and SIMD level.
+//!   thread count and SIMD level (baseline, AVX2, AVX-512: the same code compiled three times).
 //!
 //! Tested against `reference::forward_backward` in `tests/cpu_reference.rs`.
 
@@ -28,11 +31,13 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use block::{Columns, axpy};
+use dense::Panels;
 
 use crate::dropout::StepMasks;
 use crate::model::{Activation, Layer, Params, Stats, transpose};
 
 mod block;
+mod dense;
 
 /// Rows of u8 pixels with the zeros left out: row i holds entries `start[i]..start[i+1]` of
 /// `col`/`val`, values already scaled to [0, 1].
@@ -117,7 +122,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out = act(b + input · w)` for a block of rows through a hidden-to-hidden layer (w is fan_in x
-/// fan_out row-major), over the input's non-zeros (a ReLU row is about half zeros).
+/// fan_out row-major), over the input's non-zeros (a ReLU row is about half zeros) or densely.
 #[inline(always)]
 fn dense_block_forward(
     out: &mut [f32],
@@ -125,12 +130,85 @@ fn dense_block_forward(
     input: &[f32],
     w: &[f32],
     (fan_in, fan_out): (usize, usize),
-    nz: &mut Columns,
-    act: Activation,
+    (nz, panels): (&mut Columns, &mut Option<Panels>),
+    (act, kernels): (Activation, Kernels),
 ) {
-    nz.set_dense(input, fan_in);
-    block::forward(out, b, nz, w, fan_out);
-    out.iter_mut().for_each(|v| *v = act.apply(*v));
+    product_forward(out, b, input, w, (fan_in, fan_out), (nz, panels), kernels);
+    for v in out.iter_mut() {
+        *v = act.apply(*v);
+    }
+}
+
+/// Blocks with at least this fraction of non-zero inputs take the dense products, the others
+/// the sparse ones (the results are the same; only the time differs): where the two took the
+/// same time on 784-128-10, measured on a 2-core Zen 5 machine (docs/performance.md).
+pub fn dense_from(simd: Simd) -> f64 {
+    match simd {
+        Simd::Avx512 => 0.35,
+        Simd::Avx2 | Simd::Baseline => 0.55,
+    }
+}
+
+/// How the fast step runs: the SIMD level, and the density of a block's inputs (non-zeros per
+/// value) from which it takes the dense products (0: always, above 1: never). Results are the
+/// same bit for bit whatever these are; tests and `bench` set them, training detects them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Kernels {
+    pub simd: Simd,
+    pub dense_from: f64,
+}
+
+impl Kernels {
+    pub fn detect() -> Kernels {
+        let simd = Simd::detect();
+        Kernels { simd, dense_from: dense_from(simd) }
+    }
+
+    /// Whether `nnz` non-zeros among `len` values make a block dense.
+    #[inline(always)]
+    fn is_dense(self, nnz: usize, len: usize) -> bool {
+        nnz as f64 >= self.dense_from * len as f64
+    }
+}
+
+/// `out = init + input · w` for a dense row-major block of `input` (rows of `fan_in`), by the
+/// product its density calls for; `panels` keeps w's `Panels` once the dense product needs them.
+#[inline(always)]
+fn product_forward(
+    out: &mut [f32],
+    init: Option<&[f32]>,
+    input: &[f32],
+    w: &[f32],
+    (fan_in, fan_out): (usize, usize),
+    (nz, panels): (&mut Columns, &mut Option<Panels>),
+    kernels: Kernels,
+) {
+    if kernels.is_dense(input.iter().filter(|&&v| v != 0.0).count(), input.len()) {
+        let panels = panels.get_or_insert_with(|| Panels::pack(w, fan_in, fan_out, kernels.simd));
+        dense::forward(out, init, input, fan_in, (w, panels), fan_out);
+    } else {
+        nz.set_dense(input, fan_in);
+        block::forward(out, init, nz, w, fan_out);
+    }
+}
+
+/// `dw += input^T · dz` for a dense row-major block of `input` (rows of `fan_in`), by the product
+/// its density calls for.
+#[inline(always)]
+fn product_backward(
+    dw: &mut [f32],
+    dz: &[f32],
+    input: &[f32],
+    (fan_in, fan_out): (usize, usize),
+    nz: &mut Columns,
+    kernels: Kernels,
+) {
+    if kernels.is_dense(input.iter().filter(|&&v| v != 0.0).count(), input.len()) {
+        dense::backward(dw, dz, input, fan_in, fan_out, kernels.simd);
+    } else {
+        nz.set_dense(input, fan_in);
+        block::backward(dw, dz, nz, fan_out);
+    }
 }
 
 /// Softmax in place over `z` (logits become probabilities); returns (loss, correct).
@@ -190,6 +268,7 @@ struct Job<'a> {
     inv_n: Option<f32>,
     timed: bool,
     masks: Option<&'a StepMasks>,
+    kernels: Kernels,
 }
 
 impl Job<'_> {
@@ -277,6 +356,11 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let mut pre: Vec<Vec<f32>> =
         hidden.iter().map(|&w| vec![0.0; if job.masks.is_some() { BLOCK * w } else { 0 }]).collect();
     let (mut z, mut pixels, mut nz) = (vec![0.0; k], Columns::default(), Columns::default());
+    // The block's pixels in rows, for the dense products (allocated on the first dense block),
+    // and each weight matrix's `Panels` once a dense product needs them: W1 at 0, layer l's W at
+    // l and its W^T at last + l.
+    let mut x_dense: Vec<f32> = Vec::new();
+    let mut panels: Vec<Option<Panels>> = (0..2 * last + 1).map(|_| None).collect();
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
             let t1 = Instant::now();
@@ -286,10 +370,26 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     };
     for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
         let mut t = job.timed.then(Instant::now);
-        let h1 = hidden[0];
-        pixels.set_sparse(p.shape.d, block.clone().map(|i| job.x.row(job.row(i))));
+        let (h1, d) = (hidden[0], p.shape.d);
+        let nnz: usize = block.clone().map(|i| job.x.row(job.row(i)).0.len()).sum();
+        let dense_input = job.kernels.is_dense(nnz, block.len() * d);
         let a = &mut acts[0][..block.len() * h1];
-        block::forward(a, b1, &pixels, w1, h1);
+        if dense_input {
+            x_dense.resize(BLOCK * d, 0.0);
+            let xd = &mut x_dense[..block.len() * d];
+            xd.fill(0.0);
+            for (r, i) in block.clone().enumerate() {
+                let (cols, vals) = job.x.row(job.row(i));
+                for (&c, &v) in cols.iter().zip(vals) {
+                    xd[r * d + c as usize] = v;
+                }
+            }
+            let w1_panels = panels[0].get_or_insert_with(|| Panels::pack(w1, d, h1, job.kernels.simd));
+            dense::forward(a, b1, xd, d, (w1, w1_panels), h1);
+        } else {
+            pixels.set_sparse(d, block.clone().map(|i| job.x.row(job.row(i))));
+            block::forward(a, b1, &pixels, w1, h1);
+        }
         a.iter_mut().for_each(|v| *v = act.apply(*v));
         if let Some(m) = job.masks {
             drop_out(a, &mut pre[0][..block.len() * h1], m, 0, block.clone(), h1);
@@ -300,7 +400,8 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             let (below, above) = acts.split_at_mut(l);
             let (input, out) = (&below[l - 1][..block.len() * fan_in], &mut above[0][..block.len() * fan_out]);
             let b = bias.then_some(&p.layers[l].b[..]);
-            dense_block_forward(out, b, input, &p.layers[l].w, (fan_in, fan_out), &mut nz, act);
+            let cache = (&mut nz, &mut panels[l]);
+            dense_block_forward(out, b, input, &p.layers[l].w, (fan_in, fan_out), cache, (act, job.kernels));
             if let Some(m) = job.masks {
                 drop_out(out, &mut pre[l][..block.len() * fan_out], m, l, block.clone(), fan_out);
             }
@@ -342,13 +443,12 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
                 let gl = &mut g.layers[l];
                 let input = &acts[l - 1][..block.len() * fan_in];
                 let (dz_in, dz) = (&mut below[l - 1][..block.len() * fan_in], &above[0][..block.len() * fan_out]);
-                nz.set_dense(input, fan_in);
-                block::backward(&mut gl.w, dz, &nz, fan_out);
+                product_backward(&mut gl.w, dz, input, (fan_in, fan_out), &mut nz, job.kernels);
                 if bias {
                     dz.chunks_exact(fan_out).for_each(|dz| axpy(&mut gl.b, 1.0, dz));
                 }
-                nz.set_dense(dz, fan_out);
-                block::forward(dz_in, None, &nz, &job.wt[l - 1], fan_in);
+                let cache = (&mut nz, &mut panels[last + l]);
+                product_forward(dz_in, None, dz, &job.wt[l - 1], (fan_out, fan_in), cache, job.kernels);
                 let pre = &pre[l - 1][..if job.masks.is_some() { block.len() * fan_in } else { 0 }];
                 activation_backward(dz_in, input, pre, job.masks, l - 1, block.clone(), fan_in, act);
             }
@@ -356,7 +456,11 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
         lap(&mut t, &mut times.dense);
         if let Some(g) = grads.as_mut() {
             let (g1, dz) = (&mut g.layers[0], &dzs[0][..block.len() * h1]);
-            block::backward(&mut g1.w, dz, &pixels, h1);
+            if dense_input {
+                dense::backward(&mut g1.w, dz, &x_dense[..block.len() * d], d, h1, job.kernels.simd);
+            } else {
+                block::backward(&mut g1.w, dz, &pixels, h1);
+            }
             if bias {
                 dz.chunks_exact(h1).for_each(|dz| axpy(&mut g1.b, 1.0, dz));
             }
@@ -366,19 +470,23 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     ShardSums { grads, loss, correct, times }
 }
 
-/// The SIMD level the fast path runs at: AVX2 where the CPU has it (these loops are bound by
-/// loading weight rows, so wider vectors buy nothing: see docs/performance.md). Ordered from
-/// narrowest to widest.
+/// The SIMD level the fast path runs at: the widest the CPU has. The sparse products are bound
+/// by loading weight rows and gain little from AVX-512; the dense tiles double their width.
+/// Ordered from narrowest to widest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Simd {
     Baseline,
     Avx2,
+    Avx512,
 }
 
 impl Simd {
     pub fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Simd::Avx512;
+            }
             if std::arch::is_x86_feature_detected!("avx2") {
                 return Simd::Avx2;
             }
@@ -388,6 +496,7 @@ impl Simd {
 
     pub fn name(self) -> &'static str {
         match self {
+            Simd::Avx512 => "AVX-512",
             Simd::Avx2 => "AVX2",
             Simd::Baseline if cfg!(target_arch = "x86_64") => "SSE2",
             Simd::Baseline => "baseline",
@@ -395,8 +504,8 @@ impl Simd {
     }
 }
 
-/// Runs `shard` compiled for AVX2 or for the baseline target. The code is the same, only the
-/// vector width differs, and so are the results, bit for bit.
+/// Runs `shard` compiled for AVX-512, AVX2 or the baseline target. The code is the same, only the
+/// vector width differs, and not the results, bit for bit.
 fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
     #[cfg(target_arch = "x86_64")]
     {
@@ -404,8 +513,14 @@ fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
         fn avx2(job: &Job, rows: Range<usize>) -> ShardSums {
             shard(job, rows)
         }
+        #[target_feature(enable = "avx512f")]
+        fn avx512(job: &Job, rows: Range<usize>) -> ShardSums {
+            shard(job, rows)
+        }
         match simd.min(Simd::detect()) {
             // SAFETY: `Simd::detect` found these features on this CPU.
+            Simd::Avx512 => return unsafe { avx512(job, rows) },
+            // SAFETY: as above.
             Simd::Avx2 => return unsafe { avx2(job, rows) },
             Simd::Baseline => {}
         }
@@ -415,7 +530,7 @@ fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
 
 /// Loss and accuracy of `params` on `x` (forward only, threaded).
 pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> Stats {
-    let (_, stats, _) = run(Simd::detect(), params, act, x, labels, None, false, false, None);
+    let (_, stats, _) = run(Kernels::detect(), params, act, x, labels, None, false, false, None);
     stats
 }
 
@@ -436,7 +551,8 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
         acts[0].iter_mut().for_each(|v| *v = act.apply(*v));
         for l in 1..last {
             let (below, above) = acts.split_at_mut(l);
-            dense_block_forward(&mut above[0], b(l), &below[l - 1], &p.layers[l].w, p.shape.layer(l), &mut nz, act);
+            let (input, w, cache) = (&below[l - 1], &p.layers[l].w, (&mut nz, &mut None));
+            dense_block_forward(&mut above[0], b(l), input, w, p.shape.layer(l), cache, (act, Kernels::detect()));
         }
         for (a, z) in acts[last - 1].chunks_exact(h).zip(probs.chunks_mut(k)) {
             for (j, z) in z.iter_mut().enumerate() {
@@ -450,7 +566,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
 
 /// Gradients of the mean cross-entropy over all rows of `x`, and the forward pass's loss/accuracy.
 pub fn forward_backward(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> (Params, Stats) {
-    let (g, s, _) = forward_backward_with(Simd::detect(), false, params, act, x, labels);
+    let (g, s, _) = forward_backward_with(Kernels::detect(), false, params, act, x, labels);
     (g, s)
 }
 
@@ -475,28 +591,28 @@ pub fn forward_backward_dropout(
     rows: Option<&[u32]>,
     masks: Option<&StepMasks>,
 ) -> (Params, Stats) {
-    let (g, s, _) = run(Simd::detect(), params, act, x, labels, rows, true, false, masks);
+    let (g, s, _) = run(Kernels::detect(), params, act, x, labels, rows, true, false, masks);
     (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s)
 }
 
-/// `forward_backward` at a given SIMD level (capped at what the CPU has), optionally timing its
-/// phases: for tests and `bench`.
+/// `forward_backward` with given kernels (the SIMD level capped at what the CPU has), optionally
+/// timing its phases: for tests and `bench`.
 pub fn forward_backward_with(
-    simd: Simd,
+    kernels: Kernels,
     timed: bool,
     params: &Params,
     act: Activation,
     x: &SparseRows,
     labels: &[u8],
 ) -> (Params, Stats, PhaseTimes) {
-    let (g, s, t) = run(simd, params, act, x, labels, None, true, timed, None);
+    let (g, s, t) = run(kernels, params, act, x, labels, None, true, timed, None);
     (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s, t)
 }
 
 /// All shards in parallel, then their sums in shard order.
 #[allow(clippy::too_many_arguments)]
 fn run(
-    simd: Simd,
+    kernels: Kernels,
     p: &Params,
     act: Activation,
     x: &SparseRows,
@@ -516,8 +632,10 @@ fn run(
             transpose(&p.layers[l].w, fan_in, fan_out)
         })
         .collect();
-    let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks };
-    let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(simd, &job, rows)).collect();
+    // The level the shards will run at, which sets the dense tiles' width too.
+    let kernels = Kernels { simd: kernels.simd.min(Simd::detect()), ..kernels };
+    let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels };
+    let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(kernels.simd, &job, rows)).collect();
     let mut grads = backward.then(|| Params::zeros(s.clone()));
     let mut dwt_out = vec![0.0; s.k * h];
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());

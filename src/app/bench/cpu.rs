@@ -33,17 +33,17 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
     if !(worst.1 <= CPU_CHECK_TOLERANCE) {
         bail!("CPU self-check failed: {} differs from the reference by {:.2e} (relative)", worst.0, worst.1);
     }
-    let simd = fast::Simd::detect();
+    let kernels = fast::Kernels::detect();
     let rule = OptimizerConfig { kind: args.optimizer, ..OptimizerConfig::default() };
     let mut state = OptimizerState::new(rule.kind, shape.clone());
     for _ in 0..args.warmup {
-        let (g, _, _) = fast::forward_backward_with(simd, false, &params, act, &x, &train.labels);
+        let (g, _, _) = fast::forward_backward_with(kernels, false, &params, act, &x, &train.labels);
         optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
     }
     let (mut iters, mut phases, mut updates) = (Vec::new(), [Vec::new(), Vec::new(), Vec::new()], Vec::new());
     for _ in 0..args.repeats {
         let t0 = Instant::now();
-        let (g, _, times) = fast::forward_backward_with(simd, true, &params, act, &x, &train.labels);
+        let (g, _, times) = fast::forward_backward_with(kernels, true, &params, act, &x, &train.labels);
         let t1 = Instant::now();
         optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
         let t2 = Instant::now();
@@ -76,7 +76,7 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
     ops.push(figure(name.into(), times[3], Some(flops), bytes, total));
     Ok(BackendFigures {
         backend: "cpu".into(),
-        device: format!("{} threads, {}", rayon::current_num_threads(), simd.name()),
+        device: format!("{} threads, {}", rayon::current_num_threads(), kernels.simd.name()),
         timing: format!(
             "iteration: median wall time; phases: the gradient pass's wall time split by each phase's share of the \
              threads' busy time (phases alternate in blocks of 64 rows), shares of their sum; sparse phases touch \
