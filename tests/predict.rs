@@ -234,6 +234,52 @@ fn reads_slightly_turned_digits() {
     reads_at_least(Condition::Rotated, 0.96);
 }
 
+/// One photo per condition in `tests/images/`, made by `common::photo` from a test digit:
+/// (condition, test digit, its label). Each is one the preparation before `src/digit/` misread
+/// (but the turned digit, which it read). `write_example_photos` writes them again.
+const EXAMPLES: [(Condition, usize, u8); 10] = [
+    (Condition::Clean, 18, 3),
+    (Condition::Thick, 160, 4),
+    (Condition::Thin, 62, 9),
+    (Condition::Gradient, 0, 7),
+    (Condition::Shadow, 0, 7),
+    (Condition::Ruled, 2, 1),
+    (Condition::Squared, 0, 7),
+    (Condition::Specks, 1, 2),
+    (Condition::Border, 18, 3),
+    (Condition::Rotated, 9, 9),
+];
+
+fn example_path(condition: Condition) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images").join(format!("{}.png", condition.name()))
+}
+
+#[test]
+fn reads_the_example_photo_of_each_condition() {
+    let files: Vec<PathBuf> = EXAMPLES.iter().map(|&(c, _, _)| example_path(c)).collect();
+    let o = predict(&["--json"], &files);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let entries = v.as_array().expect("one entry per image");
+    let wrong: Vec<String> = EXAMPLES
+        .iter()
+        .zip(entries)
+        .filter(|((_, _, label), e)| e["digit"].as_u64() != Some(*label as u64))
+        .map(|((c, _, label), e)| format!("{}.png: {} read as {}", c.name(), label, e["digit"]))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+}
+
+#[test]
+#[ignore = "writes tests/images/ again: run it after changing common::photo"]
+fn write_example_photos() {
+    let test = common::mnist().test;
+    for (condition, i, label) in EXAMPLES {
+        assert_eq!(test.labels[i], label, "test digit {i}");
+        photo::photo(test.image(i), i, condition).save(example_path(condition)).expect("PNG written");
+    }
+}
+
 #[test]
 fn odd_images_get_an_error_or_a_digit_never_a_panic() {
     let grey = |w: u32, h: u32, f: &dyn Fn(u32, u32) -> u8| {
