@@ -178,6 +178,28 @@ fn reads_at_least(condition: Condition, min: f64) {
 }
 
 #[test]
+fn reads_mnist_images_as_they_are() {
+    // Light ink on black, 28x28: nothing to undo. Reads 199 of 200 (the preparation before
+    // src/digit/ read 200).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let test = common::mnist().test;
+    let files: Vec<PathBuf> = (0..PHOTOS)
+        .map(|i| {
+            let path = dir.path().join(format!("mnist{i:03}.png"));
+            GrayImage::from_raw(28, 28, test.image(i).to_vec()).expect("28x28").save(&path).expect("PNG written");
+            path
+        })
+        .collect();
+    let o = predict(&["--json"], &files);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let entries = v.as_array().expect("one entry per image");
+    assert!(entries.iter().all(|e| e["inverted"] == false), "light on dark is not inverted");
+    let correct = entries.iter().zip(&test.labels).filter(|(e, y)| e["digit"].as_u64() == Some(**y as u64)).count();
+    assert!(correct >= 191, "read {correct} of {PHOTOS}");
+}
+
+#[test]
 fn reads_clean_photos() {
     // Reads 200 of 200 (the preparation before src/digit/ read 199).
     reads_at_least(Condition::Clean, 0.96);
