@@ -10,6 +10,7 @@
 pub mod chromium;
 pub mod http;
 pub mod parity;
+pub mod photo;
 pub mod tolerance;
 
 use gpu_mnist::data::{self, Dataset, Mnist};
