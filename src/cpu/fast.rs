@@ -635,28 +635,45 @@ fn run(
     // The level the shards will run at, which sets the dense tiles' width too.
     let kernels = Kernels { simd: kernels.simd.min(Simd::detect()), ..kernels };
     let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels };
-    let parts: Vec<ShardSums> = shards(n).into_par_iter().map(|rows| shard_simd(kernels.simd, &job, rows)).collect();
-    let mut grads = backward.then(|| Params::zeros(s.clone()));
-    let mut dwt_out = vec![0.0; s.k * h];
+    let mut parts: Vec<ShardSums> =
+        shards(n).into_par_iter().map(|rows| shard_simd(kernels.simd, &job, rows)).collect();
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());
     for part in &parts {
-        if let (Some(acc), Some(g)) = (grads.as_mut(), part.grads.as_ref()) {
-            for (l, (a, g)) in acc.layers.iter_mut().zip(&g.layers).enumerate() {
-                if l < last {
-                    axpy(&mut a.w, 1.0, &g.w);
-                }
-                axpy(&mut a.b, 1.0, &g.b);
-            }
-            axpy(&mut dwt_out, 1.0, &g.layers[last].w);
-        }
         loss += part.loss;
         correct += part.correct;
         times.add(&part.times);
     }
-    if let Some(g) = grads.as_mut() {
-        g.layers[last].w = transpose(&dwt_out, s.k, h);
-    }
+    let grads = backward.then(|| {
+        let sums: Vec<GradSums> = parts.iter_mut().filter_map(|part| part.grads.take()).collect();
+        let mut g =
+            sum_in_order(sums).map_or_else(|| Params::zeros(s.clone()), |layers| Params { shape: s.clone(), layers });
+        g.layers[last].w = transpose(&g.layers[last].w, s.k, h);
+        g
+    });
     (grads, Stats { loss: loss / n.max(1) as f64, correct, n }, times)
+}
+
+/// The shards' gradient sums added element by element in shard order, `s0 + s1 + ...` (the
+/// same for every thread count), in parallel over pieces of each tensor: a mini-batch's step
+/// would otherwise spend a good part of its time summing 784 x H floats per shard on one thread.
+fn sum_in_order(mut sums: Vec<GradSums>) -> Option<Vec<Layer>> {
+    const PIECE: usize = 16 * 1024;
+    if sums.is_empty() {
+        return None;
+    }
+    let rest = sums.split_off(1);
+    let mut acc = sums.pop()?.layers;
+    for (l, layer) in acc.iter_mut().enumerate() {
+        for (t, tensor) in [&mut layer.w, &mut layer.b].into_iter().enumerate() {
+            tensor.par_chunks_mut(PIECE).enumerate().for_each(|(i, piece)| {
+                for other in &rest {
+                    let o = if t == 0 { &other.layers[l].w } else { &other.layers[l].b };
+                    axpy(piece, 1.0, &o[i * PIECE..][..piece.len()]);
+                }
+            });
+        }
+    }
+    Some(acc)
 }
 
 /// Position ranges of the shards: `SHARDS` of them, fewer for small mini-batches so each has at
