@@ -78,10 +78,18 @@ impl Activation {
 /// An m (rows x cols, row-major) as cols rows of length rows: a weight matrix in the other
 /// layout (PyTorch's [out, in] against this program's [in, out]; the fast path's row blocks).
 pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    // In tiles of 16 x 16: a column of `t` is written `rows` floats apart, and walking whole
+    // columns would map those writes onto a few cache sets (the CPU step transposes every layer
+    // above the first at each mini-batch step).
+    const TILE: usize = 16;
     let mut t = vec![0.0; m.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = m[r * cols + c];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    t[c * rows + r] = m[r * cols + c];
+                }
+            }
         }
     }
     t
