@@ -60,9 +60,9 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
     let (nf, df, hf, kf, nnz) = (n as f64, d as f64, h as f64, k as f64, x.col.len() as f64);
     let p = shape.parameter_count() as f64;
     let costs = [
-        ("sparse forward: act(X·W1 + b1)", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (df * hf + nf * hf)),
-        ("dense: layer 2, softmax, dZ1", Some(6.0 * nf * hf * kf), 8.0 * nf * hf + 4.0 * hf * kf + nf),
-        ("sparse backward: X^T·dZ1, db1", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (nf * hf + df * hf)),
+        ("input forward: act(X·W1 + b1)", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (df * hf + nf * hf)),
+        ("layers above: forward, softmax, back to dZ1", Some(6.0 * nf * hf * kf), 8.0 * nf * hf + 4.0 * hf * kf + nf),
+        ("input backward: X^T·dZ1, db1", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (nf * hf + df * hf)),
     ];
     let mut times: Vec<f64> = phases.iter_mut().map(|v| median(v)).collect();
     times.push(median(&mut updates));
@@ -79,9 +79,12 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
         device: format!("{} threads, {}", rayon::current_num_threads(), kernels.simd.name()),
         timing: format!(
             "iteration: median wall time; phases: the gradient pass's wall time split by each phase's share of the \
-             threads' busy time (phases alternate in blocks of 64 rows), shares of their sum; sparse phases touch \
-             {:.1}% of the pixels",
-            100.0 * nnz / (nf * df)
+             threads' busy time (phases alternate in blocks of 64 rows), shares of their sum; {:.1}% of the pixels \
+             are non-zero, so the input layer's products are {} (dense from {:.0}% at {})",
+            100.0 * nnz / (nf * df),
+            if nnz >= kernels.dense_from * nf * df { "mostly dense" } else { "mostly sparse" },
+            100.0 * kernels.dense_from,
+            kernels.simd.name()
         ),
         seconds_per_iteration: iteration,
         gflops: flops_per_iteration(n, d, h, k) / iteration / 1e9,
