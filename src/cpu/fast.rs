@@ -234,22 +234,30 @@ fn softmax_xent_row(z: &mut [f32], y: usize) -> (f32, bool) {
 }
 
 /// Nanoseconds spent in each phase, summed over threads (`bench` reports their shares).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Layer 0 is the input layer; the head is the output layer.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PhaseTimes {
-    /// `A1 = act(X·W1 + b1)` over the non-zero pixels.
-    pub sparse_forward: u64,
-    /// The dense layers: hidden-to-hidden forward, `Z_out = A_last·W_out + b_out`, softmax and
-    /// cross-entropy, and the backward pass down to `dZ1` with `dW`, `db` of every layer above the first.
-    pub dense: u64,
-    /// `dW1 += X^T·dZ1` over the non-zero pixels, `db1`.
-    pub sparse_backward: u64,
+    /// `forward[l]`: hidden layer l's `A_l = act(A_{l-1}·W_l + b_l)` (with dropout), A_0 = X.
+    pub forward: Vec<u64>,
+    /// The output layer: `Z = A_last·W_out + b_out`, softmax and cross-entropy, `dW_out`,
+    /// `db_out` and `dZ_last`.
+    pub head: u64,
+    /// `backward[l]`: hidden layer l's `dW_l += A_{l-1}^T·dZ_l`, `db_l`, and `dZ_{l-1}` for l > 0.
+    pub backward: Vec<u64>,
 }
 
 impl PhaseTimes {
     fn add(&mut self, o: &PhaseTimes) {
-        self.sparse_forward += o.sparse_forward;
-        self.dense += o.dense;
-        self.sparse_backward += o.sparse_backward;
+        for (mine, theirs) in [(&mut self.forward, &o.forward), (&mut self.backward, &o.backward)] {
+            mine.resize(mine.len().max(theirs.len()), 0);
+            mine.iter_mut().zip(theirs).for_each(|(a, b)| *a += b);
+        }
+        self.head += o.head;
+    }
+
+    /// All phases' nanoseconds.
+    pub fn total(&self) -> u64 {
+        self.forward.iter().chain(&self.backward).sum::<u64>() + self.head
     }
 }
 
@@ -350,7 +358,8 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             })
             .collect(),
     });
-    let (mut loss, mut correct, mut times) = (0.0f64, 0usize, PhaseTimes::default());
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    let mut times = PhaseTimes { forward: vec![0; last], head: 0, backward: vec![0; last] };
     let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
     let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
     let mut pre: Vec<Vec<f32>> =
@@ -388,13 +397,18 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             dense::forward(a, b1, xd, d, (w1, w1_panels), h1);
         } else {
             pixels.set_sparse(d, block.clone().map(|i| job.x.row(job.row(i))));
-            block::forward(a, b1, &pixels, w1, h1);
+            let rows = block.clone().map(|i| job.x.row(job.row(i)));
+            if job.kernels.simd == Simd::Avx512 {
+                block::forward_rows::<128>(a, b1, rows, w1, h1);
+            } else {
+                block::forward_rows::<64>(a, b1, rows, w1, h1);
+            }
         }
         a.iter_mut().for_each(|v| *v = act.apply(*v));
         if let Some(m) = job.masks {
             drop_out(a, &mut pre[0][..block.len() * h1], m, 0, block.clone(), h1);
         }
-        lap(&mut t, &mut times.sparse_forward);
+        lap(&mut t, &mut times.forward[0]);
         for l in 1..last {
             let (fan_in, fan_out) = (hidden[l - 1], hidden[l]);
             let (below, above) = acts.split_at_mut(l);
@@ -405,6 +419,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             if let Some(m) = job.masks {
                 drop_out(out, &mut pre[l][..block.len() * fan_out], m, l, block.clone(), fan_out);
             }
+            lap(&mut t, &mut times.forward[l]);
         }
         let (a_last, dz_last) = (&acts[last - 1], &mut dzs[last - 1]);
         for (r, i) in block.clone().enumerate() {
@@ -434,6 +449,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
                 axpy(&mut g_out.b, 1.0, &z);
             }
         }
+        lap(&mut t, &mut times.head);
         if let Some(g) = grads.as_mut() {
             // Hidden layer l, top down: dW_l += a_{l-1} ⊗ dz_l ; db_l += dz_l ;
             // dz_{l-1} = (dz_l · W_l^T) ⊙ act'(a_{l-1}), both products over the rows' non-zeros.
@@ -451,9 +467,9 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
                 product_forward(dz_in, None, dz, &job.wt[l - 1], (fan_out, fan_in), cache, job.kernels);
                 let pre = &pre[l - 1][..if job.masks.is_some() { block.len() * fan_in } else { 0 }];
                 activation_backward(dz_in, input, pre, job.masks, l - 1, block.clone(), fan_in, act);
+                lap(&mut t, &mut times.backward[l]);
             }
         }
-        lap(&mut t, &mut times.dense);
         if let Some(g) = grads.as_mut() {
             let (g1, dz) = (&mut g.layers[0], &dzs[0][..block.len() * h1]);
             if dense_input {
@@ -464,7 +480,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             if bias {
                 dz.chunks_exact(h1).for_each(|dz| axpy(&mut g1.b, 1.0, dz));
             }
-            lap(&mut t, &mut times.sparse_backward);
+            lap(&mut t, &mut times.backward[0]);
         }
     }
     ShardSums { grads, loss, correct, times }
@@ -593,6 +609,21 @@ pub fn forward_backward_dropout(
 ) -> (Params, Stats) {
     let (g, s, _) = run(Kernels::detect(), params, act, x, labels, rows, true, false, masks);
     (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s)
+}
+
+/// `forward_backward_rows` with given kernels, optionally timing its phases: for `bench`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_backward_rows_with(
+    kernels: Kernels,
+    timed: bool,
+    params: &Params,
+    act: Activation,
+    x: &SparseRows,
+    labels: &[u8],
+    rows: &[u32],
+) -> (Params, Stats, PhaseTimes) {
+    let (g, s, t) = run(kernels, params, act, x, labels, Some(rows), true, timed, None);
+    (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s, t)
 }
 
 /// `forward_backward` with given kernels (the SIMD level capped at what the CPU has), optionally

@@ -48,9 +48,13 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
         optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
         let t2 = Instant::now();
         // Phase shares of the threads' busy time, applied to the wall time of the gradient pass.
-        let busy = (times.sparse_forward + times.dense + times.sparse_backward).max(1) as f64;
+        let busy = times.total().max(1) as f64;
         let fb = (t1 - t0).as_secs_f64();
-        for (v, ns) in phases.iter_mut().zip([times.sparse_forward, times.dense, times.sparse_backward]) {
+        for (v, ns) in phases.iter_mut().zip([
+            times.forward[0],
+            times.total() - times.forward[0] - times.backward[0],
+            times.backward[0],
+        ]) {
             v.push(fb * ns as f64 / busy);
         }
         updates.push((t2 - t1).as_secs_f64());

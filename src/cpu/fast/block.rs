@@ -141,6 +141,62 @@ pub(super) fn forward(out: &mut [f32], init: Option<&[f32]>, x: &Columns, w: &[f
     }
 }
 
+/// `forward` for rows given as (columns ascending, values), `CH` (128 or 64) outputs at a time:
+/// a row's slice of `out` stays in registers while its non-zeros go by, and the block's rows go
+/// through one slice of columns before the next, so that `W[:, slice]` stays in L2. The same
+/// terms in the same order as `forward`, so the same bits.
+#[inline(always)]
+pub(super) fn forward_rows<'a, const CH: usize>(
+    out: &mut [f32],
+    init: Option<&[f32]>,
+    rows: impl Iterator<Item = (&'a [u32], &'a [f32])> + Clone,
+    w: &[f32],
+    h: usize,
+) {
+    let mut c0 = 0;
+    while c0 < h {
+        let width = h - c0;
+        let o = &mut *out;
+        c0 += if width >= CH {
+            forward_slice::<CH>(o, init, rows.clone(), w, h, c0)
+        } else if width >= 64 {
+            forward_slice::<64>(o, init, rows.clone(), w, h, c0)
+        } else if width >= 32 {
+            forward_slice::<32>(o, init, rows.clone(), w, h, c0)
+        } else if width >= 16 {
+            forward_slice::<16>(o, init, rows.clone(), w, h, c0)
+        } else {
+            forward_slice::<1>(o, init, rows.clone(), w, h, c0)
+        };
+    }
+}
+
+/// Outputs `c0..c0 + W` of `forward_rows`; returns W.
+#[inline(always)]
+fn forward_slice<'a, const W: usize>(
+    out: &mut [f32],
+    init: Option<&[f32]>,
+    rows: impl Iterator<Item = (&'a [u32], &'a [f32])>,
+    w: &[f32],
+    h: usize,
+    c0: usize,
+) -> usize {
+    for ((cols, vals), o) in rows.zip(out.chunks_exact_mut(h)) {
+        let mut acc = [0.0f32; W];
+        if let Some(b) = init {
+            acc.copy_from_slice(&b[c0..c0 + W]);
+        }
+        for (&c, &v) in cols.iter().zip(vals) {
+            let wc = &w[c as usize * h + c0..][..W];
+            for t in 0..W {
+                acc[t] += v * wc[t];
+            }
+        }
+        o[c0..c0 + W].copy_from_slice(&acc);
+    }
+    W
+}
+
 /// `dw[c, :] += Σ_r x[r, c] · dz[r, :]` over the block's rows (`dz` is rows x h, `dw` is d x h);
 /// each element adds its terms in increasing row order.
 #[inline(always)]
