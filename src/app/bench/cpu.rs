@@ -1,31 +1,62 @@
-//! `bench` on the CPU: the fast step timed per phase, after a check against the reference.
+//! `bench` on the CPU: the fast step timed per phase, after a check against the reference. The
+//! full batch, or (`--batch-size`) mini-batches of a shuffled order, a fresh one each epoch.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 
 use super::figures::{BackendFigures, LR, OpFigure, figure, flops_per_iteration, median};
+use super::phases::{phase_nanos, phases, update_cost};
 use crate::app::cli::BenchArgs;
-use gpu_mnist::cpu::fast::{self, SparseRows};
+use gpu_mnist::backend::{batch_count, batch_range};
+use gpu_mnist::cpu::fast::{self, Kernels, PhaseTimes, SparseRows};
 use gpu_mnist::cpu::reference;
 use gpu_mnist::data::Dataset;
 use gpu_mnist::model::{Activation, Params, Shape};
-use gpu_mnist::optim::{self, Optimizer, OptimizerConfig, OptimizerState};
-use gpu_mnist::train::{relative_difference, worst};
+use gpu_mnist::optim::{self, OptimizerConfig, OptimizerState};
+use gpu_mnist::train::{batch_position, epoch_order, relative_difference, worst};
 
 /// The fast CPU path against the reference on 2,000 digits: sums of up to 2,000 terms in another
 /// order, measured ~1e-7 of each tensor's scale.
 const CPU_CHECK_TOLERANCE: f64 = 1e-4;
 
-pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -> Result<BackendFigures> {
-    let (n, d, h, k) = (train.n, shape.d, shape.hidden[0], shape.k);
-    let x = SparseRows::from_pixels(&train.pixels, d);
-    let mut params = Params::init(shape.clone(), act, 0);
-    let check_n = n.min(2000);
-    let sub = SparseRows::from_pixels(&train.pixels[..check_n * d], d);
-    let xs = reference::scale_pixels(&train.pixels[..check_n * d]);
-    let (want, want_stats) = reference::forward_backward(&params, act, &xs, &train.labels[..check_n]);
-    let (got, got_stats) = fast::forward_backward(&params, act, &sub, &train.labels[..check_n]);
+/// The seed of the timed epochs' row orders.
+pub const ORDER_SEED: u64 = 0;
+
+/// The rows of the `position`-th step (0-based) of mini-batches of `batch` rows over `n` rows,
+/// each epoch in `epoch_order`, as `train` visits them; `cache` keeps the latest epoch's order.
+pub fn step_rows(position: usize, n: usize, batch: usize, cache: &mut Option<(usize, Vec<u32>)>) -> Vec<u32> {
+    let (epoch, b) = batch_position(position, batch_count(n, batch));
+    if cache.as_ref().is_none_or(|(e, _)| *e != epoch) {
+        *cache = Some((epoch, epoch_order(n, ORDER_SEED, epoch)));
+    }
+    let order = cache.as_ref().map_or(&[][..], |(_, o)| &o[..]);
+    order[batch_range(b, batch, n)].to_vec()
+}
+
+/// The fast step against the reference: on the first 2,000 rows, or on the first 2,000 rows of
+/// the first mini-batch (the rows path) with `batch`. Returns the check's line.
+fn self_check(train: &Dataset, params: &Params, act: Activation, batch: Option<usize>) -> Result<String> {
+    let d = params.shape.d;
+    let rows: Vec<u32> = match batch {
+        Some(b) => step_rows(0, train.n, b, &mut None).into_iter().take(2000).collect(),
+        None => (0..train.n.min(2000) as u32).collect(),
+    };
+    let pixels: Vec<u8> =
+        rows.iter().flat_map(|&r| &train.pixels[r as usize * d..(r as usize + 1) * d]).copied().collect();
+    let labels: Vec<u8> = rows.iter().map(|&r| train.labels[r as usize]).collect();
+    let (want, want_stats) = reference::forward_backward(params, act, &reference::scale_pixels(&pixels), &labels);
+    let (got, got_stats, what) = match batch {
+        Some(_) => {
+            let x = SparseRows::from_pixels(&train.pixels, d);
+            let (g, s) = fast::forward_backward_rows(params, act, &x, &train.labels, &rows);
+            (g, s, format!("fast mini-batch rows vs reference on {} digits", rows.len()))
+        }
+        None => {
+            let (g, s) = fast::forward_backward(params, act, &SparseRows::from_pixels(&pixels, d), &labels);
+            (g, s, format!("fast vs reference on {} digits", rows.len()))
+        }
+    };
     let loss = (got_stats.loss - want_stats.loss).abs() / want_stats.loss;
     let tensors =
         got.tensors().into_iter().zip(want.tensors()).map(|((name, g), (_, w))| (name, relative_difference(g, w)));
@@ -33,77 +64,117 @@ pub fn bench(train: &Dataset, shape: Shape, act: Activation, args: &BenchArgs) -
     if !(worst.1 <= CPU_CHECK_TOLERANCE) {
         bail!("CPU self-check failed: {} differs from the reference by {:.2e} (relative)", worst.0, worst.1);
     }
+    Ok(format!("passed: {what}, worst {} {:.1e}", worst.0, worst.1))
+}
+
+/// One step's gradient pass (over `rows`, or all of `x`), timed per phase when `timed`.
+fn gradients(
+    kernels: Kernels,
+    timed: bool,
+    params: &Params,
+    act: Activation,
+    x: &SparseRows,
+    labels: &[u8],
+    rows: Option<&[u32]>,
+) -> (Params, PhaseTimes) {
+    match rows {
+        Some(r) => {
+            let (g, _, t) = fast::forward_backward_rows_with(kernels, timed, params, act, x, labels, r);
+            (g, t)
+        }
+        None => {
+            let (g, _, t) = fast::forward_backward_with(kernels, timed, params, act, x, labels);
+            (g, t)
+        }
+    }
+}
+
+/// Times the step of `shape` on `train` (`batch`: rows per mini-batch, `None` for the full batch).
+pub fn bench(
+    train: &Dataset,
+    shape: Shape,
+    act: Activation,
+    batch: Option<usize>,
+    args: &BenchArgs,
+) -> Result<BackendFigures> {
+    let (n, d) = (train.n, shape.d);
+    let x = SparseRows::from_pixels(&train.pixels, d);
+    let mut params = Params::init(shape.clone(), act, 0);
+    let self_check = self_check(train, &params, act, batch)?;
     let kernels = fast::Kernels::detect();
     let rule = OptimizerConfig { kind: args.optimizer, ..OptimizerConfig::default() };
     let mut state = OptimizerState::new(rule.kind, shape.clone());
+    let mut order = None;
+    let mut position = 0;
+    let mut next_rows = |position: &mut usize| {
+        let rows = batch.map(|b| step_rows(*position, n, b, &mut order));
+        *position += 1;
+        rows
+    };
     for _ in 0..args.warmup {
-        let (g, _, _) = fast::forward_backward_with(kernels, false, &params, act, &x, &train.labels);
+        let rows = next_rows(&mut position);
+        let (g, _) = gradients(kernels, false, &params, act, &x, &train.labels, rows.as_deref());
         optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
     }
-    let (mut iters, mut phases, mut updates) = (Vec::new(), [Vec::new(), Vec::new(), Vec::new()], Vec::new());
+    let count = 2 * shape.hidden.len() + 1;
+    let (mut iters, mut phase_s, mut updates) = (Vec::new(), vec![Vec::new(); count], Vec::new());
+    let mut step_rows_seen = Vec::new();
     for _ in 0..args.repeats {
+        let rows = next_rows(&mut position);
+        step_rows_seen.push(rows.as_ref().map_or(n, |r| r.len()) as f64);
         let t0 = Instant::now();
-        let (g, _, times) = fast::forward_backward_with(kernels, true, &params, act, &x, &train.labels);
+        let (g, times) = gradients(kernels, true, &params, act, &x, &train.labels, rows.as_deref());
         let t1 = Instant::now();
         optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
         let t2 = Instant::now();
         // Phase shares of the threads' busy time, applied to the wall time of the gradient pass.
         let busy = times.total().max(1) as f64;
         let fb = (t1 - t0).as_secs_f64();
-        for (v, ns) in phases.iter_mut().zip([
-            times.forward[0],
-            times.total() - times.forward[0] - times.backward[0],
-            times.backward[0],
-        ]) {
+        for (v, ns) in phase_s.iter_mut().zip(phase_nanos(&times, shape.hidden.len())) {
             v.push(fb * ns as f64 / busy);
         }
         updates.push((t2 - t1).as_secs_f64());
         iters.push((t2 - t0).as_secs_f64());
     }
     let iteration = median(&mut iters);
-    let (nf, df, hf, kf, nnz) = (n as f64, d as f64, h as f64, k as f64, x.col.len() as f64);
+    let rows = median(&mut step_rows_seen);
+    let nnz_per_row = x.col.len() as f64 / n.max(1) as f64;
     let p = shape.parameter_count() as f64;
-    let costs = [
-        ("input forward: act(X·W1 + b1)", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (df * hf + nf * hf)),
-        ("layers above: forward, softmax, back to dZ1", Some(6.0 * nf * hf * kf), 8.0 * nf * hf + 4.0 * hf * kf + nf),
-        ("input backward: X^T·dZ1, db1", Some(2.0 * nf * df * hf), 6.0 * nnz + 4.0 * (nf * hf + df * hf)),
-    ];
-    let mut times: Vec<f64> = phases.iter_mut().map(|v| median(v)).collect();
-    times.push(median(&mut updates));
-    let total: f64 = times.iter().sum();
-    let mut ops: Vec<OpFigure> = costs
-        .iter()
+    let times: Vec<f64> = phase_s.iter_mut().map(|v| median(v)).collect();
+    let update = median(&mut updates);
+    let total: f64 = times.iter().sum::<f64>() + update;
+    let mut ops: Vec<OpFigure> = phases(&shape, rows, nnz_per_row * rows)
+        .into_iter()
         .zip(&times)
-        .map(|((name, flops, bytes), &t)| figure(name.to_string(), t, *flops, *bytes, total))
+        .map(|(ph, &t)| figure(ph.name, t, Some(ph.flops), ph.bytes, total))
         .collect();
     let (name, flops, bytes) = update_cost(args.optimizer, p);
-    ops.push(figure(name.into(), times[3], Some(flops), bytes, total));
+    ops.push(figure(name.into(), update, Some(flops), bytes, total));
+    let steps = batch.map_or(1, |b| batch_count(n, b));
+    let what = match batch {
+        Some(b) => format!(
+            "step: median wall time of {} steps on batches of {b} rows (a fresh shuffled order each epoch), gradient \
+             pass and update",
+            args.repeats
+        ),
+        None => "iteration: median wall time".to_string(),
+    };
     Ok(BackendFigures {
         backend: "cpu".into(),
         device: format!("{} threads, {}", rayon::current_num_threads(), kernels.simd.name()),
         timing: format!(
-            "iteration: median wall time; phases: the gradient pass's wall time split by each phase's share of the \
-             threads' busy time (phases alternate in blocks of 64 rows), shares of their sum; {:.1}% of the pixels \
-             are non-zero, so the input layer's products are {} (dense from {:.0}% at {})",
-            100.0 * nnz / (nf * df),
-            if nnz >= kernels.dense_from * nf * df { "mostly dense" } else { "mostly sparse" },
+            "{what}; phases: the gradient pass's wall time split by each phase's share of the threads' busy time \
+             (phases alternate in blocks of 64 rows), shares of their sum with the update; {:.1}% of the pixels are \
+             non-zero, so the input layer's products are {} (dense from {:.0}% at {})",
+            100.0 * nnz_per_row / d as f64,
+            if nnz_per_row >= kernels.dense_from * d as f64 { "mostly dense" } else { "mostly sparse" },
             100.0 * kernels.dense_from,
             kernels.simd.name()
         ),
         seconds_per_iteration: iteration,
-        gflops: flops_per_iteration(n, d, h, k) / iteration / 1e9,
+        seconds_per_epoch: steps as f64 * iteration,
+        gflops: flops_per_iteration(rows as usize, &shape) / iteration / 1e9,
         ops,
-        self_check: format!("passed: fast vs reference on {check_n} digits, worst {} {:.1e}", worst.0, worst.1),
+        self_check,
     })
-}
-
-/// The update of `p` parameters by `rule`: its name, FLOPs and bytes moved (f32 reads and writes
-/// of the parameters, gradients and the rule's moments).
-pub fn update_cost(rule: Optimizer, p: f64) -> (&'static str, f64, f64) {
-    match rule {
-        Optimizer::Gd => ("gd_update: w -= lr·g", 2.0 * p, 12.0 * p),
-        Optimizer::Momentum => ("momentum_update: m = μm + g, w -= lr·m", 4.0 * p, 20.0 * p),
-        Optimizer::Nesterov => ("nesterov_update: m = μm + g, w -= lr·(g + μm)", 6.0 * p, 20.0 * p),
-        Optimizer::Adam => ("adam_update: m, v moments, w -= lr·m̂/(√v̂ + ε)", 13.0 * p, 28.0 * p),
-    }
 }

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use gpu_mnist::model::Shape;
+
 /// Learning rate of the timed steps (it does not change the work).
 pub(crate) const LR: f32 = 0.8;
 
@@ -19,7 +21,10 @@ pub struct BackendFigures {
     pub backend: String,
     pub device: String,
     pub timing: String,
+    /// Seconds per step: the full batch, or one mini-batch of `Point::batch_size` rows.
     pub seconds_per_iteration: f64,
+    /// `Point::steps_per_epoch` steps at `seconds_per_iteration` each.
+    pub seconds_per_epoch: f64,
     pub gflops: f64,
     pub ops: Vec<OpFigure>,
     pub self_check: String,
@@ -28,7 +33,15 @@ pub struct BackendFigures {
 #[derive(Clone, Debug, Serialize)]
 pub struct Point {
     pub n: usize,
+    /// The first hidden layer's width (`hidden[0]`).
     pub h: usize,
+    /// Every hidden layer's width, input side first.
+    pub hidden: Vec<usize>,
+    /// Rows per step (`None`: the full batch, all N).
+    pub batch_size: Option<usize>,
+    /// `ceil(N / batch_size)`, 1 for the full batch.
+    pub steps_per_epoch: usize,
+    /// Of one step (one mini-batch with `batch_size`).
     pub gflop_per_iteration: f64,
     pub results: Vec<BackendFigures>,
     /// GPU seconds per iteration divided by the CPU's (below 1: the GPU is faster).
@@ -59,10 +72,18 @@ pub struct Report {
     pub tuning: Vec<TuneFigure>,
 }
 
-/// Dense-equivalent FLOPs of one iteration, as the NumPy peer counts them.
-pub fn flops_per_iteration(n: usize, d: usize, h: usize, k: usize) -> f64 {
-    let (n, d, h, k) = (n as f64, d as f64, h as f64, k as f64);
-    2.0 * n * (d * h + h * k) + 2.0 * n * (d * h + 2.0 * h * k)
+/// Dense-equivalent FLOPs of one iteration over `n` rows, as the NumPy peer counts them: every
+/// layer's forward product and weight gradient, and the input gradient of every layer but the
+/// first (`2N(DH+HK) + 2N(DH+2HK)` for one hidden layer).
+pub fn flops_per_iteration(n: usize, shape: &Shape) -> f64 {
+    let products: f64 = (0..shape.layer_count())
+        .map(|l| {
+            let (fan_in, fan_out) = shape.layer(l);
+            let times = if l == 0 { 2.0 } else { 3.0 };
+            times * (fan_in * fan_out) as f64
+        })
+        .sum();
+    2.0 * n as f64 * products
 }
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {

@@ -1,11 +1,13 @@
 //! `bench` on the GPU: one step checked against the CPU, then the step and each kernel timed,
-//! and (`--naive`) the large products under each tiling against the naive kernels.
+//! and (`--naive`) the large products under each tiling against the naive kernels. With
+//! `--batch-size`, epochs of mini-batch steps, each in a fresh shuffled order, as training takes them.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::figures::{BackendFigures, LR, NaiveFigure, TuneFigure, figure, flops_per_iteration, median};
+use super::cpu::{ORDER_SEED, step_rows};
+use super::figures::{BackendFigures, LR, NaiveFigure, OpFigure, figure, flops_per_iteration, median};
 use crate::app::cli::BenchArgs;
 use gpu_mnist::backend::Backend;
 use gpu_mnist::cpu::fast::{self, SparseRows};
@@ -13,13 +15,12 @@ use gpu_mnist::data::{Dataset, Splits};
 use gpu_mnist::gpu::dispatch::View;
 use gpu_mnist::gpu::kernels::Kernels;
 use gpu_mnist::gpu::matmul::NaiveKernels;
-use gpu_mnist::gpu::shaders::{MatmulOp, optimizer_entry};
+use gpu_mnist::gpu::shaders::optimizer_entry;
 use gpu_mnist::gpu::uniforms::MatmulParams;
 use gpu_mnist::gpu::{GpuBackend, GpuContext, GpuOptions, Tiles, Tiling, pack_rows, packed_row_bytes, profile};
-use gpu_mnist::gpu::{tune, tune_cache};
 use gpu_mnist::model::{Activation, Params, Shape};
 use gpu_mnist::optim::{self, Optimizer, OptimizerConfig, OptimizerState};
-use gpu_mnist::train::{VERIFY_TOLERANCE, relative_difference, worst};
+use gpu_mnist::train::{VERIFY_TOLERANCE, epoch_order, relative_difference, worst};
 
 /// Least bytes moved and FLOPs of each GPU dispatch of one step over `n` rows; `layer` counts
 /// from 1 (the first layer, which reads the packed pixels) to the output layer.
@@ -50,7 +51,7 @@ fn gpu_cost(label: &str, layer: u8, n: f64, s: &Shape, rule: Optimizer) -> (Stri
         "column_sum" => (format!("db{l}"), None, 4.0 * (n * fo + fo)),
         _ => {
             // The update: its own name carries the entry point already.
-            let (name, flops, bytes) = super::cpu::update_cost(rule, p);
+            let (name, flops, bytes) = super::phases::update_cost(rule, p);
             return (name.to_string(), Some(flops), bytes);
         }
     };
@@ -63,6 +64,7 @@ pub fn bench(
     data: &Splits,
     shape: Shape,
     act: Activation,
+    batch: Option<usize>,
     args: &BenchArgs,
 ) -> Result<BackendFigures> {
     let params = Params::init(shape.clone(), act, 0);
@@ -76,60 +78,105 @@ pub fn bench(
             tiling: Some(args.tiling.unwrap_or(Tiling::Auto)),
             optimizer: rule,
             on_tuning: Some(|l| println!("GPU: {l}")),
+            batch_size: batch,
             ..Default::default()
         },
     )?;
     let train = &data.train;
+    let steps = gpu.batches();
+    // The rows of the first step: batch 0 of epoch 0's order, or all of them.
+    let first: Vec<u32> = match batch {
+        Some(b) if steps > 1 => {
+            gpu.shuffle(&epoch_order(train.n, ORDER_SEED, 0))?;
+            step_rows(0, train.n, b, &mut None)
+        }
+        _ => (0..train.n as u32).collect(),
+    };
     // Self-check: one step against the CPU. Each kernel feeds one of these outputs.
     gpu.step(0, LR)?;
-    let (grads, stats, after) = (gpu.gradients()?, gpu.step_stats()?, gpu.params()?);
+    let (grads, stats, after) = (gpu.gradients()?, gpu.batch_stats(0)?, gpu.params()?);
     let x = SparseRows::from_pixels(&train.pixels, shape.d);
-    let (want, want_stats) = fast::forward_backward(&params, act, &x, &train.labels);
+    let (want, want_stats) = match steps {
+        1 => fast::forward_backward(&params, act, &x, &train.labels),
+        _ => fast::forward_backward_rows(&params, act, &x, &train.labels, &first),
+    };
     let mut expected = params.clone();
     let mut state = OptimizerState::new(rule.kind, shape.clone());
     optim::optimizer_update(&mut expected, &grads, &mut state, &rule, LR);
-    let update_check = format!("params ({})", optimizer_entry(rule.kind));
-    let checks = [
-        ("loss (linear_forward, softmax_xent_forward)", (stats.loss - want_stats.loss).abs() / want_stats.loss),
-        (
-            "dW1 (linear_backward_weight L1, linear_backward_input, softmax_xent_backward)",
-            relative_difference(&grads.layers[0].w, &want.layers[0].w),
-        ),
-        ("db1 (column_sum L1)", relative_difference(&grads.layers[0].b, &want.layers[0].b)),
-        ("dW2 (linear_backward_weight L2)", relative_difference(&grads.layers[1].w, &want.layers[1].w)),
-        ("db2 (column_sum L2)", relative_difference(&grads.layers[1].b, &want.layers[1].b)),
-        (
-            update_check.as_str(),
-            worst(
-                after
-                    .tensors()
-                    .into_iter()
-                    .zip(expected.tensors())
-                    .map(|((n, a), (_, e))| (n, relative_difference(a, e))),
-            )
-            .1,
-        ),
-    ];
-    let worst = worst(checks);
+    let mut checks = vec![(
+        "loss (linear_forward, softmax_xent_forward)".to_string(),
+        (stats.loss - want_stats.loss).abs() / want_stats.loss,
+    )];
+    for (l, (g, w)) in grads.layers.iter().zip(&want.layers).enumerate() {
+        let below = if l == 0 { ", linear_backward_input, softmax_xent_backward" } else { "" };
+        checks
+            .push((format!("dW{} (linear_backward_weight L{}{below})", l + 1, l + 1), relative_difference(&g.w, &w.w)));
+        checks.push((format!("db{} (column_sum L{})", l + 1, l + 1), relative_difference(&g.b, &w.b)));
+    }
+    let update =
+        after.tensors().into_iter().zip(expected.tensors()).map(|((n, a), (_, e))| (n, relative_difference(a, e)));
+    checks.push((format!("params ({})", optimizer_entry(rule.kind)), worst(update).1));
+    let worst = worst(checks.iter().map(|(name, v)| (name.as_str(), *v)));
     if !(worst.1 <= VERIFY_TOLERANCE) {
         bail!("GPU self-check failed: {} differs from the CPU by {:.2e} (relative)", worst.0, worst.1);
     }
+    let worst = (worst.0.to_string(), worst.1);
+    // Steps as training takes them: the full batch alone, or each epoch's batches in a fresh
+    // order, recorded and submitted together; a repeat is one step, or one epoch.
+    let mut epoch = 1;
+    let mut run = |gpu: &mut GpuBackend| -> Result<()> {
+        if steps > 1 {
+            gpu.shuffle(&epoch_order(train.n, ORDER_SEED, epoch))?;
+            epoch += 1;
+        }
+        for b in 0..steps {
+            gpu.step(b, LR)?;
+        }
+        Ok(gpu.wait()?)
+    };
     for _ in 0..args.warmup {
-        gpu.step(0, LR)?;
+        run(&mut gpu)?;
     }
-    gpu.wait()?;
     let mut iters = Vec::new();
     for _ in 0..args.repeats {
         let t = Instant::now();
-        gpu.step(0, LR)?;
-        gpu.wait()?;
-        iters.push(t.elapsed().as_secs_f64());
+        run(&mut gpu)?;
+        iters.push(t.elapsed().as_secs_f64() / steps as f64);
     }
     let iteration = median(&mut iters);
-    // Per-kernel times: every dispatch timed on its own, chunks of the same kernel added up.
+    let (source, ops, total) = per_kernel(&mut gpu, first.len(), &shape, rule.kind, args.repeats)?;
+    let what = match batch {
+        Some(b) if steps > 1 => format!(
+            "step: median over {} epochs of an epoch's wall time ({steps} steps of {b} rows, a fresh shuffled order \
+             each, submitted as training submits them) / {steps}; kernels: the first batch's step alone,",
+            args.repeats
+        ),
+        _ => "iteration: wall time of one submitted step until the device is idle; kernels:".to_string(),
+    };
+    Ok(BackendFigures {
+        backend: "gpu".into(),
+        device: format!("{}, {} matmul tiling", gpu.device(), gpu.tiling().name()),
+        timing: format!("{what} {} (sum {total:.4} s), shares of that sum", source.describe()),
+        seconds_per_iteration: iteration,
+        seconds_per_epoch: steps as f64 * iteration,
+        gflops: flops_per_iteration(first.len(), &shape) / iteration / 1e9,
+        ops,
+        self_check: format!("passed: one step vs the CPU, worst {} {:.1e}", worst.0, worst.1),
+    })
+}
+
+/// Per-kernel times of the first batch's step over `rows` rows: every dispatch timed on its own,
+/// chunks of the same kernel added up, the median of `repeats`.
+fn per_kernel(
+    gpu: &mut GpuBackend,
+    rows: usize,
+    shape: &Shape,
+    rule: Optimizer,
+    repeats: usize,
+) -> Result<(profile::TimingSource, Vec<OpFigure>, f64)> {
     let mut per_kernel: Vec<((&'static str, u8), Vec<f64>)> = Vec::new();
     let mut source = profile::TimingSource::WallClock;
-    for _ in 0..args.repeats {
+    for _ in 0..repeats {
         let (times, src) = gpu.profile_step(LR)?;
         source = src;
         let mut sums: Vec<((&'static str, u8), f64)> = Vec::new();
@@ -146,34 +193,23 @@ pub fn bench(
             }
         }
     }
-    let mut medians: Vec<((&'static str, u8), f64)> =
+    let medians: Vec<((&'static str, u8), f64)> =
         per_kernel.into_iter().map(|(k, mut v)| (k, median(&mut v))).collect();
     let total: f64 = medians.iter().map(|(_, t)| t).sum();
     let ops = medians
-        .iter_mut()
+        .iter()
         .map(|((label, layer), t)| {
-            let (name, flops, bytes) = gpu_cost(label, *layer, train.n as f64, &shape, rule.kind);
+            let (name, flops, bytes) = gpu_cost(label, *layer, rows as f64, shape, rule);
             figure(name, *t, flops, bytes, total)
         })
         .collect();
-    Ok(BackendFigures {
-        backend: "gpu".into(),
-        device: format!("{}, {} matmul tiling", gpu.device(), gpu.tiling().name()),
-        timing: format!(
-            "iteration: wall time of one submitted step until the device is idle; kernels: {} (sum {total:.4} s), shares of that sum",
-            source.describe()
-        ),
-        seconds_per_iteration: iteration,
-        gflops: flops_per_iteration(train.n, shape.d, shape.hidden[0], shape.k) / iteration / 1e9,
-        ops,
-        self_check: format!("passed: one step vs the CPU, worst {} {:.1e}", worst.0, worst.1),
-    })
+    Ok((source, ops, total))
 }
 
 /// The two large products on the real pixels: one output per invocation, register tiles and
 /// workgroup-memory tiles, each checked against the naive result before it is timed.
 pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Result<Vec<NaiveFigure>> {
-    let (n, d, h) = (args.samples.min(train.n), train.d(), args.hidden);
+    let (n, d, h) = (args.samples.min(train.n), train.d(), args.hidden[0]);
     let [register, shared] = [Tiling::Register, Tiling::Shared].map(|t| Kernels::new(&ctx.device, Tiles::fixed(t)));
     let naive = NaiveKernels::new(&ctx.device);
     let lda = packed_row_bytes(d) as u32;
@@ -258,50 +294,4 @@ pub fn bench_naive(ctx: &GpuContext, train: &Dataset, args: &BenchArgs) -> Resul
         });
     }
     Ok(out)
-}
-
-/// Every candidate of each wide product of the step of `shape` over `rows` rows, timed anew
-/// (the search the tuner runs), printed as a table; the fastest go into the tuning cache.
-pub fn tune(ctx: &GpuContext, shape: &Shape, rows: usize, seconds: f64) -> Result<Vec<TuneFigure>> {
-    let products = gpu_mnist::gpu::step_products(shape, rows);
-    let mut cache = tune_cache::Cache::open(&ctx.info, &ctx.limits, &mut |l| println!("{l}"));
-    let share = seconds / products.len().max(1) as f64;
-    let mut out = Vec::new();
-    println!("\ntuning ({}): every candidate of each product, timed on the rows shown", timing_source(ctx));
-    for product in &products {
-        let search = tune::search(ctx, product, share, &mut |_| {})?;
-        let timed = tune::Product { p: search_params(product, search.rows), ..*product };
-        println!("  {} on {} rows:", product.describe(), search.rows);
-        for t in &search.timings {
-            let chosen = t.config == search.best;
-            let gflops = timed.flops() / t.seconds / 1e9;
-            let mark = match (chosen, t.runs) {
-                (true, _) => "  <- chosen".to_string(),
-                (false, 1) => "  (1 run: slower than twice the fastest)".to_string(),
-                _ => String::new(),
-            };
-            println!("    {:<28} {:>10.3} ms {:>8.1} GFLOP/s{mark}", t.config.name(), 1e3 * t.seconds, gflops);
-            let (product, config, rows) = (product.describe(), t.config.name(), search.rows);
-            out.push(TuneFigure { product, rows, config, seconds: t.seconds, gflops, chosen });
-        }
-        cache.put(&search);
-    }
-    match cache.save() {
-        Ok(()) => println!("kept in {}", cache.location()),
-        Err(e) => println!("the tuning cache was not written: {e}"),
-    }
-    Ok(out)
-}
-
-/// `product`'s shapes over `rows` rows (M of the forward pass and input gradient, K of the
-/// weight gradient).
-fn search_params(product: &tune::Product, rows: u32) -> MatmulParams {
-    match product.op {
-        MatmulOp::BackwardWeight => MatmulParams { k: rows, ..product.p },
-        _ => MatmulParams { m: rows, ..product.p },
-    }
-}
-
-fn timing_source(ctx: &GpuContext) -> &'static str {
-    if ctx.has_timestamps() { "GPU timestamp queries" } else { "wall time around submit-and-wait" }
 }

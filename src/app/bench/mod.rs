@@ -1,15 +1,21 @@
-//! `gpu-mnist bench`: the real full-batch training step, timed per backend and per kernel.
+//! `gpu-mnist bench`: the real training step, timed per backend and per kernel or phase: the
+//! full batch, or (`--batch-size`) mini-batches of a fresh shuffled order each epoch, as `train`
+//! takes them, with the update of `--optimizer`; one hidden layer or more (`--hidden 256,128`).
 //!
 //! Every figure names where it was measured. Before timing, each backend's results are checked:
 //! the fast CPU step against the reference, one GPU step (every kernel's output feeds the loss,
-//! a gradient or the update) against the fast CPU step; a mismatch is an error, not a number. FLOP counts are those of the
-//! dense computation (what NumPy does, `2N(DH+HK) + 2N(DH+2HK)` per iteration), also for the
-//! sparse CPU phases, so GFLOP/s compare like for like. Bytes are the least traffic an op needs:
-//! its inputs read once and its outputs written once.
+//! a gradient or the update) against the fast CPU step; a mismatch is an error, not a number. FLOP
+//! counts are those of the dense computation (what NumPy does: each layer's forward product and
+//! weight gradient, and the input gradient of each layer above the first; `2N(DH+HK) +
+//! 2N(DH+2HK)` per iteration for one hidden layer), also for the sparse CPU phases, so GFLOP/s
+//! compare like for like. Bytes are the least traffic an op needs: its inputs read once and its
+//! outputs written once.
 
 mod cpu;
 mod figures;
 mod gpu;
+mod phases;
+mod tune;
 
 use std::io::IsTerminal;
 
@@ -17,9 +23,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::app::cli::{BenchArgs, BenchBackends};
 use figures::{BackendFigures, Point, Report, flops_per_iteration};
+use gpu_mnist::backend::batch_count;
 use gpu_mnist::cpu::fast;
 use gpu_mnist::gpu::{GpuContext, context};
-use gpu_mnist::model::{K, Shape};
+use gpu_mnist::model::{K, MAX_HIDDEN_LAYERS, Shape};
 
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -50,6 +57,12 @@ fn cpu_simd() -> &'static str {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let dir = gpu_mnist::data::source::bundled(&args.data, "data/mnist");
     let mnist = gpu_mnist::data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+    if args.hidden.len() > MAX_HIDDEN_LAYERS {
+        bail!(
+            "--hidden lists {} layers; at most {MAX_HIDDEN_LAYERS} are supported: give a shorter list",
+            args.hidden.len()
+        );
+    }
     if args.samples > mnist.train.n {
         bail!("--samples {} is more than the {} training images in {}", args.samples, mnist.train.n, dir.display());
     }
@@ -85,17 +98,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!("GPU: {g}");
     }
     // Tuned first, so that the timings below run what the search chose.
+    let rows = args.batch_size.map_or(args.samples, |b| b.min(args.samples));
     if args.tune && gpu_info.is_some() {
         let ctx = GpuContext::open(args.adapter.as_deref(), false, args.limits)?;
-        let shape = Shape::new(mnist.train.d(), &[args.hidden], K, true);
-        report.tuning = gpu::tune(&ctx, &shape, args.samples.min(mnist.train.n), args.tune_seconds)?;
+        let shape = Shape::new(mnist.train.d(), &args.hidden, K, true);
+        report.tuning = tune::tune(&ctx, &shape, rows, args.tune_seconds)?;
     }
-    let mut points = vec![(args.samples, args.hidden)];
+    let mut points = vec![(args.samples, args.hidden.clone())];
     if args.sweep {
-        points = [32, 64, 128, 256, 512, 1024].iter().map(|&h| (args.samples, h)).collect();
+        let depth = args.hidden.len();
+        points = [32, 64, 128, 256, 512, 1024].iter().map(|&h| (args.samples, vec![h; depth])).collect();
         for n in [1000, 5000, 10000, 30000, 60000] {
-            if n < args.samples && !points.contains(&(n, args.hidden)) {
-                points.push((n, args.hidden));
+            if n < args.samples && !points.contains(&(n, args.hidden.clone())) {
+                points.push((n, args.hidden.clone()));
             }
         }
     }
@@ -110,32 +125,42 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    for &(n, h) in &points {
+    for (n, hidden) in &points {
+        let n = *n;
         let mut train = mnist.train.clone();
         train.truncate(n);
         let mut test = mnist.test.clone();
         test.truncate(1000);
         let data = gpu_mnist::data::Splits::new(train.clone(), test);
-        let shape = Shape::new(train.d(), &[h], K, true);
-        let gflop = flops_per_iteration(n, shape.d, h, K) / 1e9;
-        bar.suspend(|| {
-            println!("\nN {n}, D {}, H {h}, K {K}: {gflop:.2} GFLOP per iteration (dense-equivalent)", shape.d)
+        let shape = Shape::new(train.d(), hidden, K, true);
+        // A batch of N rows or more is the full batch, as in `train`.
+        let batch = args.batch_size.filter(|&b| b < n);
+        let (rows, steps) = batch.map_or((n, 1), |b| (b, batch_count(n, b)));
+        let gflop = flops_per_iteration(rows, &shape) / 1e9;
+        let name = shape.describe();
+        bar.suspend(|| match batch {
+            Some(b) => println!(
+                "\n{name}, N {n} in mini-batches of {b} ({steps} steps per epoch, a fresh shuffled order each epoch), \
+                 {} update: {gflop:.3} GFLOP per iteration (one step, dense-equivalent)",
+                args.optimizer.name(),
+            ),
+            None => println!("\n{name}, N {n}, full batch: {gflop:.2} GFLOP per iteration (dense-equivalent)"),
         });
         let mut results = Vec::new();
         if args.backend != BenchBackends::Gpu {
-            bar.set_message(format!("cpu, N {n}, H {h}"));
-            results.push(cpu::bench(&train, shape.clone(), args.activation, args)?);
+            bar.set_message(format!("cpu, N {n}, {name}"));
+            results.push(cpu::bench(&train, shape.clone(), args.activation, batch, args)?);
             bar.inc(1);
         }
         if gpu_info.is_some() {
-            bar.set_message(format!("gpu, N {n}, H {h}"));
+            bar.set_message(format!("gpu, N {n}, {name}"));
             let ctx = GpuContext::open(args.adapter.as_deref(), false, args.limits)?;
-            results.push(gpu::bench(ctx, &data, shape, args.activation, args)?);
+            results.push(gpu::bench(ctx, &data, shape, args.activation, batch, args)?);
             bar.inc(1);
         }
         bar.suspend(|| {
             for r in &results {
-                print_figures(r, !args.sweep);
+                print_figures(r, !args.sweep, batch.map(|_| steps));
             }
         });
         let ratio = match (results.iter().find(|r| r.backend == "cpu"), results.iter().find(|r| r.backend == "gpu")) {
@@ -150,7 +175,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             };
             bar.suspend(|| println!("GPU/CPU time ratio {r:.2}: {verdict}"));
         }
-        report.points.push(Point { n, h, gflop_per_iteration: gflop, results, gpu_over_cpu: ratio });
+        report.points.push(Point {
+            n,
+            h: hidden[0],
+            hidden: hidden.clone(),
+            batch_size: batch,
+            steps_per_epoch: steps,
+            gflop_per_iteration: gflop,
+            results,
+            gpu_over_cpu: ratio,
+        });
     }
     bar.finish_and_clear();
     if args.naive && gpu_info.is_some() {
@@ -165,11 +199,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_figures(r: &BackendFigures, per_op: bool) {
-    println!(
-        "{} ({}): {:.4} s per iteration, {:.1} GFLOP/s; self-check: {}",
-        r.backend, r.device, r.seconds_per_iteration, r.gflops, r.self_check
-    );
+/// `r`'s line (with `steps` per epoch: the step's and the epoch's seconds), and its op table.
+fn print_figures(r: &BackendFigures, per_op: bool, steps: Option<usize>) {
+    match steps {
+        Some(steps) => println!(
+            "{} ({}): {:.6} s per step, {:.4} s per epoch ({steps} steps), {:.1} GFLOP/s; self-check: {}",
+            r.backend, r.device, r.seconds_per_iteration, r.seconds_per_epoch, r.gflops, r.self_check
+        ),
+        None => println!(
+            "{} ({}): {:.4} s per iteration, {:.1} GFLOP/s; self-check: {}",
+            r.backend, r.device, r.seconds_per_iteration, r.gflops, r.self_check
+        ),
+    }
     if !per_op {
         return;
     }

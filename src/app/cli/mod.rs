@@ -175,15 +175,23 @@ pub struct BenchArgs {
     /// Which backends to time (all: the CPU, and the GPU when wgpu finds any adapter).
     #[arg(long, value_enum, default_value_t = BenchBackends::All)]
     pub backend: BenchBackends,
-    /// Hidden units H (1..=65535).
-    #[arg(long, default_value_t = 128, value_parser = hidden_units)]
-    pub hidden: usize,
-    /// Training images N per iteration (at most the data set's size).
+    /// Hidden layers' widths, input side first, as for `train` (each 1..=65535): 128, or
+    /// 256,128 for 784-256-128-10.
+    #[arg(long, value_delimiter = ',', value_parser = hidden_units, default_value = "128")]
+    pub hidden: Vec<usize>,
+    /// Training images N (at most the data set's size): every step's rows, or with
+    /// --batch-size the rows one epoch's steps cover.
     #[arg(long, default_value_t = 60000, value_parser = positive)]
     pub samples: usize,
+    /// Time the mini-batch step instead of the full batch: B rows of a shuffled order of the N
+    /// samples per step, as `train --batch-size` takes them, and the update (default: the full
+    /// batch).
+    #[arg(long, value_parser = positive)]
+    pub batch_size: Option<usize>,
     #[arg(long, value_parser = choice(ACTIVATIONS), default_value = "relu")]
     pub activation: Activation,
-    /// Timed iterations per measurement; the median is reported.
+    /// Timed iterations per measurement (steps on the CPU with --batch-size, epochs on the GPU);
+    /// the median is reported.
     #[arg(long, default_value_t = 5, value_parser = positive)]
     pub repeats: usize,
     /// Untimed iterations first (the GPU compiles its pipelines on the first).
@@ -192,7 +200,8 @@ pub struct BenchArgs {
     /// The update rule timed after each gradient pass (default hyper-parameters).
     #[arg(long, value_parser = choice(OPTIMIZERS), default_value = "gd")]
     pub optimizer: Optimizer,
-    /// Also time H in 32..1024 at N = --samples and N in 1k..--samples at H = --hidden.
+    /// Also time H in 32..1024 (every hidden layer H wide) at N = --samples, and N in
+    /// 1k..--samples at --hidden.
     #[arg(long)]
     pub sweep: bool,
     /// GPU: also time the naive one-output-per-invocation matmuls against the tiled ones.
