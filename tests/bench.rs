@@ -6,12 +6,19 @@ mod common;
 use std::process::Command;
 
 fn bench(args: &[&str]) -> serde_json::Value {
+    let base = ["--samples", "700", "--hidden", "33", "--repeats", "2", "--warmup", "1"];
+    run_bench(&[&base[..], args].concat()).1
+}
+
+/// `gpu-mnist bench ARGS --json FILE`: its standard output and the JSON it wrote.
+fn run_bench(args: &[&str]) -> (String, serde_json::Value) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("bench.json");
     let o = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
-        .args(["bench", "--samples", "700", "--hidden", "33", "--repeats", "2", "--warmup", "1", "--json"])
-        .arg(&json)
+        .arg("bench")
         .args(args)
+        .arg("--json")
+        .arg(&json)
         .env("GPU_MNIST_CACHE_DIR", dir.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -19,7 +26,8 @@ fn bench(args: &[&str]) -> serde_json::Value {
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("CPU: ") && out.contains("GFLOP per iteration"), "{out}");
-    serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("valid JSON")
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written")).expect("valid JSON");
+    (out.into_owned(), v)
 }
 
 fn finite(v: &serde_json::Value, what: &str) -> f64 {
@@ -138,5 +146,162 @@ fn bench_tune_times_every_candidate_under_webgpu_limits() {
         for t in &rows {
             assert!(finite(&t["seconds"], "seconds") > 0.0 && t["config"].is_string(), "{t}");
         }
+    }
+}
+
+/// Dense-equivalent FLOPs of one step over `n` rows of 784-`hidden`-10: each layer's forward
+/// product and weight gradient, and the input gradient of each layer above the first.
+fn dense_flops(n: usize, hidden: &[usize]) -> f64 {
+    let widths: Vec<usize> = [&[784][..], hidden, &[10]].concat();
+    let products: usize = widths.windows(2).enumerate().map(|(l, w)| if l == 0 { 2 } else { 3 } * w[0] * w[1]).sum();
+    2.0 * (n * products) as f64
+}
+
+/// The CPU's phase rows of 784-64-32-10, in the order the step runs them.
+const DEEPER_PHASES: [&str; 5] = [
+    "layer 1 forward: act(X·W1 + b1)",
+    "layer 2 forward: act(A1·W2 + b2)",
+    "output: A2·W3 + b3, softmax, back to dZ2",
+    "layer 2 backward: dW2, db2, dZ1",
+    "layer 1 backward: X^T·dZ1, db1",
+];
+
+/// The op names of `result`, and the GFLOP its ops but the update count (those that count any).
+fn ops_and_gflop(result: &serde_json::Value) -> (Vec<String>, f64) {
+    let ops = result["ops"].as_array().expect("ops");
+    let names = ops.iter().map(|o| o["op"].as_str().expect("op name").to_string()).collect();
+    let gflop = ops
+        .iter()
+        .filter(|o| !o["op"].as_str().is_some_and(|n| n.contains("_update")) && !o["gflops"].is_null())
+        .map(|o| finite(&o["gflops"], "op GFLOP/s") * finite(&o["seconds"], "op seconds"))
+        .sum();
+    (names, gflop)
+}
+
+#[test]
+fn bench_times_each_layer_of_a_deeper_network_on_the_cpu() {
+    let args = ["--backend", "cpu", "--hidden", "64,32", "--samples", "2000", "--repeats", "1", "--warmup", "0"];
+    let (out, v) = run_bench(&args);
+    assert!(out.contains("784-64-32-10, N 2000, full batch"), "{out}");
+    // Each layer's forward and backward has its row in the table, in the step's order.
+    let at: Vec<usize> =
+        DEEPER_PHASES.iter().map(|p| out.find(p).unwrap_or_else(|| panic!("no {p:?}: {out}"))).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "phases out of order: {out}");
+    assert!(out.contains("self-check: passed: fast vs reference on 2000 digits"), "{out}");
+    let point = &v["points"][0];
+    check_point(point, &["cpu"]);
+    assert_eq!(point["hidden"], serde_json::json!([64, 32]), "{point}");
+    assert_eq!(point["h"], 64);
+    assert!(point["batch_size"].is_null(), "{point}");
+    assert_eq!(point["steps_per_epoch"], 1);
+    let want = dense_flops(2000, &[64, 32]) / 1e9;
+    let gflop = finite(&point["gflop_per_iteration"], "GFLOP per iteration");
+    assert!((gflop - want).abs() <= 1e-9 * want, "{gflop} GFLOP per iteration, want {want}");
+    let result = &point["results"][0];
+    let (names, phases_gflop) = ops_and_gflop(result);
+    assert_eq!(names[..5], DEEPER_PHASES.map(String::from), "{result}");
+    assert!(names[5].starts_with("gd_update"), "{result}");
+    // The phases' FLOPs add up to the step's.
+    assert!((phases_gflop - want).abs() <= 1e-6 * want, "phases count {phases_gflop} GFLOP, the step {want}");
+    let (step, epoch) = (&result["seconds_per_iteration"], &result["seconds_per_epoch"]);
+    assert_eq!(finite(step, "seconds per iteration"), finite(epoch, "seconds per epoch"), "one step an epoch");
+}
+
+/// `X s per step, Y s per epoch (S steps)` of `backend`'s line in `out`.
+fn step_and_epoch(out: &str, backend: &str) -> (f64, f64, usize) {
+    let line = out.lines().find(|l| l.starts_with(&format!("{backend} ("))).unwrap_or_else(|| panic!("{out}"));
+    let word_before = |marker: &str| -> &str {
+        let head = &line[..line.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {line}"))];
+        head.rsplit(' ').next().unwrap_or("")
+    };
+    let number = |marker: &str| word_before(marker).parse::<f64>().unwrap_or_else(|e| panic!("{e}: {line}"));
+    let steps = word_before(" steps)").trim_start_matches('(').parse().unwrap_or_else(|e| panic!("{e}: {line}"));
+    (number(" s per step"), number(" s per epoch"), steps)
+}
+
+#[test]
+fn bench_times_the_mini_batch_step_with_adam_on_the_cpu() {
+    let args = [
+        "--backend",
+        "cpu",
+        "--hidden",
+        "64,32",
+        "--samples",
+        "2000",
+        "--repeats",
+        "3",
+        "--warmup",
+        "1",
+        "--batch-size",
+        "128",
+        "--optimizer",
+        "adam",
+    ];
+    let (out, v) = run_bench(&args);
+    assert!(out.contains("N 2000 in mini-batches of 128 (16 steps per epoch"), "{out}");
+    let (step, epoch, steps) = step_and_epoch(&out, "cpu");
+    assert_eq!(steps, 16, "ceil(2000 / 128): {out}");
+    assert!(step > 0.0 && epoch > 0.0, "{out}");
+    // Printed with 6 and 4 decimals.
+    assert!((epoch - 16.0 * step).abs() <= 0.5e-4 + 16.0 * 0.5e-6, "{epoch} s per epoch, {step} s per step: {out}");
+    assert!(out.contains("self-check: passed: fast mini-batch rows vs reference on 128 digits"), "{out}");
+    let point = &v["points"][0];
+    check_point(point, &["cpu"]);
+    assert_eq!(point["hidden"], serde_json::json!([64, 32]), "{point}");
+    assert_eq!(point["batch_size"], 128, "{point}");
+    assert_eq!(point["steps_per_epoch"], 16, "{point}");
+    let want = dense_flops(128, &[64, 32]) / 1e9;
+    let gflop = finite(&point["gflop_per_iteration"], "GFLOP per iteration");
+    assert!((gflop - want).abs() <= 1e-9 * want, "{gflop} GFLOP per step, want {want}");
+    let result = &point["results"][0];
+    let step = finite(&result["seconds_per_iteration"], "seconds per step");
+    let epoch = finite(&result["seconds_per_epoch"], "seconds per epoch");
+    assert!(step > 0.0 && (epoch - 16.0 * step).abs() <= 1e-12 * epoch, "{result}");
+    let (names, phases_gflop) = ops_and_gflop(result);
+    assert_eq!(names[..5], DEEPER_PHASES.map(String::from), "{result}");
+    assert!(names[5].starts_with("adam_update"), "{result}");
+    assert!(result["ops"][5]["share"].as_f64().is_some_and(|s| s > 0.0), "the update's share: {result}");
+    assert!((phases_gflop - want).abs() <= 1e-6 * want, "phases count {phases_gflop} GFLOP, the step {want}");
+}
+
+#[test]
+fn bench_refuses_more_hidden_layers_than_a_model_may_have() {
+    let o = Command::new(env!("CARGO_BIN_EXE_gpu-mnist"))
+        .args(["bench", "--backend", "cpu", "--samples", "700", "--hidden", "8,8,8,8,8,8,8,8"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--hidden lists 8 layers; at most 7"), "{err}");
+}
+
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
+fn bench_times_a_deeper_mini_batch_step_on_all_backends() {
+    let args = [
+        "--hidden",
+        "33,17",
+        "--samples",
+        "700",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--batch-size",
+        "256",
+        "--optimizer",
+        "adam",
+    ];
+    let (out, v) = run_bench(&args);
+    let point = &v["points"][0];
+    // check_point requires each backend's passed self-check: the GPU's on the first batch.
+    check_point(point, &["cpu", "gpu"]);
+    assert_eq!(point["hidden"], serde_json::json!([33, 17]), "{point}");
+    assert_eq!((point["batch_size"].as_u64(), point["steps_per_epoch"].as_u64()), (Some(256), Some(3)), "{point}");
+    let (step, epoch, steps) = step_and_epoch(&out, "gpu");
+    assert!(steps == 3 && step > 0.0 && (epoch - 3.0 * step).abs() <= 0.5e-4 + 3.0 * 0.5e-6, "{out}");
+    let (names, _) = ops_and_gflop(&point["results"][1]);
+    for kernel in ["linear_forward L3", "linear_backward_input L2", "linear_backward_weight L1", "adam_update"] {
+        assert!(names.iter().any(|n| n.starts_with(kernel)), "no {kernel}: {names:?}");
     }
 }
