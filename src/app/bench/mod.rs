@@ -144,7 +144,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                  {} update: {gflop:.3} GFLOP per iteration (one step, dense-equivalent)",
                 args.optimizer.name(),
             ),
-            None => println!("\n{name}, N {n}, full batch: {gflop:.2} GFLOP per iteration (dense-equivalent)"),
+            None => {
+                let given = args.batch_size.map_or(String::new(), |b| format!(" (--batch-size {b} is at least N)"));
+                println!("\n{name}, N {n}, full batch{given}: {gflop:.2} GFLOP per iteration (dense-equivalent)")
+            }
         });
         let mut results = Vec::new();
         if args.backend != BenchBackends::Gpu {
