@@ -121,22 +121,29 @@ fn check_fast_against_reference(pixels: &[u8], labels: &[u8], params: &Params, a
     );
 }
 
+/// Set sizes on either side of `fast::BATCH_ROWS`: 700 rows go layer by layer over the whole
+/// set, 1,100 in shards (17 of them, the last block short).
+const SIZES: [usize; 2] = [700, fast::BATCH_ROWS + 76];
+
 #[test]
 fn fast_step_matches_reference_on_real_digits() {
     let m = mnist();
-    let train = subset(&m.train, 700);
-    for (act, h, bias) in [(Activation::Relu, 33, true), (Activation::Sigmoid, 7, false), (Activation::Elu, 129, true)]
-    {
-        let params = with_random_biases(Params::init(Shape::new(train.d(), &[h], 10, bias), act, 5), 2);
-        check_fast_against_reference(&train.pixels, &train.labels, &params, act);
-        // Inverted digits are 81% inked: every block takes the dense products.
-        let inverted: Vec<u8> = train.pixels.iter().map(|p| 255 - p).collect();
-        check_fast_against_reference(&inverted, &train.labels, &params, act);
+    for n in SIZES {
+        let train = subset(&m.train, n);
+        for (act, h, bias) in
+            [(Activation::Relu, 33, true), (Activation::Sigmoid, 7, false), (Activation::Elu, 129, true)]
+        {
+            let params = with_random_biases(Params::init(Shape::new(train.d(), &[h], 10, bias), act, 5), 2);
+            check_fast_against_reference(&train.pixels, &train.labels, &params, act);
+            // Inverted digits are 81% inked: every block takes the dense products.
+            let inverted: Vec<u8> = train.pixels.iter().map(|p| 255 - p).collect();
+            check_fast_against_reference(&inverted, &train.labels, &params, act);
+        }
     }
 }
 
 /// Deeper networks with widths that are not multiples of the 8/16-float lanes or the 64-float
-/// register chunks; 700 rows are 10 blocks of 64 and a partial one, in 11 shards. The one-layer
+/// register chunks, at both `SIZES`. The one-layer
 /// tolerances hold: the worst element measured used 1.4% of its bound (|diff| ~1e-6 of the
 /// tensor's largest entry).
 const DEEP_HIDDEN: [&[usize]; 4] = [&[37, 13], &[64, 33, 17], &[130, 70], &[20, 9, 11, 5, 7, 6, 12]];
@@ -144,12 +151,14 @@ const DEEP_HIDDEN: [&[usize]; 4] = [&[37, 13], &[64, 33, 17], &[130, 70], &[20, 
 #[test]
 fn fast_step_matches_reference_for_deeper_networks() {
     let m = mnist();
-    let train = subset(&m.train, 700);
-    for hidden in DEEP_HIDDEN {
-        for act in ACTIVATIONS {
-            for bias in [true, false] {
-                let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, bias), act, 6), 7);
-                check_fast_against_reference(&train.pixels, &train.labels, &params, act);
+    for n in SIZES {
+        let train = subset(&m.train, n);
+        for hidden in DEEP_HIDDEN {
+            for act in ACTIVATIONS {
+                for bias in [true, false] {
+                    let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, bias), act, 6), 7);
+                    check_fast_against_reference(&train.pixels, &train.labels, &params, act);
+                }
             }
         }
     }
@@ -181,7 +190,7 @@ fn mini_batch_step_matches_reference_on_the_gathered_rows() {
     let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
     let mut order: Vec<u32> = (0..train.n as u32).collect();
     order.shuffle(&mut rng(8));
-    // 1 row; a batch of 128 in 2 shards; 300 rows in 5 shards, the last one short.
+    // 1 row, and batches of 128 and 300 rows (the last row piece short), layer by layer.
     for (hidden, batch) in [(&[40][..], 128), (&[37, 13], 1), (&[37, 13], 128), (&[64, 33, 17], 300)] {
         for act in ACTIVATIONS {
             let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 3), 4);
@@ -215,7 +224,8 @@ fn fast_step_is_bit_identical_on_any_thread_count() {
             })
         };
         let one = run(1);
-        for threads in [2, 3] {
+        // 16 threads cut a batch of 300 rows into 16 row pieces and 49 pieces of dW1.
+        for threads in [2, 3, 16] {
             let many = run(threads);
             // Bits, not `==`: a 0.0 where there was a -0.0 would be a difference too.
             assert_eq!(bits(&one.0.0), bits(&many.0.0), "{hidden:?}: gradients differ between 1 and {threads} threads");
@@ -247,7 +257,12 @@ fn fast_step_is_bit_identical_on_every_simd_level_and_product() {
         eprintln!("note: this CPU has no AVX-512; its build is not compared");
     }
     let m = mnist();
-    let train = subset(&m.train, 1000);
+    for n in SIZES {
+        simd_levels_agree(&subset(&m.train, n), &levels);
+    }
+}
+
+fn simd_levels_agree(train: &Dataset, levels: &[fast::Simd]) {
     // Every other block of 64 rows inverted: about 80% of its pixels inked, so blocks go dense
     // or sparse by their own density.
     let mut pixels = train.pixels.clone();
@@ -266,7 +281,7 @@ fn fast_step_is_bit_identical_on_every_simd_level_and_product() {
                     fast::forward_backward_with(kernels, false, &params, act, &sparse, &train.labels)
                 };
                 let (g0, s0, _) = run(fast::Simd::Baseline, 2.0);
-                for &simd in &levels {
+                for &simd in levels {
                     // Sparse only, dense only, and chosen by density.
                     for dense_from in [2.0, 0.0, fast::dense_from(simd)] {
                         let (g, s, _) = run(simd, dense_from);
@@ -357,11 +372,11 @@ fn reference_gradients_with_dropout_match_finite_differences() {
 #[test]
 fn fast_step_with_dropout_matches_reference() {
     let m = mnist();
-    let train = subset(&m.train, 700);
+    let train = subset(&m.train, SIZES[1]);
     let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
     let mut order: Vec<u32> = (0..train.n as u32).collect();
     order.shuffle(&mut rng(9));
-    // The whole set (11 shards, the last block short), and mini-batches of 1 and 300 rows.
+    // The whole set (in shards), and mini-batches of 1 and 300 rows (layer by layer).
     for (hidden, batch) in [(&[33][..], None), (&[37, 13], Some(300)), (&[20, 9, 11], Some(1)), (&[64, 33, 17], None)] {
         for act in ACTIVATIONS {
             let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 6), 7);

@@ -22,6 +22,8 @@
 //!   shard accumulates its own gradients in row order, and the shards are summed in order. The
 //!   loops use no FMA and sums with a fixed lane order, so results are bit-identical on any
 //!   thread count and SIMD level (baseline, AVX2, AVX-512: the same code compiled three times).
+//! * Mini-batches (at most `BATCH_ROWS` rows) go layer by layer instead (`batch`): each phase
+//!   in parallel pieces with disjoint outputs, one set of gradients and no sum of shards.
 //!
 //! Tested against `reference::forward_backward` in `tests/cpu_reference.rs`.
 
@@ -36,6 +38,7 @@ use dense::Panels;
 use crate::dropout::StepMasks;
 use crate::model::{Activation, Layer, Params, Stats, transpose};
 
+mod batch;
 mod block;
 mod dense;
 
@@ -102,8 +105,10 @@ impl SparseRows {
 
 /// Gradients are summed in this many shards of consecutive rows, whatever the thread count.
 const SHARDS: usize = 16;
-/// Fewest rows per shard when a mini-batch is too small for `SHARDS` of them.
+/// Fewest rows per shard when a batch is too small for `SHARDS` of them.
 const MIN_SHARD_ROWS: usize = 64;
+/// Gradient passes over at most this many rows run layer by layer (`batch`), not in shards.
+pub const BATCH_ROWS: usize = 1024;
 /// Rows per block inside a shard.
 const BLOCK: usize = 64;
 
@@ -666,6 +671,11 @@ fn run(
     // The level the shards will run at, which sets the dense tiles' width too.
     let kernels = Kernels { simd: kernels.simd.min(Simd::detect()), ..kernels };
     let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels };
+    if backward && n <= BATCH_ROWS {
+        let (layers, loss, correct, times) = batch::run(&job, n);
+        let grads = Params { shape: s.clone(), layers };
+        return (Some(grads), Stats { loss: loss / n.max(1) as f64, correct, n }, times);
+    }
     let mut parts: Vec<ShardSums> =
         shards(n).into_par_iter().map(|rows| shard_simd(kernels.simd, &job, rows)).collect();
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());

@@ -7,6 +7,8 @@
 //! still sums its terms in the same order as a row-by-row product (columns ascending forward,
 //! rows ascending backward), so the results are those of the plain loops, bit for bit.
 
+use std::ops::Range;
+
 /// Floats of a row held in registers by the products (8 AVX2 / 4 AVX-512 registers).
 pub(super) const CH: usize = 64;
 
@@ -98,11 +100,17 @@ impl Columns {
     /// The non-empty columns: (column, rows, values).
     #[inline(always)]
     fn columns(&self) -> impl Iterator<Item = (usize, &[u32], &[f32])> {
-        self.start
+        self.columns_in(0..self.start.len().saturating_sub(1))
+    }
+
+    /// The non-empty columns among `range`.
+    #[inline(always)]
+    fn columns_in(&self, range: Range<usize>) -> impl Iterator<Item = (usize, &[u32], &[f32])> {
+        self.start[range.start..=range.end]
             .windows(2)
             .enumerate()
             .filter(|(_, s)| s[0] < s[1])
-            .map(|(c, s)| (c, &self.row[s[0]..s[1]], &self.val[s[0]..s[1]]))
+            .map(move |(c, s)| (range.start + c, &self.row[s[0]..s[1]], &self.val[s[0]..s[1]]))
     }
 }
 
@@ -157,16 +165,19 @@ pub(super) fn forward_rows<'a, const CH: usize>(
     while c0 < h {
         let width = h - c0;
         let o = &mut *out;
+        let rows = rows.clone();
         c0 += if width >= CH {
-            forward_slice::<CH>(o, init, rows.clone(), w, h, c0)
-        } else if width >= 64 {
-            forward_slice::<64>(o, init, rows.clone(), w, h, c0)
-        } else if width >= 32 {
-            forward_slice::<32>(o, init, rows.clone(), w, h, c0)
-        } else if width >= 16 {
-            forward_slice::<16>(o, init, rows.clone(), w, h, c0)
+            forward_slice::<CH>(o, init, rows, w, h, c0)
         } else {
-            forward_slice::<1>(o, init, rows.clone(), w, h, c0)
+            match width {
+                64.. => forward_slice::<64>(o, init, rows, w, h, c0),
+                32.. => forward_slice::<32>(o, init, rows, w, h, c0),
+                16.. => forward_slice::<16>(o, init, rows, w, h, c0),
+                8.. => forward_slice::<8>(o, init, rows, w, h, c0),
+                4.. => forward_slice::<4>(o, init, rows, w, h, c0),
+                2.. => forward_slice::<2>(o, init, rows, w, h, c0),
+                _ => forward_slice::<1>(o, init, rows, w, h, c0),
+            }
         };
     }
 }
@@ -201,27 +212,49 @@ fn forward_slice<'a, const W: usize>(
 /// each element adds its terms in increasing row order.
 #[inline(always)]
 pub(super) fn backward(dw: &mut [f32], dz: &[f32], x: &Columns, h: usize) {
+    backward_range(dw, dz, x, h, 0..x.start.len().saturating_sub(1));
+}
+
+/// `backward` for the columns `cols` only, `dw` holding their rows (`cols.len()` x h).
+#[inline(always)]
+pub(super) fn backward_range(dw: &mut [f32], dz: &[f32], x: &Columns, h: usize, cols: Range<usize>) {
     let mut c0 = 0;
     while c0 < h {
-        let width = (h - c0).min(CH);
-        for (c, rows, vals) in x.columns() {
-            let dwc = &mut dw[c * h + c0..][..width];
-            if width == CH {
-                let mut acc = [0.0f32; CH];
-                acc.copy_from_slice(dwc);
-                for (&r, &v) in rows.iter().zip(vals) {
-                    let d = &dz[r as usize * h + c0..][..CH];
-                    for t in 0..CH {
-                        acc[t] += v * d[t];
-                    }
-                }
-                dwc.copy_from_slice(&acc);
-            } else {
-                for (&r, &v) in rows.iter().zip(vals) {
-                    axpy(dwc, v, &dz[r as usize * h + c0..][..width]);
-                }
+        let (width, cols) = (h - c0, cols.clone());
+        c0 += match width {
+            CH.. => backward_slice::<CH>(dw, dz, x, h, cols, c0),
+            32.. => backward_slice::<32>(dw, dz, x, h, cols, c0),
+            16.. => backward_slice::<16>(dw, dz, x, h, cols, c0),
+            8.. => backward_slice::<8>(dw, dz, x, h, cols, c0),
+            4.. => backward_slice::<4>(dw, dz, x, h, cols, c0),
+            2.. => backward_slice::<2>(dw, dz, x, h, cols, c0),
+            _ => backward_slice::<1>(dw, dz, x, h, cols, c0),
+        };
+    }
+}
+
+/// Outputs `c0..c0 + W` of `backward_range`, summed in registers; returns W.
+#[inline(always)]
+fn backward_slice<const W: usize>(
+    dw: &mut [f32],
+    dz: &[f32],
+    x: &Columns,
+    h: usize,
+    cols: Range<usize>,
+    c0: usize,
+) -> usize {
+    let first = cols.start;
+    for (c, rows, vals) in x.columns_in(cols) {
+        let dwc = &mut dw[(c - first) * h + c0..][..W];
+        let mut acc = [0.0f32; W];
+        acc.copy_from_slice(dwc);
+        for (&r, &v) in rows.iter().zip(vals) {
+            let d = &dz[r as usize * h + c0..][..W];
+            for t in 0..W {
+                acc[t] += v * d[t];
             }
         }
-        c0 += width;
+        dwc.copy_from_slice(&acc);
     }
+    W
 }

@@ -9,6 +9,8 @@
 //! ascending), and the terms those skip are zeros, whose products add +0: the results are those
 //! of the sparse products, bit for bit, so choosing between the two never changes a run.
 
+use std::ops::Range;
+
 use super::Simd;
 
 /// Rows (forward) or weight rows (backward) of a tile.
@@ -52,7 +54,25 @@ pub(super) fn forward(out: &mut [f32], init: Option<&[f32]>, x: &[f32], d: usize
 /// `backward_n` with the tile width of `simd`.
 #[inline(always)]
 pub(super) fn backward(dw: &mut [f32], dz: &[f32], x: &[f32], d: usize, h: usize, simd: Simd) {
-    if tile_width(simd) == 32 { backward_n::<32>(dw, dz, x, d, h) } else { backward_n::<16>(dw, dz, x, d, h) }
+    backward_range(dw, dz, x, d, h, simd, 0..d);
+}
+
+/// `backward` for x's columns `cols` only, `dw` holding their rows (`cols.len()` x h).
+#[inline(always)]
+pub(super) fn backward_range(
+    dw: &mut [f32],
+    dz: &[f32],
+    x: &[f32],
+    d: usize,
+    h: usize,
+    simd: Simd,
+    cols: Range<usize>,
+) {
+    if tile_width(simd) == 32 {
+        backward_n::<32>(dw, dz, x, d, h, cols)
+    } else {
+        backward_n::<16>(dw, dz, x, d, h, cols)
+    }
 }
 
 /// `out[r, :] = init + Σ_c x[r, c] · w[c, :]` for the rows of `x` (rows x d, row-major; `out`
@@ -118,10 +138,10 @@ fn forward_tile<const NR: usize>(acc: &mut [[f32; NR]; MR], x: &[f32], d: usize,
     *acc = [a0, a1, a2, a3];
 }
 
-/// `dw[c, :] += Σ_r x[r, c] · dz[r, :]` over the rows of `x` (rows x d; `dz` is rows x h, `dw`
-/// is d x h).
+/// `dw[c - cols.start, :] += Σ_r x[r, c] · dz[r, :]` for c in `cols`, over the rows of `x`
+/// (rows x d; `dz` is rows x h, `dw` is cols.len() x h).
 #[inline(always)]
-fn backward_n<const NR: usize>(dw: &mut [f32], dz: &[f32], x: &[f32], d: usize, h: usize) {
+fn backward_n<const NR: usize>(dw: &mut [f32], dz: &[f32], x: &[f32], d: usize, h: usize, cols: Range<usize>) {
     let rows = x.len() / d.max(1);
     // dz's columns j0..j0 + NR, row after row (see `Panels`).
     let mut panel = vec![0.0f32; rows * NR];
@@ -132,11 +152,12 @@ fn backward_n<const NR: usize>(dw: &mut [f32], dz: &[f32], x: &[f32], d: usize, 
                 p.copy_from_slice(&g[j0..j0 + NR]);
             }
         }
-        for c0 in (0..d).step_by(MR) {
-            let mc = (d - c0).min(MR);
+        for c0 in cols.clone().step_by(MR) {
+            let mc = (cols.end - c0).min(MR);
+            let at = c0 - cols.start;
             let mut acc = [[0.0f32; NR]; MR];
             for (i, a) in acc.iter_mut().take(mc).enumerate() {
-                a[..nr].copy_from_slice(&dw[(c0 + i) * h + j0..][..nr]);
+                a[..nr].copy_from_slice(&dw[(at + i) * h + j0..][..nr]);
             }
             if mc == MR && nr == NR {
                 backward_tile(&mut acc, &x[c0..], d, &panel, rows);
@@ -150,7 +171,7 @@ fn backward_n<const NR: usize>(dw: &mut [f32], dz: &[f32], x: &[f32], d: usize, 
                 }
             }
             for (i, a) in acc.iter().take(mc).enumerate() {
-                dw[(c0 + i) * h + j0..][..nr].copy_from_slice(&a[..nr]);
+                dw[(at + i) * h + j0..][..nr].copy_from_slice(&a[..nr]);
             }
         }
     }

@@ -1,0 +1,379 @@
+//! The fast step for a mini-batch, layer by layer over the whole batch.
+//!
+//! The shards of `run` each sum a whole set of gradients, which a batch of a few hundred rows
+//! cannot pay for: zeroing, filling and adding 784 x H floats per shard costs as much as the
+//! products. Here every phase runs in parallel pieces that write disjoint outputs, so there is
+//! one set of gradients and no sum of sets:
+//! * row pieces (`ROW_PIECE` rows) for what is computed row by row: each hidden layer's
+//!   `A_l = act(A_{l-1}·W_l + b_l)`, the softmax, and `dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'`;
+//! * column pieces (`COL_PIECE` rows of dW) for the weight gradients `dW_l = A_{l-1}^T·dZ_l`:
+//!   each element of dW sums its terms over the whole batch in row order.
+//!
+//! The pieces are cut by the batch's size alone, so the results are the same bits on any number
+//! of threads, and a batch of 128 rows keeps 16 threads busy. Each product picks the sparse or
+//! the dense kernel by density as the shards do, with the same bits either way. Rayon runs its
+//! closures at the baseline vector width, so each piece's work is a `simd_piece!` function.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::block::{self, CH, Columns};
+use super::dense::{self, Panels};
+use super::{Job, Kernels, PhaseTimes, Simd, activation_backward, dot, softmax_xent_row};
+use crate::model::{Activation, Layer, transpose};
+
+/// Rows per piece of the row-wise phases.
+const ROW_PIECE: usize = 8;
+/// Rows of a weight gradient (its layer's inputs) per piece: a multiple of this.
+const COL_PIECE: usize = 4;
+
+/// Gradients of every layer (dW as stored, fan_in x fan_out), loss sum, correct count, times.
+pub(super) type BatchSums = (Vec<Layer>, f64, usize, PhaseTimes);
+
+/// `fn $name(simd: Simd, args..) -> ret`: its body compiled for AVX-512, AVX2 or the baseline
+/// target, by `simd` capped at what the CPU has. The same code at each width, so the same bits.
+macro_rules! simd_piece {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name(simd: Simd, $($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512($($arg: $ty),*) -> $ret { body($($arg),*) }
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) -> $ret { body($($arg),*) }
+                match simd.min(Simd::detect()) {
+                    // SAFETY: `Simd::detect` found these features on this CPU.
+                    Simd::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    Simd::Avx2 => return unsafe { avx2($($arg),*) },
+                    Simd::Baseline => {}
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// The forward and backward pass over the `n` positions of `job`'s visit order.
+pub(super) fn run(job: &Job, n: usize) -> BatchSums {
+    let (p, act, kernels, simd) = (job.p, job.act, job.kernels, job.kernels.simd);
+    let (hidden, d, k, bias) = (&p.shape.hidden, p.shape.d, p.shape.k, p.shape.bias);
+    let last = hidden.len();
+    let mut times = PhaseTimes { forward: vec![0; last], head: 0, backward: vec![0; last] };
+    let mut clock = Clock::new(job.timed);
+    let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&h| vec![0.0; n * h]).collect();
+    let mut pre: Vec<Vec<f32>> = Vec::new(); // each hidden layer's outputs before dropout
+
+    // Layer 0: A_0 = act(X·W1 + b1) by row pieces.
+    let panels = OnceLock::new();
+    let h1 = hidden[0];
+    let per = product_rows(n);
+    acts[0].par_chunks_mut(per * h1).enumerate().for_each_init(Vec::new, |xd, (i, a)| {
+        input_forward(simd, job, a, piece(i, per, a.len() / h1), xd, &panels);
+    });
+    drop_out(job, &mut acts[0], &mut pre, 0);
+    clock.lap(&mut times.forward[0]);
+
+    // Hidden layers above: A_l = act(A_{l-1}·W_l + b_l) by row pieces.
+    for l in 1..last {
+        let (below, above) = acts.split_at_mut(l);
+        let b = bias.then_some(&p.layers[l].b[..]);
+        rows_product(&mut above[0], &below[l - 1], b, &p.layers[l].w, p.shape.layer(l), (Some(act), kernels));
+        drop_out(job, &mut above[0], &mut pre, l);
+        clock.lap(&mut times.forward[l]);
+    }
+
+    // The output layer by row pieces: softmax, cross-entropy, dZ_out = (P - onehot(y)) / N and
+    // dZ_last = (dZ_out·W_out^T) ⊙ act'(A_last); then dW_out and db_out.
+    let h = hidden[last - 1];
+    let mut dz_out = vec![0.0f32; n * k];
+    let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&h| vec![0.0; n * h]).collect();
+    let (a_last, pre_last) = (&acts[last - 1][..], pre.get(last - 1).map_or(&[][..], |v| &v[..]));
+    let sums: Vec<(f64, usize)> =
+        (dz_out.par_chunks_mut(ROW_PIECE * k).zip(dzs[last - 1].par_chunks_mut(ROW_PIECE * h)))
+            .enumerate()
+            .map(|(i, (z, dz))| head(simd, job, z, dz, piece(i, ROW_PIECE, z.len() / k), (a_last, pre_last)))
+            .collect();
+    let (loss, correct) = sums.iter().fold((0.0, 0), |(l, c), &(pl, pc)| (l + pl, c + pc));
+    let mut grads: Vec<Layer> = (0..=last)
+        .map(|l| {
+            let (fan_in, fan_out) = p.shape.layer(l);
+            Layer { w: vec![0.0; fan_in * fan_out], b: vec![0.0; fan_out] }
+        })
+        .collect();
+    // dW_out^T = dZ_out^T·A_last (K x H: each of its rows vectorises along H), then dW_out.
+    let mut g_out = Layer { w: vec![0.0; k * h], b: std::mem::take(&mut grads[last].b) };
+    weight_gradient(&mut g_out, a_last, &Input::Dense(&dz_out), (k, h), false, simd);
+    grads[last].w = transpose(&g_out.w, k, h);
+    grads[last].b = g_out.b;
+    if bias {
+        column_sums(&mut grads[last].b, &dz_out, k);
+    }
+    let mut nz = Columns::default();
+    clock.lap(&mut times.head);
+
+    // Hidden layers, top down: dW_l = A_{l-1}^T·dZ_l by column pieces, then
+    // dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'(A_{l-1}) by row pieces.
+    for l in (1..last).rev() {
+        let (fan_in, fan_out) = p.shape.layer(l);
+        let input = input_of(&acts[l - 1], fan_in, &mut nz, kernels);
+        weight_gradient(&mut grads[l], &dzs[l], &input, (fan_in, fan_out), bias, simd);
+        let (below, above) = dzs.split_at_mut(l);
+        rows_product(&mut below[l - 1], &above[0], None, &job.wt[l - 1], (fan_out, fan_in), (None, kernels));
+        let (a, pre) = (&acts[l - 1][..], pre.get(l - 1).map_or(&[][..], |v| &v[..]));
+        below[l - 1].par_chunks_mut(ROW_PIECE * fan_in).enumerate().for_each(|(i, dz)| {
+            hidden_backward(simd, job, dz, piece(i, ROW_PIECE, dz.len() / fan_in), (a, pre), l - 1);
+        });
+        clock.lap(&mut times.backward[l]);
+    }
+
+    // Layer 0: dW1 = X^T·dZ1 over the batch's pixels, dense or by column.
+    let rows = || (0..n).map(|i| job.x.row(job.row(i)));
+    let xd: Vec<f32>;
+    let input = if kernels.is_dense(rows().map(|(c, _)| c.len()).sum(), n * d) {
+        let mut x = vec![0.0; n * d];
+        for (r, (cols, vals)) in rows().enumerate() {
+            cols.iter().zip(vals).for_each(|(&c, &v)| x[r * d + c as usize] = v);
+        }
+        xd = x;
+        Input::Dense(&xd)
+    } else {
+        nz.set_sparse(d, rows());
+        Input::Sparse(&nz)
+    };
+    weight_gradient(&mut grads[0], &dzs[0], &input, (d, h1), bias, simd);
+    clock.lap(&mut times.backward[0]);
+    (grads, loss, correct, times)
+}
+
+/// Positions of row piece `i` of `per` rows, which has `len` rows.
+fn piece(i: usize, per: usize, len: usize) -> Range<usize> {
+    i * per..i * per + len
+}
+
+/// Rows per piece of a product: as few pieces as there are threads, since every piece reads
+/// the whole weight matrix (the rows' results do not depend on how they are cut).
+fn product_rows(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads()).next_multiple_of(ROW_PIECE)
+}
+
+simd_piece! {
+    /// `a = act(X·W1 + b1)` for the rows at positions `rows`, sparse or dense by their density.
+    fn input_forward(job: &Job, a: &mut [f32], rows: Range<usize>, xd: &mut Vec<f32>, panels: &OnceLock<Panels>) -> () {
+        let (p, kernels) = (job.p, job.kernels);
+        let (d, h1) = (p.shape.d, p.shape.hidden[0]);
+        let (w1, b1) = (&p.layers[0].w, p.shape.bias.then_some(&p.layers[0].b[..]));
+        let sparse = rows.clone().map(|i| job.x.row(job.row(i)));
+        let nnz: usize = sparse.clone().map(|(c, _)| c.len()).sum();
+        if kernels.is_dense(nnz, rows.len() * d) {
+            xd.clear();
+            xd.resize(rows.len() * d, 0.0);
+            for (r, (cols, vals)) in sparse.enumerate() {
+                for (&c, &v) in cols.iter().zip(vals) {
+                    xd[r * d + c as usize] = v;
+                }
+            }
+            let panels = panels.get_or_init(|| Panels::pack(w1, d, h1, kernels.simd));
+            dense::forward(a, b1, xd, d, (w1, panels), h1);
+        } else if kernels.simd == Simd::Avx512 {
+            block::forward_rows::<128>(a, b1, sparse, w1, h1);
+        } else {
+            block::forward_rows::<CH>(a, b1, sparse, w1, h1);
+        }
+        for v in a.iter_mut() {
+            *v = job.act.apply(*v);
+        }
+    }
+}
+
+simd_piece! {
+    /// The output layer for the rows at positions `rows`: `z` gets dZ_out, `dz` gets dZ_last;
+    /// returns their loss sum and correct count.
+    fn head(job: &Job, z: &mut [f32], dz: &mut [f32], rows: Range<usize>, a_pre: (&[f32], &[f32])) -> (f64, usize) {
+        let (a, pre) = a_pre;
+        let (p, k) = (job.p, job.p.shape.k);
+        let last = p.shape.hidden.len();
+        let h = p.shape.hidden[last - 1];
+        let (wt, b) = (&job.wt[last - 1], p.shape.bias.then_some(&p.layers[last].b[..]));
+        let inv_n = job.inv_n.unwrap_or(1.0);
+        let (mut loss, mut correct) = (0.0f64, 0usize);
+        for (r, pos) in rows.clone().enumerate() {
+            let (z, ar) = (&mut z[r * k..(r + 1) * k], &a[pos * h..(pos + 1) * h]);
+            for (c, zc) in z.iter_mut().enumerate() {
+                *zc = dot(ar, &wt[c * h..(c + 1) * h]) + b.map_or(0.0, |b| b[c]);
+            }
+            let y = job.labels[job.row(pos)] as usize;
+            let (l, ok) = softmax_xent_row(z, y);
+            loss += l as f64;
+            correct += ok as usize;
+            z[y] -= 1.0;
+            for v in z.iter_mut() {
+                *v *= inv_n;
+            }
+            let dz = &mut dz[r * h..(r + 1) * h];
+            for (c, &zc) in z.iter().enumerate() {
+                block::axpy(dz, zc, &wt[c * h..(c + 1) * h]);
+            }
+        }
+        let span = rows.start * h..rows.end * h;
+        let pre = pre.get(span.clone()).unwrap_or(&[]);
+        activation_backward(dz, &a[span], pre, job.masks, last - 1, rows, h, job.act);
+        (loss, correct)
+    }
+}
+
+simd_piece! {
+    /// `dz ⊙= act'` of hidden layer `l` for the rows at positions `rows`, through its mask.
+    fn hidden_backward(job: &Job, dz: &mut [f32], rows: Range<usize>, a_pre: (&[f32], &[f32]), l: usize) -> () {
+        let (a, pre) = a_pre;
+        let h = job.p.shape.hidden[l];
+        let span = rows.start * h..rows.end * h;
+        let pre = pre.get(span.clone()).unwrap_or(&[]);
+        activation_backward(dz, &a[span], pre, job.masks, l, rows, h, job.act);
+    }
+}
+
+/// `out = act(init + input · w)` (no act: `None`) by row pieces, `input` rows of `fan_in`, `w`
+/// fan_in x fan_out; each piece by the product its density calls for, the dense one from
+/// `Panels` packed once.
+fn rows_product(
+    out: &mut [f32],
+    input: &[f32],
+    init: Option<&[f32]>,
+    w: &[f32],
+    (fan_in, fan_out): (usize, usize),
+    (act, kernels): (Option<Activation>, Kernels),
+) {
+    let (panels, per) = (OnceLock::new(), product_rows(out.len() / fan_out));
+    out.par_chunks_mut(per * fan_out).enumerate().for_each_init(Columns::default, |nz, (i, o)| {
+        let rows = piece(i, per, o.len() / fan_out);
+        let x = &input[rows.start * fan_in..rows.end * fan_in];
+        product_piece(kernels.simd, o, x, init, (w, &panels), (fan_in, fan_out), (act, kernels), nz);
+    });
+}
+
+simd_piece! {
+    /// One row piece of `rows_product`.
+    fn product_piece(
+        o: &mut [f32],
+        x: &[f32],
+        init: Option<&[f32]>,
+        w_panels: (&[f32], &OnceLock<Panels>),
+        fans: (usize, usize),
+        act_kernels: (Option<Activation>, Kernels),
+        nz: &mut Columns,
+    ) -> () {
+        let ((w, panels), (fan_in, fan_out), (act, kernels)) = (w_panels, fans, act_kernels);
+        if kernels.is_dense(x.iter().filter(|&&v| v != 0.0).count(), x.len()) {
+            let panels = panels.get_or_init(|| Panels::pack(w, fan_in, fan_out, kernels.simd));
+            dense::forward(o, init, x, fan_in, (w, panels), fan_out);
+        } else {
+            nz.set_dense(x, fan_in);
+            block::forward(o, init, nz, w, fan_out);
+        }
+        if let Some(act) = act {
+            for v in o.iter_mut() {
+                *v = act.apply(*v);
+            }
+        }
+    }
+}
+
+/// A layer's input for its weight gradient: by column when sparse, else dense rows.
+enum Input<'a> {
+    Sparse(&'a Columns),
+    Dense(&'a [f32]),
+}
+
+/// A layer's input (rows of `width`) for its weight gradient, by its density.
+fn input_of<'a>(a: &'a [f32], width: usize, nz: &'a mut Columns, kernels: Kernels) -> Input<'a> {
+    if kernels.is_dense(a.iter().filter(|&&v| v != 0.0).count(), a.len()) {
+        Input::Dense(a)
+    } else {
+        nz.set_dense(a, width);
+        Input::Sparse(nz)
+    }
+}
+
+/// `g.w = input^T · dz` by column pieces (rows of dW), and `g.b = Σ_r dz[r, :]` when `bias`.
+/// Each row of dW is one piece's whole work, so the pieces can follow the thread count: four
+/// per thread, of a multiple of `COL_PIECE` rows (the dense tiles' height) up to 64.
+fn weight_gradient(
+    g: &mut Layer,
+    dz: &[f32],
+    input: &Input,
+    (fan_in, fan_out): (usize, usize),
+    bias: bool,
+    simd: Simd,
+) {
+    let per = fan_in.div_ceil(4 * rayon::current_num_threads()).next_multiple_of(COL_PIECE).min(64);
+    g.w.par_chunks_mut(per * fan_out).enumerate().for_each(|(i, dw)| {
+        let cols = i * per..i * per + dw.len() / fan_out;
+        weight_piece(simd, dw, dz, input, (fan_in, fan_out), cols, simd);
+    });
+    if bias {
+        column_sums(&mut g.b, dz, fan_out);
+    }
+}
+
+/// `b += Σ_r dz[r, :]` over dz's rows of `width`, rows in order, in parallel over columns.
+fn column_sums(b: &mut [f32], dz: &[f32], width: usize) {
+    b.par_chunks_mut(CH).enumerate().for_each(|(i, b)| {
+        for row in dz.chunks_exact(width) {
+            block::axpy(b, 1.0, &row[i * CH..][..b.len()]);
+        }
+    });
+}
+
+simd_piece! {
+    /// Rows `cols` of `input^T · dz`, into `dw` (zeros), the dense tiles as wide as `tiles` calls for.
+    fn weight_piece(dw: &mut [f32], dz: &[f32], input: &Input, fans: (usize, usize), cols: Range<usize>, tiles: Simd) -> () {
+        let (fan_in, fan_out) = fans;
+        match input {
+            Input::Sparse(x) => block::backward_range(dw, dz, x, fan_out, cols),
+            Input::Dense(x) => dense::backward_range(dw, dz, x, fan_in, fan_out, tiles, cols),
+        }
+    }
+}
+
+/// Dropout of hidden layer `l`'s outputs `a` (all n rows); `pre` gets them as they were.
+fn drop_out(job: &Job, a: &mut [f32], pre: &mut Vec<Vec<f32>>, l: usize) {
+    let Some(m) = job.masks else { return };
+    pre.push(a.to_vec());
+    let h = job.p.shape.hidden[l];
+    a.par_chunks_mut(ROW_PIECE * h).enumerate().for_each(|(i, a)| {
+        for (r, pos) in piece(i, ROW_PIECE, a.len() / h).enumerate() {
+            for (j, v) in a[r * h..(r + 1) * h].iter_mut().enumerate() {
+                *v *= m.factor(l, pos, j);
+            }
+        }
+    });
+}
+
+/// Wall time of each phase times the threads that share it, so that phases compare with the
+/// shards' (summed over threads).
+struct Clock(Option<Instant>);
+
+impl Clock {
+    fn new(on: bool) -> Clock {
+        Clock(on.then(Instant::now))
+    }
+
+    fn lap(&mut self, acc: &mut u64) {
+        if let Some(t0) = self.0 {
+            let t1 = Instant::now();
+            *acc += (t1 - t0).as_nanos() as u64 * rayon::current_num_threads() as u64;
+            self.0 = Some(t1);
+        }
+    }
+}
