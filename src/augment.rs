@@ -101,9 +101,10 @@ pub fn epoch_images(pixels: &[u8], rows: usize, cols: usize, aug: &Augment, seed
     out
 }
 
-/// `distort` compiled for AVX2 where the CPU has it: there floor and round are single
-/// instructions rather than calls into libm (the baseline x86-64 target lacks SSE4.1's roundps),
-/// which makes a draw about twice as fast. Every operation is the same IEEE one at either level,
+/// `distort` compiled for AVX-512 or AVX2 where the CPU has them: there floor and round are
+/// single instructions rather than calls into libm (the baseline x86-64 target lacks SSE4.1's
+/// roundps), which makes a draw about twice as fast, and AVX-512 samples the 16 lanes in one
+/// register. Every operation is the same IEEE one at any level,
 /// with no fused multiply-adds, so the images are the same bit for bit.
 fn distort_simd(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
     #[cfg(target_arch = "x86_64")]
@@ -111,6 +112,14 @@ fn distort_simd(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Au
         #[target_feature(enable = "avx2")]
         fn avx2(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
             distort(out, image, rows, cols, aug, rng)
+        }
+        #[target_feature(enable = "avx512f")]
+        fn avx512(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
+            distort(out, image, rows, cols, aug, rng)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { avx512(out, image, rows, cols, aug, rng) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
@@ -136,7 +145,7 @@ pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Aug
     let (cx, cy) = ((cols as f32 - 1.0) / 2.0, (rows as f32 - 1.0) / 2.0);
     let field = (aug.kind == Augmentation::Elastic).then(|| elastic_field(rows, cols, aug, rng));
     let padded = Padded::new(image, rows, cols);
-    // Eight output pixels of a row at a time, each stage a loop over the lanes that the compiler
+    // `LANES` output pixels of a row at a time, each stage a loop over the lanes that the compiler
     // vectorises; the lanes past the row's end repeat its last pixel and are not stored.
     let (mut sx, mut sy) = ([0.0f32; LANES], [0.0f32; LANES]);
     for y in 0..rows {
@@ -164,8 +173,8 @@ pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Aug
     }
 }
 
-/// Output pixels sampled together.
-const LANES: usize = 8;
+/// Output pixels sampled together (one AVX-512 register of f32).
+const LANES: usize = 16;
 
 /// `v.round()` for `v >= 0` (bilinear mixes of grey levels are), in operations that vectorise:
 /// `v - floor(v)` is exact, so comparing it with 0.5 rounds halves away from zero as `round` does.
