@@ -30,18 +30,18 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 # name: (what, data, gpu-mnist options, mlp.py options, unit, short, long)
 CASES = {
     "mnist": ("MNIST 784-128-10, full batch, gd", None,
-              ["--hidden", "128", "--lr", "0.5"], ["--hidden", "128", "--lr", "0.5"], "iteration", 3, 13),
+              ["--hidden", "128", "--lr", "0.5"], ["--hidden", "128", "--lr", "0.5"], "iteration", 3, 33),
     "fashion": ("Fashion-MNIST 784-128-10, full batch, gd", FASHION,
                 ["--hidden", "128", "--lr", "0.5", "--dataset", "fashion"], ["--hidden", "128", "--lr", "0.5"],
-                "iteration", 3, 13),
+                "iteration", 3, 33),
     "deep": ("MNIST 784-256-128-10, full batch, gd", None,
-             ["--hidden", "256,128", "--lr", "0.3"], ["--hidden", "256,128", "--lr", "0.3"], "iteration", 2, 8),
+             ["--hidden", "256,128", "--lr", "0.3"], ["--hidden", "256,128", "--lr", "0.3"], "iteration", 2, 17),
     "adam800": ("MNIST 784-800-10, batch 128, Adam", None,
                 ["--hidden", "800", "--batch-size", "128", "--optimizer", "adam", "--lr", "0.001"],
-                ["--hidden", "800", "--batch-size", "128", "--optimizer", "adam", "--lr", "0.001"], "epoch", 1, 3),
+                ["--hidden", "800", "--batch-size", "128", "--optimizer", "adam", "--lr", "0.001"], "epoch", 1, 4),
     "deepmini": ("MNIST 784-256-128-10, batch 128, Adam", None,
                  ["--hidden", "256,128", "--batch-size", "128", "--optimizer", "adam", "--lr", "0.001"],
-                 ["--hidden", "256,128", "--batch-size", "128", "--optimizer", "adam", "--lr", "0.001"], "epoch", 1, 3),
+                 ["--hidden", "256,128", "--batch-size", "128", "--optimizer", "adam", "--lr", "0.001"], "epoch", 1, 4),
 }
 
 
