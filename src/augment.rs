@@ -12,6 +12,8 @@
 //! by the run's seed: a counter-based draw, so the same seed gives the same distortions, bit for
 //! bit, on any thread count and whichever backend trains.
 
+use std::ops::Range;
+
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -279,9 +281,10 @@ fn gaussian(sigma: f32) -> Vec<f32> {
 }
 
 /// The blur down the columns of `f` (`rows` rows of `width`), 0 beyond the first and last row:
-/// `out[y][..] = Σ_k kernel[k] f[y + k - r][..]`, the taps added in increasing k. Eight columns
-/// at a time stay in registers while the taps go by: the elastic field is the costliest part of
-/// a draw.
+/// `out[y][..] = Σ_k kernel[k] f[y + k - r][..]`, the taps added in increasing k. `LANES`
+/// columns at a time stay in registers while the taps go by (and 8, 4, 2 or 1 at the row's
+/// end, so that the tail too sums in registers rather than through memory): the elastic field is
+/// the costliest part of a draw.
 #[inline(always)]
 fn blur_columns(f: &[f32], rows: usize, width: usize, kernel: &[f32]) -> Vec<f32> {
     let r = kernel.len() / 2;
@@ -289,24 +292,40 @@ fn blur_columns(f: &[f32], rows: usize, width: usize, kernel: &[f32]) -> Vec<f32
     for (y, o) in out.chunks_exact_mut(width).enumerate() {
         // Taps k with 0 <= y + k - r < rows.
         let taps = r.saturating_sub(y)..kernel.len().min(rows + r - y);
-        for (c0, o) in (0..width).step_by(LANES).zip(o.chunks_mut(LANES)) {
-            let mut acc = [0.0f32; LANES];
-            for k in taps.clone() {
-                let src = &f[(y + k - r) * width + c0..][..o.len()];
-                if let Ok(src) = <&[f32; LANES]>::try_from(src) {
-                    for l in 0..LANES {
-                        acc[l] += kernel[k] * src[l];
-                    }
-                } else {
-                    for (a, &v) in acc.iter_mut().zip(src) {
-                        *a += kernel[k] * v;
-                    }
-                }
-            }
-            o.copy_from_slice(&acc[..o.len()]);
+        let mut c0 = 0;
+        while c0 < width {
+            let o = &mut o[c0..];
+            let at = |k: usize| (y + k - r) * width + c0;
+            c0 += match o.len() {
+                LANES.. => blur_span::<LANES>(o, f, kernel, taps.clone(), at),
+                8.. => blur_span::<8>(o, f, kernel, taps.clone(), at),
+                4.. => blur_span::<4>(o, f, kernel, taps.clone(), at),
+                2.. => blur_span::<2>(o, f, kernel, taps.clone(), at),
+                _ => blur_span::<1>(o, f, kernel, taps.clone(), at),
+            };
         }
     }
     out
+}
+
+/// `N` columns of one output row of `blur_columns`, tap k reading `f` from `at(k)`; returns N.
+#[inline(always)]
+fn blur_span<const N: usize>(
+    o: &mut [f32],
+    f: &[f32],
+    kernel: &[f32],
+    taps: Range<usize>,
+    at: impl Fn(usize) -> usize,
+) -> usize {
+    let mut acc = [0.0f32; N];
+    for k in taps {
+        let src = &f[at(k)..][..N];
+        for l in 0..N {
+            acc[l] += kernel[k] * src[l];
+        }
+    }
+    o[..N].copy_from_slice(&acc);
+    N
 }
 
 /// The image at (x, y), interpolated between its four nearest pixels; 0 outside (the
