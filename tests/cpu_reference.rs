@@ -278,7 +278,7 @@ fn simd_levels_agree(train: &Dataset, levels: &[fast::Simd]) {
                 let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 4), 2);
                 let run = |simd, dense_from| {
                     let kernels = fast::Kernels { simd, dense_from };
-                    fast::forward_backward_with(kernels, false, &params, act, &sparse, &train.labels)
+                    fast::forward_backward_with(kernels, false, &params, act, &sparse, &train.labels, None)
                 };
                 let (g0, s0, _) = run(fast::Simd::Baseline, 2.0);
                 for &simd in levels {

@@ -587,7 +587,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
 
 /// Gradients of the mean cross-entropy over all rows of `x`, and the forward pass's loss/accuracy.
 pub fn forward_backward(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> (Params, Stats) {
-    let (g, s, _) = forward_backward_with(Kernels::detect(), false, params, act, x, labels);
+    let (g, s, _) = forward_backward_with(Kernels::detect(), false, params, act, x, labels, None);
     (g, s)
 }
 
@@ -616,23 +616,9 @@ pub fn forward_backward_dropout(
     (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s)
 }
 
-/// `forward_backward_rows` with given kernels, optionally timing its phases: for `bench`.
+/// `forward_backward` (over `rows`, or all of `x` when `None`) with given kernels (the SIMD level
+/// capped at what the CPU has), optionally timing its phases: for tests and `bench`.
 #[allow(clippy::too_many_arguments)]
-pub fn forward_backward_rows_with(
-    kernels: Kernels,
-    timed: bool,
-    params: &Params,
-    act: Activation,
-    x: &SparseRows,
-    labels: &[u8],
-    rows: &[u32],
-) -> (Params, Stats, PhaseTimes) {
-    let (g, s, t) = run(kernels, params, act, x, labels, Some(rows), true, timed, None);
-    (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s, t)
-}
-
-/// `forward_backward` with given kernels (the SIMD level capped at what the CPU has), optionally
-/// timing its phases: for tests and `bench`.
 pub fn forward_backward_with(
     kernels: Kernels,
     timed: bool,
@@ -640,8 +626,9 @@ pub fn forward_backward_with(
     act: Activation,
     x: &SparseRows,
     labels: &[u8],
+    rows: Option<&[u32]>,
 ) -> (Params, Stats, PhaseTimes) {
-    let (g, s, t) = run(kernels, params, act, x, labels, None, true, timed, None);
+    let (g, s, t) = run(kernels, params, act, x, labels, rows, true, timed, None);
     (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s, t)
 }
 

@@ -77,16 +77,8 @@ fn gradients(
     labels: &[u8],
     rows: Option<&[u32]>,
 ) -> (Params, PhaseTimes) {
-    match rows {
-        Some(r) => {
-            let (g, _, t) = fast::forward_backward_rows_with(kernels, timed, params, act, x, labels, r);
-            (g, t)
-        }
-        None => {
-            let (g, _, t) = fast::forward_backward_with(kernels, timed, params, act, x, labels);
-            (g, t)
-        }
-    }
+    let (g, _, t) = fast::forward_backward_with(kernels, timed, params, act, x, labels, rows);
+    (g, t)
 }
 
 /// Times the step of `shape` on `train` (`batch`: rows per mini-batch, `None` for the full batch).
