@@ -154,8 +154,17 @@ struct Followed {
     done: Value,
 }
 
-fn follow(events: &mut common::http::Events) -> Followed {
-    let (mut run, mut iterations, mut versions) = (Value::Null, Vec::new(), Vec::new());
+/// A page from the start: every page is sent the run's description first, and again when the
+/// backend opens unless the page connected after that.
+fn follow_page(events: &mut common::http::Events) -> Followed {
+    let (name, run) = events.next().expect("the run's description");
+    assert_eq!(name, "run", "a page hears first what the run is");
+    follow(events, run)
+}
+
+/// The rest of a stream, from `run` as the page last heard it.
+fn follow(events: &mut common::http::Events, mut run: Value) -> Followed {
+    let (mut iterations, mut versions) = (Vec::new(), Vec::new());
     while let Some((name, data)) = events.next() {
         match name.as_str() {
             "run" => run = data,
@@ -175,9 +184,7 @@ fn a_live_run_streams_its_report_points_and_replays_them_to_late_pages() {
     let args = ["train", "--serve", "0", "--samples", "2000", "--test-samples", "500", "--iterations", "40"];
     let mut s = Served::start(&[&args[..], &["--eval-every", "5", "--backend", "cpu"]].concat());
     let mut early = s.events();
-    let (name, _) = early.next().expect("the run's description");
-    assert_eq!(name, "run");
-    let Followed { run, iterations, versions, done } = follow(&mut early);
+    let Followed { run, iterations, versions, done } = follow_page(&mut early);
     assert_eq!((run["steps"].as_u64(), run["batches"].as_u64()), (Some(40), Some(1)), "{run}");
     assert!(run["backend"].as_str().is_some_and(|b| b.starts_with("cpu (")), "{run}");
     assert_eq!(iterations, (1..=8).map(|i| 5 * i).collect::<Vec<u64>>());
@@ -188,7 +195,7 @@ fn a_live_run_streams_its_report_points_and_replays_them_to_late_pages() {
     // now is sent the whole run.
     let model = s.get("/api/model").json();
     assert_eq!((model["live"].as_bool(), model["version"].as_u64()), (Some(true), versions.last().copied()));
-    let late = follow(&mut s.events());
+    let late = follow_page(&mut s.events());
     assert_eq!(late.iterations, iterations);
     assert_eq!(late.run, run, "the run as it is now");
     let saved = checkpoint::load(&s.scratch.path().join("model.safetensors")).expect("saved");
@@ -239,7 +246,7 @@ fn the_stop_button_ends_the_run_as_ctrl_c_does() {
     while events.next().is_some_and(|(name, _)| name != "report") {}
     let r = s.post("/api/stop", None, b"");
     assert_eq!((r.status, r.json()["stopping"].as_bool()), (200, Some(true)));
-    let done = follow(&mut events).done;
+    let done = follow(&mut events, Value::Null).done;
     assert_eq!(done["stopped"], true, "{done}");
     let message = done["message"].as_str().expect("a message");
     assert!(
