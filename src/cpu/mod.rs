@@ -4,7 +4,7 @@
 pub mod fast;
 pub mod reference;
 
-use crate::augment::{self, Augment, Augmentation};
+use crate::augment::{Augment, Augmentation, EpochImages};
 use crate::backend::{Backend, BackendError, Split, Verifier, batch_count, batch_range, check_order};
 use crate::data::{Dataset, Splits};
 use crate::dropout::Dropout;
@@ -46,11 +46,8 @@ pub struct CpuBackend {
 
 /// The original training images and how each epoch distorts them (`with_augment`).
 struct Augmenting {
-    pixels: Vec<u8>,
-    rows: usize,
-    cols: usize,
-    augment: Augment,
-    seed: u64,
+    images: EpochImages,
+    d: usize,
 }
 
 impl CpuBackend {
@@ -89,11 +86,9 @@ impl CpuBackend {
     /// backend was made with), drawn from `seed` and the epoch.
     pub fn with_augment(mut self, train: &Dataset, augment: Augment, seed: u64) -> Self {
         self.augmenting = (augment.kind != Augmentation::None).then(|| Augmenting {
-            pixels: train.pixels.clone(),
-            rows: train.rows,
-            cols: train.cols,
-            augment,
-            seed,
+            // No draw ahead: the step keeps every core busy but for moments too short to use.
+            images: EpochImages::new(train.pixels.clone(), train.rows, train.cols, augment, seed, false),
+            d: train.d(),
         });
         self
     }
@@ -158,9 +153,8 @@ impl Backend for CpuBackend {
     }
 
     fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
-        if let Some(a) = &self.augmenting {
-            let pixels = augment::epoch_images(&a.pixels, a.rows, a.cols, &a.augment, a.seed, epoch);
-            self.train.x = SparseRows::from_pixels(&pixels, a.rows * a.cols);
+        if let Some(a) = &mut self.augmenting {
+            self.train.x = SparseRows::from_pixels(&a.images.take(epoch), a.d);
         }
         Ok(())
     }

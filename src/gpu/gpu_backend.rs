@@ -11,7 +11,7 @@ use super::queue::Queue;
 use super::step::{self, GpuSet, Steps};
 use super::tiles::MatmulConfig;
 use super::tune_cache;
-use crate::augment::{Augment, Augmentation};
+use crate::augment::{Augment, Augmentation, EpochImages};
 use crate::backend::BackendError;
 use crate::data::Splits;
 use crate::dropout::{self, Dropout};
@@ -44,7 +44,7 @@ pub struct GpuBackend {
     pub(super) moments: [Option<wgpu::Buffer>; 2],
     /// The original training images (row-major, rows x cols each) when each epoch distorts them,
     /// drawn on the host into the upload the epoch's order makes anyway.
-    pub(super) augmenting: Option<(crate::data::Dataset, Augment, u64)>,
+    pub(super) augmenting: Option<(EpochImages, usize)>,
     /// Dropout on the hidden layers, and the model's step the next `step` takes (its masks).
     pub(super) dropout: Option<Dropout>,
     pub(super) step_index: u64,
@@ -153,6 +153,11 @@ impl GpuBackend {
         let every = steps.iter().flatten().chain(train_set.evaluate.iter()).chain(validation_set.evaluate.iter());
         check_grids(&ctx.limits, every.chain(test_set.evaluate.iter()))?;
         ctx.check()?;
+        // A software adapter computes on the cores that a draw ahead would take.
+        let ahead = super::context::is_hardware(&ctx.info);
+        let augmenting = options.augment.filter(|(a, _)| a.kind != Augmentation::None).map(|(a, seed)| {
+            (EpochImages::new(train.pixels.clone(), train.rows, train.cols, a, seed, ahead), train.d())
+        });
         Ok(GpuBackend {
             tiling,
             tiles: kernels.tiles().clone(),
@@ -172,10 +177,7 @@ impl GpuBackend {
             batches,
             optimizer: cfg,
             moments,
-            augmenting: options
-                .augment
-                .filter(|(a, _)| a.kind != Augmentation::None)
-                .map(|(a, seed)| (train.clone(), a, seed)),
+            augmenting,
             dropout,
             step_index: 0,
         })

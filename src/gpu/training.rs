@@ -8,7 +8,6 @@ use super::gpu_backend::GpuBackend;
 use super::layout::pack_rows;
 use super::step;
 use super::uniforms::{ColumnSumParams, MatmulParams};
-use crate::augment;
 use crate::backend::{Backend, BackendError, Split};
 use crate::dropout::{self, Dropout};
 use crate::model::{Params, Stats};
@@ -89,11 +88,10 @@ impl Backend for GpuBackend {
     }
 
     fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
-        let (Some((set, aug, seed)), Some(buffers)) = (&self.augmenting, &self.train.buffers) else {
+        let (Some((images, d)), Some(buffers)) = (&mut self.augmenting, &self.train.buffers) else {
             return Ok(());
         };
-        let pixels = augment::epoch_images(&set.pixels, set.rows, set.cols, aug, *seed, epoch);
-        let packed = pack_rows(&pixels, set.d());
+        let packed = pack_rows(&images.take(epoch), *d);
         // The recorded steps read the images before.
         self.flush();
         if self.batches.full() {
