@@ -641,7 +641,7 @@ fn a_target_accuracy_stops_the_run_and_prints_the_time() {
         .and_then(|r| r.split(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("step");
-    assert!(steps % 20 == 0 && steps < 600, "{line}");
+    assert!(steps.is_multiple_of(20) && steps < 600, "{line}");
     assert!(test_accuracy(&out) >= 85.0, "{out}");
     // Out of reach: it says so and runs to the end.
     let far = [&args[..9], &["--optimizer", "adam", "--epochs", "1", "--target-accuracy", "0.999"]].concat();

@@ -147,10 +147,10 @@ impl GpuContext {
         let sink = errors.clone();
         device.set_device_lost_callback(move |reason, message| {
             // Dropping the device at exit reports `Destroyed`; only an unexpected loss is an error.
-            if reason != wgpu::DeviceLostReason::Destroyed {
-                if let Ok(mut list) = sink.lock() {
-                    list.push(format!("the GPU device was lost ({reason:?}): {message}"));
-                }
+            if reason != wgpu::DeviceLostReason::Destroyed
+                && let Ok(mut list) = sink.lock()
+            {
+                list.push(format!("the GPU device was lost ({reason:?}): {message}"));
             }
         });
         Ok(GpuContext { device, queue, info, limits, errors, recording: Mutex::new(None) })
@@ -164,11 +164,11 @@ impl GpuContext {
     /// Records `dispatches` into one compute pass of one command buffer and submits it (no wait);
     /// while `record` runs, keeps them instead.
     pub fn submit(&self, dispatches: &[&Dispatch]) {
-        if let Ok(mut recording) = self.recording.lock() {
-            if let Some(kept) = recording.as_mut() {
-                kept.extend(dispatches.iter().map(|&d| d.clone()));
-                return;
-            }
+        if let Ok(mut recording) = self.recording.lock()
+            && let Some(kept) = recording.as_mut()
+        {
+            kept.extend(dispatches.iter().map(|&d| d.clone()));
+            return;
         }
         dispatch::submit(&self.device, &self.queue, dispatches);
     }

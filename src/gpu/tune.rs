@@ -98,7 +98,9 @@ pub struct Timing {
 /// scalar one again, and is not timed (a pipeline compiled for nothing).
 pub fn applies(config: &MatmulConfig, product: &Product) -> bool {
     match config.tile {
-        Tile::Register(t) if t.vec4 => (product.p.a_u8 == 0 && product.p.lda % 4 == 0) || product.p.ldb % 4 == 0,
+        Tile::Register(t) if t.vec4 => {
+            (product.p.a_u8 == 0 && product.p.lda.is_multiple_of(4)) || product.p.ldb.is_multiple_of(4)
+        }
         _ => true,
     }
 }

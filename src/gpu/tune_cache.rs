@@ -46,10 +46,10 @@ pub fn tiles_in(
         };
         tiles.chosen.insert(p.key(), config);
     }
-    if missing > 0 {
-        if let Err(e) = cache.save() {
-            progress(&format!("the tuning cache was not written: {e}"));
-        }
+    if missing > 0
+        && let Err(e) = cache.save()
+    {
+        progress(&format!("the tuning cache was not written: {e}"));
     }
     Ok(tiles)
 }

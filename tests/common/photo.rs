@@ -291,7 +291,7 @@ pub fn photo(pixels: &[u8], i: usize, condition: Condition) -> GrayImage {
             }
             Condition::Shadow => {
                 let depth = 0.4 + 0.15 * r(31);
-                let s = if i % 2 == 0 {
+                let s = if i.is_multiple_of(2) {
                     // A half-page shadow with a soft edge through a point near the centre.
                     let d = (u - 0.15 * (r(32) - 0.5)) * dx + (v - 0.15 * (r(33) - 0.5)) * dy;
                     smoothstep(d / 0.2 + 0.5)
