@@ -121,35 +121,98 @@ fn draw_image(
 
 /// `distort` compiled for AVX-512 or AVX2 where the CPU has them: there floor and round are
 /// single instructions rather than calls into libm (the baseline x86-64 target lacks SSE4.1's
-/// roundps), which makes a draw about twice as fast, and AVX-512 samples the 16 lanes in one
-/// register. Every operation is the same IEEE one at any level,
-/// with no fused multiply-adds, so the images are the same bit for bit.
+/// roundps), AVX-512 samples the 16 lanes in one register, and both load the bilinear taps with
+/// the CPU's gather instruction. Every arithmetic operation is the same IEEE one at any level,
+/// with no fused multiply-adds, and a gather loads the same values as lane-by-lane reads, so the
+/// images are the same bit for bit.
 fn distort_simd(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2")]
-        fn avx2(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
-            distort(out, image, rows, cols, aug, rng)
-        }
-        #[target_feature(enable = "avx512f")]
-        fn avx512(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
-            distort(out, image, rows, cols, aug, rng)
-        }
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { avx512(out, image, rows, cols, aug, rng) };
+            return unsafe { gather::distort_avx512(out, image, rows, cols, aug, rng) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2(out, image, rows, cols, aug, rng) };
+            return unsafe { gather::distort_avx2(out, image, rows, cols, aug, rng) };
         }
     }
     distort(out, image, rows, cols, aug, rng)
 }
 
+/// How `Padded::bilinear` reads its taps: `p[at[l] + off]` for each lane, where every place is
+/// inside `p` (the caller's invariant, checked in debug builds).
+trait Taps {
+    fn load(p: &[f32], at: &[u32; LANES], off: usize) -> [f32; LANES];
+}
+
+/// One lane at a time: the definition, and the baseline's way.
+struct LaneByLane;
+
+impl Taps for LaneByLane {
+    #[inline(always)]
+    fn load(p: &[f32], at: &[u32; LANES], off: usize) -> [f32; LANES] {
+        std::array::from_fn(|l| p[at[l] as usize + off])
+    }
+}
+
+/// The AVX-512 and AVX2 builds of `distort`, and the gathers they read taps with (used by these
+/// `target_feature` functions only, so the CPU has the instructions).
+#[cfg(target_arch = "x86_64")]
+mod gather {
+    use super::{Augment, ChaCha8Rng, LANES, Taps, distort_with};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub fn distort_avx512(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
+        distort_with::<Avx512>(out, image, rows, cols, aug, rng)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn distort_avx2(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
+        distort_with::<Avx2>(out, image, rows, cols, aug, rng)
+    }
+
+    struct Avx512;
+    struct Avx2;
+
+    impl Taps for Avx512 {
+        #[inline(always)]
+        fn load(p: &[f32], at: &[u32; LANES], off: usize) -> [f32; LANES] {
+            debug_assert!(at.iter().all(|&a| (a as usize + off) < p.len()));
+            // SAFETY: AVX-512F is enabled in the one caller (above); every place is inside `p`
+            // (the trait's invariant) and below 2^31 (`Padded::new`), as the signed offsets need.
+            unsafe {
+                let idx = _mm512_loadu_si512(at.as_ptr().cast());
+                std::mem::transmute(_mm512_i32gather_ps::<4>(idx, p.as_ptr().add(off)))
+            }
+        }
+    }
+
+    impl Taps for Avx2 {
+        #[inline(always)]
+        fn load(p: &[f32], at: &[u32; LANES], off: usize) -> [f32; LANES] {
+            debug_assert!(at.iter().all(|&a| (a as usize + off) < p.len()));
+            // SAFETY: as for `Avx512`, with AVX2 enabled in the one caller; two gathers of 8.
+            unsafe {
+                let base = p.as_ptr().add(off);
+                let lo = _mm256_loadu_si256(at.as_ptr().cast());
+                let hi = _mm256_loadu_si256(at.as_ptr().add(8).cast());
+                std::mem::transmute([_mm256_i32gather_ps::<4>(base, lo), _mm256_i32gather_ps::<4>(base, hi)])
+            }
+        }
+    }
+}
+
 /// One image's distortion into `out`, drawing from `rng`.
 #[inline(always)]
 pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
+    distort_with::<LaneByLane>(out, image, rows, cols, aug, rng)
+}
+
+/// `distort`, reading the bilinear taps with `T`.
+#[inline(always)]
+fn distort_with<T: Taps>(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Augment, rng: &mut ChaCha8Rng) {
     let rad = |deg: f32| deg.to_radians();
     let (theta, s) = (rad(aug.rotate) * signed(rng), 1.0 + aug.scale * signed(rng));
     let shear = rad(aug.shear * signed(rng)).tan();
@@ -194,7 +257,7 @@ pub fn distort(out: &mut [u8], image: &[u8], rows: usize, cols: usize, aug: &Aug
             sx[l] = inv[0] * ux + inv[1] * uy + cx;
             sy[l] = inv[2] * ux + inv[3] * uy + cy;
         }
-        padded.bilinear(out, &sx, &sy);
+        padded.bilinear::<T>(out, &sx, &sy);
     }
 }
 
@@ -214,7 +277,7 @@ impl Padded {
     fn new(image: &[u8], rows: usize, cols: usize) -> Padded {
         let stride = cols + 3;
         // Loaded images are at most 16384 pixels a side (`data::folder`), far within this.
-        assert!((rows + 3) * stride <= u32::MAX as usize, "a {rows} x {cols} image is too large to distort");
+        assert!((rows + 3) * stride <= i32::MAX as usize, "a {rows} x {cols} image is too large to distort");
         let mut pixels = vec![0.0; (rows + 3) * stride];
         for (y, row) in image.chunks_exact(cols).enumerate() {
             let at = (y + 1) * stride + 1;
@@ -226,11 +289,9 @@ impl Padded {
     }
 
     /// As `bilinear`, lane by lane: `out[l]` = the image at (x[l], y[l]) (0 outside), rounded
-    /// and clamped to a grey level, for the lanes `out` has. Coordinates, weights and places are
-    /// computed in vector lanes; the taps are loaded and mixed one lane at a time (the four reads
-    /// of a lane are a gather, which vector code can only assemble element by element).
+    /// and clamped to a grey level, for the lanes `out` has; `T` reads the taps.
     #[inline(always)]
-    fn bilinear(&self, out: &mut [u8], x: &[f32; LANES], y: &[f32; LANES]) {
+    fn bilinear<T: Taps>(&self, out: &mut [u8], x: &[f32; LANES], y: &[f32; LANES]) {
         let (mut at, mut fx, mut fy) = ([0u32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
         for l in 0..LANES {
             // `max` then `min` clamps as `clamp` does, and takes a NaN to -1 (0 is read there).
@@ -239,16 +300,20 @@ impl Padded {
             (fx[l], fy[l]) = (x - x0, y - y0);
             // SAFETY: x0 + 1 and y0 + 1 are whole numbers in 0..=cols + 1 and 0..=rows + 1.
             let (x1, y1) = unsafe { ((x0 + 1.0).to_int_unchecked::<u32>(), (y0 + 1.0).to_int_unchecked::<u32>()) };
-            // Below (rows + 3) * stride, which `new` checks fits in u32.
+            // At most (rows + 1) * stride + cols + 1, so the taps below, up to stride + 1 further,
+            // stay inside the (rows + 3) * stride pixels (below 2^31, checked by `new`).
             at[l] = y1 * self.stride as u32 + x1;
         }
         let (p, s) = (&self.pixels, self.stride);
-        for (l, o) in out.iter_mut().enumerate() {
-            let a = at[l] as usize;
-            let top = p[a] * (1.0 - fx[l]) + p[a + 1] * fx[l];
-            let bottom = p[a + s] * (1.0 - fx[l]) + p[a + s + 1] * fx[l];
-            *o = grey(top * (1.0 - fy[l]) + bottom * fy[l]);
+        let (t00, t01) = (T::load(p, &at, 0), T::load(p, &at, 1));
+        let (t10, t11) = (T::load(p, &at, s), T::load(p, &at, s + 1));
+        let mut v = [0u8; LANES];
+        for l in 0..LANES {
+            let top = t00[l] * (1.0 - fx[l]) + t01[l] * fx[l];
+            let bottom = t10[l] * (1.0 - fx[l]) + t11[l] * fx[l];
+            v[l] = grey(top * (1.0 - fy[l]) + bottom * fy[l]);
         }
+        out.copy_from_slice(&v[..out.len()]);
     }
 }
 
@@ -435,17 +500,41 @@ mod tests {
     }
 
     #[test]
-    fn the_avx2_draw_is_the_baseline_draw_bit_for_bit() {
-        let img = digit();
-        for kind in [Augmentation::Affine, Augmentation::Elastic] {
-            let aug = Augment { kind, ..Default::default() };
-            for seed in 0..50 {
-                let (mut fast, mut plain) = (vec![0u8; 784], vec![0u8; 784]);
-                distort_simd(&mut fast, &img, 28, 28, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
-                distort(&mut plain, &img, 28, 28, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
-                assert_eq!(fast, plain, "{kind:?}, seed {seed}");
+    fn the_avx512_and_avx2_draws_are_the_baseline_draw_bit_for_bit() {
+        type Draw = fn(&mut [u8], &[u8], usize, usize, &Augment, &mut ChaCha8Rng);
+        let mut levels: Vec<(&str, Draw)> = vec![("dispatched", distort_simd)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F.
+                levels.push(("AVX-512", |o, i, r, c, a, g| unsafe { gather::distort_avx512(o, i, r, c, a, g) }));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                levels.push(("AVX2", |o, i, r, c, a, g| unsafe { gather::distort_avx2(o, i, r, c, a, g) }));
             }
         }
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for (rows, cols) in [(28, 28), (5, 3), (9, 17)] {
+            let img: Vec<u8> = (0..rows * cols).map(|_| rng.next_u32() as u8).collect();
+            for kind in [Augmentation::Affine, Augmentation::Elastic] {
+                for aug in [
+                    Augment { kind, ..Default::default() },
+                    Augment { kind, shift: 9.0, rotate: 40.0, ..Default::default() },
+                ] {
+                    for seed in 0..30 {
+                        let mut plain = vec![0u8; rows * cols];
+                        distort(&mut plain, &img, rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
+                        for (level, draw) in &levels {
+                            let mut fast = vec![0u8; rows * cols];
+                            draw(&mut fast, &img, rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
+                            assert_eq!(fast, plain, "{level}: {rows}x{cols} {kind:?}, seed {seed}");
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("levels checked against the baseline: {:?}", levels.iter().map(|l| l.0).collect::<Vec<_>>());
     }
 
     #[test]
@@ -493,7 +582,7 @@ mod tests {
                 (x[l], y[l]) = (20.0 * signed(&mut rng) + 13.5, 20.0 * signed(&mut rng) + 13.5);
             }
             let mut got = [0u8; LANES];
-            padded.bilinear(&mut got, &x, &y);
+            padded.bilinear::<LaneByLane>(&mut got, &x, &y);
             for (l, a) in got.into_iter().enumerate() {
                 let b = bilinear(&img, 28, 28, x[l], y[l]);
                 assert!((a as f32 - b).abs() <= 0.5 + 1e-3, "({}, {}): {a} vs {b}", x[l], y[l]);
