@@ -38,6 +38,8 @@ pub struct EpochImages {
     next: Option<(Arc<Draw>, JoinHandle<()>)>,
     /// Pieces of the last epoch taken that the idle thread drew.
     drawn_ahead: usize,
+    /// The last epoch's images, whose memory each epoch reuses.
+    pixels: Vec<u8>,
 }
 
 struct Source {
@@ -64,13 +66,18 @@ impl Source {
 
     fn piece(&self, epoch: usize, p: usize) -> Vec<u8> {
         let d = self.rows * self.cols;
-        let first = p * PIECE;
-        let src = &self.pixels[first * d..((first + PIECE) * d).min(self.pixels.len())];
-        let mut out = vec![0u8; src.len()];
+        let mut out = vec![0u8; ((p + 1) * PIECE * d).min(self.pixels.len()) - p * PIECE * d];
+        self.draw_piece(&mut out, epoch, p);
+        out
+    }
+
+    /// Piece `p` of epoch `epoch` into `out` (as long as the piece).
+    fn draw_piece(&self, out: &mut [u8], epoch: usize, p: usize) {
+        let (d, first) = (self.rows * self.cols, p * PIECE);
+        let src = &self.pixels[first * d..][..out.len()];
         for (i, (dst, src)) in out.chunks_exact_mut(d).zip(src.chunks_exact(d)).enumerate() {
             draw_image(dst, src, self.rows, self.cols, &self.aug, self.seed, epoch, first + i);
         }
-        out
     }
 }
 
@@ -103,35 +110,46 @@ impl EpochImages {
     /// each next epoch while this one trains (where the system has an idle priority).
     pub fn new(pixels: Vec<u8>, rows: usize, cols: usize, aug: Augment, seed: u64, ahead: bool) -> EpochImages {
         let source = Arc::new(Source { pixels, rows, cols, aug, seed });
-        EpochImages { source, ahead, next: None, drawn_ahead: 0 }
+        EpochImages { source, ahead, next: None, drawn_ahead: 0, pixels: Vec::new() }
     }
 
-    /// Epoch `epoch`'s images, as `epoch_images` draws them; then starts on the next epoch's.
-    pub fn take(&mut self, epoch: usize) -> Vec<u8> {
+    /// Epoch `epoch`'s images, as `epoch_images` draws them (valid until the next call, whose
+    /// images take the same memory); then starts on the next epoch's.
+    pub fn take(&mut self, epoch: usize) -> &[u8] {
         let source = &self.source;
-        let (draw, thread) = match self.next.take() {
-            Some((draw, thread)) if draw.epoch == epoch => (draw, Some(thread)),
+        let d = source.rows * source.cols;
+        self.pixels.resize(source.pixels.len(), 0);
+        let ahead = match self.next.take() {
+            Some((draw, thread)) if draw.epoch == epoch => Some((draw, thread)),
             Some((other, thread)) => {
                 other.abandon();
                 let _ = thread.join();
-                (Arc::new(Draw::new(epoch, source.images())), None)
+                None
             }
-            None => (Arc::new(Draw::new(epoch, source.images())), None),
+            None => None,
         };
-        (0..rayon::current_num_threads()).into_par_iter().for_each(|_| draw.work(source, false));
-        // The idle thread ends once it has drawn the piece in its hand.
-        let _ = thread.map(JoinHandle::join);
-        self.drawn_ahead = draw.by_idle.load(Ordering::Relaxed);
-        let mut pixels = Vec::with_capacity(source.pixels.len());
-        for (p, slot) in draw.pieces.iter().enumerate() {
-            // A piece is missing only if the idle thread died drawing it.
-            match slot.get() {
-                Some(piece) => pixels.extend_from_slice(piece),
-                None => pixels.extend_from_slice(&source.piece(epoch, p)),
+        self.drawn_ahead = 0;
+        match ahead {
+            // Nothing drawn yet: the pool draws every piece in place.
+            None => self.pixels.par_chunks_mut(PIECE * d.max(1)).enumerate().for_each(|(p, out)| {
+                source.draw_piece(out, epoch, p);
+            }),
+            Some((draw, thread)) => {
+                (0..rayon::current_num_threads()).into_par_iter().for_each(|_| draw.work(source, false));
+                // The idle thread ends once it has drawn the piece in its hand.
+                let _ = thread.join();
+                self.drawn_ahead = draw.by_idle.load(Ordering::Relaxed);
+                for (p, out) in self.pixels.chunks_mut(PIECE * d.max(1)).enumerate() {
+                    // A piece is missing only if the idle thread died drawing it.
+                    match draw.pieces[p].get() {
+                        Some(piece) => out.copy_from_slice(piece),
+                        None => source.draw_piece(out, epoch, p),
+                    }
+                }
             }
         }
         self.next = if self.ahead { draw_ahead(source, epoch + 1) } else { None };
-        pixels
+        &self.pixels
     }
 
     /// How many of the last epoch's images the idle thread drew.

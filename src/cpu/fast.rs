@@ -53,43 +53,52 @@ pub struct SparseRows {
 }
 
 impl SparseRows {
-    /// `pixels` is n x d bytes, row-major (d < 2^32, which any loaded image satisfies). Built in
-    /// parallel pieces of rows, joined in order: augmented runs rebuild it every epoch.
+    /// `pixels` is n x d bytes, row-major (d < 2^32, which any loaded image satisfies).
     pub fn from_pixels(pixels: &[u8], d: usize) -> Self {
-        const PIECE: usize = 2048;
-        let pieces: Vec<(Vec<usize>, Vec<u32>, Vec<f32>)> = pixels
-            .par_chunks(d.max(1) * PIECE)
-            .map(|piece| {
-                let nnz = piece.iter().filter(|&&p| p != 0).count();
-                let (mut ends, mut col, mut val) = (Vec::new(), Vec::with_capacity(nnz), Vec::with_capacity(nnz));
-                for row in piece.chunks_exact(d.max(1)) {
-                    for (c, &p) in row.iter().enumerate() {
-                        if p != 0 {
-                            col.push(c as u32);
-                            val.push(p as f32 / 255.0);
-                        }
-                    }
-                    ends.push(col.len());
-                }
-                (ends, col, val)
-            })
-            .collect();
-        let nnz = pieces.iter().map(|(_, c, _)| c.len()).sum();
-        let n = pixels.len().checked_div(d).unwrap_or(0);
-        let mut rows = SparseRows {
-            d,
-            start: Vec::with_capacity(n + 1),
-            col: Vec::with_capacity(nnz),
-            val: Vec::with_capacity(nnz),
-        };
-        rows.start.push(0);
-        for (ends, col, val) in pieces {
-            let base = rows.col.len();
-            rows.start.extend(ends.iter().map(|e| base + e));
-            rows.col.extend_from_slice(&col);
-            rows.val.extend_from_slice(&val);
-        }
+        let mut rows = SparseRows { d, start: Vec::new(), col: Vec::new(), val: Vec::new() };
+        rows.refill(pixels, d);
         rows
+    }
+
+    /// Becomes `from_pixels(pixels, d)`, keeping its memory: augmented runs rebuild the rows
+    /// every epoch. Two parallel passes over pieces of rows: count each piece's non-zeros, then
+    /// write each piece's entries in place at its offset.
+    pub fn refill(&mut self, pixels: &[u8], d: usize) {
+        const PIECE: usize = 2048;
+        let piece_bytes = d.max(1) * PIECE;
+        let counts: Vec<usize> =
+            pixels.par_chunks(piece_bytes).map(|piece| piece.iter().filter(|&&p| p != 0).count()).collect();
+        let n = pixels.len().checked_div(d).unwrap_or(0);
+        let nnz = counts.iter().sum();
+        self.d = d;
+        self.start.resize(n + 1, 0);
+        self.col.resize(nnz, 0);
+        self.val.resize(nnz, 0.0);
+        // Each piece's share of `start` (its rows' ends), `col` and `val`.
+        let mut jobs = Vec::with_capacity(counts.len());
+        let (mut start, mut col, mut val) = (&mut self.start[1..], &mut self.col[..], &mut self.val[..]);
+        let mut base = 0;
+        for (piece, &count) in pixels.chunks(piece_bytes).zip(&counts) {
+            let (s, s_rest) = std::mem::take(&mut start).split_at_mut(piece.len() / d.max(1));
+            let (c, c_rest) = std::mem::take(&mut col).split_at_mut(count);
+            let (v, v_rest) = std::mem::take(&mut val).split_at_mut(count);
+            jobs.push((piece, s, c, v, base));
+            (start, col, val, base) = (s_rest, c_rest, v_rest, base + count);
+        }
+        jobs.into_par_iter().for_each(|(piece, ends, col, val, base)| {
+            let mut at = 0;
+            for (row, end) in piece.chunks_exact(d.max(1)).zip(ends) {
+                for (c, &p) in row.iter().enumerate() {
+                    if p != 0 {
+                        col[at] = c as u32;
+                        val[at] = p as f32 / 255.0;
+                        at += 1;
+                    }
+                }
+                *end = base + at;
+            }
+        });
+        self.start[0] = 0;
     }
 
     pub fn n(&self) -> usize {
@@ -711,4 +720,44 @@ fn shards(n: usize) -> Vec<Range<usize>> {
     let count = n.div_ceil(MIN_SHARD_ROWS).clamp(1, SHARDS);
     let per = n.div_ceil(count).max(1);
     (0..n).step_by(per).map(|r| r..(r + per).min(n)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SparseRows;
+
+    /// The rows one pixel at a time: the definition `refill` is checked against.
+    fn plain(pixels: &[u8], d: usize) -> (Vec<usize>, Vec<u32>, Vec<f32>) {
+        let (mut start, mut col, mut val) = (vec![0], Vec::new(), Vec::new());
+        for row in pixels.chunks_exact(d) {
+            for (c, &p) in row.iter().enumerate().filter(|(_, p)| **p != 0) {
+                col.push(c as u32);
+                val.push(p as f32 / 255.0);
+            }
+            start.push(col.len());
+        }
+        (start, col, val)
+    }
+
+    #[test]
+    fn refilled_rows_are_the_rows_of_the_new_pixels() {
+        let mut state = 1u32;
+        let mut pixels = |n: usize, d: usize, ink: u32| -> Vec<u8> {
+            (0..n * d)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    if state >> 24 < ink { (state >> 8) as u8 | 1 } else { 0 }
+                })
+                .collect()
+        };
+        // Several pieces of 2,048 rows and a part of one; then fewer rows, denser, then none.
+        let mut rows = SparseRows::from_pixels(&[], 7);
+        for (n, d, ink) in [(4_100, 7, 60), (5, 13, 250), (2_049, 3, 0), (0, 5, 100), (3_000, 784, 50)] {
+            let p = pixels(n, d, ink);
+            rows.refill(&p, d);
+            let (start, col, val) = plain(&p, d);
+            assert_eq!((rows.d, rows.n()), (d, n));
+            assert!(rows.start == start && rows.col == col && rows.val == val, "{n} rows of {d}");
+        }
+    }
 }

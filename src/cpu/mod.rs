@@ -154,7 +154,7 @@ impl Backend for CpuBackend {
 
     fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
         if let Some(a) = &mut self.augmenting {
-            self.train.x = SparseRows::from_pixels(&a.images.take(epoch), a.d);
+            self.train.x.refill(a.images.take(epoch), a.d);
         }
         Ok(())
     }

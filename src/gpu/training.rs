@@ -91,7 +91,7 @@ impl Backend for GpuBackend {
         let (Some((images, d)), Some(buffers)) = (&mut self.augmenting, &self.train.buffers) else {
             return Ok(());
         };
-        let packed = pack_rows(&images.take(epoch), *d);
+        let packed = pack_rows(images.take(epoch), *d);
         // The recorded steps read the images before.
         self.flush();
         if self.batches.full() {
