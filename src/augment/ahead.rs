@@ -152,7 +152,8 @@ impl EpochImages {
         &self.pixels
     }
 
-    /// How many of the last epoch's images the idle thread drew.
+    /// How many of the last epoch's images the idle thread drew, counted in whole pieces (the
+    /// last piece may be short, so this is exact when it drew none or all of them).
     pub fn drawn_ahead(&self) -> usize {
         (self.drawn_ahead * PIECE).min(self.source.images())
     }
