@@ -152,6 +152,11 @@ impl EpochImages {
         &self.pixels
     }
 
+    /// Pixels per image (rows x cols).
+    pub fn d(&self) -> usize {
+        self.source.rows * self.source.cols
+    }
+
     /// How many of the last epoch's images the idle thread drew, counted in whole pieces (the
     /// last piece may be short, so this is exact when it drew none or all of them).
     pub fn drawn_ahead(&self) -> usize {

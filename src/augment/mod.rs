@@ -500,44 +500,6 @@ mod tests {
     }
 
     #[test]
-    fn the_avx512_and_avx2_draws_are_the_baseline_draw_bit_for_bit() {
-        type Draw = fn(&mut [u8], &[u8], usize, usize, &Augment, &mut ChaCha8Rng);
-        let mut levels: Vec<(&str, Draw)> = vec![("dispatched", distort_simd)];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F.
-                levels.push(("AVX-512", |o, i, r, c, a, g| unsafe { gather::distort_avx512(o, i, r, c, a, g) }));
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                levels.push(("AVX2", |o, i, r, c, a, g| unsafe { gather::distort_avx2(o, i, r, c, a, g) }));
-            }
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(12);
-        for (rows, cols) in [(28, 28), (5, 3), (9, 17)] {
-            let img: Vec<u8> = (0..rows * cols).map(|_| rng.next_u32() as u8).collect();
-            for kind in [Augmentation::Affine, Augmentation::Elastic] {
-                for aug in [
-                    Augment { kind, ..Default::default() },
-                    Augment { kind, shift: 9.0, rotate: 40.0, ..Default::default() },
-                ] {
-                    for seed in 0..30 {
-                        let mut plain = vec![0u8; rows * cols];
-                        distort(&mut plain, &img, rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
-                        for (level, draw) in &levels {
-                            let mut fast = vec![0u8; rows * cols];
-                            draw(&mut fast, &img, rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
-                            assert_eq!(fast, plain, "{level}: {rows}x{cols} {kind:?}, seed {seed}");
-                        }
-                    }
-                }
-            }
-        }
-        eprintln!("levels checked against the baseline: {:?}", levels.iter().map(|l| l.0).collect::<Vec<_>>());
-    }
-
-    #[test]
     fn the_field_is_the_zero_padded_gaussian_blur_of_its_noise() {
         let (rows, cols) = (7, 9);
         let aug = Augment { kind: Augmentation::Elastic, alpha: 3.0, sigma: 1.3, ..Default::default() };
@@ -624,9 +586,30 @@ mod tests {
         }
     }
 
+    type Draw = fn(&mut [u8], &[u8], usize, usize, &Augment, &mut ChaCha8Rng);
+
+    /// Every build of the draw: the baseline, the one `distort_simd` picks, and each of the
+    /// AVX-512 and AVX2 builds the CPU can run.
+    fn levels() -> Vec<(&'static str, Draw)> {
+        let mut levels: Vec<(&'static str, Draw)> = vec![("baseline", distort), ("dispatched", distort_simd)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F.
+                levels.push(("AVX-512", |o, i, r, c, a, g| unsafe { gather::distort_avx512(o, i, r, c, a, g) }));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                levels.push(("AVX2", |o, i, r, c, a, g| unsafe { gather::distort_avx2(o, i, r, c, a, g) }));
+            }
+        }
+        levels
+    }
+
     #[test]
-    fn the_lanes_draw_what_one_pixel_at_a_time_draws() {
+    fn every_build_draws_what_one_pixel_at_a_time_draws() {
         // Awkward widths leave partial groups of lanes; strong maps sample outside the image.
+        let levels = levels();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         for (rows, cols) in [(28, 28), (5, 3), (9, 17), (32, 8)] {
             let img: Vec<u8> = (0..rows * cols).map(|_| rng.next_u32() as u8).collect();
@@ -636,14 +619,18 @@ mod tests {
                     Augment { kind, shift: 9.0, rotate: 40.0, ..Default::default() },
                 ] {
                     for seed in 0..40 {
-                        let (mut lanes, mut plain) = (vec![0u8; rows * cols], vec![0u8; rows * cols]);
-                        distort_simd(&mut lanes, &img, rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
+                        let mut plain = vec![0u8; rows * cols];
                         distort_pixelwise(&mut plain, &img, (rows, cols), &aug, seed);
-                        assert_eq!(lanes, plain, "{rows}x{cols} {kind:?} seed {seed}");
+                        for (level, draw) in &levels {
+                            let mut lanes = vec![0u8; rows * cols];
+                            draw(&mut lanes, &img, rows, cols, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
+                            assert_eq!(lanes, plain, "{level}: {rows}x{cols} {kind:?} seed {seed}");
+                        }
                     }
                 }
             }
         }
+        eprintln!("builds checked: {:?}", levels.iter().map(|l| l.0).collect::<Vec<_>>());
     }
 
     #[test]

@@ -38,16 +38,11 @@ pub struct CpuBackend {
     train: SparseSet,
     validation: SparseSet,
     test: SparseSet,
-    augmenting: Option<Augmenting>,
+    /// The original training images and how each epoch distorts them (`with_augment`).
+    augmenting: Option<EpochImages>,
     /// Dropout on the hidden layers, and the model's step the next `step` takes (its masks).
     dropout: Option<Dropout>,
     step_index: u64,
-}
-
-/// The original training images and how each epoch distorts them (`with_augment`).
-struct Augmenting {
-    images: EpochImages,
-    d: usize,
 }
 
 impl CpuBackend {
@@ -85,11 +80,9 @@ impl CpuBackend {
     /// Trains each epoch on `augment`'s distortion of `train`'s images (the training split this
     /// backend was made with), drawn from `seed` and the epoch.
     pub fn with_augment(mut self, train: &Dataset, augment: Augment, seed: u64) -> Self {
-        self.augmenting = (augment.kind != Augmentation::None).then(|| Augmenting {
-            // No draw ahead: the step keeps every core busy but for moments too short to use.
-            images: EpochImages::new(train.pixels.clone(), train.rows, train.cols, augment, seed, false),
-            d: train.d(),
-        });
+        // No draw ahead: the step keeps every core busy but for moments too short to use.
+        self.augmenting = (augment.kind != Augmentation::None)
+            .then(|| EpochImages::new(train.pixels.clone(), train.rows, train.cols, augment, seed, false));
         self
     }
 
@@ -153,8 +146,9 @@ impl Backend for CpuBackend {
     }
 
     fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
-        if let Some(a) = &mut self.augmenting {
-            self.train.x.refill(a.images.take(epoch), a.d);
+        if let Some(images) = &mut self.augmenting {
+            let d = images.d();
+            self.train.x.refill(images.take(epoch), d);
         }
         Ok(())
     }

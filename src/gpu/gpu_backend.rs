@@ -44,7 +44,7 @@ pub struct GpuBackend {
     pub(super) moments: [Option<wgpu::Buffer>; 2],
     /// The original training images (row-major, rows x cols each) when each epoch distorts them,
     /// drawn on the host into the upload the epoch's order makes anyway.
-    pub(super) augmenting: Option<(EpochImages, usize)>,
+    pub(super) augmenting: Option<EpochImages>,
     /// Dropout on the hidden layers, and the model's step the next `step` takes (its masks).
     pub(super) dropout: Option<Dropout>,
     pub(super) step_index: u64,
@@ -155,9 +155,10 @@ impl GpuBackend {
         ctx.check()?;
         // A software adapter computes on the cores that a draw ahead would take.
         let ahead = super::context::is_hardware(&ctx.info);
-        let augmenting = options.augment.filter(|(a, _)| a.kind != Augmentation::None).map(|(a, seed)| {
-            (EpochImages::new(train.pixels.clone(), train.rows, train.cols, a, seed, ahead), train.d())
-        });
+        let augmenting = options
+            .augment
+            .filter(|(a, _)| a.kind != Augmentation::None)
+            .map(|(a, seed)| EpochImages::new(train.pixels.clone(), train.rows, train.cols, a, seed, ahead));
         Ok(GpuBackend {
             tiling,
             tiles: kernels.tiles().clone(),

@@ -88,10 +88,11 @@ impl Backend for GpuBackend {
     }
 
     fn begin_epoch(&mut self, epoch: usize) -> Result<(), BackendError> {
-        let (Some((images, d)), Some(buffers)) = (&mut self.augmenting, &self.train.buffers) else {
+        let (Some(images), Some(buffers)) = (&mut self.augmenting, &self.train.buffers) else {
             return Ok(());
         };
-        let packed = pack_rows(images.take(epoch), *d);
+        let d = images.d();
+        let packed = pack_rows(images.take(epoch), d);
         // The recorded steps read the images before.
         self.flush();
         if self.batches.full() {
