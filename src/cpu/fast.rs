@@ -1,22 +1,25 @@
 //! The fast CPU training step: the same math as `reference`, arranged for speed, for any number
 //! of hidden layers.
 //!
-//! * Sparse input: MNIST pixels are ~81% zero, so the training set is kept once as compressed
-//!   sparse rows (CSR) and the input-layer products X·W1 and X^T·dZ1 (98% of the dense FLOPs of a
-//!   784-H-10 network) touch only non-zero pixels: `z1_i = b1 + Σ_p x_ip W1[p,:]` and
+//! * Input by quads: the training set is kept once as rows of quads (4 pixels side by side)
+//!   with the blank quads left out (`SparseRows`); MNIST's digits are 81% blank pixels and 72%
+//!   blank quads. The input-layer products X·W1 and X^T·dZ1 (98% of the dense FLOPs of a
+//!   784-H-10 network) touch only the inked quads: `z1_i = b1 + Σ_p x_ip W1[p,:]` and
 //!   `dW1[p,:] += x_ip dz1_i`.
-//! * Blocks by column: a block's non-zeros are regrouped by column (`block::Columns`), and both
-//!   products walk H in chunks of `CH` floats held in registers: forward, a slice of `W1[p,:]` is
-//!   loaded once per block and added into every row that uses it; backward, `dW1[p,:]` is summed
-//!   over the block's rows in registers and stored once per block.
-//! * Hidden-to-hidden layers run the same block products on the non-zero activations (a ReLU row
-//!   is about half zeros) and, backwards, on the non-zero gradients with W^T.
-//! * Dense blocks: a block whose inputs are mostly non-zero (Fashion-MNIST's garments, photos,
-//!   sigmoid activations) takes register-tiled dense products instead (`dense`), from the
-//!   density `dense_from` gives for the SIMD level. Zeros add +0, so both give the same bits.
+//! * Blocks by quad: a block's quads are regrouped by quad (`quads::Quads`), and both products
+//!   walk H in slices held in registers: forward, a quad's 4 rows of W1 are loaded once per
+//!   block and added into every row that uses them; backward, the quad's 4 rows of dW1 are
+//!   summed over the block's rows in registers and stored once per block. Dense inputs
+//!   (Fashion-MNIST's garments, photos) take the same products, which beat register-tiled
+//!   dense products at every density (docs/performance.md).
+//! * Hidden-to-hidden layers run column-wise block products (`block`) on the non-zero
+//!   activations (a ReLU row is about half zeros) and, backwards, on the non-zero gradients with
+//!   W^T; a block whose activations are mostly non-zero (sigmoid) takes register-tiled dense
+//!   products instead (`dense`), from the density `dense_from` gives for the SIMD level. Zeros
+//!   add +0, so all of these give the same bits.
 //! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
-//! * Rows go in blocks of `BLOCK` through three phases (sparse forward | dense layers, softmax and
-//!   their backward | sparse backward), which keeps each phase's weights hot and lets `bench`
+//! * Rows go in blocks of `BLOCK` through three phases (input forward | hidden layers, softmax
+//!   and their backward | input backward), which keeps each phase's weights hot and lets `bench`
 //!   time the phases.
 //! * Threads: rows are cut into a fixed number of shards (independent of the thread count), each
 //!   shard accumulates its own gradients in row order, and the shards are summed in order. The
@@ -41,57 +44,69 @@ use crate::model::{Activation, Layer, Params, Stats, transpose};
 mod batch;
 mod block;
 mod dense;
+mod quads;
 
-/// Rows of u8 pixels with the zeros left out: row i holds entries `start[i]..start[i+1]` of
-/// `col`/`val`, values already scaled to [0, 1].
+use quads::Quads;
+
+/// Rows of u8 pixels by quads (4 pixels side by side, `4g..4g + 4`), the empty quads left out:
+/// row i holds entries `start[i]..start[i+1]` of `quad`/`val`, the indices of its quads with
+/// any ink, ascending, and their values scaled to [0, 1] (0 for blank pixels and past d).
 #[derive(Clone, Debug)]
 pub struct SparseRows {
     pub d: usize,
-    pub start: Vec<usize>,
-    pub col: Vec<u32>,
-    pub val: Vec<f32>,
+    nnz: usize,
+    start: Vec<usize>,
+    quad: Vec<u32>,
+    val: Vec<[f32; 4]>,
 }
 
 impl SparseRows {
     /// `pixels` is n x d bytes, row-major (d < 2^32, which any loaded image satisfies).
     pub fn from_pixels(pixels: &[u8], d: usize) -> Self {
-        let mut rows = SparseRows { d, start: Vec::new(), col: Vec::new(), val: Vec::new() };
+        let mut rows = SparseRows { d, nnz: 0, start: Vec::new(), quad: Vec::new(), val: Vec::new() };
         rows.refill(pixels, d);
         rows
     }
 
     /// Becomes `from_pixels(pixels, d)`, keeping its memory: augmented runs rebuild the rows
-    /// every epoch. Two parallel passes over pieces of rows: count each piece's non-zeros, then
-    /// write each piece's entries in place at its offset.
+    /// every epoch. Two parallel passes over pieces of rows: count each piece's inked quads,
+    /// then write each piece's entries in place at its offset.
     pub fn refill(&mut self, pixels: &[u8], d: usize) {
         const PIECE: usize = 2048;
         let piece_bytes = d.max(1) * PIECE;
-        let counts: Vec<usize> =
-            pixels.par_chunks(piece_bytes).map(|piece| piece.iter().filter(|&&p| p != 0).count()).collect();
+        let inked = |row: &[u8]| row.chunks(4).filter(|q| q.iter().any(|&p| p != 0)).count();
+        let counts: Vec<(usize, usize)> = pixels
+            .par_chunks(piece_bytes)
+            .map(|piece| {
+                let quads = piece.chunks_exact(d.max(1)).map(inked).sum();
+                (quads, piece.iter().filter(|&&p| p != 0).count())
+            })
+            .collect();
         let n = pixels.len().checked_div(d).unwrap_or(0);
-        let nnz = counts.iter().sum();
+        let entries = counts.iter().map(|c| c.0).sum();
         self.d = d;
+        self.nnz = counts.iter().map(|c| c.1).sum();
         self.start.resize(n + 1, 0);
-        self.col.resize(nnz, 0);
-        self.val.resize(nnz, 0.0);
-        // Each piece's share of `start` (its rows' ends), `col` and `val`.
+        self.quad.resize(entries, 0);
+        self.val.resize(entries, [0.0; 4]);
+        // Each piece's share of `start` (its rows' ends), `quad` and `val`.
         let mut jobs = Vec::with_capacity(counts.len());
-        let (mut start, mut col, mut val) = (&mut self.start[1..], &mut self.col[..], &mut self.val[..]);
+        let (mut start, mut quad, mut val) = (&mut self.start[1..], &mut self.quad[..], &mut self.val[..]);
         let mut base = 0;
-        for (piece, &count) in pixels.chunks(piece_bytes).zip(&counts) {
+        for (piece, &(count, _)) in pixels.chunks(piece_bytes).zip(&counts) {
             let (s, s_rest) = std::mem::take(&mut start).split_at_mut(piece.len() / d.max(1));
-            let (c, c_rest) = std::mem::take(&mut col).split_at_mut(count);
+            let (q, q_rest) = std::mem::take(&mut quad).split_at_mut(count);
             let (v, v_rest) = std::mem::take(&mut val).split_at_mut(count);
-            jobs.push((piece, s, c, v, base));
-            (start, col, val, base) = (s_rest, c_rest, v_rest, base + count);
+            jobs.push((piece, s, q, v, base));
+            (start, quad, val, base) = (s_rest, q_rest, v_rest, base + count);
         }
-        jobs.into_par_iter().for_each(|(piece, ends, col, val, base)| {
+        jobs.into_par_iter().for_each(|(piece, ends, quad, val, base)| {
             let mut at = 0;
             for (row, end) in piece.chunks_exact(d.max(1)).zip(ends) {
-                for (c, &p) in row.iter().enumerate() {
-                    if p != 0 {
-                        col[at] = c as u32;
-                        val[at] = p as f32 / 255.0;
+                for (g, q) in row.chunks(4).enumerate() {
+                    if q.iter().any(|&p| p != 0) {
+                        quad[at] = g as u32;
+                        val[at] = std::array::from_fn(|i| q.get(i).map_or(0.0, |&p| p as f32 / 255.0));
                         at += 1;
                     }
                 }
@@ -105,10 +120,21 @@ impl SparseRows {
         self.start.len() - 1
     }
 
+    /// Non-zero pixels in all rows.
+    pub fn nnz(&self) -> usize {
+        self.nnz
+    }
+
+    /// Quads with ink in all rows.
+    pub fn inked_quads(&self) -> usize {
+        self.quad.len()
+    }
+
+    /// Row i's inked quads and their values.
     #[inline(always)]
-    fn row(&self, i: usize) -> (&[u32], &[f32]) {
+    pub(super) fn row(&self, i: usize) -> (&[u32], &[[f32; 4]]) {
         let r = self.start[i]..self.start[i + 1];
-        (&self.col[r.clone()], &self.val[r])
+        (&self.quad[r.clone()], &self.val[r])
     }
 }
 
@@ -296,7 +322,7 @@ struct Job<'a> {
 impl Job<'_> {
     /// The row of `x` at position `i` of the visit order.
     #[inline(always)]
-    fn row(&self, i: usize) -> usize {
+    pub(super) fn row(&self, i: usize) -> usize {
         self.rows.map_or(i, |r| r[i] as usize)
     }
 }
@@ -378,11 +404,10 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
     let mut pre: Vec<Vec<f32>> =
         hidden.iter().map(|&w| vec![0.0; if job.masks.is_some() { BLOCK * w } else { 0 }]).collect();
-    let (mut z, mut pixels, mut nz) = (vec![0.0; k], Columns::default(), Columns::default());
-    // The block's pixels in rows, for the dense products (allocated on the first dense block),
-    // and each weight matrix's `Panels` once a dense product needs them: W1 at 0, layer l's W at
-    // l and its W^T at last + l.
-    let mut x_dense: Vec<f32> = Vec::new();
+    let (mut z, mut nz) = (vec![0.0; k], Columns::default());
+    let mut quads = Quads::default();
+    // Each hidden-to-hidden weight matrix's `Panels` once a dense product needs them: layer l's
+    // W at l and its W^T at last + l.
     let mut panels: Vec<Option<Panels>> = (0..2 * last + 1).map(|_| None).collect();
     let lap = |t: &mut Option<Instant>, acc: &mut u64| {
         if let Some(t0) = t {
@@ -394,30 +419,9 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
     for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
         let mut t = job.timed.then(Instant::now);
         let (h1, d) = (hidden[0], p.shape.d);
-        let nnz: usize = block.clone().map(|i| job.x.row(job.row(i)).0.len()).sum();
-        let dense_input = job.kernels.is_dense(nnz, block.len() * d);
         let a = &mut acts[0][..block.len() * h1];
-        if dense_input {
-            x_dense.resize(BLOCK * d, 0.0);
-            let xd = &mut x_dense[..block.len() * d];
-            xd.fill(0.0);
-            for (r, i) in block.clone().enumerate() {
-                let (cols, vals) = job.x.row(job.row(i));
-                for (&c, &v) in cols.iter().zip(vals) {
-                    xd[r * d + c as usize] = v;
-                }
-            }
-            let w1_panels = panels[0].get_or_insert_with(|| Panels::pack(w1, d, h1, job.kernels.simd));
-            dense::forward(a, b1, xd, d, (w1, w1_panels), h1);
-        } else {
-            pixels.set_sparse(d, block.clone().map(|i| job.x.row(job.row(i))));
-            let rows = block.clone().map(|i| job.x.row(job.row(i)));
-            if job.kernels.simd == Simd::Avx512 {
-                block::forward_rows::<128>(a, b1, rows, w1, h1);
-            } else {
-                block::forward_rows::<64>(a, b1, rows, w1, h1);
-            }
-        }
+        quads.set_rows(d, block.clone().map(|i| job.x.row(job.row(i))));
+        quads::forward(job.kernels.simd, a, b1, &quads, w1, h1, block.len());
         a.iter_mut().for_each(|v| *v = act.apply(*v));
         if let Some(m) = job.masks {
             drop_out(a, &mut pre[0][..block.len() * h1], m, 0, block.clone(), h1);
@@ -486,11 +490,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
         }
         if let Some(g) = grads.as_mut() {
             let (g1, dz) = (&mut g.layers[0], &dzs[0][..block.len() * h1]);
-            if dense_input {
-                dense::backward(&mut g1.w, dz, &x_dense[..block.len() * d], d, h1, job.kernels.simd);
-            } else {
-                block::backward(&mut g1.w, dz, &pixels, h1);
-            }
+            quads::backward(job.kernels.simd, &mut g1.w, dz, &quads, h1, 0..quads.quads());
             if bias {
                 dz.chunks_exact(h1).for_each(|dz| axpy(&mut g1.b, 1.0, dz));
             }
@@ -575,14 +575,14 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
     out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, probs)| {
         let rows = c * BLOCK..c * BLOCK + probs.len() / k;
         let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; rows.len() * w]).collect();
-        let (mut pixels, mut nz) = (Columns::default(), Columns::default());
-        pixels.set_sparse(p.shape.d, rows.map(|i| x.row(i)));
-        block::forward(&mut acts[0], b(0), &pixels, &p.layers[0].w, hidden[0]);
+        let (mut quads, mut nz, kernels) = (Quads::default(), Columns::default(), Kernels::detect());
+        quads.set_rows(p.shape.d, rows.clone().map(|i| x.row(i)));
+        quads::forward(kernels.simd, &mut acts[0], b(0), &quads, &p.layers[0].w, hidden[0], rows.len());
         acts[0].iter_mut().for_each(|v| *v = act.apply(*v));
         for l in 1..last {
             let (below, above) = acts.split_at_mut(l);
             let (input, w, cache) = (&below[l - 1], &p.layers[l].w, (&mut nz, &mut None));
-            dense_block_forward(&mut above[0], b(l), input, w, p.shape.layer(l), cache, (act, Kernels::detect()));
+            dense_block_forward(&mut above[0], b(l), input, w, p.shape.layer(l), cache, (act, kernels));
         }
         for (a, z) in acts[last - 1].chunks_exact(h).zip(probs.chunks_mut(k)) {
             for (j, z) in z.iter_mut().enumerate() {
@@ -727,16 +727,25 @@ mod tests {
     use super::SparseRows;
 
     /// The rows one pixel at a time: the definition `refill` is checked against.
-    fn plain(pixels: &[u8], d: usize) -> (Vec<usize>, Vec<u32>, Vec<f32>) {
-        let (mut start, mut col, mut val) = (vec![0], Vec::new(), Vec::new());
+    #[allow(clippy::type_complexity)]
+    fn plain(pixels: &[u8], d: usize) -> (Vec<usize>, Vec<u32>, Vec<[f32; 4]>, usize) {
+        let (mut start, mut quad, mut val, mut nnz) = (vec![0], Vec::new(), Vec::new(), 0);
         for row in pixels.chunks_exact(d) {
             for (c, &p) in row.iter().enumerate().filter(|(_, p)| **p != 0) {
-                col.push(c as u32);
-                val.push(p as f32 / 255.0);
+                if quad.last() != Some(&((c / 4) as u32)) || start.last() == Some(&quad.len()) {
+                    quad.push((c / 4) as u32);
+                    val.push([0.0; 4]);
+                }
+                *val.last_mut().unwrap() = {
+                    let mut v: [f32; 4] = *val.last().unwrap();
+                    v[c % 4] = p as f32 / 255.0;
+                    v
+                };
+                nnz += 1;
             }
-            start.push(col.len());
+            start.push(quad.len());
         }
-        (start, col, val)
+        (start, quad, val, nnz)
     }
 
     #[test]
@@ -755,9 +764,9 @@ mod tests {
         for (n, d, ink) in [(4_100, 7, 60), (5, 13, 250), (2_049, 3, 0), (0, 5, 100), (3_000, 784, 50)] {
             let p = pixels(n, d, ink);
             rows.refill(&p, d);
-            let (start, col, val) = plain(&p, d);
-            assert_eq!((rows.d, rows.n()), (d, n));
-            assert!(rows.start == start && rows.col == col && rows.val == val, "{n} rows of {d}");
+            let (start, quad, val, nnz) = plain(&p, d);
+            assert_eq!((rows.d, rows.n(), rows.nnz()), (d, n, nnz));
+            assert!(rows.start == start && rows.quad == quad && rows.val == val, "{n} rows of {d}");
         }
     }
 }

@@ -130,7 +130,8 @@ pub fn bench(
     }
     let iteration = median(&mut iters);
     let rows = median(&mut step_rows_seen);
-    let nnz_per_row = x.col.len() as f64 / n.max(1) as f64;
+    let nnz_per_row = x.nnz() as f64 / n.max(1) as f64;
+    let quad_share = 4.0 * x.inked_quads() as f64 / (n.max(1) * d.max(1)) as f64;
     let p = shape.parameter_count() as f64;
     let times: Vec<f64> = phase_s.iter_mut().map(|v| median(v)).collect();
     let update = median(&mut updates);
@@ -157,11 +158,9 @@ pub fn bench(
         timing: format!(
             "{what}; phases: the gradient pass's wall time split by each phase's share of the threads' busy time \
              (phases alternate in blocks of 64 rows), shares of their sum with the update; {:.1}% of the pixels are \
-             non-zero, so the input layer's products are {} (dense from {:.0}% at {})",
+             non-zero and {:.1}% lie in quads (4 side by side) with ink, which the input layer's products take",
             100.0 * nnz_per_row / d as f64,
-            if nnz_per_row >= kernels.dense_from * d as f64 { "mostly dense" } else { "mostly sparse" },
-            100.0 * kernels.dense_from,
-            kernels.simd.name()
+            100.0 * quad_share,
         ),
         seconds_per_iteration: iteration,
         seconds_per_epoch: steps as f64 * iteration,

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::block::{self, CH, Columns};
 use super::dense::{self, Panels};
+use super::quads::{self, Quads};
 use super::{Job, Kernels, PhaseTimes, Simd, activation_backward, dot, softmax_xent_row};
 use crate::model::{Activation, Layer, transpose};
 
@@ -75,11 +76,10 @@ pub(super) fn run(job: &Job, n: usize) -> BatchSums {
     let mut pre: Vec<Vec<f32>> = Vec::new(); // each hidden layer's outputs before dropout
 
     // Layer 0: A_0 = act(X·W1 + b1) by row pieces.
-    let panels = OnceLock::new();
     let h1 = hidden[0];
     let per = product_rows(n);
-    acts[0].par_chunks_mut(per * h1).enumerate().for_each_init(Vec::new, |xd, (i, a)| {
-        input_forward(simd, job, a, piece(i, per, a.len() / h1), xd, &panels);
+    acts[0].par_chunks_mut(per * h1).enumerate().for_each_init(Quads::default, |quads, (i, a)| {
+        input_forward(simd, job, a, piece(i, per, a.len() / h1), quads);
     });
     drop_out(job, &mut acts[0], &mut pre, 0);
     clock.lap(&mut times.forward[0]);
@@ -137,21 +137,10 @@ pub(super) fn run(job: &Job, n: usize) -> BatchSums {
         clock.lap(&mut times.backward[l]);
     }
 
-    // Layer 0: dW1 = X^T·dZ1 over the batch's pixels, dense or by column.
-    let rows = || (0..n).map(|i| job.x.row(job.row(i)));
-    let xd: Vec<f32>;
-    let input = if kernels.is_dense(rows().map(|(c, _)| c.len()).sum(), n * d) {
-        let mut x = vec![0.0; n * d];
-        for (r, (cols, vals)) in rows().enumerate() {
-            cols.iter().zip(vals).for_each(|(&c, &v)| x[r * d + c as usize] = v);
-        }
-        xd = x;
-        Input::Dense(&xd)
-    } else {
-        nz.set_sparse(d, rows());
-        Input::Sparse(&nz)
-    };
-    weight_gradient(&mut grads[0], &dzs[0], &input, (d, h1), bias, simd);
+    // Layer 0: dW1 = X^T·dZ1 over the batch's pixels by quads.
+    let mut quads = Quads::default();
+    quads.set_rows(d, (0..n).map(|i| job.x.row(job.row(i))));
+    weight_gradient(&mut grads[0], &dzs[0], &Input::Pixels(&quads), (d, h1), bias, simd);
     clock.lap(&mut times.backward[0]);
     (grads, loss, correct, times)
 }
@@ -168,28 +157,13 @@ fn product_rows(n: usize) -> usize {
 }
 
 simd_piece! {
-    /// `a = act(X·W1 + b1)` for the rows at positions `rows`, sparse or dense by their density.
-    fn input_forward(job: &Job, a: &mut [f32], rows: Range<usize>, xd: &mut Vec<f32>, panels: &OnceLock<Panels>) -> () {
-        let (p, kernels) = (job.p, job.kernels);
+    /// `a = act(X·W1 + b1)` for the rows at positions `rows`, by quads.
+    fn input_forward(job: &Job, a: &mut [f32], rows: Range<usize>, quads: &mut Quads) -> () {
+        let p = job.p;
         let (d, h1) = (p.shape.d, p.shape.hidden[0]);
         let (w1, b1) = (&p.layers[0].w, p.shape.bias.then_some(&p.layers[0].b[..]));
-        let sparse = rows.clone().map(|i| job.x.row(job.row(i)));
-        let nnz: usize = sparse.clone().map(|(c, _)| c.len()).sum();
-        if kernels.is_dense(nnz, rows.len() * d) {
-            xd.clear();
-            xd.resize(rows.len() * d, 0.0);
-            for (r, (cols, vals)) in sparse.enumerate() {
-                for (&c, &v) in cols.iter().zip(vals) {
-                    xd[r * d + c as usize] = v;
-                }
-            }
-            let panels = panels.get_or_init(|| Panels::pack(w1, d, h1, kernels.simd));
-            dense::forward(a, b1, xd, d, (w1, panels), h1);
-        } else if kernels.simd == Simd::Avx512 {
-            block::forward_rows::<128>(a, b1, sparse, w1, h1);
-        } else {
-            block::forward_rows::<CH>(a, b1, sparse, w1, h1);
-        }
+        quads.set_rows(d, rows.clone().map(|i| job.x.row(job.row(i))));
+        quads::forward(job.kernels.simd, a, b1, quads, w1, h1, rows.len());
         for v in a.iter_mut() {
             *v = job.act.apply(*v);
         }
@@ -289,9 +263,11 @@ simd_piece! {
     }
 }
 
-/// A layer's input for its weight gradient: by column when sparse, else dense rows.
+/// A layer's input for its weight gradient: by column when sparse, by pairs of columns for
+/// sparse pixels, else dense rows.
 enum Input<'a> {
     Sparse(&'a Columns),
+    Pixels(&'a Quads),
     Dense(&'a [f32]),
 }
 
@@ -341,6 +317,7 @@ simd_piece! {
         let (fan_in, fan_out) = fans;
         match input {
             Input::Sparse(x) => block::backward_range(dw, dz, x, fan_out, cols),
+            Input::Pixels(x) => quads::backward(tiles, dw, dz, x, fan_out, cols.start / 4..cols.end.div_ceil(4)),
             Input::Dense(x) => dense::backward_range(dw, dz, x, fan_in, fan_out, tiles, cols),
         }
     }

@@ -31,39 +31,6 @@ pub(super) struct Columns {
 }
 
 impl Columns {
-    /// Sparse rows of `d` columns, each given as (columns, values) with columns below `d`.
-    #[inline(always)]
-    pub(super) fn set_sparse<'a>(&mut self, d: usize, rows: impl Iterator<Item = (&'a [u32], &'a [f32])> + Clone) {
-        self.start.clear();
-        self.start.resize(d + 1, 0);
-        self.rows = 0;
-        for (cols, _) in rows.clone() {
-            self.rows += 1;
-            for &c in cols {
-                self.start[c as usize + 1] += 1;
-            }
-        }
-        for c in 0..d {
-            self.start[c + 1] += self.start[c];
-        }
-        let nnz = self.start[d];
-        self.row.resize(nnz, 0);
-        self.val.resize(nnz, 0.0);
-        // `start[c]` walks through column c's entries while they are filled, then is restored.
-        for (r, (cols, vals)) in rows.enumerate() {
-            for (&c, &v) in cols.iter().zip(vals) {
-                let at = &mut self.start[c as usize];
-                self.row[*at] = r as u32;
-                self.val[*at] = v;
-                *at += 1;
-            }
-        }
-        for c in (1..=d).rev() {
-            self.start[c] = self.start[c - 1];
-        }
-        self.start[0] = 0;
-    }
-
     /// The non-zeros of a dense row-major block with rows of `width`.
     #[inline(always)]
     pub(super) fn set_dense(&mut self, m: &[f32], width: usize) {
@@ -147,65 +114,6 @@ pub(super) fn forward(out: &mut [f32], init: Option<&[f32]>, x: &Columns, w: &[f
         }
         c0 += width;
     }
-}
-
-/// `forward` for rows given as (columns ascending, values), `CH` (128 or 64) outputs at a time:
-/// a row's slice of `out` stays in registers while its non-zeros go by, and the block's rows go
-/// through one slice of columns before the next, so that `W[:, slice]` stays in L2. The same
-/// terms in the same order as `forward`, so the same bits.
-#[inline(always)]
-pub(super) fn forward_rows<'a, const CH: usize>(
-    out: &mut [f32],
-    init: Option<&[f32]>,
-    rows: impl Iterator<Item = (&'a [u32], &'a [f32])> + Clone,
-    w: &[f32],
-    h: usize,
-) {
-    let mut c0 = 0;
-    while c0 < h {
-        let width = h - c0;
-        let o = &mut *out;
-        let rows = rows.clone();
-        c0 += if width >= CH {
-            forward_slice::<CH>(o, init, rows, w, h, c0)
-        } else {
-            match width {
-                64.. => forward_slice::<64>(o, init, rows, w, h, c0),
-                32.. => forward_slice::<32>(o, init, rows, w, h, c0),
-                16.. => forward_slice::<16>(o, init, rows, w, h, c0),
-                8.. => forward_slice::<8>(o, init, rows, w, h, c0),
-                4.. => forward_slice::<4>(o, init, rows, w, h, c0),
-                2.. => forward_slice::<2>(o, init, rows, w, h, c0),
-                _ => forward_slice::<1>(o, init, rows, w, h, c0),
-            }
-        };
-    }
-}
-
-/// Outputs `c0..c0 + W` of `forward_rows`; returns W.
-#[inline(always)]
-fn forward_slice<'a, const W: usize>(
-    out: &mut [f32],
-    init: Option<&[f32]>,
-    rows: impl Iterator<Item = (&'a [u32], &'a [f32])>,
-    w: &[f32],
-    h: usize,
-    c0: usize,
-) -> usize {
-    for ((cols, vals), o) in rows.zip(out.chunks_exact_mut(h)) {
-        let mut acc = [0.0f32; W];
-        if let Some(b) = init {
-            acc.copy_from_slice(&b[c0..c0 + W]);
-        }
-        for (&c, &v) in cols.iter().zip(vals) {
-            let wc = &w[c as usize * h + c0..][..W];
-            for t in 0..W {
-                acc[t] += v * wc[t];
-            }
-        }
-        o[c0..c0 + W].copy_from_slice(&acc);
-    }
-    W
 }
 
 /// `dw[c, :] += Σ_r x[r, c] · dz[r, :]` over the block's rows (`dz` is rows x h, `dw` is d x h);

@@ -1,6 +1,5 @@
-//! Products of a block of rows held densely (row-major) with a weight matrix: the layers of the
-//! fast step where inputs have few zeros (Fashion-MNIST's garments, photographed digits, the
-//! activations of wide hidden layers).
+//! Products of a block of rows held densely (row-major) with a weight matrix: the hidden layers
+//! of the fast step whose inputs have few zeros (sigmoid activations, wide ReLU layers).
 //!
 //! Register tiles: `forward` keeps `MR` rows x `NR` outputs of `out` in registers while the
 //! inputs go by (per input column: `NR` weights loaded once, used by `MR` rows); `backward` keeps
