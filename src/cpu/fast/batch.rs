@@ -263,8 +263,8 @@ simd_piece! {
     }
 }
 
-/// A layer's input for its weight gradient: by column when sparse, by pairs of columns for
-/// sparse pixels, else dense rows.
+/// A layer's input for its weight gradient: by column when sparse, by quads for pixels, else
+/// dense rows.
 enum Input<'a> {
     Sparse(&'a Columns),
     Pixels(&'a Quads),

@@ -201,15 +201,17 @@ fn backward_slice<const S: usize>(
         for (a, c) in acc.iter_mut().zip(x.columns(g)) {
             a.copy_from_slice(&dw[(c - first) * h + c0..][..S]);
         }
-        for (&r, v) in rows.iter().zip(vals) {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        for (&r, &[v0, v1, v2, v3]) in rows.iter().zip(vals) {
             let d = &dz[r as usize * h + c0..][..S];
-            for q in 0..Q {
-                for t in 0..S {
-                    acc[q][t] += v[q] * d[t];
-                }
+            for t in 0..S {
+                a0[t] += v0 * d[t];
+                a1[t] += v1 * d[t];
+                a2[t] += v2 * d[t];
+                a3[t] += v3 * d[t];
             }
         }
-        for (a, c) in acc.iter().zip(x.columns(g)) {
+        for (a, c) in [a0, a1, a2, a3].iter().zip(x.columns(g)) {
             dw[(c - first) * h + c0..][..S].copy_from_slice(a);
         }
     }
