@@ -44,6 +44,7 @@ use crate::model::{Activation, Layer, Params, Stats, transpose};
 mod batch;
 mod block;
 mod dense;
+mod head;
 mod quads;
 
 use quads::Quads;
@@ -406,6 +407,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
         hidden.iter().map(|&w| vec![0.0; if job.masks.is_some() { BLOCK * w } else { 0 }]).collect();
     let (mut z, mut nz) = (vec![0.0; k], Columns::default());
     let mut quads = Quads::default();
+    let mut zs = vec![0.0; BLOCK * k]; // the block's dZ_out, for dW_out
     // Each hidden-to-hidden weight matrix's `Panels` once a dense product needs them: layer l's
     // W at l and its W^T at last + l.
     let mut panels: Vec<Option<Panels>> = (0..2 * last + 1).map(|_| None).collect();
@@ -454,18 +456,19 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             // dz = (Σ_c dz_out_c W_out^T[c]) ⊙ act'(a)
             z[y] -= 1.0;
             z.iter_mut().for_each(|v| *v *= inv_n);
+            zs[r * k..(r + 1) * k].copy_from_slice(&z);
             let dz = &mut dz_last[r * h..(r + 1) * h];
-            dz.fill(0.0);
+            head::input_gradient(dz, &z, wt_out, h);
             let g_out = &mut g.layers[last];
-            for c in 0..k {
-                axpy(&mut g_out.w[c * h..(c + 1) * h], z[c], a);
-                axpy(dz, z[c], &wt_out[c * h..(c + 1) * h]);
-            }
             let pre = if job.masks.is_some() { &pre[last - 1][r * h..(r + 1) * h] } else { &[][..] };
             activation_backward(dz, a, pre, job.masks, last - 1, i..i + 1, h, act);
             if bias {
                 axpy(&mut g_out.b, 1.0, &z);
             }
+        }
+        if let Some(g) = grads.as_mut() {
+            let span = ..block.len();
+            head::weight_gradient(&mut g.layers[last].w, &zs[..span.end * k], &a_last[..span.end * h], k, h);
         }
         lap(&mut t, &mut times.head);
         if let Some(g) = grads.as_mut() {

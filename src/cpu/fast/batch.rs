@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::block::{self, CH, Columns};
 use super::dense::{self, Panels};
+use super::head;
 use super::quads::{self, Quads};
 use super::{Job, Kernels, PhaseTimes, Simd, activation_backward, dot, softmax_xent_row};
 use crate::model::{Activation, Layer, transpose};
@@ -194,10 +195,7 @@ simd_piece! {
             for v in z.iter_mut() {
                 *v *= inv_n;
             }
-            let dz = &mut dz[r * h..(r + 1) * h];
-            for (c, &zc) in z.iter().enumerate() {
-                block::axpy(dz, zc, &wt[c * h..(c + 1) * h]);
-            }
+            head::input_gradient(&mut dz[r * h..(r + 1) * h], z, wt, h);
         }
         let span = rows.start * h..rows.end * h;
         let pre = pre.get(span.clone()).unwrap_or(&[]);
