@@ -31,6 +31,7 @@
 //! Tested against `reference::forward_backward` in `tests/cpu_reference.rs`.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -59,12 +60,17 @@ pub struct SparseRows {
     start: Vec<usize>,
     quad: Vec<u32>,
     val: Vec<[f32; 4]>,
+    /// The rows regrouped by quad in the blocks of a pass over all of them in order (every
+    /// shard's blocks, shard after shard), made by the first such pass: the full-batch step and
+    /// every evaluation visit the same blocks each time.
+    by_block: OnceLock<Vec<Quads>>,
 }
 
 impl SparseRows {
     /// `pixels` is n x d bytes, row-major (d < 2^32, which any loaded image satisfies).
     pub fn from_pixels(pixels: &[u8], d: usize) -> Self {
-        let mut rows = SparseRows { d, nnz: 0, start: Vec::new(), quad: Vec::new(), val: Vec::new() };
+        let mut rows =
+            SparseRows { d, nnz: 0, start: Vec::new(), quad: Vec::new(), val: Vec::new(), by_block: OnceLock::new() };
         rows.refill(pixels, d);
         rows
     }
@@ -87,6 +93,7 @@ impl SparseRows {
         let entries = counts.iter().map(|c| c.0).sum();
         self.d = d;
         self.nnz = counts.iter().map(|c| c.1).sum();
+        self.by_block = OnceLock::new();
         self.start.resize(n + 1, 0);
         self.quad.resize(entries, 0);
         self.val.resize(entries, [0.0; 4]);
@@ -126,6 +133,20 @@ impl SparseRows {
         self.nnz
     }
 
+    /// Every shard's blocks of a pass over all rows in order, by quad.
+    fn blocks(&self) -> &[Quads] {
+        self.by_block.get_or_init(|| {
+            let all: Vec<Range<usize>> = shards(self.n()).into_iter().flat_map(blocks).collect();
+            all.into_par_iter()
+                .map(|block| {
+                    let mut quads = Quads::default();
+                    quads.set_rows(self.d, block.map(|i| self.row(i)));
+                    quads
+                })
+                .collect()
+        })
+    }
+
     /// Quads with ink in all rows.
     pub fn inked_quads(&self) -> usize {
         self.quad.len()
@@ -145,8 +166,9 @@ const SHARDS: usize = 16;
 const MIN_SHARD_ROWS: usize = 64;
 /// Gradient passes over at most this many rows run layer by layer (`batch`), not in shards.
 pub const BATCH_ROWS: usize = 1024;
-/// Rows per block inside a shard.
-const BLOCK: usize = 64;
+/// Rows per block inside a shard: rows go through the phases a block at a time. Larger blocks
+/// store each quad's rows of dW1 fewer times; 256 rows of 128 activations still fit L2.
+pub const BLOCK: usize = 256;
 
 /// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU).
 #[inline(always)]
@@ -384,7 +406,7 @@ struct ShardSums {
 /// for the block's rows.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // class c indexes z, W_out^T, dW_out^T and b_out together
-fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
+fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
     let (p, act) = (job.p, job.act);
     let (hidden, k, bias) = (&p.shape.hidden, p.shape.k, p.shape.bias);
     let last = hidden.len(); // the output layer
@@ -418,12 +440,18 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
             *t = Some(t1);
         }
     };
-    for block in rows.clone().step_by(BLOCK).map(|r| r..(r + BLOCK).min(rows.end)) {
+    for (b, block) in blocks(rows.clone()).enumerate() {
         let mut t = job.timed.then(Instant::now);
         let (h1, d) = (hidden[0], p.shape.d);
         let a = &mut acts[0][..block.len() * h1];
-        quads.set_rows(d, block.clone().map(|i| job.x.row(job.row(i))));
-        quads::forward(job.kernels.simd, a, b1, &quads, w1, h1, block.len());
+        let quads = match cached {
+            Some(blocks) => &blocks[b],
+            None => {
+                quads.set_rows(d, block.clone().map(|i| job.x.row(job.row(i))));
+                &quads
+            }
+        };
+        quads::forward(job.kernels.simd, a, b1, quads, w1, h1, block.len());
         a.iter_mut().for_each(|v| *v = act.apply(*v));
         if let Some(m) = job.masks {
             drop_out(a, &mut pre[0][..block.len() * h1], m, 0, block.clone(), h1);
@@ -493,7 +521,7 @@ fn shard(job: &Job, rows: Range<usize>) -> ShardSums {
         }
         if let Some(g) = grads.as_mut() {
             let (g1, dz) = (&mut g.layers[0], &dzs[0][..block.len() * h1]);
-            quads::backward(job.kernels.simd, &mut g1.w, dz, &quads, h1, 0..quads.quads());
+            quads::backward(job.kernels.simd, &mut g1.w, dz, quads, h1, 0..quads.quads());
             if bias {
                 dz.chunks_exact(h1).for_each(|dz| axpy(&mut g1.b, 1.0, dz));
             }
@@ -539,26 +567,26 @@ impl Simd {
 
 /// Runs `shard` compiled for AVX-512, AVX2 or the baseline target. The code is the same, only the
 /// vector width differs, and not the results, bit for bit.
-fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>) -> ShardSums {
+fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
-        fn avx2(job: &Job, rows: Range<usize>) -> ShardSums {
-            shard(job, rows)
+        fn avx2(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
+            shard(job, rows, cached)
         }
         #[target_feature(enable = "avx512f")]
-        fn avx512(job: &Job, rows: Range<usize>) -> ShardSums {
-            shard(job, rows)
+        fn avx512(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
+            shard(job, rows, cached)
         }
         match simd.min(Simd::detect()) {
             // SAFETY: `Simd::detect` found these features on this CPU.
-            Simd::Avx512 => return unsafe { avx512(job, rows) },
+            Simd::Avx512 => return unsafe { avx512(job, rows, cached) },
             // SAFETY: as above.
-            Simd::Avx2 => return unsafe { avx2(job, rows) },
+            Simd::Avx2 => return unsafe { avx2(job, rows, cached) },
             Simd::Baseline => {}
         }
     }
-    shard(job, rows)
+    shard(job, rows, cached)
 }
 
 /// Loss and accuracy of `params` on `x` (forward only, threaded).
@@ -675,8 +703,18 @@ fn run(
         let grads = Params { shape: s.clone(), layers };
         return (Some(grads), Stats { loss: loss / n.max(1) as f64, correct, n }, times);
     }
+    // A pass over all of x in order reuses x's blocks by quad, built on the first such pass.
+    let cached = rows.is_none().then(|| x.blocks());
+    let work: Vec<_> = shards(n)
+        .into_iter()
+        .scan(0, |first, rows| {
+            let count = blocks(rows.clone()).count();
+            *first += count;
+            Some((rows, cached.map(|c| &c[*first - count..*first])))
+        })
+        .collect();
     let mut parts: Vec<ShardSums> =
-        shards(n).into_par_iter().map(|rows| shard_simd(kernels.simd, &job, rows)).collect();
+        work.into_par_iter().map(|(rows, cached)| shard_simd(kernels.simd, &job, rows, cached)).collect();
     let (mut loss, mut correct, mut times) = (0.0, 0, PhaseTimes::default());
     for part in &parts {
         loss += part.loss;
@@ -716,6 +754,11 @@ fn sum_in_order(mut sums: Vec<GradSums>) -> Option<Vec<Layer>> {
     Some(acc)
 }
 
+/// The blocks of `BLOCK` rows that a shard's rows go through.
+fn blocks(rows: Range<usize>) -> impl Iterator<Item = Range<usize>> + Clone {
+    rows.clone().step_by(BLOCK).map(move |r| r..(r + BLOCK).min(rows.end))
+}
+
 /// Position ranges of the shards: `SHARDS` of them, fewer for small mini-batches so each has at
 /// least `MIN_SHARD_ROWS` rows (every shard zeroes and sums a whole set of gradients). The count
 /// depends on n only, never on the thread count.
@@ -728,6 +771,7 @@ fn shards(n: usize) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::SparseRows;
+    use crate::model::{Activation, Params, Shape};
 
     /// The rows one pixel at a time: the definition `refill` is checked against.
     #[allow(clippy::type_complexity)]
@@ -771,5 +815,22 @@ mod tests {
             assert_eq!((rows.d, rows.n(), rows.nnz()), (d, n, nnz));
             assert!(rows.start == start && rows.quad == quad && rows.val == val, "{n} rows of {d}");
         }
+    }
+
+    #[test]
+    fn a_pass_over_refilled_rows_regroups_them_again() {
+        // Enough rows for several shards of several blocks, so that passes reuse the blocks.
+        let (n, d) = (3 * super::BLOCK * super::SHARDS / 2 + 7, 30);
+        let pixels = |seed: usize| -> Vec<u8> { (0..n * d).map(|i| ((i * 7919 + seed) % 5 * 60) as u8).collect() };
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let params = Params::init(Shape::new(d, &[20], 10, true), Activation::Relu, 1);
+        let pass = |x: &SparseRows| super::forward_backward(&params, Activation::Relu, x, &labels);
+        let (a, b) = (pixels(1), pixels(2));
+        let mut rows = SparseRows::from_pixels(&a, d);
+        let first = pass(&rows);
+        assert_eq!(pass(&rows), first, "a second pass over the same rows");
+        rows.refill(&b, d);
+        assert_eq!(pass(&rows), pass(&SparseRows::from_pixels(&b, d)), "a pass after refill");
+        assert_ne!(pass(&rows), first, "the two sets of pixels differ");
     }
 }

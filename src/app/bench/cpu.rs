@@ -157,8 +157,13 @@ pub fn bench(
         device: format!("{} threads, {}", rayon::current_num_threads(), kernels.simd.name()),
         timing: format!(
             "{what}; phases: the gradient pass's wall time split by each phase's share of the threads' busy time \
-             (phases alternate in blocks of 64 rows), shares of their sum with the update; {:.1}% of the pixels are \
-             non-zero and {:.1}% lie in quads (4 side by side) with ink, which the input layer's products take",
+             ({}), shares of their sum with the update; {:.1}% of the pixels are non-zero and {:.1}% lie in quads (4 \
+             side by side) with ink, which the input layer's products take",
+            if rows as usize <= fast::BATCH_ROWS {
+                "the phases go layer by layer over the batch".to_string()
+            } else {
+                format!("phases alternate in blocks of {} rows", fast::BLOCK)
+            },
             100.0 * nnz_per_row / d as f64,
             100.0 * quad_share,
         ),

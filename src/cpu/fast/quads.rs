@@ -2,7 +2,7 @@
 //! 4 neighbouring columns (pixels side by side in an image row).
 //!
 //! Inked pixels come in strokes, so a row that uses one pixel of a quad mostly uses its
-//! neighbours too: on MNIST, in blocks of 64 rows, a quad's rows number 0.37 per non-zero pixel.
+//! neighbours too: on MNIST a quad's rows number 0.37 per non-zero pixel.
 //! A quad keeps its 4 weight rows (forward) or its 4 rows of dW (backward) in registers, `S`
 //! outputs at a time, while its rows go by:
 //! * forward, `out[r, :] += Σ_q x[r, 4g + q] · W[4g + q, :]`: each slice of `out` is loaded and
@@ -25,7 +25,7 @@ const Q: usize = 4;
 /// The non-zeros of a block of rows by quad: quad g (columns `4g..4g + 4`) holds entries
 /// `start[g]..start[g + 1]` of `row`/`val`, rows ascending, `val` with zeros for the quad's
 /// columns that the row leaves blank. Reused from block to block.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Quads {
     d: usize,
     start: Vec<usize>,
