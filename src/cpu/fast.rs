@@ -202,9 +202,10 @@ fn dense_block_forward(
     }
 }
 
-/// Blocks with at least this fraction of non-zero inputs take the dense products, the others
-/// the sparse ones (the results are the same; only the time differs): where the two took the
-/// same time on 784-128-10, measured on a 2-core Zen 5 machine (docs/performance.md).
+/// Hidden-layer blocks with at least this fraction of non-zero inputs take the dense products,
+/// the others the column-wise sparse ones (the results are the same; only the time differs).
+/// Measured where the two took the same time for 784-128-10's input layer on a 2-core Zen 5
+/// machine, before pixels went by quads; not measured again for hidden layers.
 pub fn dense_from(simd: Simd) -> f64 {
     match simd {
         Simd::Avx512 => 0.35,
