@@ -269,6 +269,32 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    /// The kernels index rows unchecked, trusting `Quads`' row count: outputs or gradients with
+    /// fewer rows than the block must be refused before any access.
+    #[test]
+    fn kernels_refuse_outputs_shorter_than_the_block() {
+        let (d, h) = (8, 16);
+        let x = SparseRows::from_pixels(&[255; 3 * 8], d);
+        let mut quads = Quads::default();
+        quads.set_rows(d, (0..3).map(|i| x.row(i)));
+        let w = vec![1.0; d * h];
+        let message = |r: std::thread::Result<()>| -> String {
+            r.err().and_then(|e| e.downcast::<String>().ok()).map(|m| *m).unwrap_or_default()
+        };
+        for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
+            let forward = std::panic::catch_unwind(|| {
+                let mut out = vec![0.0; 3 * h];
+                super::forward(simd, &mut out, None, &quads, &w, h, 2);
+            });
+            assert!(message(forward).contains("3 rows into 2 rows of outputs"), "forward, {simd:?}");
+            let backward = std::panic::catch_unwind(|| {
+                let mut dw = vec![0.0; d * h];
+                super::backward(simd, &mut dw, &vec![1.0; 2 * h], &quads, h, 0..2);
+            });
+            assert!(message(backward).contains("2 rows of dz for a block of 3 rows"), "backward, {simd:?}");
+        }
+    }
+
     #[test]
     fn quad_products_are_the_column_products_bit_for_bit() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
