@@ -43,11 +43,13 @@ use crate::model::{Activation, Layer, Params, Stats, transpose};
 
 mod batch;
 mod block;
+mod crossover;
 mod dense;
 mod head;
 mod quads;
 mod rows;
 
+pub use crossover::{CrossoverPoint, crossover, dense_wins_from};
 use quads::Quads;
 pub use rows::SparseRows;
 
@@ -95,12 +97,14 @@ fn dense_block_forward(
 
 /// Hidden-layer blocks with at least this fraction of non-zero inputs take the dense products,
 /// the others the column-wise sparse ones (the results are the same; only the time differs).
-/// Measured where the two took the same time for 784-128-10's input layer on a 2-core Zen 5
-/// machine, before pixels went by quads; not measured again for hidden layers.
+/// AVX2: where `bench --crossover` found the dense ones winning for hidden layers of 128 to 512
+/// (128 -> 256, 256 -> 128, 256 -> 512, 512 -> 512) on a 2-core Zen 3, 30-35% non-zero; the
+/// baseline takes the same, unmeasured. AVX-512: where the two took the same time for
+/// 784-128-10's input layer on a 2-core Zen 5, before pixels went by quads.
 pub fn dense_from(simd: Simd) -> f64 {
     match simd {
         Simd::Avx512 => 0.35,
-        Simd::Avx2 | Simd::Baseline => 0.55,
+        Simd::Avx2 | Simd::Baseline => 0.30,
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use super::figures::{BackendFigures, LR, OpFigure, figure, flops_per_iteration, median};
+use super::figures::{BackendFigures, CrossoverFigure, LR, OpFigure, figure, flops_per_iteration, median};
 use super::phases::{phase_nanos, phases, update_cost};
 use crate::app::cli::BenchArgs;
 use gpu_mnist::backend::{batch_count, batch_range};
@@ -173,4 +173,65 @@ pub fn bench(
         ops,
         self_check,
     })
+}
+
+/// Input densities `bench --crossover` times: 5% to 100% in steps of 5%.
+const CROSSOVER_DENSITIES: usize = 20;
+/// Runs per density; the fastest counts.
+const CROSSOVER_REPEATS: usize = 15;
+
+/// `bench --crossover`: each hidden-to-hidden layer of `hidden` (256 -> 128 when there is none),
+/// its two products timed over densities, printed line by line as they are measured.
+pub fn crossover(hidden: &[usize]) -> Vec<CrossoverFigure> {
+    let mut layers: Vec<(usize, usize)> = hidden.windows(2).map(|w| (w[0], w[1])).collect();
+    if layers.is_empty() {
+        layers.push((256, 128));
+    }
+    let simd = fast::Simd::detect();
+    let densities: Vec<f64> = (1..=CROSSOVER_DENSITIES).map(|i| i as f64 / CROSSOVER_DENSITIES as f64).collect();
+    let mut figures = Vec::new();
+    for (fan_in, fan_out) in layers {
+        println!(
+            "\nhidden layer {fan_in} -> {fan_out}, a block of {} rows on one thread, {}: its forward product and \
+             weight gradient over the non-zero inputs (sparse) and by register tiles (dense), fastest of {} runs",
+            fast::BLOCK,
+            simd.name(),
+            CROSSOVER_REPEATS
+        );
+        println!("  density  sparse ms  dense ms  dense/sparse");
+        let mut points = Vec::new();
+        for &d in &densities {
+            let p = fast::crossover(simd, fan_in, fan_out, &[d], CROSSOVER_REPEATS).remove(0);
+            let bits = if p.same_bits { "" } else { "  DIFFERENT BITS: a bug, please report it" };
+            println!(
+                "  {:>6.0}%  {:>9.3}  {:>8.3}  {:>12.2}{bits}",
+                100.0 * d,
+                1e3 * p.sparse_s,
+                1e3 * p.dense_s,
+                p.dense_s / p.sparse_s
+            );
+            points.push(p);
+        }
+        let wins = fast::dense_wins_from(&points);
+        let dense_from = fast::dense_from(simd);
+        match wins {
+            Some(w) => println!(
+                "  the dense products win from {:.0}% non-zero inputs; this build takes them from {:.0}%",
+                100.0 * w,
+                100.0 * dense_from
+            ),
+            None => {
+                println!("  the dense products never win here; this build takes them from {:.0}%", 100.0 * dense_from)
+            }
+        }
+        figures.push(CrossoverFigure {
+            fan_in,
+            fan_out,
+            simd: simd.name().into(),
+            points,
+            dense_wins_from: wins,
+            dense_from,
+        });
+    }
+    figures
 }

@@ -70,6 +70,20 @@ pub struct Report {
     pub points: Vec<Point>,
     pub naive: Vec<NaiveFigure>,
     pub tuning: Vec<TuneFigure>,
+    pub crossover: Vec<CrossoverFigure>,
+}
+
+/// `bench --crossover` for one hidden-to-hidden layer.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossoverFigure {
+    pub fan_in: usize,
+    pub fan_out: usize,
+    pub simd: String,
+    pub points: Vec<gpu_mnist::cpu::fast::CrossoverPoint>,
+    /// The lowest density measured from which the dense products win at every density above.
+    pub dense_wins_from: Option<f64>,
+    /// The density from which this build takes the dense products at this SIMD level.
+    pub dense_from: f64,
 }
 
 /// Dense-equivalent FLOPs of one iteration over `n` rows, as the NumPy peer counts them: every

@@ -89,6 +89,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         points: Vec::new(),
         naive: Vec::new(),
         tuning: Vec::new(),
+        crossover: Vec::new(),
     };
     println!(
         "CPU: {}, {} cores, {} threads, {} (fast path built for {})",
@@ -190,6 +191,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         });
     }
     bar.finish_and_clear();
+    if args.crossover && args.backend != BenchBackends::Gpu {
+        report.crossover = cpu::crossover(&args.hidden);
+    }
     if args.naive && gpu_info.is_some() {
         let ctx = GpuContext::open(args.adapter.as_deref(), false, args.limits)?;
         report.naive = gpu::bench_naive(&ctx, &mnist.train, args)?;
