@@ -13,10 +13,10 @@
 //!   (Fashion-MNIST's garments, photos) take the same products, which beat register-tiled
 //!   dense products at every density (docs/performance.md).
 //! * Hidden-to-hidden layers run column-wise block products (`block`) on the non-zero
-//!   activations (a ReLU row is about half zeros) and, backwards, on the non-zero gradients with
-//!   W^T; a block whose activations are mostly non-zero (sigmoid) takes register-tiled dense
-//!   products instead (`dense`), from the density `dense_from` gives for the SIMD level. Zeros
-//!   add +0, so all of these give the same bits.
+//!   activations and, backwards, on the non-zero gradients with W^T; a block with enough
+//!   non-zeros (sigmoid's, and most ReLU blocks) takes register-tiled dense products instead
+//!   (`dense`), from the density `dense_from` gives for the SIMD level (`crossover` measures
+//!   it). Zeros add +0, so all of these give the same bits.
 //! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
 //! * Rows go in blocks of `BLOCK` through three phases (input forward | hidden layers, softmax
 //!   and their backward | input backward), which keeps each phase's weights hot and lets `bench`
