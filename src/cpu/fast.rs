@@ -97,14 +97,16 @@ fn dense_block_forward(
 
 /// Hidden-layer blocks with at least this fraction of non-zero inputs take the dense products,
 /// the others the column-wise sparse ones (the results are the same; only the time differs).
-/// AVX2: where `bench --crossover` found the dense ones winning for hidden layers of 128 to 512
-/// (128 -> 256, 256 -> 128, 256 -> 512, 512 -> 512) on a 2-core Zen 3, 30-35% non-zero; the
-/// baseline takes the same, unmeasured. AVX-512: where the two took the same time for
-/// 784-128-10's input layer on a 2-core Zen 5, before pixels went by quads.
+/// AVX2 and the baseline: where `bench --crossover` found the dense ones winning for hidden
+/// layers of 128 to 512 (128 -> 256, 256 -> 128, 256 -> 512, 512 -> 512) on a 2-core Zen 3, 30-35%
+/// non-zero for AVX2 and 65-80% for SSE2 (whose tiles of 16 outputs take 4 of its 16 registers a
+/// row). AVX-512: where the two took the same time for 784-128-10's input layer on a 2-core
+/// Zen 5, before pixels went by quads.
 pub fn dense_from(simd: Simd) -> f64 {
     match simd {
         Simd::Avx512 => 0.35,
-        Simd::Avx2 | Simd::Baseline => 0.30,
+        Simd::Avx2 => 0.30,
+        Simd::Baseline => 0.75,
     }
 }
 

@@ -181,16 +181,21 @@ const CROSSOVER_DENSITIES: usize = 20;
 const CROSSOVER_REPEATS: usize = 15;
 
 /// `bench --crossover`: each hidden-to-hidden layer of `hidden` (256 -> 128 when there is none),
-/// its two products timed over densities, printed line by line as they are measured.
+/// its two products timed over densities at this CPU's SIMD level and then the baseline's,
+/// printed line by line as they are measured.
 pub fn crossover(hidden: &[usize]) -> Vec<CrossoverFigure> {
     let mut layers: Vec<(usize, usize)> = hidden.windows(2).map(|w| (w[0], w[1])).collect();
     if layers.is_empty() {
         layers.push((256, 128));
     }
-    let simd = fast::Simd::detect();
+    // This CPU's level, and the baseline build's as well where that differs.
+    let mut levels = vec![fast::Simd::detect()];
+    if levels[0] != fast::Simd::Baseline {
+        levels.push(fast::Simd::Baseline);
+    }
     let densities: Vec<f64> = (1..=CROSSOVER_DENSITIES).map(|i| i as f64 / CROSSOVER_DENSITIES as f64).collect();
     let mut figures = Vec::new();
-    for (fan_in, fan_out) in layers {
+    for (simd, (fan_in, fan_out)) in levels.into_iter().flat_map(|s| layers.iter().map(move |&l| (s, l))) {
         println!(
             "\nhidden layer {fan_in} -> {fan_out}, a block of {} rows on one thread, {}: its forward product and \
              weight gradient over the non-zero inputs (sparse) and by register tiles (dense), fastest of {} runs",

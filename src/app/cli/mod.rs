@@ -209,8 +209,9 @@ pub struct BenchArgs {
     pub naive: bool,
     /// CPU: also time a hidden layer's two products over its non-zero inputs and by dense
     /// register tiles, at input densities from 5% to 100% (a block of 256 rows on one thread),
-    /// for each pair of neighbouring --hidden widths (256 -> 128 when there is none), and say
-    /// from which density the dense ones win: what sets the step's choice between them.
+    /// for each pair of neighbouring --hidden widths (256 -> 128 when there is none), at this
+    /// CPU's SIMD level and the baseline's, and say from which density the dense ones win: what
+    /// sets the step's choice between them.
     #[arg(long)]
     pub crossover: bool,
     /// Write the figures as JSON to this file.
