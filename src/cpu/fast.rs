@@ -41,6 +41,8 @@ use dense::Panels;
 use crate::dropout::StepMasks;
 use crate::model::{Activation, Layer, Params, Stats, transpose};
 
+#[macro_use]
+mod simd_piece;
 mod batch;
 mod block;
 mod crossover;

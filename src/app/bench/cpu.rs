@@ -206,7 +206,7 @@ pub fn crossover(hidden: &[usize]) -> Vec<CrossoverFigure> {
         println!("  density  sparse ms  dense ms  dense/sparse");
         let mut points = Vec::new();
         for &d in &densities {
-            let p = fast::crossover(simd, fan_in, fan_out, &[d], CROSSOVER_REPEATS).remove(0);
+            let p = fast::crossover(simd, fan_in, fan_out, d, CROSSOVER_REPEATS);
             let bits = if p.same_bits { "" } else { "  DIFFERENT BITS: a bug, please report it" };
             println!(
                 "  {:>6.0}%  {:>9.3}  {:>8.3}  {:>12.2}{bits}",

@@ -35,37 +35,6 @@ const COL_PIECE: usize = 4;
 /// Gradients of every layer (dW as stored, fan_in x fan_out), loss sum, correct count, times.
 pub(super) type BatchSums = (Vec<Layer>, f64, usize, PhaseTimes);
 
-/// `fn $name(simd: Simd, args..) -> ret`: its body compiled for AVX-512, AVX2 or the baseline
-/// target, by `simd` capped at what the CPU has. The same code at each width, so the same bits.
-macro_rules! simd_piece {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
-        $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
-        fn $name(simd: Simd, $($arg: $ty),*) -> $ret {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn body($($arg: $ty),*) -> $ret $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx512($($arg: $ty),*) -> $ret { body($($arg),*) }
-                #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
-                fn avx2($($arg: $ty),*) -> $ret { body($($arg),*) }
-                match simd.min(Simd::detect()) {
-                    // SAFETY: `Simd::detect` found these features on this CPU.
-                    Simd::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above.
-                    Simd::Avx2 => return unsafe { avx2($($arg),*) },
-                    Simd::Baseline => {}
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-
 /// The forward and backward pass over the `n` positions of `job`'s visit order.
 pub(super) fn run(job: &Job, n: usize) -> BatchSums {
     let (p, act, kernels, simd) = (job.p, job.act, job.kernels, job.kernels.simd);

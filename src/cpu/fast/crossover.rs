@@ -27,32 +27,10 @@ pub struct CrossoverPoint {
     pub same_bits: bool,
 }
 
-/// `CrossoverPoint`s of a `fan_in` -> `fan_out` layer at each of `densities`, at `simd`'s level
-/// (at most what this CPU has), fastest of `repeats` runs each.
-pub fn crossover(simd: Simd, fan_in: usize, fan_out: usize, densities: &[f64], repeats: usize) -> Vec<CrossoverPoint> {
-    let simd = simd.min(Simd::detect());
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn avx2(fans: (usize, usize), density: f64, repeats: usize) -> CrossoverPoint {
-        point(Simd::Avx2, fans, density, repeats)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn avx512(fans: (usize, usize), density: f64, repeats: usize) -> CrossoverPoint {
-        point(Simd::Avx512, fans, density, repeats)
-    }
-    let run = |density: f64| -> CrossoverPoint {
-        #[cfg(target_arch = "x86_64")]
-        match simd {
-            // SAFETY: `Simd::detect` found these features on this CPU.
-            Simd::Avx512 => return unsafe { avx512((fan_in, fan_out), density, repeats) },
-            // SAFETY: as above.
-            Simd::Avx2 => return unsafe { avx2((fan_in, fan_out), density, repeats) },
-            Simd::Baseline => {}
-        }
-        point(simd, (fan_in, fan_out), density, repeats)
-    };
-    densities.iter().map(|&d| run(d)).collect()
+/// The `CrossoverPoint` of a `fan_in` -> `fan_out` layer at `density`, at `simd`'s level (at most
+/// what this CPU has), fastest of `repeats` runs.
+pub fn crossover(simd: Simd, fan_in: usize, fan_out: usize, density: f64, repeats: usize) -> CrossoverPoint {
+    point(simd, simd.min(Simd::detect()), (fan_in, fan_out), density, repeats)
 }
 
 /// The lowest of `points`' densities (ascending) from which the dense products are the faster at
@@ -65,34 +43,37 @@ pub fn dense_wins_from(points: &[CrossoverPoint]) -> Option<f64> {
     }
 }
 
-#[inline(always)]
-fn point(simd: Simd, (fan_in, fan_out): (usize, usize), density: f64, repeats: usize) -> CrossoverPoint {
-    let mut rng = ChaCha8Rng::seed_from_u64(15);
-    // ReLU outputs: positive where non-zero.
-    let a: Vec<f32> = (0..BLOCK * fan_in)
-        .map(|_| if rng.random_bool(density.clamp(0.0, 1.0)) { rng.random_range(0.01..2.0) } else { 0.0 })
-        .collect();
-    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
-    let (w, b, dz) = (random(fan_in * fan_out), random(fan_out), random(BLOCK * fan_out));
-    let panels = Panels::pack(&w, fan_in, fan_out, simd);
-    let mut nz = Columns::default();
-    let (mut out_s, mut dw_s) = (vec![0.0; BLOCK * fan_out], vec![0.0; fan_in * fan_out]);
-    let (mut out_d, mut dw_d) = (out_s.clone(), dw_s.clone());
-    let (mut sparse_s, mut dense_s) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..repeats.max(1) {
-        dw_s.fill(0.0);
-        let t = Instant::now();
-        nz.set_dense(&a, fan_in);
-        block::forward(&mut out_s, Some(&b), &nz, &w, fan_out);
-        block::backward(&mut dw_s, &dz, &nz, fan_out);
-        sparse_s = sparse_s.min(t.elapsed().as_secs_f64());
-        dw_d.fill(0.0);
-        let t = Instant::now();
-        dense::forward(&mut out_d, Some(&b), &a, fan_in, (&w, &panels), fan_out);
-        dense::backward(&mut dw_d, &dz, &a, fan_in, fan_out, simd);
-        dense_s = dense_s.min(t.elapsed().as_secs_f64());
+simd_piece! {
+    /// `crossover` at `level`, the level this body is compiled for.
+    fn point(level: Simd, fans: (usize, usize), density: f64, repeats: usize) -> CrossoverPoint {
+        let (fan_in, fan_out) = fans;
+        let mut rng = ChaCha8Rng::seed_from_u64(15);
+        // ReLU outputs: positive where non-zero.
+        let a: Vec<f32> = (0..BLOCK * fan_in)
+            .map(|_| if rng.random_bool(density.clamp(0.0, 1.0)) { rng.random_range(0.01..2.0) } else { 0.0 })
+            .collect();
+        let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let (w, b, dz) = (random(fan_in * fan_out), random(fan_out), random(BLOCK * fan_out));
+        let panels = Panels::pack(&w, fan_in, fan_out, level);
+        let mut nz = Columns::default();
+        let (mut out_s, mut dw_s) = (vec![0.0; BLOCK * fan_out], vec![0.0; fan_in * fan_out]);
+        let (mut out_d, mut dw_d) = (out_s.clone(), dw_s.clone());
+        let (mut sparse_s, mut dense_s) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..repeats.max(1) {
+            dw_s.fill(0.0);
+            let t = Instant::now();
+            nz.set_dense(&a, fan_in);
+            block::forward(&mut out_s, Some(&b), &nz, &w, fan_out);
+            block::backward(&mut dw_s, &dz, &nz, fan_out);
+            sparse_s = sparse_s.min(t.elapsed().as_secs_f64());
+            dw_d.fill(0.0);
+            let t = Instant::now();
+            dense::forward(&mut out_d, Some(&b), &a, fan_in, (&w, &panels), fan_out);
+            dense::backward(&mut dw_d, &dz, &a, fan_in, fan_out, level);
+            dense_s = dense_s.min(t.elapsed().as_secs_f64());
+        }
+        CrossoverPoint { density, sparse_s, dense_s, same_bits: out_s == out_d && dw_s == dw_d }
     }
-    CrossoverPoint { density, sparse_s, dense_s, same_bits: out_s == out_d && dw_s == dw_d }
 }
 
 #[cfg(test)]
@@ -101,9 +82,8 @@ mod tests {
 
     #[test]
     fn both_products_give_the_same_bits_at_every_density() {
-        let points = crossover(Simd::detect(), 40, 24, &[0.0, 0.3, 1.0], 1);
-        assert_eq!(points.len(), 3);
-        for p in &points {
+        for density in [0.0, 0.3, 1.0] {
+            let p = crossover(Simd::detect(), 40, 24, density, 1);
             assert!(p.same_bits, "density {}", p.density);
             assert!(p.sparse_s > 0.0 && p.dense_s > 0.0, "{p:?}");
         }
