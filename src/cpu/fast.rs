@@ -17,6 +17,9 @@
 //!   non-zeros (sigmoid's, and most ReLU blocks) takes register-tiled dense products instead
 //!   (`dense`), from the density `dense_from` gives for the SIMD level (`crossover` measures
 //!   it). Zeros add +0, so all of these give the same bits.
+//! * The buffers the kernels load by vectors (a block's activations and their gradients, the
+//!   packed panels) start on a cache line (`lines::Lines`), so no 8- or 16-float slice
+//!   straddles two lines.
 //! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
 //! * Rows go in blocks of `BLOCK` through three phases (input forward | hidden layers, softmax
 //!   and their backward | input backward), which keeps each phase's weights hot and lets `bench`
@@ -48,10 +51,12 @@ mod block;
 mod crossover;
 mod dense;
 mod head;
+mod lines;
 mod quads;
 mod rows;
 
 pub use crossover::{CrossoverPoint, crossover, dense_wins_from};
+use lines::Lines;
 use quads::Quads;
 pub use rows::SparseRows;
 
@@ -323,8 +328,8 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
     });
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let mut times = PhaseTimes { forward: vec![0; last], head: 0, backward: vec![0; last] };
-    let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
-    let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; BLOCK * w]).collect();
+    let mut acts: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(BLOCK * w)).collect();
+    let mut dzs: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(BLOCK * w)).collect();
     let mut pre: Vec<Vec<f32>> =
         hidden.iter().map(|&w| vec![0.0; if job.masks.is_some() { BLOCK * w } else { 0 }]).collect();
     let (mut z, mut nz) = (vec![0.0; k], Columns::default());

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use super::block::{self, CH, Columns};
 use super::dense::{self, Panels};
 use super::head;
+use super::lines::Lines;
 use super::quads::{self, Quads};
 use super::{Job, Kernels, PhaseTimes, Simd, activation_backward, dot, softmax_xent_row};
 use crate::model::{Activation, Layer, transpose};
@@ -42,7 +43,7 @@ pub(super) fn run(job: &Job, n: usize) -> BatchSums {
     let last = hidden.len();
     let mut times = PhaseTimes { forward: vec![0; last], head: 0, backward: vec![0; last] };
     let mut clock = Clock::new(job.timed);
-    let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&h| vec![0.0; n * h]).collect();
+    let mut acts: Vec<Lines> = hidden.iter().map(|&h| Lines::zeros(n * h)).collect();
     let mut pre: Vec<Vec<f32>> = Vec::new(); // each hidden layer's outputs before dropout
 
     // Layer 0: A_0 = act(X·W1 + b1) by row pieces.
@@ -67,7 +68,7 @@ pub(super) fn run(job: &Job, n: usize) -> BatchSums {
     // dZ_last = (dZ_out·W_out^T) ⊙ act'(A_last); then dW_out and db_out.
     let h = hidden[last - 1];
     let mut dz_out = vec![0.0f32; n * k];
-    let mut dzs: Vec<Vec<f32>> = hidden.iter().map(|&h| vec![0.0; n * h]).collect();
+    let mut dzs: Vec<Lines> = hidden.iter().map(|&h| Lines::zeros(n * h)).collect();
     let (a_last, pre_last) = (&acts[last - 1][..], pre.get(last - 1).map_or(&[][..], |v| &v[..]));
     let sums: Vec<(f64, usize)> =
         (dz_out.par_chunks_mut(ROW_PIECE * k).zip(dzs[last - 1].par_chunks_mut(ROW_PIECE * h)))

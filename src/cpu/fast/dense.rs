@@ -11,6 +11,7 @@
 use std::ops::Range;
 
 use super::Simd;
+use super::lines::Lines;
 
 /// Rows (forward) or weight rows (backward) of a tile.
 const MR: usize = 4;
@@ -27,18 +28,19 @@ pub(super) fn tile_width(simd: Simd) -> usize {
 /// row-major matrix are `h` floats apart, which maps them onto a few cache sets). Columns past
 /// the last whole group of `NR` are read from the matrix itself.
 pub(super) struct Panels {
-    data: Vec<f32>,
+    data: Lines,
     width: usize,
 }
 
 impl Panels {
     pub(super) fn pack(w: &[f32], d: usize, h: usize, simd: Simd) -> Panels {
         let width = tile_width(simd);
-        let mut data = Vec::with_capacity(h / width * width * d);
-        for j0 in (0..h / width * width).step_by(width) {
-            for row in w.chunks_exact(h).take(d) {
-                data.extend_from_slice(&row[j0..j0 + width]);
-            }
+        let mut data = Lines::zeros(h / width * width * d);
+        let targets = data.chunks_exact_mut(width);
+        let sources =
+            (0..h / width * width).step_by(width).flat_map(|j0| w.chunks_exact(h).take(d).map(move |row| &row[j0..]));
+        for (t, row) in targets.zip(sources) {
+            t.copy_from_slice(&row[..width]);
         }
         Panels { data, width }
     }
@@ -143,7 +145,7 @@ fn forward_tile<const NR: usize>(acc: &mut [[f32; NR]; MR], x: &[f32], d: usize,
 fn backward_n<const NR: usize>(dw: &mut [f32], dz: &[f32], x: &[f32], d: usize, h: usize, cols: Range<usize>) {
     let rows = x.len() / d.max(1);
     // dz's columns j0..j0 + NR, row after row (see `Panels`).
-    let mut panel = vec![0.0f32; rows * NR];
+    let mut panel = Lines::zeros(rows * NR);
     for j0 in (0..h).step_by(NR) {
         let nr = (h - j0).min(NR);
         if nr == NR {
