@@ -240,6 +240,34 @@ fn fast_step_is_bit_identical_on_any_thread_count() {
     }
 }
 
+#[test]
+fn gradient_buffers_reused_from_any_earlier_step_give_the_same_bits() {
+    let m = mnist();
+    let train = subset(&m.train, 3000);
+    let sparse = fast::SparseRows::from_pixels(&train.pixels, train.d());
+    let mut order: Vec<u32> = (0..train.n as u32).collect();
+    order.shuffle(&mut rng(6));
+    // One buffer through every case: NaNs left by a larger network, then each case's own
+    // gradients, then those of a network of other widths, with and without biases.
+    let mut grads = Params::zeros(Shape::new(train.d(), &[130, 70, 20], 10, true));
+    grads.layers.iter_mut().for_each(|l| l.w.iter_mut().chain(&mut l.b).for_each(|v| *v = f32::NAN));
+    for (hidden, bias) in [(&[64, 33][..], true), (&[40][..], false), (&[130, 70], true), (&[17], true)] {
+        let params = Params::init(Shape::new(train.d(), hidden, 10, bias), Activation::Relu, 2);
+        let params = if bias { with_random_biases(params, 3) } else { params };
+        for rows in [Some(&order[..300]), Some(&order[7..8]), None] {
+            let masks = None;
+            let (fresh, fresh_stats) =
+                fast::forward_backward_dropout(&params, Activation::Relu, &sparse, &train.labels, rows, masks);
+            let stats =
+                fast::forward_backward_into(&mut grads, &params, Activation::Relu, &sparse, &train.labels, rows, masks);
+            let what = format!("{hidden:?} bias {bias}, {} rows", rows.map_or(train.n, |r| r.len()));
+            assert_eq!(grads.shape, fresh.shape, "{what}");
+            assert_eq!(bits(&grads), bits(&fresh), "{what}: reused buffers differ from fresh ones");
+            assert_eq!(stats, fresh_stats, "{what}");
+        }
+    }
+}
+
 /// Every parameter's bit pattern, tensor after tensor.
 fn bits(p: &Params) -> Vec<u32> {
     p.tensors().iter().flat_map(|(_, t)| t.iter().map(|v| v.to_bits())).collect()
@@ -278,13 +306,16 @@ fn simd_levels_agree(train: &Dataset, levels: &[fast::Simd]) {
                 let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 4), 2);
                 let run = |simd, dense_from| {
                     let kernels = fast::Kernels { simd, dense_from };
-                    fast::forward_backward_with(kernels, false, &params, act, &sparse, &train.labels, None)
+                    let mut g = Params { shape: params.shape.clone(), layers: Vec::new() };
+                    let (s, _) =
+                        fast::forward_backward_with(&mut g, kernels, false, &params, act, &sparse, &train.labels, None);
+                    (g, s)
                 };
-                let (g0, s0, _) = run(fast::Simd::Baseline, 2.0);
+                let (g0, s0) = run(fast::Simd::Baseline, 2.0);
                 for &simd in levels {
                     // Sparse only, dense only, and chosen by density.
                     for dense_from in [2.0, 0.0, fast::dense_from(simd)] {
-                        let (g, s, _) = run(simd, dense_from);
+                        let (g, s) = run(simd, dense_from);
                         let how = format!("{what} {hidden:?} {act:?}: {simd:?} dense from {dense_from}");
                         assert_eq!(bits(&g), bits(&g0), "{how} differs from the sparse baseline build");
                         assert_eq!(s, s0, "{how}");

@@ -496,8 +496,7 @@ fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>, cached: Option<&[Quads]
 
 /// Loss and accuracy of `params` on `x` (forward only, threaded).
 pub fn evaluate(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> Stats {
-    let (_, stats, _) = run(Kernels::detect(), params, act, x, labels, None, false, false, None);
-    stats
+    run(Kernels::detect(), params, act, x, labels, None, None, false, None).0
 }
 
 /// Class probabilities of every row of `x` (N x K, row-major), threaded: what `eval` reports.
@@ -532,8 +531,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
 
 /// Gradients of the mean cross-entropy over all rows of `x`, and the forward pass's loss/accuracy.
 pub fn forward_backward(params: &Params, act: Activation, x: &SparseRows, labels: &[u8]) -> (Params, Stats) {
-    let (g, s, _) = forward_backward_with(Kernels::detect(), false, params, act, x, labels, None);
-    (g, s)
+    forward_backward_dropout(params, act, x, labels, None, None)
 }
 
 /// `forward_backward` over a mini-batch: the rows of `x` listed in `rows`, the mean taken over them.
@@ -557,14 +555,32 @@ pub fn forward_backward_dropout(
     rows: Option<&[u32]>,
     masks: Option<&StepMasks>,
 ) -> (Params, Stats) {
-    let (g, s, _) = run(Kernels::detect(), params, act, x, labels, rows, true, false, masks);
-    (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s)
+    let mut grads = Params { shape: params.shape.clone(), layers: Vec::new() };
+    let stats = forward_backward_into(&mut grads, params, act, x, labels, rows, masks);
+    (grads, stats)
 }
 
-/// `forward_backward` (over `rows`, or all of `x` when `None`) with given kernels (the SIMD level
-/// capped at what the CPU has), optionally timing its phases: for tests and `bench`.
+/// `forward_backward_dropout` into `grads`, whatever they held: a training step's gradients
+/// reuse the last step's buffers, which a mini-batch would otherwise allocate and zero (784 x H
+/// floats, a step's worth of page faults).
+pub fn forward_backward_into(
+    grads: &mut Params,
+    params: &Params,
+    act: Activation,
+    x: &SparseRows,
+    labels: &[u8],
+    rows: Option<&[u32]>,
+    masks: Option<&StepMasks>,
+) -> Stats {
+    run(Kernels::detect(), params, act, x, labels, rows, Some(grads), false, masks).0
+}
+
+/// `forward_backward_into` (over `rows`, or all of `x` when `None`, no dropout) with given
+/// kernels (the SIMD level capped at what the CPU has), optionally timing its phases: for tests
+/// and `bench`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_backward_with(
+    grads: &mut Params,
     kernels: Kernels,
     timed: bool,
     params: &Params,
@@ -572,12 +588,13 @@ pub fn forward_backward_with(
     x: &SparseRows,
     labels: &[u8],
     rows: Option<&[u32]>,
-) -> (Params, Stats, PhaseTimes) {
-    let (g, s, t) = run(kernels, params, act, x, labels, rows, true, timed, None);
-    (g.unwrap_or_else(|| Params::zeros(params.shape.clone())), s, t)
+) -> (Stats, PhaseTimes) {
+    run(kernels, params, act, x, labels, rows, Some(grads), timed, None)
 }
 
-/// All shards in parallel, then their sums in shard order.
+/// The forward pass, and the backward pass into `grads` when given (their old contents
+/// ignored): all shards in parallel, then their sums in shard order, or a mini-batch layer by
+/// layer.
 #[allow(clippy::too_many_arguments)]
 fn run(
     kernels: Kernels,
@@ -586,11 +603,11 @@ fn run(
     x: &SparseRows,
     labels: &[u8],
     rows: Option<&[u32]>,
-    backward: bool,
+    mut grads: Option<&mut Params>,
     timed: bool,
     masks: Option<&StepMasks>,
-) -> (Option<Params>, Stats, PhaseTimes) {
-    let s = &p.shape;
+) -> (Stats, PhaseTimes) {
+    let (s, backward) = (&p.shape, grads.is_some());
     let (last, n) = (s.hidden.len(), rows.map_or(x.n(), |r| r.len()));
     let h = s.hidden[last - 1];
     let inv_n = backward.then(|| 1.0 / n.max(1) as f32);
@@ -603,10 +620,10 @@ fn run(
     // The level the shards will run at, which sets the dense tiles' width too.
     let kernels = Kernels { simd: kernels.simd.min(Simd::detect()), ..kernels };
     let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels };
-    if backward && n <= BATCH_ROWS {
-        let (layers, loss, correct, times) = batch::run(&job, n);
-        let grads = Params { shape: s.clone(), layers };
-        return (Some(grads), Stats { loss: loss / n.max(1) as f64, correct, n }, times);
+    if let Some(grads) = grads.as_deref_mut().filter(|_| n <= BATCH_ROWS) {
+        grads.shape = s.clone();
+        let (loss, correct, times) = batch::run(&job, n, &mut grads.layers);
+        return (Stats { loss: loss / n.max(1) as f64, correct, n }, times);
     }
     // A pass over all of x in order reuses x's blocks by quad, built on the first such pass.
     let cached = rows.is_none().then(|| x.blocks());
@@ -626,14 +643,13 @@ fn run(
         correct += part.correct;
         times.add(&part.times);
     }
-    let grads = backward.then(|| {
+    if let Some(grads) = grads {
         let sums: Vec<GradSums> = parts.iter_mut().filter_map(|part| part.grads.take()).collect();
-        let mut g =
+        *grads =
             sum_in_order(sums).map_or_else(|| Params::zeros(s.clone()), |layers| Params { shape: s.clone(), layers });
-        g.layers[last].w = transpose(&g.layers[last].w, s.k, h);
-        g
-    });
-    (grads, Stats { loss: loss / n.max(1) as f64, correct, n }, times)
+        grads.layers[last].w = transpose(&grads.layers[last].w, s.k, h);
+    }
+    (Stats { loss: loss / n.max(1) as f64, correct, n }, times)
 }
 
 /// The shards' gradient sums added element by element in shard order, `s0 + s1 + ...` (the

@@ -111,11 +111,18 @@ impl CpuBackend {
     /// Gradients and loss of batch `batch` (`< batches()`) at `params`, leaving this backend
     /// unchanged (what `--verify-every` compares a GPU step with).
     pub fn gradients_at(&self, params: &Params, batch: usize) -> (Params, Stats) {
+        let mut grads = Params { shape: params.shape.clone(), layers: Vec::new() };
+        let stats = self.gradients_into(&mut grads, params, batch);
+        (grads, stats)
+    }
+
+    /// `gradients_at` into `grads`, reusing their buffers.
+    fn gradients_into(&self, grads: &mut Params, params: &Params, batch: usize) -> Stats {
         let (x, labels) = (&self.train.x, &self.train.labels);
         let masks = self.dropout.map(|d| d.step(self.step_index, params.shape.hidden.len()));
         let rows =
             (self.batch_stats.len() > 1).then(|| &self.order[batch_range(batch, self.batch_size, self.order.len())]);
-        fast::forward_backward_dropout(params, self.act, x, labels, rows, masks.as_ref())
+        fast::forward_backward_into(grads, params, self.act, x, labels, rows, masks.as_ref())
     }
 
     pub fn activation(&self) -> Activation {
@@ -167,7 +174,9 @@ impl Backend for CpuBackend {
         if batch >= self.batches() {
             return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches())));
         }
-        let (grads, stats) = self.gradients_at(&self.params, batch);
+        let mut grads =
+            std::mem::replace(&mut self.grads, Params { shape: self.params.shape.clone(), layers: Vec::new() });
+        let stats = self.gradients_into(&mut grads, &self.params, batch);
         optim::optimizer_update(&mut self.params, &grads, &mut self.state, &self.optimizer, lr);
         self.grads = grads;
         self.batch_stats[batch] = stats;

@@ -9,7 +9,7 @@ use super::figures::{BackendFigures, CrossoverFigure, LR, OpFigure, figure, flop
 use super::phases::{phase_nanos, phases, update_cost};
 use crate::app::cli::BenchArgs;
 use gpu_mnist::backend::{batch_count, batch_range};
-use gpu_mnist::cpu::fast::{self, Kernels, PhaseTimes, SparseRows};
+use gpu_mnist::cpu::fast::{self, SparseRows};
 use gpu_mnist::cpu::reference;
 use gpu_mnist::data::Dataset;
 use gpu_mnist::model::{Activation, Params, Shape};
@@ -67,20 +67,6 @@ fn self_check(train: &Dataset, params: &Params, act: Activation, batch: Option<u
     Ok(format!("passed: {what}, worst {} {:.1e}", worst.0, worst.1))
 }
 
-/// One step's gradient pass (over `rows`, or all of `x`), timed per phase when `timed`.
-fn gradients(
-    kernels: Kernels,
-    timed: bool,
-    params: &Params,
-    act: Activation,
-    x: &SparseRows,
-    labels: &[u8],
-    rows: Option<&[u32]>,
-) -> (Params, PhaseTimes) {
-    let (g, _, t) = fast::forward_backward_with(kernels, timed, params, act, x, labels, rows);
-    (g, t)
-}
-
 /// Times the step of `shape` on `train` (`batch`: rows per mini-batch, `None` for the full batch).
 pub fn bench(
     train: &Dataset,
@@ -96,6 +82,8 @@ pub fn bench(
     let kernels = fast::Kernels::detect();
     let rule = OptimizerConfig { kind: args.optimizer, ..OptimizerConfig::default() };
     let mut state = OptimizerState::new(rule.kind, shape.clone());
+    // Reused from step to step, as training does.
+    let mut g = Params::zeros(shape.clone());
     let mut order = None;
     let mut position = 0;
     let mut next_rows = |position: &mut usize| {
@@ -105,7 +93,7 @@ pub fn bench(
     };
     for _ in 0..args.warmup {
         let rows = next_rows(&mut position);
-        let (g, _) = gradients(kernels, false, &params, act, &x, &train.labels, rows.as_deref());
+        fast::forward_backward_with(&mut g, kernels, false, &params, act, &x, &train.labels, rows.as_deref());
         optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
     }
     let count = 2 * shape.hidden.len() + 1;
@@ -115,7 +103,8 @@ pub fn bench(
         let rows = next_rows(&mut position);
         step_rows_seen.push(rows.as_ref().map_or(n, |r| r.len()) as f64);
         let t0 = Instant::now();
-        let (g, times) = gradients(kernels, true, &params, act, &x, &train.labels, rows.as_deref());
+        let (_, times) =
+            fast::forward_backward_with(&mut g, kernels, true, &params, act, &x, &train.labels, rows.as_deref());
         let t1 = Instant::now();
         optim::optimizer_update(&mut params, &g, &mut state, &rule, LR);
         let t2 = Instant::now();

@@ -33,11 +33,13 @@ const ROW_PIECE: usize = 8;
 /// Rows of a weight gradient (its layer's inputs) per piece: a multiple of this.
 const COL_PIECE: usize = 4;
 
-/// Gradients of every layer (dW as stored, fan_in x fan_out), loss sum, correct count, times.
-pub(super) type BatchSums = (Vec<Layer>, f64, usize, PhaseTimes);
+/// Loss sum, correct count, times.
+pub(super) type BatchSums = (f64, usize, PhaseTimes);
 
-/// The forward and backward pass over the `n` positions of `job`'s visit order.
-pub(super) fn run(job: &Job, n: usize) -> BatchSums {
+/// The forward and backward pass over the `n` positions of `job`'s visit order: `grads` get
+/// every layer's gradients (dW as stored, fan_in x fan_out), whatever they held before, in the
+/// buffers they have where those fit.
+pub(super) fn run(job: &Job, n: usize, grads: &mut Vec<Layer>) -> BatchSums {
     let (p, act, kernels, simd) = (job.p, job.act, job.kernels, job.kernels.simd);
     let (hidden, d, k, bias) = (&p.shape.hidden, p.shape.d, p.shape.k, p.shape.bias);
     let last = hidden.len();
@@ -76,20 +78,18 @@ pub(super) fn run(job: &Job, n: usize) -> BatchSums {
             .map(|(i, (z, dz))| head(simd, job, z, dz, piece(i, ROW_PIECE, z.len() / k), (a_last, pre_last)))
             .collect();
     let (loss, correct) = sums.iter().fold((0.0, 0), |(l, c), &(pl, pc)| (l + pl, c + pc));
-    let mut grads: Vec<Layer> = (0..=last)
-        .map(|l| {
-            let (fan_in, fan_out) = p.shape.layer(l);
-            Layer { w: vec![0.0; fan_in * fan_out], b: vec![0.0; fan_out] }
-        })
-        .collect();
+    // Sized, not cleared: every phase below overwrites its gradients whole.
+    grads.resize_with(last + 1, || Layer { w: Vec::new(), b: Vec::new() });
+    for (l, g) in grads.iter_mut().enumerate() {
+        let (fan_in, fan_out) = p.shape.layer(l);
+        g.w.resize(fan_in * fan_out, 0.0);
+        g.b.resize(fan_out, 0.0);
+    }
     // dW_out^T = dZ_out^T·A_last (K x H: each of its rows vectorises along H), then dW_out.
-    let mut g_out = Layer { w: vec![0.0; k * h], b: std::mem::take(&mut grads[last].b) };
+    let mut g_out = Layer { w: vec![0.0; k * h], b: Vec::new() };
     weight_gradient(&mut g_out, a_last, &Input::Dense(&dz_out), (k, h), false, simd);
     grads[last].w = transpose(&g_out.w, k, h);
-    grads[last].b = g_out.b;
-    if bias {
-        column_sums(&mut grads[last].b, &dz_out, k);
-    }
+    column_sums(&mut grads[last].b, &dz_out, k, bias);
     let mut nz = Columns::default();
     clock.lap(&mut times.head);
 
@@ -113,7 +113,7 @@ pub(super) fn run(job: &Job, n: usize) -> BatchSums {
     quads.set_rows(d, (0..n).map(|i| job.x.row(job.row(i))));
     weight_gradient(&mut grads[0], &dzs[0], &Input::Pixels(&quads), (d, h1), bias, simd);
     clock.lap(&mut times.backward[0]);
-    (grads, loss, correct, times)
+    (loss, correct, times)
 }
 
 /// Positions of row piece `i` of `per` rows, which has `len` rows.
@@ -249,9 +249,11 @@ fn input_of<'a>(a: &'a [f32], width: usize, nz: &'a mut Columns, kernels: Kernel
     }
 }
 
-/// `g.w = input^T · dz` by column pieces (rows of dW), and `g.b = Σ_r dz[r, :]` when `bias`.
-/// Each row of dW is one piece's whole work, so the pieces can follow the thread count: four
-/// per thread, of a multiple of `COL_PIECE` rows (the dense tiles' height) up to 64.
+/// `g.w = input^T · dz` by column pieces (rows of dW), and `g.b = Σ_r dz[r, :]` (zeros without
+/// `bias`), whatever `g` held. Each row of dW is one piece's whole work, so the pieces can follow
+/// the thread count: four per thread, of a multiple of `COL_PIECE` rows (the dense tiles'
+/// height) up to 64. A piece clears its rows just before it sums into them, while they are in
+/// its core's cache.
 fn weight_gradient(
     g: &mut Layer,
     dz: &[f32],
@@ -263,15 +265,19 @@ fn weight_gradient(
     let per = fan_in.div_ceil(4 * rayon::current_num_threads()).next_multiple_of(COL_PIECE).min(64);
     g.w.par_chunks_mut(per * fan_out).enumerate().for_each(|(i, dw)| {
         let cols = i * per..i * per + dw.len() / fan_out;
+        dw.fill(0.0);
         weight_piece(simd, dw, dz, input, (fan_in, fan_out), cols, simd);
     });
-    if bias {
-        column_sums(&mut g.b, dz, fan_out);
-    }
+    column_sums(&mut g.b, dz, fan_out, bias);
 }
 
-/// `b += Σ_r dz[r, :]` over dz's rows of `width`, rows in order, in parallel over columns.
-fn column_sums(b: &mut [f32], dz: &[f32], width: usize) {
+/// `b = Σ_r dz[r, :]` over dz's rows of `width`, rows in order, in parallel over columns; zeros
+/// without `bias`.
+fn column_sums(b: &mut [f32], dz: &[f32], width: usize, bias: bool) {
+    b.fill(0.0);
+    if !bias {
+        return;
+    }
     b.par_chunks_mut(CH).enumerate().for_each(|(i, b)| {
         for row in dz.chunks_exact(width) {
             block::axpy(b, 1.0, &row[i * CH..][..b.len()]);
