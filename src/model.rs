@@ -179,6 +179,12 @@ pub struct Params {
 }
 
 impl Params {
+    /// The shape and no buffers: what a gradient pass that sizes its output
+    /// (`cpu::fast::forward_backward_into`) starts from.
+    pub fn empty(shape: Shape) -> Self {
+        Params { shape, layers: Vec::new() }
+    }
+
     pub fn zeros(shape: Shape) -> Self {
         let layers = (0..shape.layer_count())
             .map(|l| {

@@ -306,7 +306,7 @@ fn simd_levels_agree(train: &Dataset, levels: &[fast::Simd]) {
                 let params = with_random_biases(Params::init(Shape::new(train.d(), hidden, 10, true), act, 4), 2);
                 let run = |simd, dense_from| {
                     let kernels = fast::Kernels { simd, dense_from };
-                    let mut g = Params { shape: params.shape.clone(), layers: Vec::new() };
+                    let mut g = Params::empty(params.shape.clone());
                     let (s, _) =
                         fast::forward_backward_with(&mut g, kernels, false, &params, act, &sparse, &train.labels, None);
                     (g, s)

@@ -555,14 +555,14 @@ pub fn forward_backward_dropout(
     rows: Option<&[u32]>,
     masks: Option<&StepMasks>,
 ) -> (Params, Stats) {
-    let mut grads = Params { shape: params.shape.clone(), layers: Vec::new() };
+    let mut grads = Params::empty(params.shape.clone());
     let stats = forward_backward_into(&mut grads, params, act, x, labels, rows, masks);
     (grads, stats)
 }
 
 /// `forward_backward_dropout` into `grads`, whatever they held: a training step's gradients
 /// reuse the last step's buffers, which a mini-batch would otherwise allocate and zero (784 x H
-/// floats, a step's worth of page faults).
+/// floats on the main thread between two parallel phases).
 pub fn forward_backward_into(
     grads: &mut Params,
     params: &Params,

@@ -111,7 +111,7 @@ impl CpuBackend {
     /// Gradients and loss of batch `batch` (`< batches()`) at `params`, leaving this backend
     /// unchanged (what `--verify-every` compares a GPU step with).
     pub fn gradients_at(&self, params: &Params, batch: usize) -> (Params, Stats) {
-        let mut grads = Params { shape: params.shape.clone(), layers: Vec::new() };
+        let mut grads = Params::empty(params.shape.clone());
         let stats = self.gradients_into(&mut grads, params, batch);
         (grads, stats)
     }
@@ -174,8 +174,7 @@ impl Backend for CpuBackend {
         if batch >= self.batches() {
             return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches())));
         }
-        let mut grads =
-            std::mem::replace(&mut self.grads, Params { shape: self.params.shape.clone(), layers: Vec::new() });
+        let mut grads = std::mem::replace(&mut self.grads, Params::empty(self.params.shape.clone()));
         let stats = self.gradients_into(&mut grads, &self.params, batch);
         optim::optimizer_update(&mut self.params, &grads, &mut self.state, &self.optimizer, lr);
         self.grads = grads;
