@@ -37,7 +37,7 @@ impl Activation {
         Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn apply(self, z: f32) -> f32 {
         match self {
             Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
@@ -49,6 +49,17 @@ impl Activation {
                     z.exp_m1()
                 }
             }
+        }
+    }
+
+    /// `v = act(v)` for every value. The match is outside the loop, so ReLU's loop is one
+    /// vector max per slice (a match inside kept it scalar).
+    #[inline(always)]
+    pub fn apply_all(self, values: &mut [f32]) {
+        match self {
+            Activation::Sigmoid => values.iter_mut().for_each(|v| *v = Activation::Sigmoid.apply(*v)),
+            Activation::Relu => values.iter_mut().for_each(|v| *v = Activation::Relu.apply(*v)),
+            Activation::Elu => values.iter_mut().for_each(|v| *v = Activation::Elu.apply(*v)),
         }
     }
 

@@ -97,9 +97,7 @@ fn dense_block_forward(
     (act, kernels): (Activation, Kernels),
 ) {
     product_forward(out, b, input, w, (fan_in, fan_out), (nz, panels), kernels);
-    for v in out.iter_mut() {
-        *v = act.apply(*v);
-    }
+    act.apply_all(out);
 }
 
 /// Hidden-layer blocks with at least this fraction of non-zero inputs take the dense products,
@@ -357,7 +355,7 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
             }
         };
         quads::forward(job.kernels.simd, a, b1, quads, w1, h1, block.len());
-        a.iter_mut().for_each(|v| *v = act.apply(*v));
+        act.apply_all(a);
         if let Some(m) = job.masks {
             drop_out(a, &mut pre[0][..block.len() * h1], m, 0, block.clone(), h1);
         }
@@ -513,7 +511,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
         let (mut quads, mut nz, kernels) = (Quads::default(), Columns::default(), Kernels::detect());
         quads.set_rows(p.shape.d, rows.clone().map(|i| x.row(i)));
         quads::forward(kernels.simd, &mut acts[0], b(0), &quads, &p.layers[0].w, hidden[0], rows.len());
-        acts[0].iter_mut().for_each(|v| *v = act.apply(*v));
+        act.apply_all(&mut acts[0]);
         for l in 1..last {
             let (below, above) = acts.split_at_mut(l);
             let (input, w, cache) = (&below[l - 1], &p.layers[l].w, (&mut nz, &mut None));

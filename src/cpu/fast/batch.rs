@@ -135,9 +135,7 @@ simd_piece! {
         let (w1, b1) = (&p.layers[0].w, p.shape.bias.then_some(&p.layers[0].b[..]));
         quads.set_rows(d, rows.clone().map(|i| job.x.row(job.row(i))));
         quads::forward(job.kernels.simd, a, b1, quads, w1, h1, rows.len());
-        for v in a.iter_mut() {
-            *v = job.act.apply(*v);
-        }
+        job.act.apply_all(a);
     }
 }
 
@@ -224,9 +222,7 @@ simd_piece! {
             block::forward(o, init, nz, w, fan_out);
         }
         if let Some(act) = act {
-            for v in o.iter_mut() {
-                *v = act.apply(*v);
-            }
+            act.apply_all(o);
         }
     }
 }
