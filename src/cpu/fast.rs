@@ -92,7 +92,9 @@ fn dense_block_forward(
 /// layers of 128 to 512 (128 -> 256, 256 -> 128, 256 -> 512, 512 -> 512) on a 2-core Zen 3, 30-35%
 /// non-zero for AVX2 and 65-80% for SSE2 (whose tiles of 16 outputs take 4 of its 16 registers a
 /// row). AVX-512: where the two took the same time for 784-128-10's input layer on a 2-core
-/// Zen 5, before pixels went by quads.
+/// Zen 5, before pixels went by quads. `--crossover` puts the hidden layers' crossover lower
+/// (25-30% on a Zen 4, 20-25% on a Xeon), but 784-256-128-10's full-batch step ran 2.5% slower
+/// with 25% on the Xeon (docs/performance.md), so 35% stays.
 pub fn dense_from(simd: Simd) -> f64 {
     match simd {
         Simd::Avx512 => 0.35,
@@ -339,7 +341,7 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
                 &quads
             }
         };
-        quads::forward(job.kernels.simd, a, b1, quads, w1, h1, block.len());
+        quads::forward(job.kernels.simd, a, b1, quads, (w1, h1, 0..h1), block.len());
         act.apply_all(a);
         if let Some(m) = job.masks {
             drop_out(a, &mut pre[0][..block.len() * h1], m, 0, block.clone(), h1);
@@ -493,7 +495,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
         let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; rows.len() * w]).collect();
         let (mut quads, mut nz, kernels) = (Quads::default(), Columns::default(), Kernels::detect());
         quads.set_rows(p.shape.d, rows.clone().map(|i| x.row(i)));
-        quads::forward(kernels.simd, &mut acts[0], b(0), &quads, &p.layers[0].w, hidden[0], rows.len());
+        quads::forward(kernels.simd, &mut acts[0], b(0), &quads, (&p.layers[0].w, hidden[0], 0..hidden[0]), rows.len());
         act.apply_all(&mut acts[0]);
         for l in 1..last {
             let (below, above) = acts.split_at_mut(l);

@@ -80,6 +80,11 @@ impl Quads {
         self.start[0] = 0;
     }
 
+    /// Rows in the block.
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Quads (of columns) in the block.
     pub(super) fn quads(&self) -> usize {
         self.start.len().saturating_sub(1)
@@ -99,25 +104,43 @@ impl Quads {
     }
 }
 
-/// `out[r, :] = init + Σ_c x[r, c] · w[c, :]` for the block's `rows` (`out` is rows x h, `w` is
-/// d x h, row-major), as many outputs at a time as `simd`'s registers hold with a quad's weights.
+/// `out[r, :] = init + Σ_c x[r, c] · w[c, cols]` for the block's `rows`: `w` is d x h,
+/// row-major, and `out` rows x |cols| (all of W's columns, or a window of them that one thread
+/// computes for a mini-batch), as many outputs at a time as `simd`'s registers hold with a
+/// quad's weights. A window changes which outputs go together, not any output's sum.
 #[inline(always)]
-pub(super) fn forward(simd: Simd, out: &mut [f32], init: Option<&[f32]>, x: &Quads, w: &[f32], h: usize, rows: usize) {
+pub(super) fn forward(
+    simd: Simd,
+    out: &mut [f32],
+    init: Option<&[f32]>,
+    x: &Quads,
+    (w, h, cols): (&[f32], usize, Range<usize>),
+    rows: usize,
+) {
+    assert!(cols.end <= h && w.len() >= x.d * h, "columns {cols:?} of a {} x {h} matrix", x.d);
+    let w = &w[cols.start..];
     match simd {
-        Simd::Avx512 => forward_by::<64>(out, init, x, w, h, rows),
-        Simd::Avx2 => forward_by::<16>(out, init, x, w, h, rows),
-        Simd::Baseline => forward_by::<8>(out, init, x, w, h, rows),
+        Simd::Avx512 => forward_by::<64>(out, init, x, (w, h, cols.len()), rows),
+        Simd::Avx2 => forward_by::<16>(out, init, x, (w, h, cols.len()), rows),
+        Simd::Baseline => forward_by::<8>(out, init, x, (w, h, cols.len()), rows),
     }
 }
 
-/// `forward`, `S` outputs at a time (fewer for the last few).
+/// `forward`, `S` outputs at a time (fewer for the last few); `w` starts at the window's first
+/// column, rows `h` apart, and the window is `width` wide.
 #[inline(always)]
-fn forward_by<const S: usize>(out: &mut [f32], init: Option<&[f32]>, x: &Quads, w: &[f32], h: usize, rows: usize) {
-    let out = &mut out[..rows * h];
+fn forward_by<const S: usize>(
+    out: &mut [f32],
+    init: Option<&[f32]>,
+    x: &Quads,
+    (w, h, width): (&[f32], usize, usize),
+    rows: usize,
+) {
+    let out = &mut out[..rows * width];
     assert!(x.rows <= rows, "a block of {} rows into {rows} rows of outputs", x.rows);
-    for o in out.chunks_exact_mut(h) {
+    for o in out.chunks_exact_mut(width) {
         match init {
-            Some(b) => o.copy_from_slice(&b[..h]),
+            Some(b) => o.copy_from_slice(&b[..width]),
             None => o.fill(0.0),
         }
     }
@@ -127,9 +150,9 @@ fn forward_by<const S: usize>(out: &mut [f32], init: Option<&[f32]>, x: &Quads, 
             continue;
         }
         let mut c0 = 0;
-        while c0 < h {
-            let args = (&mut *out, rows, vals, w, h, x.columns(g), c0);
-            c0 += match h - c0 {
+        while c0 < width {
+            let args = (&mut *out, rows, vals, (w, h, width), x.columns(g), c0);
+            c0 += match width - c0 {
                 n if n >= S => forward_slice::<S>(args),
                 32.. => forward_slice::<32>(args),
                 16.. => forward_slice::<16>(args),
@@ -142,13 +165,15 @@ fn forward_by<const S: usize>(out: &mut [f32], init: Option<&[f32]>, x: &Quads, 
     }
 }
 
-/// `forward_slice`'s out, the quad's rows and values, w, h, the quad's columns and c0.
-type ForwardArgs<'a> = (&'a mut [f32], &'a [u32], &'a [[f32; Q]], &'a [f32], usize, Range<usize>, usize);
+/// `forward_slice`'s out, the quad's rows and values, (w, its row stride, the window's width),
+/// the quad's columns and c0.
+type ForwardArgs<'a> = (&'a mut [f32], &'a [u32], &'a [[f32; Q]], (&'a [f32], usize, usize), Range<usize>, usize);
 
 /// Outputs `c0..c0 + S` of one quad's terms in `forward`, added into `out`, two rows at a time;
-/// returns S. Every row of `rows` is below `out.len() / h` and `c0 + S <= h` (`forward_by`).
+/// returns S. Every row of `rows` is below `out.len() / width` and `c0 + S <= width`
+/// (`forward_by`).
 #[inline(always)]
-fn forward_slice<const S: usize>((out, rows, vals, w, h, columns, c0): ForwardArgs) -> usize {
+fn forward_slice<const S: usize>((out, rows, vals, (w, h, width), columns, c0): ForwardArgs) -> usize {
     // The quad's weight rows; zeros past d, where the values are zeros too.
     let mut wq = [[0.0f32; S]; Q];
     for (wq, c) in wq.iter_mut().zip(columns) {
@@ -156,9 +181,9 @@ fn forward_slice<const S: usize>((out, rows, vals, w, h, columns, c0): ForwardAr
     }
     let (base, len) = (out.as_mut_ptr(), out.len());
     let at = |r: u32| -> *mut [f32; S] {
-        debug_assert!((r as usize + 1) * h <= len && c0 + S <= h);
+        debug_assert!((r as usize + 1) * width <= len && c0 + S <= width);
         // SAFETY: in bounds, as the caller guarantees (checked above in debug builds).
-        unsafe { base.add(r as usize * h + c0).cast() }
+        unsafe { base.add(r as usize * width + c0).cast() }
     };
     let (row_pairs, val_pairs) = (rows.chunks_exact(2), vals.chunks_exact(2));
     let last = (row_pairs.remainder(), val_pairs.remainder());
@@ -284,7 +309,7 @@ mod tests {
         for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
             let forward = std::panic::catch_unwind(|| {
                 let mut out = vec![0.0; 3 * h];
-                super::forward(simd, &mut out, None, &quads, &w, h, 2);
+                super::forward(simd, &mut out, None, &quads, (&w, h, 0..h), 2);
             });
             assert!(message(forward).contains("3 rows into 2 rows of outputs"), "forward, {simd:?}");
             let backward = std::panic::catch_unwind(|| {
@@ -319,9 +344,16 @@ mod tests {
                 for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
                     for init in [None, Some(&b[..])] {
                         let (mut got, mut want) = (vec![9.0; rows * h], vec![9.0; rows * h]);
-                        super::forward(simd, &mut got, init, &quads, &w, h, rows);
+                        super::forward(simd, &mut got, init, &quads, (&w, h, 0..h), rows);
                         block::forward(&mut want, init, &cols, &w, h);
                         assert_eq!(got, want, "forward {rows}x{d}x{h} ink {ink} {simd:?} bias {}", init.is_some());
+                        // A window of W's columns gives those columns of the whole product.
+                        let window = h / 3..h - h / 5;
+                        let mut part = vec![9.0; rows * window.len()];
+                        let init = init.map(|b| &b[window.clone()]);
+                        super::forward(simd, &mut part, init, &quads, (&w, h, window.clone()), rows);
+                        let want_part: Vec<f32> = want.chunks(h).flat_map(|r| r[window.clone()].to_vec()).collect();
+                        assert_eq!(part, want_part, "forward of columns {window:?} {rows}x{d}x{h} {simd:?}");
                     }
                     let (mut got, mut want) = (start.clone(), start.clone());
                     super::backward(simd, &mut got, &dz, &quads, h, 0..quads.quads());
