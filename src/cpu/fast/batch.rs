@@ -4,13 +4,17 @@
 //! cannot pay for: zeroing, filling and adding 784 x H floats per shard costs as much as the
 //! products. Here every phase runs in parallel pieces that write disjoint outputs, so there is
 //! one set of gradients and no sum of sets:
-//! * row pieces (`ROW_PIECE` rows) for what is computed row by row: each hidden layer's
-//!   `A_l = act(A_{l-1}·W_l + b_l)`, the softmax, and `dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'`;
+//! * windows of W1's columns, one per thread, for the input layer's `A_1 = act(X·W1 + b1)`
+//!   over all the batch's rows: W1 is the largest matrix, and each thread streams only its
+//!   window of it;
+//! * row pieces (`ROW_PIECE` rows) for what is computed row by row: each hidden layer above,
+//!   the softmax, and `dZ_{l-1} = (dZ_l·W_l^T) ⊙ act'`;
 //! * column pieces (`COL_PIECE` rows of dW) for the weight gradients `dW_l = A_{l-1}^T·dZ_l`:
 //!   each element of dW sums its terms over the whole batch in row order.
 //!
-//! The pieces are cut by the batch's size alone, so the results are the same bits on any number
-//! of threads, and a batch of 128 rows keeps 16 threads busy. Each product picks the sparse or
+//! No element's sum depends on how the pieces are cut (the windows depend on the thread count,
+//! the row and column pieces on the batch's size alone), so the results are the same bits on any
+//! number of threads, and a batch of 128 rows keeps 16 threads busy. Each product picks the sparse or
 //! the dense kernel by density as the shards do, with the same bits either way. Rayon runs its
 //! closures at the baseline vector width, so each piece's work is a `simd_piece!` function.
 
