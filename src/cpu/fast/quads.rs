@@ -43,9 +43,10 @@ pub(super) struct Quads {
 
 impl Quads {
     /// Rows of `d` columns given by their quads (`SparseRows::row`): inked quads ascending, each
-    /// with its 4 values. A counting sort: count each quad's rows, then place them.
+    /// with its 4 pixels, which become `p / 255`. A counting sort: count each quad's rows, then
+    /// place them.
     #[inline(always)]
-    pub(super) fn set_rows<'a>(&mut self, d: usize, rows: impl Iterator<Item = (&'a [u32], &'a [[f32; Q]])> + Clone) {
+    pub(super) fn set_rows<'a>(&mut self, d: usize, rows: impl Iterator<Item = (&'a [u32], &'a [[u8; Q]])> + Clone) {
         let quads = d.div_ceil(Q);
         self.d = d;
         self.rows = 0;
@@ -70,7 +71,7 @@ impl Quads {
             for (&g, v) in gs.iter().zip(vals) {
                 let at = &mut self.start[g as usize];
                 self.row[*at] = r as u32;
-                self.val[*at] = *v;
+                self.val[*at] = v.map(|p| p as f32 / 255.0);
                 *at += 1;
             }
         }

@@ -11,14 +11,16 @@ use super::{blocks, shards};
 
 /// Rows of u8 pixels by quads (4 pixels side by side, `4g..4g + 4`), the empty quads left out:
 /// row i holds entries `start[i]..start[i+1]` of `quad`/`val`, the indices of its quads with
-/// any ink, ascending, and their values scaled to [0, 1] (0 for blank pixels and past d).
+/// any ink, ascending, and their pixels (0 for blank ones and past d). The pixels stay bytes,
+/// 8 bytes a quad with its index: a mini-batch reads its rows from all over the set, mostly
+/// from memory, and `Quads::set_rows` scales them to [0, 1] as it regroups them.
 #[derive(Clone, Debug)]
 pub struct SparseRows {
     pub d: usize,
     nnz: usize,
     start: Vec<usize>,
     quad: Vec<u32>,
-    val: Vec<[f32; 4]>,
+    val: Vec<[u8; 4]>,
     /// The rows regrouped by quad in the blocks of a pass over all of them in order (every
     /// shard's blocks, shard after shard), made by the first such pass: the full-batch step and
     /// every evaluation visit the same blocks each time.
@@ -55,7 +57,7 @@ impl SparseRows {
         self.by_block = OnceLock::new();
         self.start.resize(n + 1, 0);
         self.quad.resize(entries, 0);
-        self.val.resize(entries, [0.0; 4]);
+        self.val.resize(entries, [0; 4]);
         // Each piece's share of `start` (its rows' ends), `quad` and `val`.
         let mut jobs = Vec::with_capacity(counts.len());
         let (mut start, mut quad, mut val) = (&mut self.start[1..], &mut self.quad[..], &mut self.val[..]);
@@ -73,7 +75,7 @@ impl SparseRows {
                 for (g, q) in row.chunks(4).enumerate() {
                     if q.iter().any(|&p| p != 0) {
                         quad[at] = g as u32;
-                        val[at] = std::array::from_fn(|i| q.get(i).map_or(0.0, |&p| p as f32 / 255.0));
+                        val[at] = std::array::from_fn(|i| q.get(i).copied().unwrap_or(0));
                         at += 1;
                     }
                 }
@@ -111,9 +113,9 @@ impl SparseRows {
         self.quad.len()
     }
 
-    /// Row i's inked quads and their values.
+    /// Row i's inked quads and their pixels.
     #[inline(always)]
-    pub(super) fn row(&self, i: usize) -> (&[u32], &[[f32; 4]]) {
+    pub(super) fn row(&self, i: usize) -> (&[u32], &[[u8; 4]]) {
         let r = self.start[i]..self.start[i + 1];
         (&self.quad[r.clone()], &self.val[r])
     }
@@ -125,19 +127,15 @@ mod tests {
 
     /// The rows one pixel at a time: the definition `refill` is checked against.
     #[allow(clippy::type_complexity)]
-    fn plain(pixels: &[u8], d: usize) -> (Vec<usize>, Vec<u32>, Vec<[f32; 4]>, usize) {
+    fn plain(pixels: &[u8], d: usize) -> (Vec<usize>, Vec<u32>, Vec<[u8; 4]>, usize) {
         let (mut start, mut quad, mut val, mut nnz) = (vec![0], Vec::new(), Vec::new(), 0);
         for row in pixels.chunks_exact(d) {
             for (c, &p) in row.iter().enumerate().filter(|(_, p)| **p != 0) {
                 if quad.last() != Some(&((c / 4) as u32)) || start.last() == Some(&quad.len()) {
                     quad.push((c / 4) as u32);
-                    val.push([0.0; 4]);
+                    val.push([0; 4]);
                 }
-                *val.last_mut().unwrap() = {
-                    let mut v: [f32; 4] = *val.last().unwrap();
-                    v[c % 4] = p as f32 / 255.0;
-                    v
-                };
+                val.last_mut().unwrap()[c % 4] = p;
                 nnz += 1;
             }
             start.push(quad.len());
