@@ -29,7 +29,7 @@ use super::dense::{self, Panels};
 use super::head;
 use super::lines::Lines;
 use super::quads::{self, Quads};
-use super::{Job, Kernels, PhaseTimes, Simd, activation_backward, softmax_xent_row};
+use super::{Job, Kernels, PhaseTimes, Simd, activation_backward, dot, softmax_xent_row};
 use crate::model::{Activation, Layer, transpose};
 
 /// Rows per piece of the row-wise phases.
@@ -173,7 +173,9 @@ simd_piece! {
         let (mut loss, mut correct) = (0.0f64, 0usize);
         for (r, pos) in rows.clone().enumerate() {
             let (z, ar) = (&mut z[r * k..(r + 1) * k], &a[pos * h..(pos + 1) * h]);
-            head::logits(z, ar, wt, b, h);
+            for (c, zc) in z.iter_mut().enumerate() {
+                *zc = dot(ar, &wt[c * h..(c + 1) * h]) + b.map_or(0.0, |b| b[c]);
+            }
             let y = job.labels[job.row(pos)] as usize;
             let (l, ok) = softmax_xent_row(z, y);
             loss += l as f64;
