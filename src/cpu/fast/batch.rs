@@ -12,11 +12,11 @@
 //! * column pieces (`COL_PIECE` rows of dW) for the weight gradients `dW_l = A_{l-1}^T·dZ_l`:
 //!   each element of dW sums its terms over the whole batch in row order.
 //!
-//! No element's sum depends on how the pieces are cut (the windows depend on the thread count,
-//! the row and column pieces on the batch's size alone), so the results are the same bits on any
-//! number of threads, and a batch of 128 rows keeps 16 threads busy. Each product picks the sparse or
-//! the dense kernel by density as the shards do, with the same bits either way. Rayon runs its
-//! closures at the baseline vector width, so each piece's work is a `simd_piece!` function.
+//! No element's sum depends on how the pieces are cut (the windows depend on the thread count, the
+//! row and column pieces on the batch's size alone), so the results are the same bits on any number
+//! of threads, and a batch of 128 rows keeps 16 threads busy. Each product picks the sparse or the
+//! dense kernel by density as the shards do, with the same bits either way. Rayon runs its closures
+//! at the baseline vector width, so each piece's work is a `simd_piece!` function.
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -61,15 +61,19 @@ pub(super) fn run(job: &Job, n: usize, grads: &mut Vec<Layer>) -> BatchSums {
     let mut quads = Quads::default();
     quads.set_rows(d, (0..n).map(|i| job.x.row(job.row(i))));
     let windows: Vec<Range<usize>> = column_windows(h1).collect();
-    let mut outs: Vec<Lines> = windows.iter().map(|cols| Lines::zeros(n * cols.len())).collect();
-    outs.par_iter_mut().zip(&windows).for_each(|(a, cols)| input_forward(simd, job, a, &quads, cols.clone()));
-    acts[0].par_chunks_mut(ROW_PIECE * h1).enumerate().for_each(|(i, a)| {
-        for (r, row) in piece(i, ROW_PIECE, a.len() / h1).zip(a.chunks_exact_mut(h1)) {
-            for (cols, out) in windows.iter().zip(outs.iter()) {
-                row[cols.clone()].copy_from_slice(&out[r * cols.len()..][..cols.len()]);
+    if let [all] = &windows[..] {
+        input_forward(simd, job, &mut acts[0], &quads, all.clone());
+    } else {
+        let mut outs: Vec<Lines> = windows.iter().map(|cols| Lines::zeros(n * cols.len())).collect();
+        outs.par_iter_mut().zip(&windows).for_each(|(a, cols)| input_forward(simd, job, a, &quads, cols.clone()));
+        acts[0].par_chunks_mut(ROW_PIECE * h1).enumerate().for_each(|(i, a)| {
+            for (r, row) in piece(i, ROW_PIECE, a.len() / h1).zip(a.chunks_exact_mut(h1)) {
+                for (cols, out) in windows.iter().zip(outs.iter()) {
+                    row[cols.clone()].copy_from_slice(&out[r * cols.len()..][..cols.len()]);
+                }
             }
-        }
-    });
+        });
+    }
     drop_out(job, &mut acts[0], &mut pre, 0);
     clock.lap(&mut times.forward[0]);
 
