@@ -21,13 +21,14 @@
 //!   packed panels) start on a cache line (`lines::Lines`), so no 8- or 16-float slice
 //!   straddles two lines.
 //! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
-//! * Rows go in blocks of `BLOCK` through three phases (input forward | hidden layers, softmax
+//! * Rows go in blocks (`block_rows`) through three phases (input forward | hidden layers, softmax
 //!   and their backward | input backward), which keeps each phase's weights hot and lets `bench`
 //!   time the phases.
 //! * Threads: rows are cut into a fixed number of shards (independent of the thread count), each
 //!   shard accumulates its own gradients in row order, and the shards are summed in order. The
-//!   loops use no FMA and sums with a fixed lane order, so results are bit-identical on any
-//!   thread count and SIMD level (baseline, AVX2, AVX-512: the same code compiled three times).
+//!   loops add every product by fused multiply-add and sum lanes in a fixed order, so results
+//!   are bit-identical on any thread count and SIMD level (baseline, AVX2, AVX-512: the same
+//!   code compiled three times; see `Simd`).
 //! * Mini-batches (at most `BATCH_ROWS` rows) go layer by layer instead (`batch`): each phase
 //!   in parallel pieces with disjoint outputs, one set of gradients and no sum of shards.
 //!
@@ -66,9 +67,20 @@ const SHARDS: usize = 16;
 const MIN_SHARD_ROWS: usize = 64;
 /// Gradient passes over at most this many rows run layer by layer (`batch`), not in shards.
 pub const BATCH_ROWS: usize = 1024;
-/// Rows per block inside a shard: rows go through the phases a block at a time. Larger blocks
-/// store each quad's rows of dW1 fewer times; 256 rows of 128 activations still fit L2.
+/// Rows per block inside a shard when the network has hidden-to-hidden layers: rows go through
+/// the phases a block at a time, and the dense tiles of those layers reuse each panel of
+/// weights over a block's rows.
 pub const BLOCK: usize = 256;
+/// Rows per block with one hidden layer, whose input-layer products are nearly all the work:
+/// they run fastest when a block's activations and their gradients stay in L1 (64 rows of 128
+/// floats are 32 KB), although each quad's rows of dW1 are then loaded and stored 4 times as often.
+pub const BLOCK_SHALLOW: usize = 64;
+
+/// The rows per block for a network of `hidden_layers` hidden layers. Any length gives the same
+/// bits: every sum runs over the rows in order whatever the blocks.
+pub fn block_rows(hidden_layers: usize) -> usize {
+    if hidden_layers == 1 { BLOCK_SHALLOW } else { BLOCK }
+}
 
 /// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU).
 #[inline(always)]
@@ -78,7 +90,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ac.zip(bc) {
         for t in 0..16 {
-            lanes[t] += x[t] * y[t];
+            lanes[t] = x[t].mul_add(y[t], lanes[t]);
         }
     }
     lanes.iter().sum::<f32>() + tail
@@ -245,6 +257,8 @@ struct Job<'a> {
     timed: bool,
     masks: Option<&'a StepMasks>,
     kernels: Kernels,
+    /// Rows per block (`block_rows`).
+    block: usize,
 }
 
 impl Job<'_> {
@@ -306,7 +320,7 @@ struct ShardSums {
     times: PhaseTimes,
 }
 
-/// The rows of one shard in blocks of `BLOCK`: the forward pass, and the backward pass too when
+/// The rows of one shard in blocks of `job.block`: the forward pass, and the backward pass too when
 /// `job.inv_n` is set. `acts[l]` and `dzs[l]` hold hidden layer l's outputs and their gradients
 /// for the block's rows.
 #[inline(always)]
@@ -328,13 +342,14 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
     });
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let mut times = PhaseTimes { forward: vec![0; last], head: 0, backward: vec![0; last] };
-    let mut acts: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(BLOCK * w)).collect();
-    let mut dzs: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(BLOCK * w)).collect();
+    let rows_per = job.block;
+    let mut acts: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(rows_per * w)).collect();
+    let mut dzs: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(rows_per * w)).collect();
     let mut pre: Vec<Vec<f32>> =
-        hidden.iter().map(|&w| vec![0.0; if job.masks.is_some() { BLOCK * w } else { 0 }]).collect();
+        hidden.iter().map(|&w| vec![0.0; if job.masks.is_some() { rows_per * w } else { 0 }]).collect();
     let (mut z, mut nz) = (vec![0.0; k], Columns::default());
     let mut quads = Quads::default();
-    let mut zs = vec![0.0; BLOCK * k]; // the block's dZ_out, for dW_out
+    let mut zs = vec![0.0; rows_per * k]; // the block's dZ_out, for dW_out
     // Each hidden-to-hidden weight matrix's `Panels` once a dense product needs them: layer l's
     // W at l and its W^T at last + l.
     let mut panels: Vec<Option<Panels>> = (0..2 * last + 1).map(|_| None).collect();
@@ -345,7 +360,7 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
             *t = Some(t1);
         }
     };
-    for (b, block) in blocks(rows.clone()).enumerate() {
+    for (b, block) in blocks(rows.clone(), rows_per).enumerate() {
         let mut t = job.timed.then(Instant::now);
         let (h1, d) = (hidden[0], p.shape.d);
         let a = &mut acts[0][..block.len() * h1];
@@ -439,6 +454,12 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
 /// The SIMD level the fast path runs at: the widest the CPU has. The sparse products are bound
 /// by loading weight rows and gain little from AVX-512; the dense tiles double their width.
 /// Ordered from narrowest to widest.
+///
+/// Every product adds its terms by fused multiply-add, `a.mul_add(b, acc)`: one rounding per
+/// term, half the floating-point instructions of a multiply and an add. AVX2 comes with FMA3
+/// (and is taken only with it) and AVX-512 includes it; the baseline build has no FMA
+/// instruction and calls libm's `fmaf`, which rounds correctly too, so every level gives the
+/// same bits, the baseline slowly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Simd {
     Baseline,
@@ -453,7 +474,7 @@ impl Simd {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 return Simd::Avx512;
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 return Simd::Avx2;
             }
         }
@@ -475,7 +496,7 @@ impl Simd {
 fn shard_simd(simd: Simd, job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         fn avx2(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
             shard(job, rows, cached)
         }
@@ -507,8 +528,9 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
     let wt_out = transpose(&p.layers[last].w, h, k);
     let b = |l: usize| bias.then_some(&p.layers[l].b[..]);
     let mut out = vec![0.0; x.n() * k];
-    out.par_chunks_mut(k * BLOCK).enumerate().for_each(|(c, probs)| {
-        let rows = c * BLOCK..c * BLOCK + probs.len() / k;
+    let block = block_rows(last);
+    out.par_chunks_mut(k * block).enumerate().for_each(|(c, probs)| {
+        let rows = c * block..c * block + probs.len() / k;
         let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; rows.len() * w]).collect();
         let (mut quads, mut nz, kernels) = (Quads::default(), Columns::default(), Kernels::detect());
         quads.set_rows(p.shape.d, rows.clone().map(|i| x.row(i)));
@@ -619,18 +641,19 @@ fn run(
         .collect();
     // The level the shards will run at, which sets the dense tiles' width too.
     let kernels = Kernels { simd: kernels.simd.min(Simd::detect()), ..kernels };
-    let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels };
+    let block = block_rows(last);
+    let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels, block };
     if let Some(grads) = grads.as_deref_mut().filter(|_| n <= BATCH_ROWS) {
         grads.shape = s.clone();
         let (loss, correct, times) = batch::run(&job, n, &mut grads.layers);
         return (Stats { loss: loss / n.max(1) as f64, correct, n }, times);
     }
     // A pass over all of x in order reuses x's blocks by quad, built on the first such pass.
-    let cached = rows.is_none().then(|| x.blocks());
+    let cached = rows.is_none().then(|| x.blocks(block));
     let work: Vec<_> = shards(n)
         .into_iter()
         .scan(0, |first, rows| {
-            let count = blocks(rows.clone()).count();
+            let count = blocks(rows.clone(), block).count();
             *first += count;
             Some((rows, cached.map(|c| &c[*first - count..*first])))
         })
@@ -675,9 +698,9 @@ fn sum_in_order(mut sums: Vec<GradSums>) -> Option<Vec<Layer>> {
     Some(acc)
 }
 
-/// The blocks of `BLOCK` rows that a shard's rows go through.
-fn blocks(rows: Range<usize>) -> impl Iterator<Item = Range<usize>> + Clone {
-    rows.clone().step_by(BLOCK).map(move |r| r..(r + BLOCK).min(rows.end))
+/// The blocks of `len` rows that a shard's rows go through.
+fn blocks(rows: Range<usize>, len: usize) -> impl Iterator<Item = Range<usize>> + Clone {
+    rows.clone().step_by(len).map(move |r| r..(r + len).min(rows.end))
 }
 
 /// Position ranges of the shards: `SHARDS` of them, fewer for small mini-batches so each has at

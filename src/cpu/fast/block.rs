@@ -16,7 +16,7 @@ pub(super) const CH: usize = 64;
 #[inline(always)]
 pub(super) fn axpy(acc: &mut [f32], v: f32, x: &[f32]) {
     for (a, &x) in acc.iter_mut().zip(x) {
-        *a += v * x;
+        *a = v.mul_add(x, *a);
     }
 }
 
@@ -102,7 +102,7 @@ pub(super) fn forward(out: &mut [f32], init: Option<&[f32]>, x: &Columns, w: &[f
                 for (&r, &v) in rows.iter().zip(vals) {
                     let o = &mut out[r as usize * h + c0..][..CH];
                     for t in 0..CH {
-                        o[t] += v * wc[t];
+                        o[t] = v.mul_add(wc[t], o[t]);
                     }
                 }
             } else {
@@ -159,7 +159,7 @@ fn backward_slice<const W: usize>(
         for (&r, &v) in rows.iter().zip(vals) {
             let d = &dz[r as usize * h + c0..][..W];
             for t in 0..W {
-                acc[t] += v * d[t];
+                acc[t] = v.mul_add(d[t], acc[t]);
             }
         }
         dwc.copy_from_slice(&acc);

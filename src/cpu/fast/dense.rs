@@ -106,7 +106,7 @@ fn forward_n<const NR: usize>(
                         for (i, a) in acc.iter_mut().take(mr).enumerate() {
                             let v = x[(r0 + i) * d + c];
                             for (a, &w) in a[..nr].iter_mut().zip(&wc[j0..j0 + nr]) {
-                                *a += v * w;
+                                *a = v.mul_add(w, *a);
                             }
                         }
                     }
@@ -130,10 +130,10 @@ fn forward_tile<const NR: usize>(acc: &mut [[f32; NR]; MR], x: &[f32], d: usize,
     for ((((wc, &v0), &v1), &v2), &v3) in panel.zip(x0).zip(x1).zip(x2).zip(x3) {
         let Some(wc) = wc else { break };
         for t in 0..NR {
-            a0[t] += v0 * wc[t];
-            a1[t] += v1 * wc[t];
-            a2[t] += v2 * wc[t];
-            a3[t] += v3 * wc[t];
+            a0[t] = v0.mul_add(wc[t], a0[t]);
+            a1[t] = v1.mul_add(wc[t], a1[t]);
+            a2[t] = v2.mul_add(wc[t], a2[t]);
+            a3[t] = v3.mul_add(wc[t], a3[t]);
         }
     }
     *acc = [a0, a1, a2, a3];
@@ -166,7 +166,7 @@ fn backward_n<const NR: usize>(dw: &mut [f32], dz: &[f32], x: &[f32], d: usize, 
                 for (xr, dzr) in x.chunks_exact(d).zip(dz.chunks_exact(h)).take(rows) {
                     for (a, &v) in acc.iter_mut().zip(&xr[c0..c0 + mc]) {
                         for (a, &g) in a[..nr].iter_mut().zip(&dzr[j0..j0 + nr]) {
-                            *a += v * g;
+                            *a = v.mul_add(g, *a);
                         }
                     }
                 }
@@ -188,10 +188,10 @@ fn backward_tile<const NR: usize>(acc: &mut [[f32; NR]; MR], x: &[f32], d: usize
     for (xv, g) in xs.zip(gs).take(rows) {
         let (Some(&[v0, v1, v2, v3]), Some(g)) = (xv, g) else { break };
         for t in 0..NR {
-            a0[t] += v0 * g[t];
-            a1[t] += v1 * g[t];
-            a2[t] += v2 * g[t];
-            a3[t] += v3 * g[t];
+            a0[t] = v0.mul_add(g[t], a0[t]);
+            a1[t] = v1.mul_add(g[t], a1[t]);
+            a2[t] = v2.mul_add(g[t], a2[t]);
+            a3[t] = v3.mul_add(g[t], a3[t]);
         }
     }
     *acc = [a0, a1, a2, a3];

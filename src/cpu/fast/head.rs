@@ -32,7 +32,7 @@ fn input_slice<const W: usize>(dz: &mut [f32], z: &[f32], wt: &[f32], h: usize, 
     for (c, &zc) in z.iter().enumerate() {
         let w = &wt[c * h + c0..][..W];
         for t in 0..W {
-            acc[t] += zc * w[t];
+            acc[t] = zc.mul_add(w[t], acc[t]);
         }
     }
     dz[c0..c0 + W].copy_from_slice(&acc);
@@ -79,8 +79,8 @@ fn weight_slice<const W: usize>(
         let ar = &a[r * h + j0..][..W];
         let (z0, z1) = (z[r * k + c], if pair == 2 { z[r * k + c + 1] } else { 0.0 });
         for t in 0..W {
-            g0[t] += z0 * ar[t];
-            g1[t] += z1 * ar[t];
+            g0[t] = z0.mul_add(ar[t], g0[t]);
+            g1[t] = z1.mul_add(ar[t], g1[t]);
         }
     }
     gw[c * h + j0..][..W].copy_from_slice(&g0);

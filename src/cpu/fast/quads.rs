@@ -194,8 +194,8 @@ fn forward_slice<const S: usize>((out, rows, vals, (w, h, width), columns, c0): 
         let (mut a0, mut a1) = unsafe { (o0.read_unaligned(), o1.read_unaligned()) };
         for q in 0..Q {
             for t in 0..S {
-                a0[t] += v[0][q] * wq[q][t];
-                a1[t] += v[1][q] * wq[q][t];
+                a0[t] = v[0][q].mul_add(wq[q][t], a0[t]);
+                a1[t] = v[1][q].mul_add(wq[q][t], a1[t]);
             }
         }
         // SAFETY: as above.
@@ -207,7 +207,7 @@ fn forward_slice<const S: usize>((out, rows, vals, (w, h, width), columns, c0): 
         let mut a = unsafe { o.read_unaligned() };
         for q in 0..Q {
             for t in 0..S {
-                a[t] += v[q] * wq[q][t];
+                a[t] = v[q].mul_add(wq[q][t], a[t]);
             }
         }
         // SAFETY: as above.
@@ -275,10 +275,10 @@ fn backward_slice<const S: usize>((dw, dz, rows, vals, h, c0): BackwardArgs) -> 
         // SAFETY: every row of `rows` is below `dz.len() / h` and `c0 + S <= h` (`backward_by`).
         let d: [f32; S] = unsafe { dz.as_ptr().add(r as usize * h + c0).cast::<[f32; S]>().read_unaligned() };
         for t in 0..S {
-            a0[t] += v0 * d[t];
-            a1[t] += v1 * d[t];
-            a2[t] += v2 * d[t];
-            a3[t] += v3 * d[t];
+            a0[t] = v0.mul_add(d[t], a0[t]);
+            a1[t] = v1.mul_add(d[t], a1[t]);
+            a2[t] = v2.mul_add(d[t], a2[t]);
+            a3[t] = v3.mul_add(d[t], a3[t]);
         }
     }
     for (c, a) in [a0, a1, a2, a3].iter().enumerate().take(columns) {

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::quads::Quads;
-use super::{blocks, shards};
+use super::{BLOCK, BLOCK_SHALLOW, blocks, shards};
 
 /// Rows of u8 pixels by quads (4 pixels side by side, `4g..4g + 4`), the empty quads left out:
 /// row i holds entries `start[i]..start[i+1]` of `quad`/`val`, the indices of its quads with
@@ -23,15 +23,22 @@ pub struct SparseRows {
     val: Vec<[u8; 4]>,
     /// The rows regrouped by quad in the blocks of a pass over all of them in order (every
     /// shard's blocks, shard after shard), made by the first such pass: the full-batch step and
-    /// every evaluation visit the same blocks each time.
-    by_block: OnceLock<Vec<Quads>>,
+    /// every evaluation visit the same blocks each time. One set per block length: `BLOCK`'s,
+    /// then `BLOCK_SHALLOW`'s.
+    by_block: [OnceLock<Vec<Quads>>; 2],
 }
 
 impl SparseRows {
     /// `pixels` is n x d bytes, row-major (d < 2^32, which any loaded image satisfies).
     pub fn from_pixels(pixels: &[u8], d: usize) -> Self {
-        let mut rows =
-            SparseRows { d, nnz: 0, start: Vec::new(), quad: Vec::new(), val: Vec::new(), by_block: OnceLock::new() };
+        let mut rows = SparseRows {
+            d,
+            nnz: 0,
+            start: Vec::new(),
+            quad: Vec::new(),
+            val: Vec::new(),
+            by_block: Default::default(),
+        };
         rows.refill(pixels, d);
         rows
     }
@@ -54,7 +61,7 @@ impl SparseRows {
         let entries = counts.iter().map(|c| c.0).sum();
         self.d = d;
         self.nnz = counts.iter().map(|c| c.1).sum();
-        self.by_block = OnceLock::new();
+        self.by_block = Default::default();
         self.start.resize(n + 1, 0);
         self.quad.resize(entries, 0);
         self.val.resize(entries, [0; 4]);
@@ -94,10 +101,13 @@ impl SparseRows {
         self.nnz
     }
 
-    /// Every shard's blocks of a pass over all rows in order, by quad.
-    pub(super) fn blocks(&self) -> &[Quads] {
-        self.by_block.get_or_init(|| {
-            let all: Vec<Range<usize>> = shards(self.n()).into_iter().flat_map(blocks).collect();
+    /// Every shard's blocks of `len` rows (`BLOCK` or `BLOCK_SHALLOW`) of a pass over all rows in
+    /// order, by quad.
+    pub(super) fn blocks(&self, len: usize) -> &[Quads] {
+        let set = [BLOCK, BLOCK_SHALLOW].iter().position(|&l| l == len);
+        let set = set.unwrap_or_else(|| panic!("no cache for blocks of {len} rows"));
+        self.by_block[set].get_or_init(|| {
+            let all: Vec<Range<usize>> = shards(self.n()).into_iter().flat_map(|s| blocks(s, len)).collect();
             all.into_par_iter()
                 .map(|block| {
                     let mut quads = Quads::default();

@@ -16,7 +16,7 @@ macro_rules! simd_piece {
                 #[target_feature(enable = "avx512f")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx512($($arg: $ty),*) -> $ret { body($($arg),*) }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2($($arg: $ty),*) -> $ret { body($($arg),*) }
                 match simd.min(Simd::detect()) {
