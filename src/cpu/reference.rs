@@ -1,6 +1,11 @@
 //! The readable reference: the whole training step as plain loops, one forward/backward pair per
 //! layer. Every fast path (the threaded sparse CPU step, the WGSL kernels) is tested against these
 //! functions. Arguments go outputs first, then inputs, then sizes. Matrices are row-major.
+//!
+//! The products add each term by a fused multiply-add (`a.mul_add(b, acc)`, one rounding), as
+//! the fast CPU path does in the same order. The two then compute the same pre-activations, and
+//! a ReLU unit whose pre-activation is within rounding of 0 cannot be on for one and off for
+//! the other, which would move a row's whole gradient for that unit.
 
 use crate::dropout::StepMasks;
 use crate::model::{Activation, Params, Stats};
@@ -16,7 +21,7 @@ pub fn linear_forward(z: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, n:
         for p in 0..d {
             let xv = x[i * d + p];
             for j in 0..m {
-                zi[j] += xv * w[p * m + j];
+                zi[j] = xv.mul_add(w[p * m + j], zi[j]);
             }
         }
     }
@@ -41,7 +46,7 @@ pub fn linear_backward(
         for p in 0..d {
             let xv = x[i * d + p];
             for j in 0..m {
-                dw[p * m + j] += xv * dz[i * m + j];
+                dw[p * m + j] = xv.mul_add(dz[i * m + j], dw[p * m + j]);
             }
         }
     }
@@ -53,7 +58,7 @@ pub fn linear_backward(
             for p in 0..d {
                 let mut s = 0.0;
                 for j in 0..m {
-                    s += dz[i * m + j] * w[p * m + j];
+                    s = dz[i * m + j].mul_add(w[p * m + j], s);
                 }
                 dx[i * d + p] = s;
             }
