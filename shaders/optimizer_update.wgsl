@@ -9,6 +9,7 @@
 //   nesterov_update: m = momentum * m + g;  param -= lr * (g + momentum * m)
 //   adam_update:     m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
 //                    param -= lr * (m * c1) / (sqrt(v * c2) + eps)
+// each new moment (m, v) below 2^-100 in magnitude stored as 0 (`floored`),
 // where c1 = 1/(1 - beta1^t), c2 = 1/(1 - beta2^t) are step t's bias corrections, written into
 // the uniform by the host before each step. The parameters live in one buffer, every layer's
 // weights first (W1, W2, ..., ending at p.weights_end), then every layer's bias (b1, b2, ...),
@@ -58,6 +59,14 @@ fn element(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * (WG * nwg.x);
 }
 
+// optim::MOMENT_FLOOR's bits, 2^-100: a new moment below it in magnitude is stored as 0, as on
+// the CPU (a moment decaying through the subnormals makes a CPU slow; see src/optim.rs).
+const MOMENT_FLOOR_BITS: u32 = 0x0d800000u;
+
+fn floored(x: f32) -> f32 {
+    return select(x, 0.0, abs(x) < bitcast<f32>(MOMENT_FLOOR_BITS));
+}
+
 // The parameter after the decoupled weight decay (only weights decay).
 fn decayed(i: u32) -> f32 {
     let x = param[i];
@@ -78,7 +87,7 @@ fn gd_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 fn momentum_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = element(gid, nwg);
     if (i >= p.count) { return; }
-    let mi = p.momentum * m[i] + grad[i];
+    let mi = floored(p.momentum * m[i] + grad[i]);
     m[i] = mi;
     param[i] = decayed(i) - p.lr * mi;
 }
@@ -88,7 +97,7 @@ fn nesterov_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     let i = element(gid, nwg);
     if (i >= p.count) { return; }
     let g = grad[i];
-    let mi = p.momentum * m[i] + g;
+    let mi = floored(p.momentum * m[i] + g);
     m[i] = mi;
     param[i] = decayed(i) - p.lr * (g + p.momentum * mi);
 }
@@ -98,8 +107,8 @@ fn adam_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let i = element(gid, nwg);
     if (i >= p.count) { return; }
     let g = grad[i];
-    let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-    let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+    let mi = floored(p.beta1 * m[i] + (1.0 - p.beta1) * g);
+    let vi = floored(p.beta2 * v[i] + (1.0 - p.beta2) * g * g);
     m[i] = mi;
     v[i] = vi;
     param[i] = decayed(i) - p.lr * (mi * p.c1) / (sqrt(vi * p.c2) + p.eps);

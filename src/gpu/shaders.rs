@@ -45,12 +45,13 @@ pub fn activation_code(act: Option<Activation>) -> u32 {
 }
 
 /// The named `const`s each shader file must declare with these values: (file, name, value).
-pub const SHADER_CONSTANTS: [(&str, &str, u32); 5] = [
+pub const SHADER_CONSTANTS: [(&str, &str, u32); 6] = [
     ("matmul.wgsl", "BLOCK", MATMUL_BLOCK),
     ("matmul.wgsl", "ACT_IDENTITY", ACT_IDENTITY),
     ("matmul.wgsl", "ACT_SIGMOID", ACT_SIGMOID),
     ("matmul.wgsl", "ACT_RELU", ACT_RELU),
     ("matmul.wgsl", "ACT_ELU", ACT_ELU),
+    ("optimizer_update.wgsl", "MOMENT_FLOOR_BITS", crate::optim::MOMENT_FLOOR_BITS),
 ];
 
 /// How an entry point uses a binding of group 0.
