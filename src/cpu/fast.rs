@@ -82,7 +82,8 @@ pub fn block_rows(hidden_layers: usize) -> usize {
     if hidden_layers == 1 { BLOCK_SHALLOW } else { BLOCK }
 }
 
-/// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU).
+/// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU):
+/// each lane by fused multiply-add, the last `len % 16` products rounded one by one and summed.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 16];
@@ -257,8 +258,6 @@ struct Job<'a> {
     timed: bool,
     masks: Option<&'a StepMasks>,
     kernels: Kernels,
-    /// Rows per block (`block_rows`).
-    block: usize,
 }
 
 impl Job<'_> {
@@ -320,7 +319,7 @@ struct ShardSums {
     times: PhaseTimes,
 }
 
-/// The rows of one shard in blocks of `job.block`: the forward pass, and the backward pass too when
+/// The rows of one shard in blocks of `block_rows`: the forward pass, and the backward pass too when
 /// `job.inv_n` is set. `acts[l]` and `dzs[l]` hold hidden layer l's outputs and their gradients
 /// for the block's rows.
 #[inline(always)]
@@ -342,7 +341,7 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
     });
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let mut times = PhaseTimes { forward: vec![0; last], head: 0, backward: vec![0; last] };
-    let rows_per = job.block;
+    let rows_per = block_rows(last);
     let mut acts: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(rows_per * w)).collect();
     let mut dzs: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(rows_per * w)).collect();
     let mut pre: Vec<Vec<f32>> =
@@ -642,7 +641,7 @@ fn run(
     // The level the shards will run at, which sets the dense tiles' width too.
     let kernels = Kernels { simd: kernels.simd.min(Simd::detect()), ..kernels };
     let block = block_rows(last);
-    let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels, block };
+    let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels };
     if let Some(grads) = grads.as_deref_mut().filter(|_| n <= BATCH_ROWS) {
         grads.shape = s.clone();
         let (loss, correct, times) = batch::run(&job, n, &mut grads.layers);
