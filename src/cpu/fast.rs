@@ -415,7 +415,7 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
         }
         if let Some(g) = grads.as_mut() {
             let span = ..block.len();
-            head::weight_gradient(&mut g.layers[last].w, &zs[..span.end * k], &a_last[..span.end * h], k, h);
+            head::weight_gradient(&mut g.layers[last].w, &zs[..span.end * k], &a_last[..span.end * h], (k, h), 0..h);
         }
         lap(&mut t, &mut times.head);
         if let Some(g) = grads.as_mut() {

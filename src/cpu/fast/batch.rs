@@ -30,7 +30,7 @@ use super::head;
 use super::lines::Lines;
 use super::quads::{self, Quads};
 use super::{Job, Kernels, PhaseTimes, Simd, activation_backward, dot, softmax_xent_row};
-use crate::model::{Activation, Layer, transpose};
+use crate::model::{Activation, Layer};
 
 /// Rows per piece of the row-wise phases.
 const ROW_PIECE: usize = 8;
@@ -59,6 +59,7 @@ pub(super) fn run(job: &Job, n: usize, grads: &mut Vec<Layer>) -> BatchSums {
     // is regrouped by quad once, for the backward pass too.
     let h1 = hidden[0];
     let mut quads = Quads::default();
+    job.x.prefetch((0..n).map(|i| job.row(i)));
     quads.set_rows(d, (0..n).map(|i| job.x.row(job.row(i))));
     let windows: Vec<Range<usize>> = column_windows(h1).collect();
     if let [all] = &windows[..] {
@@ -105,10 +106,7 @@ pub(super) fn run(job: &Job, n: usize, grads: &mut Vec<Layer>) -> BatchSums {
         g.w.resize(fan_in * fan_out, 0.0);
         g.b.resize(fan_out, 0.0);
     }
-    // dW_out^T = dZ_out^T·A_last (K x H: each of its rows vectorises along H), then dW_out.
-    let mut g_out = Layer { w: vec![0.0; k * h], b: Vec::new() };
-    weight_gradient(&mut g_out, a_last, &Input::Dense(&dz_out), (k, h), false, simd);
-    grads[last].w = transpose(&g_out.w, k, h);
+    output_weight_gradient(simd, &mut grads[last].w, &dz_out, a_last, (k, h));
     column_sums(&mut grads[last].b, &dz_out, k, bias);
     let mut nz = Columns::default();
     clock.lap(&mut times.head);
@@ -197,6 +195,30 @@ simd_piece! {
     }
 }
 
+/// `dw = A_last^T·dZ_out` (H x K, as stored) by windows of H: each thread sums every class of
+/// its window, rows ascending from +0, in dW_out^T's layout (each class's row vectorises along
+/// H; K = 10 is too few to), then stores them transposed into its rows of `dw`.
+fn output_weight_gradient(simd: Simd, dw: &mut [f32], z: &[f32], a: &[f32], (k, h): (usize, usize)) {
+    let windows: Vec<Range<usize>> = column_windows(h).collect();
+    let width = windows[0].len();
+    dw.par_chunks_mut(width * k).zip(windows).for_each(|(dw, cols)| output_window(simd, dw, z, a, (k, h), cols));
+}
+
+simd_piece! {
+    /// The rows `cols` of `output_weight_gradient`'s dW_out, into `dw` (|cols| x K).
+    fn output_window(dw: &mut [f32], z: &[f32], a: &[f32], kh: (usize, usize), cols: Range<usize>) -> () {
+        let (k, h) = kh;
+        let width = cols.len();
+        let mut gw = vec![0.0f32; k * width];
+        head::weight_gradient(&mut gw, z, a, (k, h), cols);
+        for (j, row) in dw.chunks_exact_mut(k).enumerate() {
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = gw[c * width + j];
+            }
+        }
+    }
+}
+
 simd_piece! {
     /// `dz ⊙= act'` of hidden layer `l` for the rows at positions `rows`, through its mask.
     fn hidden_backward(job: &Job, dz: &mut [f32], rows: Range<usize>, a_pre: (&[f32], &[f32]), l: usize) -> () {
@@ -273,8 +295,7 @@ fn input_of<'a>(a: &'a [f32], width: usize, nz: &'a mut Columns, kernels: Kernel
 /// `g.w = input^T · dz` by column pieces (rows of dW), and `g.b = Σ_r dz[r, :]` (zeros without
 /// `bias`), whatever `g` held. Each row of dW is one piece's whole work, so the pieces can follow
 /// the thread count: four per thread, of a multiple of `COL_PIECE` rows (the dense tiles'
-/// height) up to 64. A piece clears its rows just before it sums into them, while they are in
-/// its core's cache.
+/// height) up to 64.
 fn weight_gradient(
     g: &mut Layer,
     dz: &[f32],
@@ -286,7 +307,6 @@ fn weight_gradient(
     let per = fan_in.div_ceil(4 * rayon::current_num_threads()).next_multiple_of(COL_PIECE).min(64);
     g.w.par_chunks_mut(per * fan_out).enumerate().for_each(|(i, dw)| {
         let cols = i * per..i * per + dw.len() / fan_out;
-        dw.fill(0.0);
         weight_piece(simd, dw, dz, input, (fan_in, fan_out), cols, simd);
     });
     column_sums(&mut g.b, dz, fan_out, bias);
@@ -307,13 +327,21 @@ fn column_sums(b: &mut [f32], dz: &[f32], width: usize, bias: bool) {
 }
 
 simd_piece! {
-    /// Rows `cols` of `input^T · dz`, into `dw` (zeros), the dense tiles as wide as `tiles` calls for.
+    /// Rows `cols` of `input^T · dz` into `dw`, whatever it held, the dense tiles as wide as
+    /// `tiles` calls for. The quads write dW once; the others sum onto its rows cleared just
+    /// before, while they are in this core's cache.
     fn weight_piece(dw: &mut [f32], dz: &[f32], input: &Input, fans: (usize, usize), cols: Range<usize>, tiles: Simd) -> () {
         let (fan_in, fan_out) = fans;
         match input {
-            Input::Sparse(x) => block::backward_range(dw, dz, x, fan_out, cols),
-            Input::Pixels(x) => quads::backward(tiles, dw, dz, x, fan_out, cols.start / 4..cols.end.div_ceil(4)),
-            Input::Dense(x) => dense::backward_range(dw, dz, x, fan_in, fan_out, tiles, cols),
+            Input::Pixels(x) => quads::backward_into(tiles, dw, dz, x, fan_out, cols.start / 4..cols.end.div_ceil(4)),
+            Input::Sparse(x) => {
+                dw.fill(0.0);
+                block::backward_range(dw, dz, x, fan_out, cols)
+            }
+            Input::Dense(x) => {
+                dw.fill(0.0);
+                dense::backward_range(dw, dz, x, fan_in, fan_out, tiles, cols)
+            }
         }
     }
 }

@@ -7,6 +7,8 @@
 //! (`weight_gradient`) go by. Each element adds the same terms in the same order as the axpys
 //! did (classes ascending from +0; rows ascending onto the running sum), so the same bits.
 
+use std::ops::Range;
+
 /// Outputs held in registers at a time.
 const S: usize = 64;
 
@@ -39,41 +41,42 @@ fn input_slice<const W: usize>(dz: &mut [f32], z: &[f32], wt: &[f32], h: usize, 
     W
 }
 
-/// `gw[c, :] += Σ_r z[r, c] · a[r, :]` (rows ascending) over a block: `z` is rows x K, `a` rows
-/// x h, `gw` K x h (dW_out^T). Two classes' slices at a time stay in registers.
+/// `gw[c, j - cols.start] += Σ_r z[r, c] · a[r, j]` (rows ascending) for the columns `j` of
+/// `cols` over a block: `z` is rows x K, `a` rows x h, `gw` K x |cols| (dW_out^T, or a window
+/// of its columns). Two classes' slices at a time stay in registers.
 #[inline(always)]
-pub(super) fn weight_gradient(gw: &mut [f32], z: &[f32], a: &[f32], k: usize, h: usize) {
+pub(super) fn weight_gradient(gw: &mut [f32], z: &[f32], a: &[f32], (k, h): (usize, usize), cols: Range<usize>) {
     let rows = z.len() / k.max(1);
+    let width = cols.len();
+    assert!(cols.end <= h && gw.len() >= k * width, "columns {cols:?} of {h} into {} floats", gw.len());
     for c in (0..k).step_by(2) {
         let pair = (k - c).min(2);
-        let mut j0 = 0;
-        while j0 < h {
-            j0 += match h - j0 {
-                S.. => weight_slice::<S>(gw, z, a, (k, h), (c, pair), rows, j0),
-                16.. => weight_slice::<16>(gw, z, a, (k, h), (c, pair), rows, j0),
-                4.. => weight_slice::<4>(gw, z, a, (k, h), (c, pair), rows, j0),
-                _ => weight_slice::<1>(gw, z, a, (k, h), (c, pair), rows, j0),
+        let mut j0 = cols.start;
+        while j0 < cols.end {
+            let args = (&mut *gw, z, a, (k, h), (c, pair), rows, (j0, j0 - cols.start, width));
+            j0 += match cols.end - j0 {
+                S.. => weight_slice::<S>(args),
+                16.. => weight_slice::<16>(args),
+                4.. => weight_slice::<4>(args),
+                _ => weight_slice::<1>(args),
             };
         }
     }
 }
 
+/// `weight_slice`'s gw, z, a, (K, h), (the first class, 1 or 2 classes), rows, and (the first
+/// column in `a`, in `gw`, gw's row length).
+type WeightArgs<'a> =
+    (&'a mut [f32], &'a [f32], &'a [f32], (usize, usize), (usize, usize), usize, (usize, usize, usize));
+
 /// Outputs `j0..j0 + W` of classes `c..c + pair` (pair 1 or 2) of `weight_gradient`; returns W.
 #[inline(always)]
-fn weight_slice<const W: usize>(
-    gw: &mut [f32],
-    z: &[f32],
-    a: &[f32],
-    (k, h): (usize, usize),
-    (c, pair): (usize, usize),
-    rows: usize,
-    j0: usize,
-) -> usize {
+fn weight_slice<const W: usize>((gw, z, a, (k, h), (c, pair), rows, (j0, g0_at, width)): WeightArgs) -> usize {
     let mut g0 = [0.0f32; W];
     let mut g1 = [0.0f32; W];
-    g0.copy_from_slice(&gw[c * h + j0..][..W]);
+    g0.copy_from_slice(&gw[c * width + g0_at..][..W]);
     if pair == 2 {
-        g1.copy_from_slice(&gw[(c + 1) * h + j0..][..W]);
+        g1.copy_from_slice(&gw[(c + 1) * width + g0_at..][..W]);
     }
     for r in 0..rows {
         let ar = &a[r * h + j0..][..W];
@@ -83,9 +86,9 @@ fn weight_slice<const W: usize>(
             g1[t] = z1.mul_add(ar[t], g1[t]);
         }
     }
-    gw[c * h + j0..][..W].copy_from_slice(&g0);
+    gw[c * width + g0_at..][..W].copy_from_slice(&g0);
     if pair == 2 {
-        gw[(c + 1) * h + j0..][..W].copy_from_slice(&g1);
+        gw[(c + 1) * width + g0_at..][..W].copy_from_slice(&g1);
     }
     W
 }

@@ -222,36 +222,57 @@ fn forward_slice<const S: usize>((out, rows, vals, (w, h, width), columns, c0): 
 #[inline(always)]
 pub(super) fn backward(simd: Simd, dw: &mut [f32], dz: &[f32], x: &Quads, h: usize, quads: Range<usize>) {
     match simd {
-        Simd::Avx512 => backward_by::<64>(dw, dz, x, h, quads),
-        Simd::Avx2 => backward_by::<16>(dw, dz, x, h, quads),
-        Simd::Baseline => backward_by::<8>(dw, dz, x, h, quads),
+        Simd::Avx512 => backward_by::<64, false>(dw, dz, x, h, quads),
+        Simd::Avx2 => backward_by::<16, false>(dw, dz, x, h, quads),
+        Simd::Baseline => backward_by::<8, false>(dw, dz, x, h, quads),
     }
 }
 
-/// `backward`, `S` outputs at a time (fewer for the last few).
+/// `backward` into `dw` whatever it held (`dw = ...`): the sums start from +0 in registers, and
+/// blank quads' rows are cleared, so dW is written once instead of cleared and then summed
+/// into (the same bits as onto zeros).
 #[inline(always)]
-fn backward_by<const S: usize>(dw: &mut [f32], dz: &[f32], x: &Quads, h: usize, quads: Range<usize>) {
+pub(super) fn backward_into(simd: Simd, dw: &mut [f32], dz: &[f32], x: &Quads, h: usize, quads: Range<usize>) {
+    match simd {
+        Simd::Avx512 => backward_by::<64, true>(dw, dz, x, h, quads),
+        Simd::Avx2 => backward_by::<16, true>(dw, dz, x, h, quads),
+        Simd::Baseline => backward_by::<8, true>(dw, dz, x, h, quads),
+    }
+}
+
+/// `backward` (`FRESH`: `backward_into`), `S` outputs at a time (fewer for the last few).
+#[inline(always)]
+fn backward_by<const S: usize, const FRESH: bool>(
+    dw: &mut [f32],
+    dz: &[f32],
+    x: &Quads,
+    h: usize,
+    quads: Range<usize>,
+) {
     let first = quads.start * Q;
     assert!(dz.len() >= x.rows * h, "{} rows of dz for a block of {} rows", dz.len() / h.max(1), x.rows);
     for g in quads {
         let (rows, vals) = x.quad(g);
-        if rows.is_empty() {
-            continue;
-        }
         let columns = x.columns(g);
         let dw = &mut dw[(columns.start - first) * h..(columns.end - first) * h];
+        if rows.is_empty() {
+            if FRESH {
+                dw.fill(0.0);
+            }
+            continue;
+        }
         let mut c0 = 0;
         while c0 < h {
             let args = (&mut *dw, dz, rows, vals, h, c0);
             c0 += match h - c0 {
-                n if n >= S => backward_slice::<S>(args),
-                64.. => backward_slice::<64>(args),
-                32.. => backward_slice::<32>(args),
-                16.. => backward_slice::<16>(args),
-                8.. => backward_slice::<8>(args),
-                4.. => backward_slice::<4>(args),
-                2.. => backward_slice::<2>(args),
-                _ => backward_slice::<1>(args),
+                n if n >= S => backward_slice::<S, FRESH>(args),
+                64.. => backward_slice::<64, FRESH>(args),
+                32.. => backward_slice::<32, FRESH>(args),
+                16.. => backward_slice::<16, FRESH>(args),
+                8.. => backward_slice::<8, FRESH>(args),
+                4.. => backward_slice::<4, FRESH>(args),
+                2.. => backward_slice::<2, FRESH>(args),
+                _ => backward_slice::<1, FRESH>(args),
             };
         }
     }
@@ -261,13 +282,15 @@ fn backward_by<const S: usize>(dw: &mut [f32], dz: &[f32], x: &Quads, h: usize, 
 type BackwardArgs<'a> = (&'a mut [f32], &'a [f32], &'a [u32], &'a [[f32; Q]], usize, usize);
 
 /// Outputs `c0..c0 + S` of one quad's rows of dW (`dw`: its columns' rows, h floats each) in
-/// `backward`, summed in registers; returns S.
+/// `backward`, summed in registers from dW's values (`FRESH`: from +0); returns S.
 #[inline(always)]
-fn backward_slice<const S: usize>((dw, dz, rows, vals, h, c0): BackwardArgs) -> usize {
+fn backward_slice<const S: usize, const FRESH: bool>((dw, dz, rows, vals, h, c0): BackwardArgs) -> usize {
     let columns = dw.len() / h;
     let mut acc = [[0.0f32; S]; Q];
-    for (c, a) in acc.iter_mut().enumerate().take(columns) {
-        a.copy_from_slice(&dw[c * h + c0..][..S]);
+    if !FRESH {
+        for (c, a) in acc.iter_mut().enumerate().take(columns) {
+            a.copy_from_slice(&dw[c * h + c0..][..S]);
+        }
     }
     let [mut a0, mut a1, mut a2, mut a3] = acc;
     for (&r, &[v0, v1, v2, v3]) in rows.iter().zip(vals) {
@@ -360,6 +383,11 @@ mod tests {
                     super::backward(simd, &mut got, &dz, &quads, h, 0..quads.quads());
                     block::backward(&mut want, &dz, &cols, h);
                     assert_eq!(got, want, "backward {rows}x{d}x{h} ink {ink} {simd:?}");
+                    // Into whatever dW held: the sums onto zeros.
+                    let (mut into, mut onto_zeros) = (start.clone(), vec![0.0; d * h]);
+                    super::backward_into(simd, &mut into, &dz, &quads, h, 0..quads.quads());
+                    block::backward(&mut onto_zeros, &dz, &cols, h);
+                    assert!(into == onto_zeros, "backward_into {rows}x{d}x{h} ink {ink} {simd:?}");
                     // A range of quads writes only its columns' rows of dW.
                     let (q0, q1) = (quads.quads() / 3, quads.quads() - quads.quads() / 4);
                     let cols_in = q0 * 4..(q1 * 4).min(d);

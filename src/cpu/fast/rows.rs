@@ -123,12 +123,50 @@ impl SparseRows {
         self.quad.len()
     }
 
+    /// Asks the memory system for `rows` (indices into this set) all at once, before a
+    /// mini-batch regroups them: they lie all over the set, mostly in memory, and read one after
+    /// another each row waits out its own misses. First every row's bounds, then the lines of
+    /// its quads and pixels. (On the 784-800-10 step this took the regrouping from 150-190 µs
+    /// to 55.)
+    pub(super) fn prefetch(&self, rows: impl Iterator<Item = usize> + Clone) {
+        for i in rows.clone() {
+            prefetch(&self.start[i]);
+        }
+        for i in rows {
+            let r = self.start[i]..self.start[i + 1];
+            // 16 quads' indices or pixels a cache line, and whatever line the last one is on.
+            for part in self.quad[r.clone()].chunks(16) {
+                prefetch(&part[0]);
+            }
+            for part in self.val[r.clone()].chunks(16) {
+                prefetch(&part[0]);
+            }
+            if let (Some(q), Some(v)) = (self.quad[r.clone()].last(), self.val[r].last()) {
+                prefetch(q);
+                prefetch(v);
+            }
+        }
+    }
+
     /// Row i's inked quads and their pixels.
     #[inline(always)]
     pub(super) fn row(&self, i: usize) -> (&[u32], &[[u8; 4]]) {
         let r = self.start[i]..self.start[i + 1];
         (&self.quad[r.clone()], &self.val[r])
     }
+}
+
+/// A hint that `at`'s cache line will be read soon (nothing on other targets than x86-64).
+#[inline(always)]
+fn prefetch<T>(at: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only moves a line into the cache; it reads nothing and never faults.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((at as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 #[cfg(test)]
