@@ -175,8 +175,11 @@ impl Backend for CpuBackend {
             return Err(BackendError::Unsupported(format!("batch {batch} of {}", self.batches())));
         }
         let mut grads = std::mem::replace(&mut self.grads, Params::empty(self.params.shape.clone()));
-        let stats = self.gradients_into(&mut grads, &self.params, batch);
-        optim::optimizer_update(&mut self.params, &grads, &mut self.state, &self.optimizer, lr);
+        let stats = in_pool(|| {
+            let stats = self.gradients_into(&mut grads, &self.params, batch);
+            optim::optimizer_update(&mut self.params, &grads, &mut self.state, &self.optimizer, lr);
+            stats
+        });
         self.grads = grads;
         self.batch_stats[batch] = stats;
         self.step_index += 1;
@@ -243,6 +246,14 @@ impl Verifier for CpuBackend {
         }
         Ok(self.gradients_at(params, batch))
     }
+}
+
+/// Runs `op` on one of rayon's threads, so that the parallel phases inside it start from within
+/// the pool. From any other thread each phase is handed to the pool while the caller sleeps until
+/// it is done, two thread switches a phase; a mini-batch step has a dozen phases, and on a 2-core
+/// machine this took 8-9% off the 784-800-10 step (measured on alternate steps of one run).
+pub fn in_pool<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| op())
 }
 
 /// The statistics of several disjoint sets of rows, as one.
