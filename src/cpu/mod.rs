@@ -250,8 +250,8 @@ impl Verifier for CpuBackend {
 
 /// Runs `op` on one of rayon's threads, so that the parallel phases inside it start from within
 /// the pool. From any other thread each phase is handed to the pool while the caller sleeps until
-/// it is done, two thread switches a phase; a mini-batch step has a dozen phases, and on a 2-core
-/// machine this took 8-9% off the 784-800-10 step (measured on alternate steps of one run).
+/// it is done, two thread switches a phase, and a mini-batch step has a dozen phases
+/// (docs/performance.md has what that cost).
 pub fn in_pool<R: Send>(op: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| op())
 }

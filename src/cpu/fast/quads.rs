@@ -221,11 +221,7 @@ fn forward_slice<const S: usize>((out, rows, vals, (w, h, width), columns, c0): 
 /// outputs at a time as `simd`'s registers hold in 4 sums.
 #[inline(always)]
 pub(super) fn backward(simd: Simd, dw: &mut [f32], dz: &[f32], x: &Quads, h: usize, quads: Range<usize>) {
-    match simd {
-        Simd::Avx512 => backward_by::<64, false>(dw, dz, x, h, quads),
-        Simd::Avx2 => backward_by::<16, false>(dw, dz, x, h, quads),
-        Simd::Baseline => backward_by::<8, false>(dw, dz, x, h, quads),
-    }
+    backward_at::<false>(simd, dw, dz, x, h, quads)
 }
 
 /// `backward` into `dw` whatever it held (`dw = ...`): the sums start from +0 in registers, and
@@ -233,10 +229,16 @@ pub(super) fn backward(simd: Simd, dw: &mut [f32], dz: &[f32], x: &Quads, h: usi
 /// into (the same bits as onto zeros).
 #[inline(always)]
 pub(super) fn backward_into(simd: Simd, dw: &mut [f32], dz: &[f32], x: &Quads, h: usize, quads: Range<usize>) {
+    backward_at::<true>(simd, dw, dz, x, h, quads)
+}
+
+/// `backward_by` as wide as `simd`'s registers hold.
+#[inline(always)]
+fn backward_at<const FRESH: bool>(simd: Simd, dw: &mut [f32], dz: &[f32], x: &Quads, h: usize, quads: Range<usize>) {
     match simd {
-        Simd::Avx512 => backward_by::<64, true>(dw, dz, x, h, quads),
-        Simd::Avx2 => backward_by::<16, true>(dw, dz, x, h, quads),
-        Simd::Baseline => backward_by::<8, true>(dw, dz, x, h, quads),
+        Simd::Avx512 => backward_by::<64, FRESH>(dw, dz, x, h, quads),
+        Simd::Avx2 => backward_by::<16, FRESH>(dw, dz, x, h, quads),
+        Simd::Baseline => backward_by::<8, FRESH>(dw, dz, x, h, quads),
     }
 }
 

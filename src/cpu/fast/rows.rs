@@ -125,23 +125,18 @@ impl SparseRows {
 
     /// Asks the memory system for `rows` (indices into this set) all at once, before a
     /// mini-batch regroups them: they lie all over the set, mostly in memory, and read one after
-    /// another each row waits out its own misses. First every row's bounds, then the lines of
-    /// its quads and pixels. (On the 784-800-10 step this took the regrouping from 150-190 µs
-    /// to 55.)
+    /// another each row would wait out its own misses. First every row's bounds, then the lines
+    /// of its quads and pixels.
     pub(super) fn prefetch(&self, rows: impl Iterator<Item = usize> + Clone) {
         for i in rows.clone() {
             prefetch(&self.start[i]);
         }
         for i in rows {
-            let r = self.start[i]..self.start[i + 1];
+            let (quads, vals) = self.row(i);
             // 16 quads' indices or pixels a cache line, and whatever line the last one is on.
-            for part in self.quad[r.clone()].chunks(16) {
-                prefetch(&part[0]);
-            }
-            for part in self.val[r.clone()].chunks(16) {
-                prefetch(&part[0]);
-            }
-            if let (Some(q), Some(v)) = (self.quad[r.clone()].last(), self.val[r].last()) {
+            quads.chunks(16).for_each(|part| prefetch(&part[0]));
+            vals.chunks(16).for_each(|part| prefetch(&part[0]));
+            if let (Some(q), Some(v)) = (quads.last(), vals.last()) {
                 prefetch(q);
                 prefetch(v);
             }
