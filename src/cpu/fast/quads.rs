@@ -10,11 +10,15 @@
 //! * backward, `dW[4g + q, :] += Σ_r x[r, 4g + q] · dz[r, :]`: each slice of dz is loaded once
 //!   per (row, quad), into 4 independent sums.
 //!
-//! Quads go outermost and slices of outputs inside them, so a quad's entries are read from
-//! memory once, not once per slice (a block of Fashion-MNIST's garments holds 600 KB of them,
-//! more than a Zen 3 core's L2). The forward takes a quad's rows two at a time, and both kernels
-//! index rows unchecked (`Quads` keeps every row below its count, which they assert once), so
-//! the 8-float slices of an AVX2 build carry less loop than arithmetic.
+//! Backward, quads go outermost and slices of outputs inside them, so a quad's entries are read
+//! from memory once, not once per slice (a block of Fashion-MNIST's garments holds 600 KB of
+//! them, more than a Zen 3 core's L2). Forward, so do they while the block's outputs fit a core's
+//! L1 (`QUADS_FIRST_UP_TO`); past that, slices go outermost, so that each slice of outputs stays
+//! in L1 while the quads go by and their entries are read once per slice instead (a mini-batch of
+//! 128 rows of 784-800-10 has 400 outputs a row per thread). The forward takes a quad's rows two
+//! at a time, and both kernels index rows unchecked (`Quads` keeps every row below its count,
+//! which they assert once), so the 8-float slices of an AVX2 build carry less loop than
+//! arithmetic.
 //!
 //! The price is the quad's blank pixels, whose zeros are multiplied too: 1.48 products per
 //! non-zero on MNIST. Each element adds its terms in the order of `block::forward` /
@@ -27,6 +31,11 @@ use super::Simd;
 
 /// Columns per quad.
 const Q: usize = 4;
+/// The most outputs of a block (rows x columns) for which `forward` takes quads outermost: a
+/// 32 KB L1 of them. One hidden layer's full-batch blocks (64 x 128) run 2-6% faster so, and
+/// larger blocks (256 x 256 full batch, mini-batches of 128 x 400 or 128 x 128 per thread) 3-10%
+/// slower than by slices outermost (docs/performance.md). The order changes no output's sum.
+const QUADS_FIRST_UP_TO: usize = 8 * 1024;
 
 /// The non-zeros of a block of rows by quad: quad g (columns `4g..4g + 4`) holds entries
 /// `start[g]..start[g + 1]` of `row`/`val`, rows ascending, `val` with zeros for the quad's
@@ -145,25 +154,48 @@ fn forward_by<const S: usize>(
             None => o.fill(0.0),
         }
     }
-    for g in 0..x.quads() {
-        let (rows, vals) = x.quad(g);
-        if rows.is_empty() {
-            continue;
+    if rows * width <= QUADS_FIRST_UP_TO {
+        for g in (0..x.quads()).filter(|&g| !x.quad(g).0.is_empty()) {
+            forward_slices::<S>(out, x, (w, h, width), g..g + 1);
         }
-        let mut c0 = 0;
-        while c0 < width {
-            let args = (&mut *out, rows, vals, (w, h, width), x.columns(g), c0);
-            c0 += match width - c0 {
-                n if n >= S => forward_slice::<S>(args),
-                32.. => forward_slice::<32>(args),
-                16.. => forward_slice::<16>(args),
-                8.. => forward_slice::<8>(args),
-                4.. => forward_slice::<4>(args),
-                2.. => forward_slice::<2>(args),
-                _ => forward_slice::<1>(args),
-            };
+    } else {
+        forward_slices::<S>(out, x, (w, h, width), 0..x.quads());
+    }
+}
+
+/// The terms of `quads` in `forward`, slice by slice of `S` outputs (fewer for the last few).
+#[inline(always)]
+fn forward_slices<const S: usize>(out: &mut [f32], x: &Quads, w: (&[f32], usize, usize), quads: Range<usize>) {
+    let width = w.2;
+    let mut c0 = 0;
+    while c0 < width {
+        let args = (&mut *out, x, w, quads.clone(), c0);
+        c0 += match width - c0 {
+            n if n >= S => forward_quads::<S>(args),
+            32.. => forward_quads::<32>(args),
+            16.. => forward_quads::<16>(args),
+            8.. => forward_quads::<8>(args),
+            4.. => forward_quads::<4>(args),
+            2.. => forward_quads::<2>(args),
+            _ => forward_quads::<1>(args),
+        };
+    }
+}
+
+/// `forward_quads`' out, the block's quads, (w, its row stride, the window's width), the quads
+/// to add and c0.
+type QuadsArgs<'a> = (&'a mut [f32], &'a Quads, (&'a [f32], usize, usize), Range<usize>, usize);
+
+/// Outputs `c0..c0 + S` of the terms of `quads`, quads ascending; returns S.
+#[inline(always)]
+fn forward_quads<const S: usize>((out, x, w, quads, c0): QuadsArgs) -> usize {
+    for g in quads {
+        let (rows, vals) = x.quad(g);
+        if !rows.is_empty() {
+            forward_slice::<S>((&mut *out, rows, vals, w, x.columns(g), c0));
         }
     }
+    S
 }
 
 /// `forward_slice`'s out, the quad's rows and values, (w, its row stride, the window's width),
@@ -349,7 +381,8 @@ mod tests {
     #[test]
     fn quad_products_are_the_column_products_bit_for_bit() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        // Inputs that end in a whole quad and in part of one, outputs around every slice width.
+        // Inputs that end in a whole quad and in part of one, outputs around every slice width;
+        // blocks whose outputs fit `QUADS_FIRST_UP_TO` (64 x 128) and blocks past it (64 x 200).
         for (rows, d, h) in [(64, 784, 128), (1, 1, 1), (3, 5, 17), (9, 22, 33), (7, 33, 65), (64, 130, 200), (5, 4, 8)]
         {
             for ink in [0.0, 0.1, 0.5, 1.0] {
