@@ -21,7 +21,7 @@
 //!   packed panels) start on a cache line (`lines::Lines`), so no 8- or 16-float slice
 //!   straddles two lines.
 //! * The small output layer is vectorised over H with W_out transposed (K rows of length H).
-//! * Rows go in blocks (`block_rows`) through three phases (input forward | hidden layers, softmax
+//! * Rows go in blocks (`BLOCK`) through three phases (input forward | hidden layers, softmax
 //!   and their backward | input backward), which keeps each phase's weights hot and lets `bench`
 //!   time the phases.
 //! * Threads: rows are cut into a fixed number of shards (independent of the thread count), each
@@ -67,20 +67,13 @@ const SHARDS: usize = 16;
 const MIN_SHARD_ROWS: usize = 64;
 /// Gradient passes over at most this many rows run layer by layer (`batch`), not in shards.
 pub const BATCH_ROWS: usize = 1024;
-/// Rows per block inside a shard when the network has hidden-to-hidden layers: rows go through
-/// the phases a block at a time, and the dense tiles of those layers reuse each panel of
-/// weights over a block's rows.
-pub const BLOCK: usize = 256;
-/// Rows per block with one hidden layer, whose input-layer products are nearly all the work:
-/// they run fastest when a block's activations and their gradients stay in L1 (64 rows of 128
-/// floats are 32 KB), although each quad's rows of dW1 are then loaded and stored 4 times as often.
-pub const BLOCK_SHALLOW: usize = 64;
-
-/// The rows per block for a network of `hidden_layers` hidden layers. Any length gives the same
+/// Rows per block inside a shard: rows go through the phases a block at a time, the dense tiles
+/// of hidden-to-hidden layers reuse each panel of weights over a block's rows, and each quad's
+/// rows of W1 and dW1 are loaded once a block. With the input forward by slices once a block's
+/// outputs pass L1, 784-128-10's full-batch step runs 10% faster in blocks of 256 than of 64, 5%
+/// faster than of 128, and as fast as of 512 (docs/performance.md). Any length gives the same
 /// bits: every sum runs over the rows in order whatever the blocks.
-pub fn block_rows(hidden_layers: usize) -> usize {
-    if hidden_layers == 1 { BLOCK_SHALLOW } else { BLOCK }
-}
+pub const BLOCK: usize = 256;
 
 /// Dot product with 16 lanes summed in a fixed order (vectorisable, and the same on every CPU):
 /// each lane by fused multiply-add, the last `len % 16` products rounded one by one and summed.
@@ -319,7 +312,7 @@ struct ShardSums {
     times: PhaseTimes,
 }
 
-/// The rows of one shard in blocks of `block_rows`: the forward pass, and the backward pass too when
+/// The rows of one shard in blocks of `BLOCK`: the forward pass, and the backward pass too when
 /// `job.inv_n` is set. `acts[l]` and `dzs[l]` hold hidden layer l's outputs and their gradients
 /// for the block's rows.
 #[inline(always)]
@@ -341,7 +334,7 @@ fn shard(job: &Job, rows: Range<usize>, cached: Option<&[Quads]>) -> ShardSums {
     });
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let mut times = PhaseTimes { forward: vec![0; last], head: 0, backward: vec![0; last] };
-    let rows_per = block_rows(last);
+    let rows_per = BLOCK;
     let mut acts: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(rows_per * w)).collect();
     let mut dzs: Vec<Lines> = hidden.iter().map(|&w| Lines::zeros(rows_per * w)).collect();
     let mut pre: Vec<Vec<f32>> =
@@ -527,7 +520,7 @@ pub fn probabilities(p: &Params, act: Activation, x: &SparseRows) -> Vec<f32> {
     let wt_out = transpose(&p.layers[last].w, h, k);
     let b = |l: usize| bias.then_some(&p.layers[l].b[..]);
     let mut out = vec![0.0; x.n() * k];
-    let block = block_rows(last);
+    let block = BLOCK;
     out.par_chunks_mut(k * block).enumerate().for_each(|(c, probs)| {
         let rows = c * block..c * block + probs.len() / k;
         let mut acts: Vec<Vec<f32>> = hidden.iter().map(|&w| vec![0.0; rows.len() * w]).collect();
@@ -640,7 +633,7 @@ fn run(
         .collect();
     // The level the shards will run at, which sets the dense tiles' width too.
     let kernels = Kernels { simd: kernels.simd.min(Simd::detect()), ..kernels };
-    let block = block_rows(last);
+    let block = BLOCK;
     let job = Job { p, wt, act, x, labels, rows, inv_n, timed, masks, kernels };
     if let Some(grads) = grads.as_deref_mut().filter(|_| n <= BATCH_ROWS) {
         grads.shape = s.clone();
@@ -648,7 +641,7 @@ fn run(
         return (Stats { loss: loss / n.max(1) as f64, correct, n }, times);
     }
     // A pass over all of x in order reuses x's blocks by quad, built on the first such pass.
-    let cached = rows.is_none().then(|| x.blocks(block));
+    let cached = rows.is_none().then(|| x.blocks());
     let work: Vec<_> = shards(n)
         .into_iter()
         .scan(0, |first, rows| {

@@ -158,7 +158,7 @@ pub fn bench(
             if rows as usize <= fast::BATCH_ROWS {
                 "the phases go layer by layer over the batch".to_string()
             } else {
-                format!("phases alternate in blocks of {} rows", fast::block_rows(shape.hidden.len()))
+                format!("phases alternate in blocks of {} rows", fast::BLOCK)
             },
             100.0 * nnz_per_row / d as f64,
             100.0 * quad_share,

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::quads::Quads;
-use super::{BLOCK, BLOCK_SHALLOW, blocks, shards};
+use super::{BLOCK, blocks, shards};
 
 /// Rows of u8 pixels by quads (4 pixels side by side, `4g..4g + 4`), the empty quads left out:
 /// row i holds entries `start[i]..start[i+1]` of `quad`/`val`, the indices of its quads with
@@ -23,9 +23,8 @@ pub struct SparseRows {
     val: Vec<[u8; 4]>,
     /// The rows regrouped by quad in the blocks of a pass over all of them in order (every
     /// shard's blocks, shard after shard), made by the first such pass: the full-batch step and
-    /// every evaluation visit the same blocks each time. One set per block length: `BLOCK`'s,
-    /// then `BLOCK_SHALLOW`'s.
-    by_block: [OnceLock<Vec<Quads>>; 2],
+    /// every evaluation visit the same blocks each time.
+    by_block: OnceLock<Vec<Quads>>,
 }
 
 impl SparseRows {
@@ -101,13 +100,10 @@ impl SparseRows {
         self.nnz
     }
 
-    /// Every shard's blocks of `len` rows (`BLOCK` or `BLOCK_SHALLOW`) of a pass over all rows in
-    /// order, by quad.
-    pub(super) fn blocks(&self, len: usize) -> &[Quads] {
-        let set = [BLOCK, BLOCK_SHALLOW].iter().position(|&l| l == len);
-        let set = set.unwrap_or_else(|| panic!("no cache for blocks of {len} rows"));
-        self.by_block[set].get_or_init(|| {
-            let all: Vec<Range<usize>> = shards(self.n()).into_iter().flat_map(|s| blocks(s, len)).collect();
+    /// Every shard's blocks of `BLOCK` rows of a pass over all rows in order, by quad.
+    pub(super) fn blocks(&self) -> &[Quads] {
+        self.by_block.get_or_init(|| {
+            let all: Vec<Range<usize>> = shards(self.n()).into_iter().flat_map(|s| blocks(s, BLOCK)).collect();
             all.into_par_iter()
                 .map(|block| {
                     let mut quads = Quads::default();
