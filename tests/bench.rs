@@ -76,6 +76,47 @@ fn bench_json_on_the_cpu() {
     check_point(single_point(&v), &["cpu"]);
 }
 
+/// `--threads` sets the pool as for `train`: one thread times the step, the peak and the report.
+#[test]
+fn bench_runs_on_the_threads_it_is_given() {
+    let (out, v) =
+        run_bench(&["--backend", "cpu", "--samples", "700", "--hidden", "33", "--repeats", "1", "--threads", "1"]);
+    assert_eq!(v["threads"], 1, "{v}");
+    assert!(out.contains("on 1 thread at once") && out.contains("cpu (1 thread, "), "{out}");
+    check_point(single_point(&v), &["cpu"]);
+}
+
+/// `bench` measures the CPU's peak and sets each phase's real work against it: the input
+/// layer's products run 8 FLOPs (4 fused multiply-adds) per inked quad of a row and hidden unit,
+/// counted here from the pixels themselves; the output layer runs its dense count.
+#[test]
+fn bench_sets_each_cpu_phase_s_work_against_the_measured_peak() {
+    let v = bench(&["--backend", "cpu"]);
+    let peak = finite(&v["peak_gflops"], "peak GFLOP/s");
+    // Even the baseline build's libm fmaf calls run a few GFLOP/s.
+    assert!(peak > 0.1, "peak {peak} GFLOP/s");
+    let mnist = gpu_mnist::data::load_mnist(std::path::Path::new("data/mnist")).expect("the bundled MNIST");
+    let pixels = &mnist.train.pixels[..700 * 784];
+    let inked = pixels.chunks(784).flat_map(|row| row.chunks(4)).filter(|q| q.iter().any(|&p| p != 0)).count();
+    let input_work = 8.0 * inked as f64 * 33.0 / 1e9;
+    let ops = v["points"][0]["results"][0]["ops"].as_array().expect("ops");
+    let names: Vec<&str> = ops.iter().filter_map(|o| o["op"].as_str()).collect();
+    assert!(names[0].starts_with("layer 1 forward") && names[2].starts_with("layer 1 backward"), "{names:?}");
+    for (i, o) in ops.iter().enumerate() {
+        if names[i].contains("_update") {
+            assert!(o["work_gflops"].is_null() && o["of_peak"].is_null(), "{o}");
+            continue;
+        }
+        let seconds = finite(&o["seconds"], "op seconds");
+        let work = finite(&o["work_gflops"], "work GFLOP/s") * seconds;
+        let want = if i == 1 { finite(&o["gflops"], "op GFLOP/s") * seconds } else { input_work };
+        assert!((work - want).abs() <= 1e-9 * want, "{}: work {work} GFLOP, want {want}", names[i]);
+        let of_peak = finite(&o["of_peak"], "share of the peak");
+        let want = finite(&o["work_gflops"], "work GFLOP/s") / peak;
+        assert!((of_peak - want).abs() <= 1e-12 * want, "{}: {of_peak} of the peak, want {want}", names[i]);
+    }
+}
+
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do); run with --include-ignored"]
 fn bench_json_on_all_backends() {
@@ -233,6 +274,10 @@ fn bench_times_each_layer_of_a_deeper_network_on_the_cpu() {
     let (names, phases_gflop) = ops_and_gflop(result);
     assert_eq!(names[..5], DEEPER_PHASES.map(String::from), "{result}");
     assert!(names[5].starts_with("gd_update"), "{result}");
+    // Hidden-to-hidden layers take sparse or dense products block by block: their work is not
+    // counted; the input and output layers' is.
+    let counted: Vec<bool> = (0..5).map(|i| !result["ops"][i]["work_gflops"].is_null()).collect();
+    assert_eq!(counted, [true, false, true, false, true], "{result}");
     // The phases' FLOPs add up to the step's.
     assert!((phases_gflop - want).abs() <= 1e-6 * want, "phases count {phases_gflop} GFLOP, the step {want}");
     let (step, epoch) = (&result["seconds_per_iteration"], &result["seconds_per_epoch"]);

@@ -53,11 +53,13 @@ mod crossover;
 mod dense;
 mod head;
 mod lines;
+mod peak;
 mod quads;
 mod rows;
 
 pub use crossover::{CrossoverPoint, crossover, dense_wins_from};
 use lines::Lines;
+pub use peak::peak_flops;
 use quads::Quads;
 pub use rows::SparseRows;
 

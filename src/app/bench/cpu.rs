@@ -68,13 +68,15 @@ fn self_check(train: &Dataset, params: &Params, act: Activation, batch: Option<u
     Ok(format!("passed: {what}, worst {} {:.1e}", worst.0, worst.1))
 }
 
-/// Times the step of `shape` on `train` (`batch`: rows per mini-batch, `None` for the full batch).
+/// Times the step of `shape` on `train` (`batch`: rows per mini-batch, `None` for the full batch);
+/// each phase's work is set against `peak_gflops`, the threads' measured peak.
 pub fn bench(
     train: &Dataset,
     shape: Shape,
     act: Activation,
     batch: Option<usize>,
     args: &BenchArgs,
+    peak_gflops: Option<f64>,
 ) -> Result<BackendFigures> {
     let (n, d) = (train.n, shape.d);
     let x = SparseRows::from_pixels(&train.pixels, d);
@@ -127,15 +129,17 @@ pub fn bench(
     let iteration = median(&mut iters);
     let rows = median(&mut step_rows_seen);
     let nnz_per_row = x.nnz() as f64 / n.max(1) as f64;
-    let quad_share = 4.0 * x.inked_quads() as f64 / (n.max(1) * d.max(1)) as f64;
+    // A mini-batch's inked quads: the set's mean per row times its rows.
+    let quads_per_row = x.inked_quads() as f64 / n.max(1) as f64;
+    let quad_share = 4.0 * quads_per_row / d.max(1) as f64;
     let p = shape.parameter_count() as f64;
     let times: Vec<f64> = phase_s.iter_mut().map(|v| median(v)).collect();
     let update = median(&mut updates);
     let total: f64 = times.iter().sum::<f64>() + update;
-    let mut ops: Vec<OpFigure> = phases(&shape, rows, nnz_per_row * rows)
+    let mut ops: Vec<OpFigure> = phases(&shape, rows, nnz_per_row * rows, quads_per_row * rows)
         .into_iter()
         .zip(&times)
-        .map(|(ph, &t)| figure(ph.name, t, Some(ph.flops), ph.bytes, total))
+        .map(|(ph, &t)| figure(ph.name, t, Some(ph.flops), ph.bytes, total).with_work(ph.work, peak_gflops))
         .collect();
     let (name, flops, bytes) = update_cost(args.optimizer, p);
     ops.push(figure(name.into(), update, Some(flops), bytes, total));
@@ -150,11 +154,13 @@ pub fn bench(
     };
     Ok(BackendFigures {
         backend: "cpu".into(),
-        device: format!("{} threads, {}", rayon::current_num_threads(), kernels.simd.name()),
+        device: format!("{}, {}", super::threads_phrase(rayon::current_num_threads()), kernels.simd.name()),
         timing: format!(
             "{what}; phases: the gradient pass's wall time split by each phase's share of the threads' busy time \
              ({}), shares of their sum with the update; {:.1}% of the pixels are non-zero and {:.1}% lie in quads (4 \
-             side by side) with ink, which the input layer's products take",
+             side by side) with ink, which the input layer's products take (work: their multiply-adds, blank \
+             pixels included, and the output layer's dense products; a hidden-to-hidden layer's blocks take dense or \
+             sparse products by their density, its work not counted){}",
             if rows as usize <= fast::BATCH_ROWS {
                 "the phases go layer by layer over the batch".to_string()
             } else {
@@ -162,6 +168,8 @@ pub fn bench(
             },
             100.0 * nnz_per_row / d as f64,
             100.0 * quad_share,
+            peak_gflops
+                .map_or(String::new(), |p| format!("; of peak: the work's FLOP/s over the measured {p:.0} GFLOP/s")),
         ),
         seconds_per_iteration: iteration,
         seconds_per_epoch: steps as f64 * iteration,

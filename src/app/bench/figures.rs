@@ -11,7 +11,13 @@ pub(crate) const LR: f32 = 0.8;
 pub struct OpFigure {
     pub op: String,
     pub seconds: f64,
+    /// Dense-equivalent FLOPs over the seconds: like for like with NumPy.
     pub gflops: Option<f64>,
+    /// The FLOPs the op's kernels really run (the CPU's input layer: the inked quads' multiply-adds)
+    /// over the seconds, where known.
+    pub work_gflops: Option<f64>,
+    /// `work_gflops` over the measured peak of the threads that ran it (`Report::peak_gflops`).
+    pub of_peak: Option<f64>,
     pub gbytes_per_s: f64,
     pub share: f64,
 }
@@ -66,6 +72,9 @@ pub struct Report {
     pub threads: usize,
     pub simd: String,
     pub simd_used: String,
+    /// FLOP/s of independent fused multiply-adds on every thread at `simd_used` (`cpu::fast::peak_flops`),
+    /// when the CPU was timed.
+    pub peak_gflops: Option<f64>,
     pub gpu: Option<String>,
     pub points: Vec<Point>,
     pub naive: Vec<NaiveFigure>,
@@ -110,8 +119,19 @@ pub(crate) fn figure(op: String, seconds: f64, flops: Option<f64>, bytes: f64, t
         op,
         seconds,
         gflops: flops.map(|f| f / seconds / 1e9),
+        work_gflops: None,
+        of_peak: None,
         gbytes_per_s: bytes / seconds / 1e9,
         share: seconds / total,
+    }
+}
+
+impl OpFigure {
+    /// With the op's real `work` in FLOPs, set against `peak_gflops`.
+    pub(crate) fn with_work(mut self, work: Option<f64>, peak_gflops: Option<f64>) -> OpFigure {
+        self.work_gflops = work.map(|w| w / self.seconds / 1e9);
+        self.of_peak = self.work_gflops.zip(peak_gflops).map(|(w, p)| w / p);
+        self
     }
 }
 

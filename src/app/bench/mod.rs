@@ -40,6 +40,11 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// "1 thread", "2 threads".
+pub(crate) fn threads_phrase(n: usize) -> String {
+    if n == 1 { "1 thread".into() } else { format!("{n} threads") }
+}
+
 /// The widest vector instruction set the CPU reports.
 fn cpu_simd() -> &'static str {
     #[cfg(target_arch = "x86_64")]
@@ -55,6 +60,9 @@ fn cpu_simd() -> &'static str {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting the CPU thread count")?;
+    }
     let dir = gpu_mnist::data::source::bundled(&args.data, "data/mnist");
     let mnist = gpu_mnist::data::load_mnist(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
     if args.hidden.len() > MAX_HIDDEN_LAYERS {
@@ -85,6 +93,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         threads: rayon::current_num_threads(),
         simd: cpu_simd().into(),
         simd_used: fast::Simd::detect().name().into(),
+        peak_gflops: None,
         gpu: report_gpu.clone(),
         points: Vec::new(),
         naive: Vec::new(),
@@ -92,9 +101,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         crossover: Vec::new(),
     };
     println!(
-        "CPU: {}, {} cores, {} threads, {} (fast path built for {})",
-        report.cpu, report.cores, report.threads, report.simd, report.simd_used
+        "CPU: {}, {} cores, {}, {} (fast path built for {})",
+        report.cpu,
+        report.cores,
+        threads_phrase(report.threads),
+        report.simd,
+        report.simd_used
     );
+    if args.backend != BenchBackends::Gpu {
+        let peak = fast::peak_flops(fast::Simd::detect()) / 1e9;
+        println!(
+            "CPU peak: {peak:.1} GFLOP/s, measured: independent {} fused multiply-adds on {} at once",
+            report.simd_used,
+            threads_phrase(report.threads)
+        );
+        report.peak_gflops = Some(peak);
+    }
     if let Some(g) = &report_gpu {
         println!("GPU: {g}");
     }
@@ -153,7 +175,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut results = Vec::new();
         if args.backend != BenchBackends::Gpu {
             bar.set_message(format!("cpu, N {n}, {name}"));
-            results.push(cpu::bench(&train, shape.clone(), args.activation, batch, args)?);
+            results.push(cpu::bench(&train, shape.clone(), args.activation, batch, args, report.peak_gflops)?);
             bar.inc(1);
         }
         if gpu_info.is_some() {
@@ -222,9 +244,25 @@ fn print_figures(r: &BackendFigures, per_op: bool, steps: Option<usize>) {
         return;
     }
     println!("  timing: {}", r.timing);
-    println!("  {:<52} {:>9} {:>8} {:>7} {:>6}", "op", "seconds", "GFLOP/s", "GB/s", "share");
+    let work = r.ops.iter().any(|o| o.work_gflops.is_some());
+    let (work_head, peak_head) = if work { ("   work", "of peak") } else { ("", "") };
+    println!(
+        "  {:<52} {:>9} {:>8}{work_head:>8}{peak_head:>8} {:>7} {:>6}",
+        "op", "seconds", "GFLOP/s", "GB/s", "share"
+    );
+    let or_dash =
+        |v: Option<f64>, scale: f64, unit: &str| v.map_or("-".to_string(), |g| format!("{:.1}{unit}", scale * g));
     for o in &r.ops {
-        let gf = o.gflops.map_or("-".to_string(), |g| format!("{g:.1}"));
-        println!("  {:<52} {:>9.5} {:>8} {:>7.2} {:>5.1}%", o.op, o.seconds, gf, o.gbytes_per_s, 100.0 * o.share);
+        let (gf, wk, pk) =
+            (or_dash(o.gflops, 1.0, ""), or_dash(o.work_gflops, 1.0, ""), or_dash(o.of_peak, 100.0, "%"));
+        let (wk, pk) = if work { (format!("{wk:>8}"), format!("{pk:>8}")) } else { (String::new(), String::new()) };
+        println!(
+            "  {:<52} {:>9.5} {:>8}{wk}{pk} {:>7.2} {:>5.1}%",
+            o.op,
+            o.seconds,
+            gf,
+            o.gbytes_per_s,
+            100.0 * o.share
+        );
     }
 }

@@ -214,6 +214,10 @@ pub struct BenchArgs {
     /// sets the step's choice between them.
     #[arg(long)]
     pub crossover: bool,
+    /// CPU threads (default: all cores), as for `train`: `--threads 1` and `2` measure how the
+    /// step scales.
+    #[arg(long, value_parser = positive)]
+    pub threads: Option<usize>,
     /// Write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
