@@ -86,15 +86,20 @@ fn bench_runs_on_the_threads_it_is_given() {
     check_point(single_point(&v), &["cpu"]);
 }
 
-/// `bench` measures the CPU's peak and sets each phase's real work against it: the input
-/// layer's products run 8 FLOPs (4 fused multiply-adds) per inked quad of a row and hidden unit,
-/// counted here from the pixels themselves; the output layer runs its dense count.
+/// `bench` measures the CPU's peak before the point and after it, the highest counting, and sets
+/// each phase's real work against it: the input layer's products run 8 FLOPs (4 fused
+/// multiply-adds) per inked quad of a row and hidden unit, counted here from the pixels
+/// themselves; the output layer runs its dense count.
 #[test]
 fn bench_sets_each_cpu_phase_s_work_against_the_measured_peak() {
     let v = bench(&["--backend", "cpu"]);
     let peak = finite(&v["peak_gflops"], "peak GFLOP/s");
     // Even the baseline build's libm fmaf calls run a few GFLOP/s.
     assert!(peak > 0.1, "peak {peak} GFLOP/s");
+    let measured: Vec<f64> =
+        v["peak_measurements"].as_array().expect("peak measurements").iter().map(|m| finite(m, "a peak")).collect();
+    assert_eq!(measured.len(), 2, "before the point and after it: {measured:?}");
+    assert_eq!(peak, measured.iter().copied().fold(0.0, f64::max), "the highest counts: {measured:?}");
     let mnist = gpu_mnist::data::load_mnist(std::path::Path::new("data/mnist")).expect("the bundled MNIST");
     let pixels = &mnist.train.pixels[..700 * 784];
     let inked = pixels.chunks(784).flat_map(|row| row.chunks(4)).filter(|q| q.iter().any(|&p| p != 0)).count();

@@ -69,14 +69,13 @@ fn self_check(train: &Dataset, params: &Params, act: Activation, batch: Option<u
 }
 
 /// Times the step of `shape` on `train` (`batch`: rows per mini-batch, `None` for the full batch);
-/// each phase's work is set against `peak_gflops`, the threads' measured peak.
+/// the caller sets each phase's work against the threads' peak (`BackendFigures::set_peak`).
 pub fn bench(
     train: &Dataset,
     shape: Shape,
     act: Activation,
     batch: Option<usize>,
     args: &BenchArgs,
-    peak_gflops: Option<f64>,
 ) -> Result<BackendFigures> {
     let (n, d) = (train.n, shape.d);
     let x = SparseRows::from_pixels(&train.pixels, d);
@@ -139,7 +138,7 @@ pub fn bench(
     let mut ops: Vec<OpFigure> = phases(&shape, rows, nnz_per_row * rows, quads_per_row * rows)
         .into_iter()
         .zip(&times)
-        .map(|(ph, &t)| figure(ph.name, t, Some(ph.flops), ph.bytes, total).with_work(ph.work, peak_gflops))
+        .map(|(ph, &t)| figure(ph.name, t, Some(ph.flops), ph.bytes, total).with_work(ph.work))
         .collect();
     let (name, flops, bytes) = update_cost(args.optimizer, p);
     ops.push(figure(name.into(), update, Some(flops), bytes, total));
@@ -160,7 +159,7 @@ pub fn bench(
              ({}), shares of their sum with the update; {:.1}% of the pixels are non-zero and {:.1}% lie in quads (4 \
              side by side) with ink, which the input layer's products take (work: their multiply-adds, blank \
              pixels included, and the output layer's dense products; a hidden-to-hidden layer's blocks take dense or \
-             sparse products by their density, its work not counted){}",
+             sparse products by their density, its work not counted)",
             if rows as usize <= fast::BATCH_ROWS {
                 "the phases go layer by layer over the batch".to_string()
             } else {
@@ -168,8 +167,6 @@ pub fn bench(
             },
             100.0 * nnz_per_row / d as f64,
             100.0 * quad_share,
-            peak_gflops
-                .map_or(String::new(), |p| format!("; of peak: the work's FLOP/s over the measured {p:.0} GFLOP/s")),
         ),
         seconds_per_iteration: iteration,
         seconds_per_epoch: steps as f64 * iteration,

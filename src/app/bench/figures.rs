@@ -73,8 +73,11 @@ pub struct Report {
     pub simd: String,
     pub simd_used: String,
     /// FLOP/s of independent fused multiply-adds on every thread at `simd_used` (`cpu::fast::peak_flops`),
-    /// when the CPU was timed.
+    /// when the CPU was timed: the highest of the measurements before the first point and after each, since
+    /// another process taking cycles can only lower one.
     pub peak_gflops: Option<f64>,
+    /// Every peak measurement, in GFLOP/s, in the order taken.
+    pub peak_measurements: Vec<f64>,
     pub gpu: Option<String>,
     pub points: Vec<Point>,
     pub naive: Vec<NaiveFigure>,
@@ -127,11 +130,23 @@ pub(crate) fn figure(op: String, seconds: f64, flops: Option<f64>, bytes: f64, t
 }
 
 impl OpFigure {
-    /// With the op's real `work` in FLOPs, set against `peak_gflops`.
-    pub(crate) fn with_work(mut self, work: Option<f64>, peak_gflops: Option<f64>) -> OpFigure {
+    /// With the FLOPs the op's kernels really run, where known.
+    pub(crate) fn with_work(mut self, work: Option<f64>) -> OpFigure {
         self.work_gflops = work.map(|w| w / self.seconds / 1e9);
-        self.of_peak = self.work_gflops.zip(peak_gflops).map(|(w, p)| w / p);
         self
+    }
+}
+
+impl BackendFigures {
+    /// Sets each op's work against `peak_gflops`, the threads' peak, and says so in `timing`.
+    pub(crate) fn set_peak(&mut self, peak_gflops: f64) {
+        for o in &mut self.ops {
+            o.of_peak = o.work_gflops.map(|w| w / peak_gflops);
+        }
+        self.timing.push_str(&format!(
+            "; of peak: the work's FLOP/s over {peak_gflops:.0} GFLOP/s, the highest of the peak's measurements so \
+             far (before the first point and after each)"
+        ));
     }
 }
 

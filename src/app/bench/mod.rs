@@ -94,6 +94,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         simd: cpu_simd().into(),
         simd_used: fast::Simd::detect().name().into(),
         peak_gflops: None,
+        peak_measurements: Vec::new(),
         gpu: report_gpu.clone(),
         points: Vec::new(),
         naive: Vec::new(),
@@ -111,11 +112,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.backend != BenchBackends::Gpu {
         let peak = fast::peak_flops(fast::Simd::detect()) / 1e9;
         println!(
-            "CPU peak: {peak:.1} GFLOP/s, measured: independent {} fused multiply-adds on {} at once",
+            "CPU peak: {peak:.1} GFLOP/s, measured: independent {} fused multiply-adds on {} at once (again after \
+             each CPU measurement; the highest counts)",
             report.simd_used,
             threads_phrase(report.threads)
         );
         report.peak_gflops = Some(peak);
+        report.peak_measurements.push(peak);
     }
     if let Some(g) = &report_gpu {
         println!("GPU: {g}");
@@ -175,7 +178,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut results = Vec::new();
         if args.backend != BenchBackends::Gpu {
             bar.set_message(format!("cpu, N {n}, {name}"));
-            results.push(cpu::bench(&train, shape.clone(), args.activation, batch, args, report.peak_gflops)?);
+            let mut r = cpu::bench(&train, shape.clone(), args.activation, batch, args)?;
+            // Another process taking cycles can only lower a measurement: the highest so far counts.
+            let again = fast::peak_flops(fast::Simd::detect()) / 1e9;
+            report.peak_measurements.push(again);
+            let peak = report.peak_gflops.unwrap_or(0.0).max(again);
+            report.peak_gflops = Some(peak);
+            r.set_peak(peak);
+            results.push(r);
             bar.inc(1);
         }
         if gpu_info.is_some() {
