@@ -134,14 +134,18 @@ impl CpuBackend {
     }
 }
 
+/// "1 thread", "2 threads": how the CPU backend and `bench` name a thread count.
+pub fn threads_phrase(n: usize) -> String {
+    if n == 1 { "1 thread".into() } else { format!("{n} threads") }
+}
+
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
     }
 
     fn device(&self) -> String {
-        let threads = Self::threads();
-        format!("{threads} thread{}", if threads == 1 { "" } else { "s" })
+        threads_phrase(Self::threads())
     }
 
     fn train_rows(&self) -> usize {

@@ -153,7 +153,7 @@ pub fn bench(
     };
     Ok(BackendFigures {
         backend: "cpu".into(),
-        device: format!("{}, {}", super::threads_phrase(rayon::current_num_threads()), kernels.simd.name()),
+        device: format!("{}, {}", cpu::threads_phrase(rayon::current_num_threads()), kernels.simd.name()),
         timing: format!(
             "{what}; phases: the gradient pass's wall time split by each phase's share of the threads' busy time \
              ({}), shares of their sum with the update; {:.1}% of the pixels are non-zero and {:.1}% lie in quads (4 \

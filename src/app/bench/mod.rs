@@ -40,11 +40,6 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// "1 thread", "2 threads".
-pub(crate) fn threads_phrase(n: usize) -> String {
-    if n == 1 { "1 thread".into() } else { format!("{n} threads") }
-}
-
 /// The widest vector instruction set the CPU reports.
 fn cpu_simd() -> &'static str {
     #[cfg(target_arch = "x86_64")]
@@ -105,20 +100,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "CPU: {}, {} cores, {}, {} (fast path built for {})",
         report.cpu,
         report.cores,
-        threads_phrase(report.threads),
+        gpu_mnist::cpu::threads_phrase(report.threads),
         report.simd,
         report.simd_used
     );
     if args.backend != BenchBackends::Gpu {
-        let peak = fast::peak_flops(fast::Simd::detect()) / 1e9;
+        let peak = report.measure_peak();
         println!(
             "CPU peak: {peak:.1} GFLOP/s, measured: independent {} fused multiply-adds on {} at once (again after \
              each CPU measurement; the highest counts)",
             report.simd_used,
-            threads_phrase(report.threads)
+            gpu_mnist::cpu::threads_phrase(report.threads)
         );
-        report.peak_gflops = Some(peak);
-        report.peak_measurements.push(peak);
     }
     if let Some(g) = &report_gpu {
         println!("GPU: {g}");
@@ -179,12 +172,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if args.backend != BenchBackends::Gpu {
             bar.set_message(format!("cpu, N {n}, {name}"));
             let mut r = cpu::bench(&train, shape.clone(), args.activation, batch, args)?;
-            // Another process taking cycles can only lower a measurement: the highest so far counts.
-            let again = fast::peak_flops(fast::Simd::detect()) / 1e9;
-            report.peak_measurements.push(again);
-            let peak = report.peak_gflops.unwrap_or(0.0).max(again);
-            report.peak_gflops = Some(peak);
-            r.set_peak(peak);
+            r.set_peak(report.measure_peak());
             results.push(r);
             bar.inc(1);
         }
@@ -263,14 +251,16 @@ fn print_figures(r: &BackendFigures, per_op: bool, steps: Option<usize>) {
     let or_dash =
         |v: Option<f64>, scale: f64, unit: &str| v.map_or("-".to_string(), |g| format!("{:.1}{unit}", scale * g));
     for o in &r.ops {
-        let (gf, wk, pk) =
-            (or_dash(o.gflops, 1.0, ""), or_dash(o.work_gflops, 1.0, ""), or_dash(o.of_peak, 100.0, "%"));
-        let (wk, pk) = if work { (format!("{wk:>8}"), format!("{pk:>8}")) } else { (String::new(), String::new()) };
+        let work_cols = if work {
+            format!("{:>8}{:>8}", or_dash(o.work_gflops, 1.0, ""), or_dash(o.of_peak, 100.0, "%"))
+        } else {
+            String::new()
+        };
         println!(
-            "  {:<52} {:>9.5} {:>8}{wk}{pk} {:>7.2} {:>5.1}%",
+            "  {:<52} {:>9.5} {:>8}{work_cols} {:>7.2} {:>5.1}%",
             o.op,
             o.seconds,
-            gf,
+            or_dash(o.gflops, 1.0, ""),
             o.gbytes_per_s,
             100.0 * o.share
         );
